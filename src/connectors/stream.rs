@@ -1,0 +1,271 @@
+//! A stream object: a table (fed by `INSERT`) or a source (fed by a
+//! connector). Both push record batches through [`StreamObject::push`], which
+//! counts rows, detects late rows, advances the watermark and publishes to
+//! every subscribed view.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::compute::kernels::aggregate::max;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
+use parking_lot::Mutex;
+
+use crate::error::{EddyError, Result};
+use crate::exec::message::WatermarkTracker;
+use crate::exec::publish::Publisher;
+use crate::exec::window::event_times_ns;
+use crate::exec::{Changes, Message, Watermark};
+use crate::sql::ObjectKind;
+
+/// Sentinel for "no watermark yet" in atomics.
+pub const NO_WATERMARK: i64 = i64::MIN;
+
+/// Progress counters of a stream, shown in `eddy.sources`.
+#[derive(Debug)]
+pub struct SourceMetrics {
+    /// Rows accepted.
+    pub rows_read: AtomicU64,
+    /// Rows rejected (bad records).
+    pub rows_rejected: AtomicU64,
+    /// Rows whose event time was below the watermark on arrival.
+    pub rows_late: AtomicU64,
+    /// Current watermark (ns), or [`NO_WATERMARK`].
+    pub watermark: AtomicI64,
+    /// Largest event time seen (ns), or [`NO_WATERMARK`].
+    pub max_event_time: AtomicI64,
+    /// `running`, `finished`, `failed`.
+    pub status: Mutex<String>,
+    /// Last error, if any.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Default for SourceMetrics {
+    fn default() -> Self {
+        SourceMetrics {
+            rows_read: AtomicU64::new(0),
+            rows_rejected: AtomicU64::new(0),
+            rows_late: AtomicU64::new(0),
+            watermark: AtomicI64::new(NO_WATERMARK),
+            max_event_time: AtomicI64::new(NO_WATERMARK),
+            status: Mutex::new("running".into()),
+            last_error: Mutex::new(None),
+        }
+    }
+}
+
+/// How a stream derives its watermark.
+#[derive(Debug)]
+pub struct WatermarkGen {
+    /// Index of the event-time column.
+    pub time_index: usize,
+    /// Name of the event-time column.
+    pub time_column: String,
+    /// The watermark expression (evaluated per row; the watermark is the max).
+    pub expr: Arc<dyn PhysicalExpr>,
+}
+
+/// Rows of a table kept for `SELECT` (most recent first out when full).
+struct Retained {
+    batches: VecDeque<RecordBatch>,
+    rows: usize,
+    max_rows: usize,
+    evicted_rows: u64,
+}
+
+/// A table or source.
+pub struct StreamObject {
+    /// Object name.
+    pub name: String,
+    /// Table or source.
+    pub kind: ObjectKind,
+    /// Connector name (`table` for INSERT-fed tables).
+    pub connector: String,
+    /// Row schema.
+    pub schema: SchemaRef,
+    /// Watermark definition.
+    pub watermark: Option<WatermarkGen>,
+    /// Progress counters.
+    pub metrics: SourceMetrics,
+    /// Subscribers (views).
+    pub publisher: Publisher,
+    tracker: Mutex<WatermarkTracker>,
+    push_lock: tokio::sync::Mutex<()>,
+    retained: Option<Mutex<Retained>>,
+}
+
+impl std::fmt::Debug for StreamObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamObject")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl StreamObject {
+    /// Create a stream. `retain_rows` > 0 keeps that many recent rows for `SELECT` (tables).
+    pub fn new(
+        name: String,
+        kind: ObjectKind,
+        connector: String,
+        schema: SchemaRef,
+        watermark: Option<WatermarkGen>,
+        retain_rows: usize,
+    ) -> Self {
+        StreamObject {
+            name,
+            kind,
+            connector,
+            schema,
+            watermark,
+            metrics: SourceMetrics::default(),
+            publisher: Publisher::new(),
+            tracker: Mutex::new(WatermarkTracker::default()),
+            push_lock: tokio::sync::Mutex::new(()),
+            retained: (retain_rows > 0).then(|| {
+                Mutex::new(Retained {
+                    batches: VecDeque::new(),
+                    rows: 0,
+                    max_rows: retain_rows,
+                    evicted_rows: 0,
+                })
+            }),
+        }
+    }
+
+    /// The event-time column the watermark refers to.
+    pub fn time_column(&self) -> Option<&str> {
+        self.watermark.as_ref().map(|w| w.time_column.as_str())
+    }
+
+    /// Rows of a table evicted from its `SELECT` history.
+    pub fn evicted_rows(&self) -> u64 {
+        self.retained.as_ref().map_or(0, |r| r.lock().evicted_rows)
+    }
+
+    /// Push a batch (already of this stream's schema) to every subscriber:
+    /// count it, count late rows, then publish the data and the advanced
+    /// watermark, in that order.
+    pub async fn push(&self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let _guard = self.push_lock.lock().await;
+        let mut new_wm = None;
+        if let Some(wm) = &self.watermark {
+            let ts = event_times_ns(batch.column(wm.time_index))?;
+            let current = self.tracker.lock().current();
+            if let Some(cur) = current {
+                let late = ts.iter().filter(|t| t.is_some_and(|t| t < cur)).count();
+                self.metrics
+                    .rows_late
+                    .fetch_add(late as u64, Ordering::Relaxed);
+            }
+            if let Some(m) = max(&ts) {
+                self.metrics.max_event_time.fetch_max(m, Ordering::Relaxed);
+            }
+            let v = wm.expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+            let candidates = event_times_ns(&v)?;
+            if let Some(candidate) = max(&candidates) {
+                new_wm = self.tracker.lock().advance(candidate);
+            }
+        }
+        self.metrics
+            .rows_read
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        let retained = &self.retained;
+        self.publisher
+            .publish(Message::Data(Changes::inserts(batch)), |m| {
+                if let (Some(r), Message::Data(c)) = (retained, m) {
+                    let mut r = r.lock();
+                    r.rows += c.num_rows();
+                    r.batches.push_back(c.batch.clone());
+                    while r.rows > r.max_rows {
+                        let Some(b) = r.batches.pop_front() else {
+                            break;
+                        };
+                        r.rows -= b.num_rows();
+                        r.evicted_rows += b.num_rows() as u64;
+                    }
+                }
+            })
+            .await;
+        if let Some(w) = new_wm {
+            self.metrics.watermark.store(w, Ordering::Relaxed);
+            self.publisher
+                .publish(Message::Watermark(Watermark::EventTime(w)), |_| {})
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Messages that bring a new subscriber up to date: a table's retained rows.
+    pub fn snapshot_messages(&self) -> Vec<Message> {
+        match &self.retained {
+            None => Vec::new(),
+            Some(r) => r
+                .lock()
+                .batches
+                .iter()
+                .map(|b| Message::Data(Changes::inserts(b.clone())))
+                .collect(),
+        }
+    }
+
+    /// Mark the stream failed with an error (shown in `eddy.sources`).
+    pub fn fail(&self, error: &EddyError) {
+        *self.metrics.status.lock() = "failed".into();
+        *self.metrics.last_error.lock() = Some(error.to_string());
+    }
+}
+
+/// `SELECT` over a table reads its retained rows; sources are not stored.
+#[derive(Debug)]
+pub struct StreamTable(pub Arc<StreamObject>);
+
+#[async_trait]
+impl TableProvider for StreamTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let Some(r) = &self.0.retained else {
+            return Err(datafusion::error::DataFusionError::External(Box::new(
+                EddyError::NotSupported {
+                    message: format!(
+                        "source \"{}\" is a stream and is not stored; it cannot be queried directly",
+                        self.0.name
+                    ),
+                    hint: Some(
+                        "Create a materialized view over it and query the view.".into(),
+                    ),
+                },
+            )));
+        };
+        let batches: Vec<RecordBatch> = r.lock().batches.iter().cloned().collect();
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.0.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}

@@ -1,0 +1,395 @@
+//! `CREATE` and `DROP` of tables, sources and materialized views.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::parser::Parser;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::catalog::{Entry, ObjectRef};
+use super::{Engine, Outcome};
+use crate::connectors::datagen::{DatagenGenerator, DatagenOptions};
+use crate::connectors::runner::run_datagen;
+use crate::connectors::stream::WatermarkGen;
+use crate::connectors::{StreamObject, StreamTable};
+use crate::error::{EddyError, Result};
+use crate::exec::pipeline::{spawn_view, ViewInput};
+use crate::plan::{explain, plan_view, PlanInputs, ViewPlan};
+use crate::sql::tokens::DIALECT;
+use crate::sql::{CreateStream, CreateView, ObjectKind};
+use crate::views::{MaterializedView, ViewTable};
+
+fn command(tag: &str) -> Outcome {
+    Outcome::Command {
+        tag: tag.to_string(),
+        rows: None,
+    }
+}
+
+impl Engine {
+    fn exists(&self, name: &str) -> Option<ObjectKind> {
+        self.catalog.with(|e| e.get(name).map(|e| e.kind()))
+    }
+
+    fn duplicate(&self, name: &str) -> EddyError {
+        EddyError::DuplicateObject(format!("relation \"{name}\" already exists"))
+    }
+
+    /// Build the Arrow schema of column definitions with DataFusion's type mapping.
+    async fn columns_schema(&self, c: &CreateStream) -> Result<SchemaRef> {
+        if c.columns.is_empty() {
+            return Err(EddyError::syntax(format!(
+                "{} \"{}\" needs at least one column",
+                c.kind.noun(),
+                c.name
+            )));
+        }
+        let cols: Vec<String> = c.columns.iter().map(|c| c.to_string()).collect();
+        let sql = format!("CREATE TABLE __eddy_columns ({})", cols.join(", "));
+        let stmt = Parser::new(&DIALECT)
+            .try_with_sql(&sql)
+            .and_then(|mut p| p.parse_statement())
+            .map_err(|e| EddyError::syntax(e.to_string()))?;
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+            .await?;
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(t)) => {
+                Ok(t.input.schema().inner().clone())
+            }
+            _ => Err(EddyError::Internal("column planning gave no table".into())),
+        }
+    }
+
+    fn watermark_gen(&self, c: &CreateStream, schema: &SchemaRef) -> Result<Option<WatermarkGen>> {
+        let Some(wm) = &c.watermark else {
+            return Ok(None);
+        };
+        let time_index = schema.index_of(&wm.column).map_err(|_| {
+            EddyError::UndefinedColumn(format!(
+                "WATERMARK FOR \"{}\": no such column in \"{}\"",
+                wm.column, c.name
+            ))
+        })?;
+        if !matches!(
+            schema.field(time_index).data_type(),
+            DataType::Timestamp(_, _)
+        ) {
+            return Err(EddyError::DatatypeMismatch(format!(
+                "WATERMARK FOR \"{}\": the column must be a TIMESTAMP, not {}",
+                wm.column,
+                schema.field(time_index).data_type()
+            )));
+        }
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        let state = self.ctx.state();
+        let expr = state.create_logical_expr(&wm.expr.to_string(), &df_schema)?;
+        let phys = state.create_physical_expr(expr, &df_schema)?;
+        let out_type = phys.data_type(schema)?;
+        if !matches!(out_type, DataType::Timestamp(_, _)) {
+            return Err(EddyError::DatatypeMismatch(format!(
+                "WATERMARK expression {} must give a TIMESTAMP, not {out_type}",
+                wm.expr
+            )));
+        }
+        Ok(Some(WatermarkGen {
+            time_index,
+            time_column: wm.column.clone(),
+            expr: phys,
+        }))
+    }
+
+    pub(super) async fn create_stream(&self, c: CreateStream) -> Result<Outcome> {
+        let tag = match c.kind {
+            ObjectKind::Table => "CREATE TABLE",
+            _ => "CREATE SOURCE",
+        };
+        if self.exists(&c.name).is_some() {
+            return if c.if_not_exists {
+                Ok(command(tag))
+            } else {
+                Err(self.duplicate(&c.name))
+            };
+        }
+        let schema = self.columns_schema(&c).await?;
+        let watermark = self.watermark_gen(&c, &schema)?;
+        let mut tasks = JoinSet::new();
+        let (connector, retain) = match c.kind {
+            ObjectKind::Table => ("table".to_string(), self.limits.table_retain_rows),
+            _ => (c.options.get("connector").cloned().unwrap_or_default(), 0),
+        };
+        let stream = Arc::new(StreamObject::new(
+            c.name.clone(),
+            c.kind,
+            connector.clone(),
+            schema.clone(),
+            watermark,
+            retain,
+        ));
+        if c.kind == ObjectKind::Source {
+            let mut opts = c.options.clone();
+            opts.remove("connector");
+            match connector.as_str() {
+                "datagen" => {
+                    let options =
+                        DatagenOptions::parse(&schema, &opts).map_err(EddyError::invalid)?;
+                    let rate = options.rows_per_second;
+                    let gen = DatagenGenerator::new(schema.clone(), options);
+                    tasks.spawn(run_datagen(stream.clone(), gen, rate));
+                }
+                "kafka" | "file" | "nexmark" => {
+                    return Err(EddyError::not_supported(format!(
+                        "connector '{connector}' is not available yet"
+                    )))
+                }
+                other => {
+                    return Err(EddyError::InvalidParameter {
+                        message: format!("unknown connector '{other}'"),
+                        hint: Some("Available connectors: datagen.".into()),
+                    })
+                }
+            }
+        }
+        self.ctx
+            .register_table(c.name.as_str(), Arc::new(StreamTable(stream.clone())))?;
+        self.catalog.with(|e| {
+            e.insert(
+                c.name.clone(),
+                Entry {
+                    object: ObjectRef::Stream(stream),
+                    sql: c.sql.clone(),
+                    depends_on: vec![],
+                    tasks,
+                },
+            )
+        });
+        Ok(command(tag))
+    }
+
+    fn plan_inputs(&self) -> HashMap<String, PlanInputs> {
+        self.catalog.with(|e| {
+            e.iter()
+                .map(|(name, e)| {
+                    let inputs = match &e.object {
+                        ObjectRef::Stream(s) => PlanInputs {
+                            schema: s.schema.clone(),
+                            time_column: s.time_column().map(str::to_string),
+                            updating: false,
+                            kind: s.kind.noun().to_string(),
+                        },
+                        ObjectRef::View(v) => PlanInputs {
+                            schema: v.schema.clone(),
+                            time_column: v.plan.out_time.column.clone(),
+                            updating: v.plan.updating,
+                            kind: "materialized view".to_string(),
+                        },
+                    };
+                    (name.clone(), inputs)
+                })
+                .collect()
+        })
+    }
+
+    async fn plan(&self, v: &CreateView) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
+        let inputs = self.plan_inputs();
+        let plan = plan_view(
+            v,
+            &inputs,
+            self.ctx.copied_config(),
+            self.limits.partitions,
+            self.limits.max_groups_per_partition,
+        )
+        .await?;
+        Ok((plan, inputs))
+    }
+
+    pub(super) async fn explain_view(&self, v: CreateView) -> Result<Outcome> {
+        let (plan, inputs) = self.plan(&v).await?;
+        let kind = inputs.get(&plan.input).map_or("?", |i| i.kind.as_str());
+        let lines = explain(&plan, kind);
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new("plan", DataType::Utf8, false),
+        ]));
+        let batch = datafusion::arrow::record_batch::RecordBatch::try_new(
+            schema,
+            vec![Arc::new(datafusion::arrow::array::StringArray::from(lines))],
+        )?;
+        self.rows(batch)
+    }
+
+    pub(super) async fn create_view(&self, v: CreateView) -> Result<Outcome> {
+        if self.exists(&v.name).is_some() {
+            return if v.if_not_exists {
+                Ok(command("CREATE MATERIALIZED VIEW"))
+            } else {
+                Err(self.duplicate(&v.name))
+            };
+        }
+        if !v.options.is_empty() {
+            let keys: Vec<&String> = v.options.keys().collect();
+            return Err(EddyError::invalid(format!(
+                "unknown materialized view option(s): {keys:?}"
+            )));
+        }
+        let (plan, _) = self.plan(&v).await?;
+        let input_name = plan.input.clone();
+        let view = Arc::new(MaterializedView::new(plan, self.limits.view_max_rows)?);
+        let input = self.catalog.with(|e| {
+            e.get(&input_name).map(|e| match &e.object {
+                ObjectRef::Stream(s) => InputRef::Stream(s.clone()),
+                ObjectRef::View(v) => InputRef::View(v.clone()),
+            })
+        });
+        let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
+        let snapshot = match input {
+            Some(InputRef::Stream(s)) => {
+                s.publisher
+                    .subscribe(&v.name, tx, || s.snapshot_messages())
+                    .await
+            }
+            Some(InputRef::View(up)) => {
+                let mut err = None;
+                let snap = up
+                    .publisher
+                    .subscribe(&v.name, tx, || match up.snapshot_messages() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            err = Some(e);
+                            Vec::new()
+                        }
+                    })
+                    .await;
+                if let Some(e) = err {
+                    up.publisher.unsubscribe(&v.name).await;
+                    return Err(e);
+                }
+                snap
+            }
+            None => {
+                return Err(EddyError::UndefinedObject(format!(
+                    "relation \"{input_name}\" does not exist"
+                )))
+            }
+        };
+        let mut tasks = JoinSet::new();
+        spawn_view(
+            view.clone(),
+            ViewInput { snapshot, rx },
+            &mut tasks,
+            self.limits.channel_capacity,
+        );
+        self.ctx
+            .register_table(v.name.as_str(), Arc::new(ViewTable(view.clone())))?;
+        self.catalog.with(|e| {
+            e.insert(
+                v.name.clone(),
+                Entry {
+                    object: ObjectRef::View(view),
+                    sql: v.sql.clone(),
+                    depends_on: vec![input_name],
+                    tasks,
+                },
+            )
+        });
+        Ok(command("CREATE MATERIALIZED VIEW"))
+    }
+
+    pub(super) async fn drop_objects(
+        &self,
+        kind: ObjectKind,
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<Outcome> {
+        let tag = format!("DROP {}", kind.sql_name());
+        // Validate everything first, so a failing DROP drops nothing.
+        let mut order: Vec<String> = Vec::new();
+        for name in &names {
+            match self.exists(name) {
+                None if if_exists => continue,
+                None => {
+                    return Err(EddyError::UndefinedObject(format!(
+                        "{} \"{name}\" does not exist",
+                        kind.noun()
+                    )))
+                }
+                Some(k) if k != kind => {
+                    return Err(EddyError::InvalidParameter {
+                        message: format!("\"{name}\" is not a {}", kind.noun()),
+                        hint: Some(format!("Use DROP {}.", k.sql_name())),
+                    })
+                }
+                Some(_) => {}
+            }
+            let mut closure = Vec::new();
+            self.collect_dependants(name, &mut closure);
+            let outside: Vec<&String> = closure.iter().filter(|d| !names.contains(d)).collect();
+            if !outside.is_empty() && !cascade {
+                let list: Vec<String> = outside.iter().map(|s| s.to_string()).collect();
+                return Err(EddyError::DependentObjects {
+                    message: format!(
+                        "cannot drop {} \"{name}\" because other objects depend on it",
+                        kind.noun()
+                    ),
+                    detail: format!("materialized view(s) {} depend on it", list.join(", ")),
+                });
+            }
+            for d in closure.into_iter().rev() {
+                if !order.contains(&d) {
+                    order.push(d);
+                }
+            }
+            if !order.contains(name) {
+                order.push(name.clone());
+            }
+        }
+        for name in order {
+            self.drop_one(&name).await?;
+        }
+        Ok(command(&tag))
+    }
+
+    /// Dependants of `name`, transitively, parents before children.
+    fn collect_dependants(&self, name: &str, out: &mut Vec<String>) {
+        for d in self.catalog.dependants(name) {
+            if !out.contains(&d) {
+                out.push(d.clone());
+                self.collect_dependants(&d, out);
+            }
+        }
+    }
+
+    async fn drop_one(&self, name: &str) -> Result<()> {
+        let Some(mut entry) = self.catalog.with(|e| e.remove(name)) else {
+            return Ok(());
+        };
+        entry.tasks.shutdown().await;
+        self.ctx.deregister_table(name)?;
+        for dep in &entry.depends_on {
+            let up = self.catalog.with(|e| {
+                e.get(dep).map(|e| match &e.object {
+                    ObjectRef::Stream(s) => InputRef::Stream(s.clone()),
+                    ObjectRef::View(v) => InputRef::View(v.clone()),
+                })
+            });
+            match up {
+                Some(InputRef::Stream(s)) => s.publisher.unsubscribe(name).await,
+                Some(InputRef::View(v)) => v.publisher.unsubscribe(name).await,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+enum InputRef {
+    Stream(Arc<StreamObject>),
+    View(Arc<MaterializedView>),
+}

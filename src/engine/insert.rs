@@ -1,0 +1,212 @@
+//! `INSERT INTO table VALUES … | SELECT …`: evaluate the rows with
+//! DataFusion, fit them to the table's columns, enforce NOT NULL, push.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef};
+use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::FormatOptions;
+use datafusion::common::ParamValues;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast;
+
+use super::catalog::ObjectRef;
+use super::{Engine, Outcome};
+use crate::error::{EddyError, Result};
+use crate::sql::statement::{normalize_ident, normalize_object_name};
+
+/// The column an INSERT target names (its last identifier).
+fn column_name(c: &ast::ObjectName) -> String {
+    c.0.last()
+        .and_then(|p| p.as_ident())
+        .map(normalize_ident)
+        .unwrap_or_default()
+}
+use crate::sql::ObjectKind;
+
+impl Engine {
+    pub(super) async fn insert(
+        &self,
+        stmt: ast::Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome> {
+        let ast::Statement::Insert(ins) = stmt else {
+            return Err(EddyError::Internal("not an INSERT".into()));
+        };
+        let ast::TableObject::TableName(name) = &ins.table else {
+            return Err(EddyError::not_supported("INSERT INTO a table function"));
+        };
+        let name = normalize_object_name(name)?;
+        let stream = self
+            .catalog
+            .with(|e| match e.get(&name).map(|e| &e.object) {
+                Some(ObjectRef::Stream(s)) if s.kind == ObjectKind::Table => Ok(s.clone()),
+                Some(ObjectRef::Stream(_)) => Err(EddyError::InvalidParameter {
+                    message: format!(
+                        "cannot INSERT into source \"{name}\": it is fed by its connector"
+                    ),
+                    hint: None,
+                }),
+                Some(ObjectRef::View(_)) => Err(EddyError::InvalidParameter {
+                    message: format!("cannot INSERT into materialized view \"{name}\""),
+                    hint: None,
+                }),
+                None => Err(EddyError::UndefinedObject(format!(
+                    "relation \"{name}\" does not exist"
+                ))),
+            })?;
+        let Some(source) = ins.source.clone() else {
+            return Err(EddyError::not_supported("INSERT without VALUES or SELECT"));
+        };
+        let schema = stream.schema.clone();
+        // Target column positions, in the order the rows give them.
+        let targets: Vec<usize> = if ins.columns.is_empty() {
+            (0..schema.fields().len()).collect()
+        } else {
+            ins.columns
+                .iter()
+                .map(|c| {
+                    let c = column_name(c);
+                    schema.index_of(&c).map_err(|_| {
+                        EddyError::UndefinedColumn(format!(
+                            "column \"{c}\" of relation \"{name}\" does not exist"
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(ast::Statement::Query(
+                source,
+            ))))
+            .await?;
+        let plan = match params {
+            Some(p) => plan.with_param_values(p)?,
+            None => plan,
+        };
+        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let mut fitted = Vec::with_capacity(batches.len());
+        let mut total = 0usize;
+        for b in batches {
+            if b.num_columns() != targets.len() {
+                return Err(EddyError::DatatypeMismatch(format!(
+                    "INSERT has {} expressions but {} target columns",
+                    b.num_columns(),
+                    targets.len()
+                )));
+            }
+            let batch = fit(&name, &schema, &targets, &b)?;
+            total += batch.num_rows();
+            fitted.push(batch);
+        }
+        for batch in fitted {
+            stream.push(batch).await?;
+        }
+        Ok(Outcome::Command {
+            tag: "INSERT".into(),
+            rows: Some(total),
+        })
+    }
+}
+
+impl Engine {
+    /// Types of `$n` parameters of an INSERT: a parameter standing alone in
+    /// a VALUES row takes the type of the column it fills.
+    pub fn insert_param_types(
+        &self,
+        stmt: &ast::Statement,
+    ) -> Result<Vec<Option<datafusion::arrow::datatypes::DataType>>> {
+        let ast::Statement::Insert(ins) = stmt else {
+            return Ok(vec![]);
+        };
+        let ast::TableObject::TableName(name) = &ins.table else {
+            return Ok(vec![]);
+        };
+        let name = normalize_object_name(name)?;
+        let Some(schema) = self
+            .catalog
+            .with(|e| match e.get(&name).map(|e| &e.object) {
+                Some(ObjectRef::Stream(s)) => Some(s.schema.clone()),
+                _ => None,
+            })
+        else {
+            return Ok(vec![]);
+        };
+        let targets: Vec<Option<usize>> = if ins.columns.is_empty() {
+            (0..schema.fields().len()).map(Some).collect()
+        } else {
+            ins.columns
+                .iter()
+                .map(|c| schema.index_of(&column_name(c)).ok())
+                .collect()
+        };
+        let mut types: Vec<Option<datafusion::arrow::datatypes::DataType>> = Vec::new();
+        let Some(source) = &ins.source else {
+            return Ok(types);
+        };
+        if let ast::SetExpr::Values(values) = source.body.as_ref() {
+            for row in &values.rows {
+                for (j, e) in row.iter().enumerate() {
+                    if let ast::Expr::Value(v) = e {
+                        if let ast::Value::Placeholder(p) = &v.value {
+                            if let Ok(n) = p.trim_start_matches('$').parse::<usize>() {
+                                if n >= 1 && n <= 65_535 {
+                                    if types.len() < n {
+                                        types.resize(n, None);
+                                    }
+                                    types[n - 1] = targets
+                                        .get(j)
+                                        .copied()
+                                        .flatten()
+                                        .map(|i| schema.field(i).data_type().clone());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(types)
+    }
+}
+
+/// Cast `b`'s columns to the table's types at `targets`, NULL elsewhere; check NOT NULL.
+fn fit(
+    table: &str,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    targets: &[usize],
+    b: &RecordBatch,
+) -> Result<RecordBatch> {
+    let opts = CastOptions {
+        safe: false,
+        format_options: FormatOptions::default(),
+    };
+    let n = b.num_rows();
+    let mut cols: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| new_null_array(f.data_type(), n))
+        .collect();
+    for (src, &dst) in targets.iter().enumerate() {
+        let field = schema.field(dst);
+        cols[dst] = cast_with_options(b.column(src), field.data_type(), &opts).map_err(|e| {
+            EddyError::DatatypeMismatch(format!(
+                "column \"{}\" is of type {} but the value cannot be converted: {e}",
+                field.name(),
+                field.data_type()
+            ))
+        })?;
+    }
+    for (i, f) in schema.fields().iter().enumerate() {
+        if !f.is_nullable() && cols[i].null_count() > 0 {
+            return Err(EddyError::NotNullViolation(format!(
+                "null value in column \"{}\" of relation \"{table}\" violates not-null constraint",
+                f.name()
+            )));
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), cols)?)
+}

@@ -1,0 +1,202 @@
+//! The engine: executes classified statements against the catalog and
+//! DataFusion.
+
+mod catalog;
+mod ddl;
+mod insert;
+mod pg_compat;
+mod show;
+mod system;
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::ParamValues;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+pub use catalog::{Catalog, Entry, ObjectRef};
+use system::{SystemTable, SystemTableKind};
+
+use crate::error::{EddyError, Result};
+use crate::sql::Statement;
+
+/// Name of the catalog (the Postgres database name clients connect to).
+pub const CATALOG: &str = "eddy";
+/// Schema of user objects.
+pub const SCHEMA: &str = "public";
+
+/// Bounds on every queue and store.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Messages buffered per operator channel.
+    pub channel_capacity: usize,
+    /// Rows a materialized view may hold.
+    pub view_max_rows: u64,
+    /// Recent rows a table keeps for `SELECT`.
+    pub table_retain_rows: usize,
+    /// Groups one aggregate partition may hold.
+    pub max_groups_per_partition: usize,
+    /// Partitions per aggregate (normally the number of cores).
+    pub partitions: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            channel_capacity: 16,
+            view_max_rows: 10_000_000,
+            table_retain_rows: 1_000_000,
+            max_groups_per_partition: 5_000_000,
+            partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// What a statement produced.
+pub enum Outcome {
+    /// A command tag (`CREATE TABLE`, `INSERT 0 3`, …).
+    Command {
+        /// The tag's command word(s).
+        tag: String,
+        /// Affected rows, when the tag carries a count.
+        rows: Option<usize>,
+    },
+    /// Rows to send.
+    Rows(DataFrame),
+}
+
+/// The engine. Shared by every connection.
+pub struct Engine {
+    ctx: SessionContext,
+    catalog: Arc<Catalog>,
+    limits: Limits,
+    compat: PostgresCompatibilityParser,
+    ddl_lock: tokio::sync::Mutex<()>,
+}
+
+impl Engine {
+    /// Build an engine with `limits`.
+    pub fn new(limits: Limits) -> Result<Self> {
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true);
+        config = config.set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+        let ctx = SessionContext::new_with_config(config);
+        setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|e| *e)?;
+        let catalog = Arc::new(Catalog::default());
+        let cat = ctx
+            .catalog(CATALOG)
+            .ok_or_else(|| EddyError::Internal("default catalog missing".into()))?;
+        cat.register_schema("eddy", Arc::new(MemorySchemaProvider::new()))?;
+        if let Some(pg) = cat.schema("pg_catalog") {
+            cat.register_schema(
+                "pg_catalog",
+                Arc::new(pg_compat::PgCatalogOverlay::new(pg, catalog.clone())),
+            )?;
+        }
+        for (name, kind) in [
+            ("eddy.sources", SystemTableKind::Sources),
+            ("eddy.views", SystemTableKind::Views),
+        ] {
+            ctx.register_table(name, Arc::new(SystemTable::new(kind, catalog.clone())))?;
+        }
+        Ok(Engine {
+            ctx,
+            catalog,
+            limits,
+            compat: PostgresCompatibilityParser::new(),
+            ddl_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The DataFusion context that answers queries.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Execute one statement. `Session` statements are the server's business
+    /// and are refused here.
+    pub async fn execute(&self, stmt: Statement) -> Result<Outcome> {
+        self.execute_with_params(stmt, None).await
+    }
+
+    /// Execute one statement with bound parameters (extended protocol).
+    pub async fn execute_with_params(
+        &self,
+        stmt: Statement,
+        params: Option<ParamValues>,
+    ) -> Result<Outcome> {
+        match stmt {
+            Statement::CreateStream(c) => {
+                let _g = self.ddl_lock.lock().await;
+                self.create_stream(c).await
+            }
+            Statement::CreateView(v) => {
+                let _g = self.ddl_lock.lock().await;
+                self.create_view(v).await
+            }
+            Statement::ExplainView(v) => self.explain_view(v).await,
+            Statement::Drop {
+                kind,
+                names,
+                if_exists,
+                cascade,
+            } => {
+                let _g = self.ddl_lock.lock().await;
+                self.drop_objects(kind, names, if_exists, cascade).await
+            }
+            Statement::Insert(ins) => self.insert(*ins, params).await,
+            Statement::Query(_, text) => Ok(Outcome::Rows(self.query(&text).await?)),
+            Statement::ShowObjects(kind) => self.show_objects(kind),
+            Statement::ShowCreate(kind, name) => self.show_create(kind, &name),
+            Statement::Describe(name) => self.describe(&name).await,
+            Statement::Session(s) => Err(EddyError::Internal(format!(
+                "session statement reached the engine: {s}"
+            ))),
+        }
+    }
+
+    /// Plan and start a query; Postgres-isms psql sends are rewritten first.
+    pub async fn query(&self, sql: &str) -> Result<DataFrame> {
+        let plan = self.plan_query(sql).await?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Plan a query (for the extended protocol's Parse/Describe).
+    pub async fn plan_query(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
+        let mut stmts = self
+            .compat
+            .parse(sql)
+            .map_err(|e| crate::sql::tokens::parser_error(sql, e))?;
+        if stmts.len() != 1 {
+            return Err(EddyError::syntax("expected exactly one query"));
+        }
+        let stmt = stmts.remove(0);
+        Ok(self
+            .ctx
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+            .await?)
+    }
+
+    /// A one-batch result.
+    fn rows(&self, batch: RecordBatch) -> Result<Outcome> {
+        Ok(Outcome::Rows(self.ctx.read_batch(batch)?))
+    }
+}

@@ -1,0 +1,226 @@
+//! eddy's error type: one enum by category, each mapped to a Postgres SQLSTATE.
+//!
+//! Messages follow Postgres style: a lower-case primary message that says what
+//! is wrong (and where, when a position is known), an optional detail and an
+//! optional hint that says how to fix it.
+
+use datafusion::error::DataFusionError;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// The result type used throughout eddy.
+pub type Result<T, E = EddyError> = std::result::Result<T, E>;
+
+/// Every error eddy reports, by category.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EddyError {
+    /// The SQL text does not parse (SQLSTATE 42601).
+    #[error("{message}")]
+    Syntax {
+        /// What is wrong and where.
+        message: String,
+        /// 1-based character position in the statement, when known.
+        position: Option<usize>,
+    },
+    /// A named object does not exist (42P01).
+    #[error("{0}")]
+    UndefinedObject(String),
+    /// A column does not exist (42703).
+    #[error("{0}")]
+    UndefinedColumn(String),
+    /// An object with this name already exists (42P07).
+    #[error("{0}")]
+    DuplicateObject(String),
+    /// Valid SQL that eddy does not support (yet) (0A000).
+    #[error("{message}")]
+    NotSupported {
+        /// What is not supported.
+        message: String,
+        /// How to get what the user wants instead.
+        hint: Option<String>,
+    },
+    /// An invalid parameter or option value (22023).
+    #[error("{message}")]
+    InvalidParameter {
+        /// What is wrong with the value.
+        message: String,
+        /// How to fix it.
+        hint: Option<String>,
+    },
+    /// Other objects depend on the one being dropped (2BP01).
+    #[error("{message}")]
+    DependentObjects {
+        /// What depends on what.
+        message: String,
+        /// Names of the dependants.
+        detail: String,
+    },
+    /// A NOT NULL column received a NULL (23502).
+    #[error("{0}")]
+    NotNullViolation(String),
+    /// Wrong data type for a value (42804).
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    /// A bound (rows, bytes, connections) was hit (53400).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// Planning failed for a reason in the user's query (42000 range via DataFusion).
+    #[error("{0}")]
+    Plan(String),
+    /// Execution failed (XX000 unless DataFusion says otherwise).
+    #[error("{0}")]
+    Execution(String),
+    /// A connector failed (58000).
+    #[error("{0}")]
+    Connector(String),
+    /// The server is shutting down or an object is being dropped (57P01).
+    #[error("{0}")]
+    Shutdown(String),
+    /// A bug: an invariant did not hold (XX000).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EddyError {
+    /// Shorthand for [`EddyError::NotSupported`] without a hint.
+    pub fn not_supported(message: impl Into<String>) -> Self {
+        EddyError::NotSupported {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Shorthand for [`EddyError::InvalidParameter`] without a hint.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        EddyError::InvalidParameter {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Shorthand for a syntax error without a position.
+    pub fn syntax(message: impl Into<String>) -> Self {
+        EddyError::Syntax {
+            message: message.into(),
+            position: None,
+        }
+    }
+
+    /// The Postgres SQLSTATE for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            EddyError::Syntax { .. } => "42601",
+            EddyError::UndefinedObject(_) => "42P01",
+            EddyError::UndefinedColumn(_) => "42703",
+            EddyError::DuplicateObject(_) => "42P07",
+            EddyError::NotSupported { .. } => "0A000",
+            EddyError::InvalidParameter { .. } => "22023",
+            EddyError::DependentObjects { .. } => "2BP01",
+            EddyError::NotNullViolation(_) => "23502",
+            EddyError::DatatypeMismatch(_) => "42804",
+            EddyError::LimitExceeded(_) => "53400",
+            EddyError::Plan(_) => "42000",
+            EddyError::Execution(_) => "XX000",
+            EddyError::Connector(_) => "58000",
+            EddyError::Shutdown(_) => "57P01",
+            EddyError::Internal(_) => "XX000",
+        }
+    }
+
+    /// Convert into the pgwire error sent to the client.
+    pub fn into_pg(self) -> PgWireError {
+        let code = self.sqlstate().to_string();
+        let mut info = ErrorInfo::new("ERROR".to_string(), code, self.to_string());
+        match self {
+            EddyError::Syntax {
+                position: Some(p), ..
+            } => info.position = Some(p.to_string()),
+            EddyError::NotSupported { hint, .. } | EddyError::InvalidParameter { hint, .. } => {
+                info.hint = hint
+            }
+            EddyError::DependentObjects { detail, .. } => {
+                info.detail = Some(detail);
+                info.hint = Some("Use DROP ... CASCADE to drop the dependent objects too.".into())
+            }
+            _ => {}
+        }
+        PgWireError::UserError(Box::new(info))
+    }
+}
+
+impl From<DataFusionError> for EddyError {
+    fn from(e: DataFusionError) -> Self {
+        classify_datafusion(e)
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for EddyError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        EddyError::Execution(e.to_string())
+    }
+}
+
+/// Map a DataFusion error to the category a Postgres client expects.
+fn classify_datafusion(e: DataFusionError) -> EddyError {
+    let root = e.find_root();
+    match root {
+        DataFusionError::SQL(err, _) => EddyError::syntax(err.to_string()),
+        DataFusionError::Plan(msg) => classify_plan_message(msg),
+        DataFusionError::SchemaError(err, _) => {
+            let msg = err.to_string();
+            if msg.contains("not found") || msg.contains("No field named") {
+                EddyError::UndefinedColumn(lowercase_first(&msg))
+            } else {
+                EddyError::Plan(msg)
+            }
+        }
+        DataFusionError::NotImplemented(msg) => EddyError::not_supported(msg.clone()),
+        DataFusionError::ArrowError(err, _) => EddyError::Execution(err.to_string()),
+        DataFusionError::Execution(msg) => EddyError::Execution(msg.clone()),
+        DataFusionError::ResourcesExhausted(msg) => EddyError::LimitExceeded(msg.clone()),
+        DataFusionError::External(err) => match err.downcast_ref::<EddyError>() {
+            Some(eddy) => eddy.clone(),
+            None => EddyError::Execution(err.to_string()),
+        },
+        other => EddyError::Execution(other.message().to_string()),
+    }
+}
+
+fn classify_plan_message(msg: &str) -> EddyError {
+    if (msg.contains("table '") && msg.contains("' not found"))
+        || msg.contains("Invalid function")
+        || msg.contains("No function matches")
+    {
+        EddyError::UndefinedObject(lowercase_first(msg))
+    } else {
+        EddyError::Plan(msg.to_string())
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_by_category() {
+        assert_eq!(EddyError::syntax("x").sqlstate(), "42601");
+        assert_eq!(EddyError::UndefinedObject("x".into()).sqlstate(), "42P01");
+        assert_eq!(EddyError::DuplicateObject("x".into()).sqlstate(), "42P07");
+        assert_eq!(EddyError::not_supported("x").sqlstate(), "0A000");
+    }
+
+    #[test]
+    fn datafusion_missing_table_is_undefined_object() {
+        let e = EddyError::from(DataFusionError::Plan(
+            "table 'eddy.public.nope' not found".into(),
+        ));
+        assert_eq!(e.sqlstate(), "42P01");
+    }
+}

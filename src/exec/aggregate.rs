@@ -1,0 +1,393 @@
+//! The keyed aggregate operator, windowed or not.
+//!
+//! State is a map from window end to the groups of that window (one window,
+//! end = +∞, when not windowed). Each group holds one DataFusion
+//! [`Accumulator`] per aggregate, so every DataFusion aggregate works
+//! unchanged (`count(DISTINCT …)`, `approx_distinct`,
+//! `approx_percentile_cont`, …), plus the last result it emitted.
+//!
+//! * **Emit on update**: after each input batch, every group the batch
+//!   touched is re-evaluated (`Accumulator::evaluate` does not consume
+//!   state); if its result changed, the old row is retracted (-1) and the new
+//!   one inserted (+1).
+//! * **Emit on window close**: nothing is emitted until the watermark passes
+//!   a window's end; then each group of that window is emitted once (+1).
+//!
+//! When the watermark passes a window's end its state is freed. Rows below
+//! the watermark never reach this operator (window assignment drops and
+//! counts them), so a closed window is never touched again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32Array};
+use datafusion::arrow::compute::{cast, concat_batches, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::message::{Changes, EventTime};
+use super::window::event_times_ns;
+use crate::error::{EddyError, Result};
+use crate::sql::EmitMode;
+
+/// One aggregate call: the function, its argument expressions and an optional FILTER.
+#[derive(Debug, Clone)]
+pub struct AggCall {
+    /// The DataFusion aggregate.
+    pub func: Arc<AggregateFunctionExpr>,
+    /// Argument expressions over the operator's input.
+    pub args: Vec<Arc<dyn PhysicalExpr>>,
+    /// `FILTER (WHERE …)`.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// Where the window is in the group key.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowKey {
+    /// Index of the group expression holding `window_start` or `window_end`.
+    pub group_index: usize,
+    /// True if that expression is `window_end` (else `window_start`).
+    pub is_end: bool,
+    /// Window size in nanoseconds.
+    pub size_ns: i64,
+}
+
+/// Everything the operator needs, fixed at planning time.
+#[derive(Debug)]
+pub struct AggregateSpec {
+    /// Group-by expressions over the input.
+    pub group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// The aggregates.
+    pub aggs: Vec<AggCall>,
+    /// Output: group columns, then one column per aggregate.
+    pub output_schema: SchemaRef,
+    /// Set when grouped by a window bound.
+    pub window: Option<WindowKey>,
+    /// Emission mode.
+    pub emit: EmitMode,
+    /// Most groups one partition may hold.
+    pub max_groups: usize,
+}
+
+struct GroupState {
+    accs: Vec<Box<dyn Accumulator>>,
+    /// Net number of input rows (inserts minus deletes).
+    rows: i64,
+    /// The result row last emitted (aggregate values only).
+    emitted: Option<Vec<ScalarValue>>,
+    /// Bytes counted for this group in `state_bytes`.
+    bytes: usize,
+}
+
+/// Not-windowed state lives under this "window end".
+const NO_WINDOW: EventTime = EventTime::MAX;
+
+/// The operator. One instance per partition.
+pub struct AggregateOperator {
+    spec: Arc<AggregateSpec>,
+    converter: RowConverter,
+    windows: BTreeMap<EventTime, HashMap<Box<[u8]>, GroupState>>,
+    groups: usize,
+    state_bytes: usize,
+}
+
+impl AggregateOperator {
+    /// Create the operator for `spec`.
+    pub fn new(spec: Arc<AggregateSpec>) -> Result<Self> {
+        let n_groups = spec.group_exprs.len();
+        let fields = spec.output_schema.fields()[..n_groups]
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        Ok(AggregateOperator {
+            converter: RowConverter::new(fields)?,
+            spec,
+            windows: BTreeMap::new(),
+            groups: 0,
+            state_bytes: 0,
+        })
+    }
+
+    /// Number of groups held.
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// Approximate bytes of state held.
+    pub fn state_bytes(&self) -> usize {
+        self.state_bytes
+    }
+
+    fn new_group(&self) -> Result<GroupState> {
+        let accs = self
+            .spec
+            .aggs
+            .iter()
+            .map(|a| a.func.create_accumulator())
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(GroupState {
+            accs,
+            rows: 0,
+            emitted: None,
+            bytes: 0,
+        })
+    }
+
+    /// Fold a batch of changes into state; in emit-on-update mode return the
+    /// resulting output changes.
+    pub fn process(&mut self, changes: &Changes) -> Result<Option<Changes>> {
+        let batch = &changes.batch;
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(None);
+        }
+        let group_arrays = self
+            .spec
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let rows = self.converter.convert_columns(&group_arrays)?;
+        let ends: Option<Vec<EventTime>> = match self.spec.window {
+            None => None,
+            Some(wk) => {
+                let t = event_times_ns(&group_arrays[wk.group_index])?;
+                Some(
+                    t.values()
+                        .iter()
+                        .map(|v| if wk.is_end { *v } else { v + wk.size_ns })
+                        .collect(),
+                )
+            }
+        };
+        let args: Vec<Vec<ArrayRef>> = self
+            .spec
+            .aggs
+            .iter()
+            .map(|a| {
+                a.args
+                    .iter()
+                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+                    .collect::<datafusion::error::Result<Vec<_>>>()
+            })
+            .collect::<datafusion::error::Result<_>>()?;
+        let masks: Vec<Option<BooleanArray>> = self
+            .spec
+            .aggs
+            .iter()
+            .map(|a| match &a.filter {
+                None => Ok(None),
+                Some(f) => {
+                    let v = f.evaluate(batch)?.into_array(n)?;
+                    Ok(v.as_any().downcast_ref::<BooleanArray>().cloned())
+                }
+            })
+            .collect::<datafusion::error::Result<_>>()?;
+
+        // Group the batch's rows: (window end, key) -> (insert rows, delete rows).
+        let mut slots: HashMap<(EventTime, &[u8]), usize> = HashMap::new();
+        let mut keys: Vec<(EventTime, &[u8])> = Vec::new();
+        let mut inserts: Vec<Vec<u32>> = Vec::new();
+        let mut deletes: Vec<Vec<u32>> = Vec::new();
+        for i in 0..n {
+            let end = ends.as_ref().map_or(NO_WINDOW, |e| e[i]);
+            let key = (end, rows.row(i).data());
+            let slot = *slots.entry(key).or_insert_with(|| {
+                keys.push(key);
+                inserts.push(Vec::new());
+                deletes.push(Vec::new());
+                keys.len() - 1
+            });
+            if changes.weight(i) > 0 {
+                inserts[slot].push(i as u32);
+            } else {
+                deletes[slot].push(i as u32);
+            }
+        }
+
+        for (slot, (end, key)) in keys.iter().enumerate() {
+            let exists = self.windows.get(end).is_some_and(|w| w.contains_key(*key));
+            if !exists {
+                if self.groups >= self.spec.max_groups {
+                    return Err(EddyError::LimitExceeded(format!(
+                        "aggregate state is full: {} groups in one partition (limit {})",
+                        self.groups, self.spec.max_groups
+                    )));
+                }
+                let g = self.new_group()?;
+                self.windows
+                    .entry(*end)
+                    .or_default()
+                    .insert(Box::from(*key), g);
+                self.groups += 1;
+            }
+            let Some(group) = self.windows.get_mut(end).and_then(|w| w.get_mut(*key)) else {
+                return Err(EddyError::Internal("group vanished".into()));
+            };
+            for (j, acc) in group.accs.iter_mut().enumerate() {
+                for (list, retract) in [(&inserts[slot], false), (&deletes[slot], true)] {
+                    let idx: Vec<u32> = match &masks[j] {
+                        None => list.clone(),
+                        Some(m) => list
+                            .iter()
+                            .copied()
+                            .filter(|i| m.is_valid(*i as usize) && m.value(*i as usize))
+                            .collect(),
+                    };
+                    if idx.is_empty() {
+                        continue;
+                    }
+                    let idx = UInt32Array::from(idx);
+                    let vals = args[j]
+                        .iter()
+                        .map(|a| take(a.as_ref(), &idx, None))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    if retract {
+                        acc.retract_batch(&vals)?;
+                    } else {
+                        acc.update_batch(&vals)?;
+                    }
+                }
+            }
+            group.rows += inserts[slot].len() as i64 - deletes[slot].len() as i64;
+            let bytes = key.len() + group.accs.iter().map(|a| a.size()).sum::<usize>();
+            self.state_bytes = self.state_bytes.saturating_sub(group.bytes) + bytes;
+            group.bytes = bytes;
+        }
+
+        if self.spec.emit == EmitMode::OnWindowClose {
+            return Ok(None);
+        }
+        let changed: Vec<(EventTime, Box<[u8]>)> =
+            keys.iter().map(|(e, k)| (*e, Box::from(*k))).collect();
+        self.emit_updates(&changed)
+    }
+
+    /// Re-evaluate `changed` groups and emit retractions/insertions for those whose result changed.
+    fn emit_updates(&mut self, changed: &[(EventTime, Box<[u8]>)]) -> Result<Option<Changes>> {
+        let mut out = OutputBuilder::default();
+        for (end, key) in changed {
+            let Some(window) = self.windows.get_mut(end) else {
+                continue;
+            };
+            let Some(group) = window.get_mut(key) else {
+                continue;
+            };
+            if group.rows <= 0 {
+                if let Some(prev) = group.emitted.take() {
+                    out.push(key.clone(), prev, -1);
+                }
+                let bytes = group.bytes;
+                window.remove(key);
+                self.groups -= 1;
+                self.state_bytes = self.state_bytes.saturating_sub(bytes);
+                continue;
+            }
+            let values = group
+                .accs
+                .iter_mut()
+                .map(|a| a.evaluate())
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            if group.emitted.as_ref() == Some(&values) {
+                continue;
+            }
+            if let Some(prev) = group.emitted.replace(values.clone()) {
+                out.push(key.clone(), prev, -1);
+            }
+            out.push(key.clone(), values, 1);
+        }
+        out.finish(&self.converter, &self.spec.output_schema)
+    }
+
+    /// The watermark advanced to `wm`: close (and in EOWC mode emit) every
+    /// window whose end is at or below it, and free its state.
+    pub fn on_watermark(&mut self, wm: EventTime) -> Result<Option<Changes>> {
+        if self.spec.window.is_none() {
+            return Ok(None);
+        }
+        let mut out = OutputBuilder::default();
+        while let Some(entry) = self.windows.first_entry() {
+            if *entry.key() > wm {
+                break;
+            }
+            let window = entry.remove();
+            for (key, mut group) in window {
+                self.groups -= 1;
+                self.state_bytes = self.state_bytes.saturating_sub(group.bytes);
+                if self.spec.emit == EmitMode::OnWindowClose && group.rows > 0 {
+                    let values = group
+                        .accs
+                        .iter_mut()
+                        .map(|a| a.evaluate())
+                        .collect::<datafusion::error::Result<Vec<_>>>()?;
+                    out.push(key, values, 1);
+                }
+            }
+        }
+        out.finish(&self.converter, &self.spec.output_schema)
+    }
+}
+
+/// Collects output rows and turns them into one [`Changes`] batch.
+#[derive(Default)]
+struct OutputBuilder {
+    keys: Vec<Box<[u8]>>,
+    values: Vec<Vec<ScalarValue>>,
+    weights: Vec<i64>,
+}
+
+impl OutputBuilder {
+    fn push(&mut self, key: Box<[u8]>, values: Vec<ScalarValue>, weight: i64) {
+        self.keys.push(key);
+        self.values.push(values);
+        self.weights.push(weight);
+    }
+
+    fn finish(self, converter: &RowConverter, schema: &SchemaRef) -> Result<Option<Changes>> {
+        if self.keys.is_empty() {
+            return Ok(None);
+        }
+        let parser = converter.parser();
+        let mut cols = converter.convert_rows(self.keys.iter().map(|k| parser.parse(k)))?;
+        let n_groups = cols.len();
+        for (j, field) in schema.fields()[n_groups..].iter().enumerate() {
+            let arr = ScalarValue::iter_to_array(self.values.iter().map(|v| v[j].clone()))?;
+            let arr = if arr.data_type() == field.data_type() {
+                arr
+            } else {
+                cast(&arr, field.data_type())?
+            };
+            cols.push(arr);
+        }
+        let batch = RecordBatch::try_new(schema.clone(), cols)?;
+        Ok(Some(Changes::with_weights(
+            batch,
+            Int64Array::from(self.weights),
+        )))
+    }
+}
+
+/// Concatenate change batches of one schema.
+pub fn concat_changes(schema: &SchemaRef, parts: Vec<Changes>) -> Result<Option<Changes>> {
+    match parts.len() {
+        0 => Ok(None),
+        1 => Ok(parts.into_iter().next()),
+        _ => {
+            let batches: Vec<&RecordBatch> = parts.iter().map(|c| &c.batch).collect();
+            let batch = concat_batches(schema, batches)?;
+            let weights: Vec<i64> = parts
+                .iter()
+                .flat_map(|c| (0..c.num_rows()).map(move |i| c.weight(i)))
+                .collect();
+            Ok(Some(Changes::with_weights(
+                batch,
+                Int64Array::from(weights),
+            )))
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Streaming execution: messages, operators and the tasks that run them.
+
+pub mod aggregate;
+pub mod message;
+pub mod pipeline;
+pub mod publish;
+pub mod stateless;
+pub mod window;
+
+pub use message::{Changes, EventTime, Message, Watermark};

@@ -1,0 +1,123 @@
+//! Fan-out of one stream to its subscribers.
+//!
+//! Every object that produces a stream (a table, a source, a materialized
+//! view) owns a [`Publisher`]. Publishing holds an async lock across "apply
+//! to the object's own store" and "send to every subscriber", and
+//! subscribing takes a snapshot under the same lock, so a new subscriber sees
+//! each change exactly once: either in its snapshot or on its channel.
+//! Channels are bounded; a slow subscriber slows the publisher (backpressure),
+//! and nothing is dropped. A subscriber whose receiver is gone (its view
+//! failed or was dropped) is removed.
+
+use tokio::sync::{mpsc, Mutex};
+
+use super::message::{Message, Watermark};
+
+/// One subscriber: a named bounded channel.
+struct Subscriber {
+    name: String,
+    tx: mpsc::Sender<Message>,
+}
+
+#[derive(Default)]
+struct Inner {
+    subscribers: Vec<Subscriber>,
+    watermark: Option<Watermark>,
+}
+
+/// Fan-out point of a stream. See the module docs for the ordering guarantee.
+#[derive(Default)]
+pub struct Publisher {
+    inner: Mutex<Inner>,
+}
+
+impl Publisher {
+    /// Create a publisher with no subscribers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Run `apply` (the owner's own bookkeeping) and send `msg` to every
+    /// subscriber, atomically with respect to [`Publisher::subscribe`].
+    /// Waits while a subscriber's channel is full.
+    pub async fn publish(&self, msg: Message, apply: impl FnOnce(&Message)) {
+        let mut inner = self.inner.lock().await;
+        apply(&msg);
+        if let Message::Watermark(w) = &msg {
+            inner.watermark = Some(*w);
+        }
+        let mut closed = Vec::new();
+        for (i, sub) in inner.subscribers.iter().enumerate() {
+            if sub.tx.send(msg.clone()).await.is_err() {
+                closed.push(i);
+            }
+        }
+        for i in closed.into_iter().rev() {
+            let sub = inner.subscribers.remove(i);
+            tracing::debug!(subscriber = %sub.name, "subscriber went away");
+        }
+    }
+
+    /// Add a subscriber. `snapshot` runs under the publish lock and returns
+    /// the messages that bring the subscriber up to date (e.g. a view's
+    /// current rows); the latest watermark follows them.
+    pub async fn subscribe(
+        &self,
+        name: &str,
+        tx: mpsc::Sender<Message>,
+        snapshot: impl FnOnce() -> Vec<Message>,
+    ) -> Vec<Message> {
+        let mut inner = self.inner.lock().await;
+        let mut msgs = snapshot();
+        if let Some(w) = inner.watermark {
+            msgs.push(Message::Watermark(w));
+        }
+        inner.subscribers.push(Subscriber {
+            name: name.to_string(),
+            tx,
+        });
+        msgs
+    }
+
+    /// Remove a subscriber by name.
+    pub async fn unsubscribe(&self, name: &str) {
+        self.inner
+            .lock()
+            .await
+            .subscribers
+            .retain(|s| s.name != name);
+    }
+
+    /// Number of subscribers.
+    pub async fn subscriber_count(&self) -> usize {
+        self.inner.lock().await.subscribers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::message::Watermark;
+
+    #[tokio::test]
+    async fn subscriber_sees_snapshot_then_live() {
+        let p = Publisher::new();
+        p.publish(Message::Watermark(Watermark::EventTime(5)), |_| {})
+            .await;
+        let (tx, mut rx) = mpsc::channel(4);
+        let snap = p.subscribe("a", tx, Vec::new).await;
+        assert!(matches!(
+            snap.as_slice(),
+            [Message::Watermark(Watermark::EventTime(5))]
+        ));
+        p.publish(Message::Watermark(Watermark::EventTime(6)), |_| {})
+            .await;
+        assert!(matches!(
+            rx.recv().await,
+            Some(Message::Watermark(Watermark::EventTime(6)))
+        ));
+        drop(rx);
+        p.publish(Message::Barrier(1), |_| {}).await;
+        assert_eq!(p.subscriber_count().await, 0);
+    }
+}

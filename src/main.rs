@@ -1,0 +1,127 @@
+//! The `eddy` binary.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use eddy::engine::{Engine, Limits};
+use eddy::server::{serve, ServerConfig};
+
+/// eddy: a streaming SQL database you talk to with psql.
+#[derive(Parser, Debug)]
+#[command(name = "eddy", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve Postgres clients (psql -h 127.0.0.1 -p 5488 -U eddy eddy).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on for Postgres clients.
+    #[arg(long, env = "EDDY_PG_ADDR", default_value = "127.0.0.1:5488")]
+    pg_addr: String,
+    /// Directory for eddy's data (catalog and checkpoints, as they land).
+    #[arg(long, env = "EDDY_DATA_DIR", default_value = "./eddy-data")]
+    data_dir: PathBuf,
+    /// Most concurrent client connections.
+    #[arg(long, env = "EDDY_MAX_CONNECTIONS", default_value_t = 100)]
+    max_connections: usize,
+    /// Partitions per aggregate (default: number of cores).
+    #[arg(long, env = "EDDY_PARALLELISM")]
+    parallelism: Option<usize>,
+    /// Most rows a materialized view may hold.
+    #[arg(long, env = "EDDY_VIEW_MAX_ROWS", default_value_t = 10_000_000)]
+    view_max_rows: u64,
+    /// Recent rows a table keeps for SELECT.
+    #[arg(long, env = "EDDY_TABLE_RETAIN_ROWS", default_value_t = 1_000_000)]
+    table_retain_rows: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("eddy: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(run_serve(args)),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eddy: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_serve(args: ServeArgs) -> Result<(), String> {
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", args.data_dir.display()))?;
+    let mut limits = Limits {
+        view_max_rows: args.view_max_rows,
+        table_retain_rows: args.table_retain_rows,
+        ..Limits::default()
+    };
+    if let Some(p) = args.parallelism {
+        limits.partitions = p.max(1);
+    }
+    let engine = Arc::new(Engine::new(limits).map_err(|e| e.to_string())?);
+    let listener = tokio::net::TcpListener::bind(&args.pg_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.pg_addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), "eddy is ready: psql -h {} -p {} -U eddy eddy", addr.ip(), addr.port());
+    let config = ServerConfig {
+        max_connections: args.max_connections,
+        shutdown_grace: Duration::from_secs(5),
+    };
+    serve(listener, engine, config, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("eddy stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,492 @@
+//! Lowering a DataFusion logical plan into a [`ViewPlan`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::expressions::Column as PhysColumn;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast;
+
+use super::{OutputTime, ViewPlan};
+use crate::error::{EddyError, Result};
+use crate::exec::aggregate::{AggCall, AggregateSpec, WindowKey};
+use crate::exec::stateless::Step;
+use crate::exec::window::{WindowKind, WindowSpec};
+use crate::sql::window::{extract_windows, WindowFnArgs, WindowTvf};
+use crate::sql::{CreateView, EmitMode};
+
+/// What the planner needs to know about an input object.
+#[derive(Debug, Clone)]
+pub struct PlanInputs {
+    /// Row schema.
+    pub schema: SchemaRef,
+    /// The event-time column its watermark refers to, if any.
+    pub time_column: Option<String>,
+    /// True if its rows can be retracted.
+    pub updating: bool,
+    /// `table`, `source` or `materialized view` (for EXPLAIN).
+    pub kind: String,
+}
+
+/// Plan a view: rewrite window TVFs, plan with DataFusion, lower.
+pub async fn plan_view(
+    view: &CreateView,
+    inputs: &HashMap<String, PlanInputs>,
+    config: SessionConfig,
+    partitions: usize,
+    max_groups: usize,
+) -> Result<ViewPlan> {
+    let mut query = view.query.clone();
+    let windows = extract_windows(&mut query)?;
+    let catalog = config.options().catalog.default_catalog.clone();
+    let schema_name = config.options().catalog.default_schema.clone();
+    let ctx = SessionContext::new_with_config(config);
+    if ctx.catalog(&catalog).is_none() {
+        let cat = Arc::new(MemoryCatalogProvider::new());
+        cat.register_schema(&schema_name, Arc::new(MemorySchemaProvider::new()))?;
+        ctx.register_catalog(&catalog, cat);
+    }
+    for (name, input) in inputs {
+        ctx.register_table(
+            name.as_str(),
+            Arc::new(EmptyTable::new(input.schema.clone())),
+        )?;
+    }
+    let mut specs = HashMap::new();
+    for w in &windows {
+        let input = inputs.get(&w.input).ok_or_else(|| {
+            EddyError::UndefinedObject(format!("relation \"{}\" does not exist", w.input))
+        })?;
+        let spec = window_spec(&ctx.state(), w, input)?;
+        let time_type = input.schema.field(spec.time_index).data_type().clone();
+        let schema = WindowSpec::output_schema(&input.schema, &time_type);
+        ctx.register_table(
+            w.placeholder.as_str(),
+            Arc::new(EmptyTable::new(schema.clone())),
+        )?;
+        specs.insert(w.placeholder.clone(), (w.input.clone(), spec, schema));
+    }
+    let state = ctx.state();
+    let stmt = DfStatement::Statement(Box::new(ast::Statement::Query(query)));
+    let plan = state.statement_to_plan(stmt).await?;
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let lowerer = Lowerer {
+        state: &state,
+        specs: &specs,
+        emit: view.emit,
+        max_groups,
+    };
+    let chain = lowerer.lower(&plan)?;
+    finish(view, chain, inputs, partitions, &plan)
+}
+
+fn window_spec(state: &SessionState, w: &WindowTvf, input: &PlanInputs) -> Result<WindowSpec> {
+    let time_index = input.schema.index_of(&w.time_column).map_err(|_| {
+        EddyError::UndefinedColumn(format!(
+            "column \"{}\" does not exist in \"{}\"",
+            w.time_column, w.input
+        ))
+    })?;
+    if !matches!(
+        input.schema.field(time_index).data_type(),
+        DataType::Timestamp(_, _)
+    ) {
+        return Err(EddyError::DatatypeMismatch(format!(
+            "window time column \"{}\" must be a TIMESTAMP, not {}",
+            w.time_column,
+            input.schema.field(time_index).data_type()
+        )));
+    }
+    if let Some(tc) = &input.time_column {
+        if tc != &w.time_column {
+            return Err(EddyError::InvalidParameter {
+                message: format!(
+                    "\"{}\" has its watermark on \"{tc}\", so windows over it must use \"{tc}\", not \"{}\"",
+                    w.input, w.time_column
+                ),
+                hint: None,
+            });
+        }
+    }
+    let (kind, size, slide) = match &w.args {
+        WindowFnArgs::Tumble { size } => {
+            let s = interval_ns(state, size)?;
+            (WindowKind::Tumble, s, s)
+        }
+        WindowFnArgs::Hop { slide, size } => (
+            WindowKind::Hop,
+            interval_ns(state, size)?,
+            interval_ns(state, slide)?,
+        ),
+    };
+    WindowSpec::new(kind, size, slide, time_index, w.time_column.clone())
+}
+
+/// Evaluate a constant interval expression to nanoseconds.
+fn interval_ns(state: &SessionState, e: &ast::Expr) -> Result<i64> {
+    let bad = |why: &str| EddyError::InvalidParameter {
+        message: format!("invalid window interval {e}: {why}"),
+        hint: Some("Use a fixed interval such as INTERVAL '10' SECOND.".into()),
+    };
+    let empty = DFSchema::empty();
+    let expr = state.create_logical_expr(&e.to_string(), &empty)?;
+    let phys = state.create_physical_expr(expr, &empty)?;
+    let batch = datafusion::arrow::record_batch::RecordBatch::new_empty(Arc::new(
+        datafusion::arrow::datatypes::Schema::empty(),
+    ));
+    let v = phys.evaluate(&batch)?;
+    let datafusion::logical_expr::ColumnarValue::Scalar(s) = v else {
+        return Err(bad("not a constant"));
+    };
+    match s {
+        ScalarValue::IntervalMonthDayNano(Some(v)) => {
+            if v.months != 0 {
+                return Err(bad("months have no fixed length"));
+            }
+            Ok(v.days as i64 * 86_400_000_000_000 + v.nanoseconds)
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            Ok(v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000)
+        }
+        ScalarValue::IntervalYearMonth(_) => Err(bad("months have no fixed length")),
+        ScalarValue::DurationNanosecond(Some(v)) => Ok(v),
+        _ => Err(bad("not an interval")),
+    }
+}
+
+/// The chain of operators built bottom-up.
+struct Chain {
+    input: String,
+    window: Option<(WindowSpec, SchemaRef)>,
+    pre: Vec<Step>,
+    agg: Option<Arc<AggregateSpec>>,
+    post: Vec<Step>,
+    /// Positions of (window_start, window_end) in the current schema, while known.
+    window_cols: (Option<usize>, Option<usize>),
+}
+
+impl Chain {
+    fn push(&mut self, step: Step) {
+        if self.agg.is_some() {
+            self.post.push(step);
+        } else {
+            self.pre.push(step);
+        }
+    }
+}
+
+struct Lowerer<'a> {
+    state: &'a SessionState,
+    specs: &'a HashMap<String, (String, WindowSpec, SchemaRef)>,
+    emit: EmitMode,
+    max_groups: usize,
+}
+
+fn unsupported(what: &str) -> EddyError {
+    EddyError::NotSupported {
+        message: format!("{what} is not supported in a materialized view yet"),
+        hint: None,
+    }
+}
+
+impl Lowerer<'_> {
+    fn phys(&self, e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        Ok(self.state.create_physical_expr(e.clone(), schema)?)
+    }
+
+    fn lower(&self, plan: &LogicalPlan) -> Result<Chain> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let name = scan.table_name.table().to_string();
+                let mut chain = match self.specs.get(&name) {
+                    Some((input, spec, schema)) => {
+                        let n = schema.fields().len();
+                        Chain {
+                            input: input.clone(),
+                            window: Some((spec.clone(), schema.clone())),
+                            pre: vec![],
+                            agg: None,
+                            post: vec![],
+                            window_cols: (Some(n - 2), Some(n - 1)),
+                        }
+                    }
+                    None => Chain {
+                        input: name,
+                        window: None,
+                        pre: vec![],
+                        agg: None,
+                        post: vec![],
+                        window_cols: (None, None),
+                    },
+                };
+                if let Some(proj) = &scan.projection {
+                    let source_schema = scan.source.schema();
+                    let exprs = proj
+                        .iter()
+                        .map(|&i| {
+                            Arc::new(PhysColumn::new(source_schema.field(i).name(), i))
+                                as Arc<dyn PhysicalExpr>
+                        })
+                        .collect();
+                    let remap =
+                        |c: Option<usize>| c.and_then(|c| proj.iter().position(|&i| i == c));
+                    chain.window_cols = (remap(chain.window_cols.0), remap(chain.window_cols.1));
+                    chain.push(Step::Project {
+                        exprs,
+                        schema: scan.projected_schema.inner().clone(),
+                    });
+                }
+                for f in &scan.filters {
+                    chain.push(Step::Filter(self.phys(f, &scan.projected_schema)?));
+                }
+                if scan.fetch.is_some() {
+                    return Err(unsupported("LIMIT"));
+                }
+                Ok(chain)
+            }
+            LogicalPlan::Projection(p) => {
+                let mut chain = self.lower(&p.input)?;
+                let in_schema = p.input.schema();
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| self.phys(e, in_schema))
+                    .collect::<Result<Vec<_>>>()?;
+                let pos = |c: Option<usize>| {
+                    c.and_then(|c| {
+                        p.expr
+                            .iter()
+                            .position(|e| column_index(e, in_schema).is_some_and(|i| i == c))
+                    })
+                };
+                chain.window_cols = (pos(chain.window_cols.0), pos(chain.window_cols.1));
+                chain.push(Step::Project {
+                    exprs,
+                    schema: p.schema.inner().clone(),
+                });
+                Ok(chain)
+            }
+            LogicalPlan::Filter(f) => {
+                let mut chain = self.lower(&f.input)?;
+                chain.push(Step::Filter(self.phys(&f.predicate, f.input.schema())?));
+                Ok(chain)
+            }
+            LogicalPlan::SubqueryAlias(s) => self.lower(&s.input),
+            LogicalPlan::Aggregate(a) => {
+                let chain = self.lower(&a.input)?;
+                self.aggregate(
+                    chain,
+                    &a.input,
+                    &a.group_expr,
+                    &a.aggr_expr,
+                    a.schema.inner().clone(),
+                )
+            }
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                let chain = self.lower(input)?;
+                let group: Vec<Expr> = input
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
+                self.aggregate(chain, input, &group, &[], input.schema().inner().clone())
+            }
+            LogicalPlan::Sort(_) => Err(EddyError::NotSupported {
+                message: "ORDER BY is not supported in a materialized view".into(),
+                hint: Some("A view holds a set of rows; ORDER BY when you SELECT from it.".into()),
+            }),
+            LogicalPlan::Limit(_) => Err(EddyError::NotSupported {
+                message: "LIMIT is not supported in a materialized view".into(),
+                hint: Some("Apply LIMIT when you SELECT from the view.".into()),
+            }),
+            LogicalPlan::Join(_) => Err(unsupported("JOIN")),
+            LogicalPlan::Union(_) => Err(unsupported("UNION")),
+            LogicalPlan::Window(_) => Err(unsupported("a window function (OVER)")),
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
+                Err(unsupported("a query without FROM"))
+            }
+            other => Err(unsupported(&format!("the {} operator", other.display()))),
+        }
+    }
+
+    fn aggregate(
+        &self,
+        chain: Chain,
+        input: &LogicalPlan,
+        group_expr: &[Expr],
+        aggr_expr: &[Expr],
+        output_schema: SchemaRef,
+    ) -> Result<Chain> {
+        let mut chain = chain;
+        if chain.agg.is_some() {
+            return Err(unsupported("an aggregate over an aggregate in one view"));
+        }
+        let in_schema = input.schema();
+        let mut group_exprs = Vec::new();
+        let mut window = None;
+        for (gi, g) in group_expr.iter().enumerate() {
+            if matches!(g, Expr::GroupingSet(_)) {
+                return Err(unsupported("GROUPING SETS / ROLLUP / CUBE"));
+            }
+            group_exprs.push(self.phys(g, in_schema)?);
+            if window.is_none() {
+                if let (Some(idx), Some((spec, _))) = (column_index(g, in_schema), &chain.window) {
+                    if Some(idx) == chain.window_cols.0 || Some(idx) == chain.window_cols.1 {
+                        window = Some(WindowKey {
+                            group_index: gi,
+                            is_end: Some(idx) == chain.window_cols.1,
+                            size_ns: spec.size_ns,
+                        });
+                    }
+                }
+            }
+        }
+        let props = self.state.execution_props();
+        let mut aggs = Vec::new();
+        for e in aggr_expr {
+            let planning = PhysicalPlanningContext::default();
+            let lowered =
+                LoweredAggregateBuilder::new(e, in_schema, in_schema.as_arrow(), props, &planning)
+                    .build()?;
+            let (func, filter) = (lowered.aggregate, lowered.filter);
+            if !lowered.order_bys.is_empty() {
+                return Err(unsupported("an aggregate with ORDER BY"));
+            }
+            let args = func.expressions();
+            aggs.push(AggCall { func, args, filter });
+        }
+        if self.emit == EmitMode::OnWindowClose && window.is_none() {
+            return Err(EddyError::InvalidParameter {
+                message: "EMIT ON WINDOW CLOSE needs an aggregate grouped by window_start or window_end of a TUMBLE or HOP window".into(),
+                hint: Some("Drop EMIT ON WINDOW CLOSE for an always-updating result.".into()),
+            });
+        }
+        chain.agg = Some(Arc::new(AggregateSpec {
+            group_exprs,
+            aggs,
+            output_schema,
+            window,
+            emit: self.emit,
+            max_groups: self.max_groups,
+        }));
+        chain.window_cols = (None, None);
+        Ok(chain)
+    }
+}
+
+/// Index in `schema` of `e` if it is a plain column reference.
+fn column_index(e: &Expr, schema: &DFSchema) -> Option<usize> {
+    match e {
+        Expr::Column(c) => schema.index_of_column(c).ok(),
+        Expr::Alias(a) => column_index(&a.expr, schema),
+        _ => None,
+    }
+}
+
+fn finish(
+    view: &CreateView,
+    chain: Chain,
+    inputs: &HashMap<String, PlanInputs>,
+    partitions: usize,
+    plan: &LogicalPlan,
+) -> Result<ViewPlan> {
+    let input = inputs.get(&chain.input).ok_or_else(|| {
+        EddyError::UndefinedObject(format!("relation \"{}\" does not exist", chain.input))
+    })?;
+    let output_schema = plan.schema().inner().clone();
+    if view.emit == EmitMode::OnWindowClose && chain.agg.is_none() {
+        return Err(EddyError::InvalidParameter {
+            message: "EMIT ON WINDOW CLOSE needs a windowed aggregate (GROUP BY window_start …)"
+                .into(),
+            hint: None,
+        });
+    }
+    if view.emit == EmitMode::OnWindowClose && input.time_column.is_none() {
+        return Err(EddyError::InvalidParameter {
+            message: format!(
+                "EMIT ON WINDOW CLOSE needs a watermark, and \"{}\" has none",
+                chain.input
+            ),
+            hint: Some("Declare WATERMARK FOR <column> AS <expr> on the input.".into()),
+        });
+    }
+    if input.updating {
+        if chain.window.is_some() {
+            return Err(EddyError::NotSupported {
+                message: format!(
+                    "windows over the updating view \"{}\" are not supported",
+                    chain.input
+                ),
+                hint: Some("Make the upstream view EMIT ON WINDOW CLOSE (append-only).".into()),
+            });
+        }
+        if let Some(agg) = &chain.agg {
+            for a in &agg.aggs {
+                if !a.func.create_accumulator()?.supports_retract_batch() {
+                    return Err(EddyError::NotSupported {
+                        message: format!(
+                            "{} cannot retract rows, so it cannot aggregate the updating view \"{}\"",
+                            a.func.name(),
+                            chain.input
+                        ),
+                        hint: Some(
+                            "Make the upstream view EMIT ON WINDOW CLOSE (append-only), or use count/sum/avg."
+                                .into(),
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let has_col = |c: &str| output_schema.index_of(c).ok().map(|_| c.to_string());
+    let out_time = match &chain.agg {
+        Some(agg) => match agg.window {
+            Some(wk) => OutputTime {
+                column: has_col("window_start").or_else(|| has_col("window_end")),
+                delay_ns: wk.size_ns,
+                forwards: true,
+            },
+            None => OutputTime {
+                column: None,
+                delay_ns: 0,
+                forwards: false,
+            },
+        },
+        None => OutputTime {
+            column: input.time_column.as_deref().and_then(has_col),
+            delay_ns: 0,
+            forwards: true,
+        },
+    };
+    let updating = input.updating
+        || chain
+            .agg
+            .as_ref()
+            .is_some_and(|a| a.emit == EmitMode::OnUpdate);
+    Ok(ViewPlan {
+        name: view.name.clone(),
+        input: chain.input,
+        window: chain.window,
+        pre: chain.pre,
+        agg: chain.agg,
+        post: chain.post,
+        output_schema,
+        emit: view.emit,
+        out_time,
+        updating,
+        partitions: partitions.max(1),
+    })
+}

@@ -1,0 +1,62 @@
+//! The streaming planner: a view's query, planned by DataFusion, lowered
+//! into a chain of streaming operators.
+//!
+//! Supported shape (this slice): one input (table, source, view, or a
+//! window TVF over one of them) → stateless filters/projections → at most
+//! one aggregate (windowed or not) → stateless filters/projections. Joins,
+//! ORDER BY/LIMIT, window functions and set operations are refused with
+//! SQLSTATE 0A000 rather than run wrongly.
+
+mod explain;
+mod lower;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+pub use explain::explain;
+pub use lower::{plan_view, PlanInputs};
+
+use crate::exec::aggregate::AggregateSpec;
+use crate::exec::stateless::Step;
+use crate::exec::window::WindowSpec;
+use crate::sql::EmitMode;
+
+/// How a view's output watermark relates to its input's.
+#[derive(Debug, Clone)]
+pub struct OutputTime {
+    /// The output column the watermark refers to, if any.
+    pub column: Option<String>,
+    /// Output watermark = input watermark − `delay_ns` (windowed aggregates
+    /// delay by the window size so every later window start stays above it).
+    pub delay_ns: i64,
+    /// False when the view has no event-time progress (non-windowed aggregates).
+    pub forwards: bool,
+}
+
+/// A view's streaming plan.
+#[derive(Debug, Clone)]
+pub struct ViewPlan {
+    /// View name.
+    pub name: String,
+    /// Name of the input object.
+    pub input: String,
+    /// Window assignment right after the input, with its output schema.
+    pub window: Option<(WindowSpec, SchemaRef)>,
+    /// Stateless steps before the aggregate (or all of them when there is none).
+    pub pre: Vec<Step>,
+    /// The aggregate, if any.
+    pub agg: Option<Arc<AggregateSpec>>,
+    /// Group-key expressions used to route rows to partitions (the aggregate's group keys).
+    pub post: Vec<Step>,
+    /// The view's schema.
+    pub output_schema: SchemaRef,
+    /// Emission mode.
+    pub emit: EmitMode,
+    /// Output watermark rule.
+    pub out_time: OutputTime,
+    /// True if the view's rows can be retracted (it is an updating stream).
+    pub updating: bool,
+    /// Partitions of the aggregate.
+    pub partitions: usize,
+}

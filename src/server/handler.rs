@@ -1,0 +1,342 @@
+//! pgwire handlers: the simple and extended query protocols over the engine.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::DataFrame;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::hooks::QueryHook;
+use futures::{stream, Sink, StreamExt};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+
+use crate::engine::{Engine, Outcome};
+use crate::error::EddyError;
+use crate::sql::{self, Statement};
+
+/// A statement prepared by the extended protocol's Parse.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The classified statement.
+    pub stmt: Statement,
+    /// For queries: the logical plan, with `$n` placeholders.
+    pub plan: Option<LogicalPlan>,
+    /// Parameter types, `$1` first.
+    pub param_types: Vec<Option<DataType>>,
+    /// The result schema, when the statement returns rows.
+    pub result: Option<SchemaRef>,
+}
+
+/// Handles both protocols for every connection.
+pub struct EddyHandler {
+    engine: Arc<Engine>,
+    hooks: Vec<Arc<dyn QueryHook>>,
+    parser: Arc<EddyParser>,
+}
+
+impl EddyHandler {
+    /// A handler over `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        EddyHandler {
+            parser: Arc::new(EddyParser {
+                engine: engine.clone(),
+            }),
+            engine,
+            hooks: vec![Arc::new(SetShowHook), Arc::new(TransactionStatementHook)],
+        }
+    }
+}
+
+fn pg(e: EddyError) -> PgWireError {
+    e.into_pg()
+}
+
+fn tag_for(outcome_tag: &str, rows: Option<usize>) -> Tag {
+    let tag = Tag::new(outcome_tag);
+    match (outcome_tag, rows) {
+        ("INSERT", Some(n)) => tag.with_oid(0).with_rows(n),
+        (_, Some(n)) => tag.with_rows(n),
+        _ => tag,
+    }
+}
+
+/// Encode a DataFrame's rows, mapping planning errors to their SQLSTATE.
+async fn encode(
+    df: DataFrame,
+    format: &Format,
+    opts: Arc<FormatOptions>,
+) -> PgWireResult<QueryResponse> {
+    let schema = df.schema().inner().clone();
+    let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(opts))?);
+    let batches = df
+        .execute_stream()
+        .await
+        .map_err(|e| pg(EddyError::from(e)))?;
+    let f = fields.clone();
+    let rows = batches
+        .map(move |b| match b {
+            Ok(b) => stream::iter(encode_recordbatch(f.clone(), b)).left_stream(),
+            Err(e) => stream::iter(std::iter::once(Err(pg(EddyError::from(e))))).right_stream(),
+        })
+        .flatten();
+    Ok(QueryResponse::new(fields, rows))
+}
+
+/// The command word of a session statement (`SET`, `BEGIN`, …).
+fn session_tag(s: &datafusion::sql::sqlparser::ast::Statement) -> String {
+    let text = s.to_string();
+    text.split_whitespace()
+        .next()
+        .unwrap_or("SET")
+        .to_uppercase()
+}
+
+impl EddyHandler {
+    async fn run<C>(
+        &self,
+        client: &mut C,
+        stmt: Statement,
+        params: Option<ParamValues>,
+        plan: Option<LogicalPlan>,
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        match stmt {
+            Statement::Session(s) => {
+                for hook in &self.hooks {
+                    if let Some(r) = hook
+                        .handle_simple_query(&s, self.engine.context(), client)
+                        .await
+                    {
+                        return r;
+                    }
+                }
+                Ok(Response::Execution(Tag::new(&session_tag(&s))))
+            }
+            Statement::Query(..) if plan.is_some() => {
+                let mut plan = plan.unwrap_or_else(|| unreachable!());
+                if let Some(p) = params {
+                    plan = plan.with_param_values(p).map_err(|e| pg(e.into()))?;
+                }
+                let df = self
+                    .engine
+                    .context()
+                    .execute_logical_plan(plan)
+                    .await
+                    .map_err(|e| pg(e.into()))?;
+                Ok(Response::Query(encode(df, format, opts).await?))
+            }
+            other => match self
+                .engine
+                .execute_with_params(other, params)
+                .await
+                .map_err(pg)?
+            {
+                Outcome::Command { tag, rows } => Ok(Response::Execution(tag_for(&tag, rows))),
+                Outcome::Rows(df) => Ok(Response::Query(encode(df, format, opts).await?)),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for EddyHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stmts = sql::parse(query).map_err(pg)?;
+        if stmts.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut out = Vec::with_capacity(stmts.len());
+        for stmt in stmts {
+            match self
+                .run(client, stmt, None, None, &Format::UnifiedText)
+                .await
+            {
+                Ok(r) => out.push(r),
+                Err(PgWireError::UserError(info)) => {
+                    out.push(Response::Error(info));
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parses statements for the extended protocol.
+pub struct EddyParser {
+    engine: Arc<Engine>,
+}
+
+#[async_trait]
+impl QueryParser for EddyParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut stmts = sql::parse(sql).map_err(pg)?;
+        if stmts.is_empty() {
+            return Ok(None);
+        }
+        if stmts.len() > 1 {
+            return Err(pg(EddyError::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            )));
+        }
+        let stmt = stmts.remove(0);
+        let mut prepared = Prepared {
+            stmt: stmt.clone(),
+            plan: None,
+            param_types: vec![],
+            result: None,
+        };
+        match &stmt {
+            Statement::Query(_, text) => {
+                let plan = self.engine.plan_query(text).await.map_err(pg)?;
+                prepared.param_types = ordered_params(&plan).map_err(pg)?;
+                prepared.result = Some(plan.schema().inner().clone());
+                prepared.plan = Some(plan);
+            }
+            Statement::Insert(ins) => {
+                prepared.param_types = self.engine.insert_param_types(ins).map_err(pg)?;
+            }
+            Statement::ShowObjects(_)
+            | Statement::ShowCreate(_, _)
+            | Statement::Describe(_)
+            | Statement::ExplainView(_) => {
+                // Side-effect free: run once to learn the result's shape.
+                if let Outcome::Rows(df) = self.engine.execute(stmt.clone()).await.map_err(pg)? {
+                    prepared.result = Some(df.schema().inner().clone());
+                }
+            }
+            Statement::Session(s) => {
+                if matches!(
+                    s.as_ref(),
+                    datafusion::sql::sqlparser::ast::Statement::ShowVariable { .. }
+                ) {
+                    prepared.result =
+                        Some(Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+                            datafusion::arrow::datatypes::Field::new(
+                                "setting",
+                                DataType::Utf8,
+                                false,
+                            ),
+                        ])));
+                }
+            }
+            _ => {}
+        }
+        Ok(Some(prepared))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        stmt.param_types
+            .iter()
+            .map(|t| match t {
+                Some(t) => into_pg_type(t),
+                None => Ok(Type::UNKNOWN),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.result {
+            Some(s) => {
+                arrow_schema_to_pg_fields(s, column_format.unwrap_or(&Format::UnifiedText), None)
+            }
+            None => Ok(vec![]),
+        }
+    }
+}
+
+/// Parameter types of a plan, `$1` first.
+fn ordered_params(plan: &LogicalPlan) -> crate::error::Result<Vec<Option<DataType>>> {
+    let types: HashMap<String, Option<DataType>> = plan.get_parameter_types()?;
+    let n = types
+        .keys()
+        .filter_map(|k| k.trim_start_matches('$').parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    Ok((1..=n)
+        .map(|i| types.get(&format!("${i}")).cloned().flatten())
+        .collect())
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for EddyHandler {
+    type Statement = Prepared;
+    type QueryParser = EddyParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let params = if prepared.param_types.is_empty() && portal.parameter_len() == 0 {
+            None
+        } else {
+            let types: Vec<Option<&DataType>> =
+                prepared.param_types.iter().map(|t| t.as_ref()).collect();
+            Some(deserialize_parameters(portal, &types)?)
+        };
+        self.run(
+            client,
+            prepared.stmt.clone(),
+            params,
+            prepared.plan.clone(),
+            &portal.result_column_format,
+        )
+        .await
+    }
+}

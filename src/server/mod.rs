@@ -1,0 +1,154 @@
+//! The Postgres wire server: accept loop, connection limit, graceful shutdown.
+//!
+//! Connections run in a [`JoinSet`] (no detached tasks). A semaphore bounds
+//! concurrent connections; one over the limit is told so with SQLSTATE 53300
+//! and closed. On shutdown the listener stops, open connections get a grace
+//! period to finish, then are aborted.
+
+mod handler;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::{auth::StartupHandler, PgWireServerHandlers};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+pub use handler::{EddyHandler, Prepared};
+
+use crate::engine::Engine;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Most concurrent connections.
+    pub max_connections: usize,
+    /// How long open connections may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 100,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Per-server handler factory handed to pgwire.
+struct Handlers {
+    handler: Arc<EddyHandler>,
+    startup: Arc<Startup>,
+}
+
+/// Accepts any user and database (no authentication yet; bind to loopback).
+struct Startup;
+
+impl NoopStartupHandler for Startup {}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.handler.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.handler.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+}
+
+/// Serve Postgres clients on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let handlers = Arc::new(Handlers {
+        handler: Arc::new(EddyHandler::new(engine)),
+        startup: Arc::new(Startup),
+    });
+    let limiter = Arc::new(Semaphore::new(config.max_connections));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((socket, addr)) => {
+                    backoff = Duration::from_millis(10);
+                    let _ = socket.set_nodelay(true);
+                    match limiter.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let h = handlers.clone();
+                            connections.spawn(async move {
+                                let _permit = permit;
+                                if let Err(e) = pgwire::tokio::process_socket(socket, None, h).await {
+                                    tracing::debug!(%addr, error = %e, "connection ended with an error");
+                                }
+                            });
+                        }
+                        Err(_) => {
+                            tracing::warn!(%addr, max = config.max_connections, "connection refused: too many connections");
+                            connections.spawn(refuse(socket, addr));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracing::info!(
+        open = connections.len(),
+        "shutting down: draining connections"
+    );
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(config.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tracing::info!("grace period over: closing remaining connections");
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Tell a client over the connection limit why, in Postgres' own words, and close.
+async fn refuse(mut socket: TcpStream, addr: SocketAddr) {
+    // An ErrorResponse: severity FATAL, code 53300, message.
+    let mut body = Vec::new();
+    for (k, v) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "53300"),
+        (b'M', "sorry, too many clients already"),
+    ] {
+        body.push(k);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = vec![b'E'];
+    msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    msg.extend_from_slice(&body);
+    // The client first sends its startup packet; we answer regardless.
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&msg)).await {
+        tracing::debug!(%addr, error = %e, "could not tell refused client");
+    }
+}

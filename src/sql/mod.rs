@@ -1,0 +1,7 @@
+//! SQL front end: tokens → typed [`Statement`]s, and the window TVF rewrite.
+
+pub mod statement;
+pub mod tokens;
+pub mod window;
+
+pub use statement::{parse, CreateStream, CreateView, EmitMode, ObjectKind, Statement};

@@ -1,0 +1,621 @@
+//! The typed statement layer: every statement is classified once into
+//! [`Statement`]; nothing downstream dispatches on strings.
+
+use std::collections::BTreeMap;
+
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+use super::tokens::{
+    self, is_word, parser_error, split_statements, starts_with_words, strip_emit_clause,
+    EmitClause, StatementTokens, DIALECT,
+};
+use crate::error::{EddyError, Result};
+
+/// The kinds of catalog object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// An append-only stream fed by `INSERT`.
+    Table,
+    /// A stream fed by a connector.
+    Source,
+    /// A continuously maintained query result.
+    MaterializedView,
+}
+
+impl ObjectKind {
+    /// The SQL words for this kind (`TABLE`, `SOURCE`, `MATERIALIZED VIEW`).
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            ObjectKind::Table => "TABLE",
+            ObjectKind::Source => "SOURCE",
+            ObjectKind::MaterializedView => "MATERIALIZED VIEW",
+        }
+    }
+
+    /// Lower-case name for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Table => "table",
+            ObjectKind::Source => "source",
+            ObjectKind::MaterializedView => "materialized view",
+        }
+    }
+}
+
+/// `WATERMARK FOR column AS expr`.
+#[derive(Debug, Clone)]
+pub struct WatermarkDef {
+    /// The event-time column.
+    pub column: String,
+    /// The watermark expression over the row (e.g. `ts - INTERVAL '2' SECOND`).
+    pub expr: ast::Expr,
+}
+
+/// `CREATE TABLE` / `CREATE SOURCE`.
+#[derive(Debug, Clone)]
+pub struct CreateStream {
+    /// Table or source.
+    pub kind: ObjectKind,
+    /// Object name (normalised: unquoted names lower-cased).
+    pub name: String,
+    /// `IF NOT EXISTS` was given.
+    pub if_not_exists: bool,
+    /// Column definitions.
+    pub columns: Vec<ast::ColumnDef>,
+    /// The watermark clause.
+    pub watermark: Option<WatermarkDef>,
+    /// `WITH (…)` options, keys lower-cased.
+    pub options: BTreeMap<String, String>,
+    /// The statement text, for `SHOW CREATE`.
+    pub sql: String,
+}
+
+/// How a materialized view publishes results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmitMode {
+    /// Live results, including partial results of open windows.
+    OnUpdate,
+    /// A window's rows appear once the watermark passes its end, then never change.
+    OnWindowClose,
+}
+
+impl EmitMode {
+    /// The name shown in `eddy.views.emit_mode`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EmitMode::OnUpdate => "on_update",
+            EmitMode::OnWindowClose => "on_window_close",
+        }
+    }
+}
+
+/// `CREATE MATERIALIZED VIEW name AS query [EMIT …]`.
+#[derive(Debug, Clone)]
+pub struct CreateView {
+    /// View name.
+    pub name: String,
+    /// `IF NOT EXISTS` was given.
+    pub if_not_exists: bool,
+    /// The defining query (window TVFs still in it).
+    pub query: Box<ast::Query>,
+    /// Emission mode.
+    pub emit: EmitMode,
+    /// `WITH (…)` options, keys lower-cased.
+    pub options: BTreeMap<String, String>,
+    /// The statement text, for `SHOW CREATE`.
+    pub sql: String,
+}
+
+/// A classified statement.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// `CREATE TABLE` or `CREATE SOURCE`.
+    CreateStream(CreateStream),
+    /// `CREATE MATERIALIZED VIEW`.
+    CreateView(CreateView),
+    /// `EXPLAIN CREATE MATERIALIZED VIEW`: show the streaming operator graph.
+    ExplainView(CreateView),
+    /// `INSERT INTO table …`.
+    Insert(Box<ast::Statement>),
+    /// A query DataFusion answers (`SELECT`, `VALUES`, `EXPLAIN SELECT`, …),
+    /// with its original text (psql's catalog queries are matched on it).
+    Query(Box<ast::Statement>, String),
+    /// `SHOW TABLES | SOURCES | MATERIALIZED VIEWS`.
+    ShowObjects(ObjectKind),
+    /// `SHOW CREATE kind name`.
+    ShowCreate(ObjectKind, String),
+    /// `DESCRIBE name`.
+    Describe(String),
+    /// `DROP kind [IF EXISTS] names [CASCADE]`.
+    Drop {
+        /// What kind of object.
+        kind: ObjectKind,
+        /// Names to drop.
+        names: Vec<String>,
+        /// `IF EXISTS` was given.
+        if_exists: bool,
+        /// `CASCADE` was given.
+        cascade: bool,
+    },
+    /// Session noise drivers send (`SET`, `SHOW var`, `BEGIN`, `COMMIT`, …).
+    Session(Box<ast::Statement>),
+}
+
+/// Parse a query string into classified statements.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    split_statements(sql)?
+        .into_iter()
+        .map(|st| classify(sql, st))
+        .collect()
+}
+
+fn parser_for(
+    tokens: Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>,
+) -> Parser<'static> {
+    Parser::new(&DIALECT).with_tokens_with_locations(tokens)
+}
+
+fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
+    let t = &st.tokens;
+    let perr = |e| parser_error(sql, e);
+    if starts_with_words(t, &["CREATE", "TABLE"]) || starts_with_words(t, &["CREATE", "SOURCE"]) {
+        return parse_create_stream(sql, st);
+    }
+    if starts_with_words(t, &["CREATE", "MATERIALIZED", "VIEW"]) {
+        return parse_create_view(sql, st, false).map(Statement::CreateView);
+    }
+    if starts_with_words(t, &["EXPLAIN", "CREATE", "MATERIALIZED", "VIEW"]) {
+        return parse_create_view(sql, st, true).map(Statement::ExplainView);
+    }
+    if starts_with_words(t, &["CREATE", "VIEW"]) {
+        return Err(EddyError::NotSupported {
+            message: "CREATE VIEW is not supported".into(),
+            hint: Some("Use CREATE MATERIALIZED VIEW for a continuously maintained result.".into()),
+        });
+    }
+    if starts_with_words(t, &["SHOW"])
+        || starts_with_words(t, &["DESCRIBE"])
+        || starts_with_words(t, &["DESC"])
+    {
+        if let Some(s) = parse_show(sql, &st)? {
+            return Ok(s);
+        }
+    }
+    if starts_with_words(t, &["DROP"]) {
+        if let Some(s) = parse_drop(sql, &st)? {
+            return Ok(s);
+        }
+    }
+    let mut p = parser_for(st.tokens.clone());
+    let stmt = p.parse_statement().map_err(perr)?;
+    if p.peek_token().token != Token::EOF {
+        return Err(parser_error(
+            sql,
+            datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+                "unexpected {} at {}",
+                p.peek_token().token,
+                p.peek_token().span.start
+            )),
+        ));
+    }
+    use ast::Statement as S;
+    Ok(match stmt {
+        S::Query(_) | S::Explain { .. } | S::ExplainTable { .. } => {
+            Statement::Query(Box::new(stmt), st.text.clone())
+        }
+        S::Insert(_) => Statement::Insert(Box::new(stmt)),
+        S::Set(_)
+        | S::ShowVariable { .. }
+        | S::ShowStatus { .. }
+        | S::StartTransaction { .. }
+        | S::Commit { .. }
+        | S::Rollback { .. }
+        | S::Discard { .. }
+        | S::Deallocate { .. }
+        | S::Close { .. } => Statement::Session(Box::new(stmt)),
+        other => {
+            return Err(EddyError::not_supported(format!(
+                "statement not supported: {}",
+                first_words(&other.to_string())
+            )))
+        }
+    })
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// Normalise an identifier: unquoted names fold to lower case, as in Postgres.
+pub fn normalize_ident(id: &ast::Ident) -> String {
+    match id.quote_style {
+        Some(_) => id.value.clone(),
+        None => id.value.to_lowercase(),
+    }
+}
+
+/// Normalise an object name (only unqualified names are eddy objects).
+pub fn normalize_object_name(name: &ast::ObjectName) -> Result<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(normalize_ident))
+        .collect();
+    match parts.as_slice() {
+        [one] => Ok(one.clone()),
+        [schema, one] if schema == "public" => Ok(one.clone()),
+        _ => Err(EddyError::not_supported(format!(
+            "qualified name \"{name}\": eddy objects live in schema public"
+        ))),
+    }
+}
+
+fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
+    let perr = |e| parser_error(sql, e);
+    let mut p = parser_for(st.tokens);
+    p.expect_keyword(Keyword::CREATE).map_err(perr)?;
+    let kind = if p.parse_keyword(Keyword::TABLE) {
+        ObjectKind::Table
+    } else {
+        p.next_token(); // SOURCE
+        ObjectKind::Source
+    };
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
+    p.expect_token(&Token::LParen).map_err(perr)?;
+    let mut columns = Vec::new();
+    let mut watermark = None;
+    loop {
+        if is_word(&p.peek_token().token, "WATERMARK") {
+            p.next_token();
+            p.expect_keyword(Keyword::FOR).map_err(perr)?;
+            let column = normalize_ident(&p.parse_identifier().map_err(perr)?);
+            p.expect_keyword(Keyword::AS).map_err(perr)?;
+            let expr = p.parse_expr().map_err(perr)?;
+            if watermark.is_some() {
+                return Err(EddyError::syntax(format!(
+                    "{} \"{name}\" has more than one WATERMARK clause",
+                    kind.noun()
+                )));
+            }
+            watermark = Some(WatermarkDef { column, expr });
+        } else if p.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+            return Err(EddyError::NotSupported {
+                message: "PRIMARY KEY (upsert tables) is not supported yet".into(),
+                hint: Some("Tables are append-only streams for now.".into()),
+            });
+        } else {
+            columns.push(p.parse_column_def().map_err(perr)?);
+        }
+        if p.consume_token(&Token::Comma) {
+            continue;
+        }
+        p.expect_token(&Token::RParen).map_err(perr)?;
+        break;
+    }
+    let options = if p.parse_keyword(Keyword::WITH) {
+        parse_options(sql, &mut p)?
+    } else {
+        BTreeMap::new()
+    };
+    expect_end(sql, &mut p)?;
+    if kind == ObjectKind::Source && !options.contains_key("connector") {
+        return Err(EddyError::InvalidParameter {
+            message: format!("source \"{name}\" needs a connector"),
+            hint: Some("Add WITH (connector = 'datagen', …).".into()),
+        });
+    }
+    if kind == ObjectKind::Table && options.contains_key("connector") {
+        return Err(EddyError::InvalidParameter {
+            message: format!("table \"{name}\" is fed by INSERT and takes no connector"),
+            hint: Some("Use CREATE SOURCE for a connector.".into()),
+        });
+    }
+    Ok(Statement::CreateStream(CreateStream {
+        kind,
+        name,
+        if_not_exists,
+        columns,
+        watermark,
+        options,
+        sql: st.text,
+    }))
+}
+
+fn parse_create_view(sql: &str, st: StatementTokens, explain: bool) -> Result<CreateView> {
+    let perr = |e| parser_error(sql, e);
+    let mut tokens = st.tokens;
+    let emit = match strip_emit_clause(&mut tokens) {
+        Some(EmitClause::OnWindowClose) => EmitMode::OnWindowClose,
+        _ => EmitMode::OnUpdate,
+    };
+    tokens::rewrite_flink_windows(&mut tokens);
+    let mut p = parser_for(tokens);
+    if explain {
+        p.next_token();
+    }
+    p.expect_keywords(&[Keyword::CREATE, Keyword::MATERIALIZED, Keyword::VIEW])
+        .map_err(perr)?;
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
+    let options = if p.parse_keyword(Keyword::WITH) {
+        parse_options(sql, &mut p)?
+    } else {
+        BTreeMap::new()
+    };
+    p.expect_keyword(Keyword::AS).map_err(perr)?;
+    let query = p.parse_query().map_err(perr)?;
+    expect_end(sql, &mut p)?;
+    Ok(CreateView {
+        name,
+        if_not_exists,
+        query,
+        emit,
+        options,
+        sql: st.text,
+    })
+}
+
+/// `( key = value, … )` where key is a word, dotted words or a string, and
+/// value a string, number or word.
+fn parse_options(sql: &str, p: &mut Parser) -> Result<BTreeMap<String, String>> {
+    let perr = |e| parser_error(sql, e);
+    p.expect_token(&Token::LParen).map_err(perr)?;
+    let mut out = BTreeMap::new();
+    if p.consume_token(&Token::RParen) {
+        return Ok(out);
+    }
+    loop {
+        let mut key = String::new();
+        loop {
+            let t = p.next_token();
+            match &t.token {
+                Token::Word(w) => key.push_str(&w.value),
+                Token::SingleQuotedString(s) => key.push_str(s),
+                Token::Number(n, _) => key.push_str(n),
+                _ => {
+                    return Err(EddyError::Syntax {
+                        message: format!(
+                            "syntax error: expected an option name, found {}",
+                            t.token
+                        ),
+                        position: Some(tokens::char_position(sql, t.span.start)),
+                    })
+                }
+            }
+            if !p.consume_token(&Token::Period) {
+                break;
+            }
+            key.push('.');
+        }
+        p.expect_token(&Token::Eq).map_err(perr)?;
+        let t = p.next_token();
+        let value = match &t.token {
+            Token::SingleQuotedString(s) => s.clone(),
+            Token::Number(n, _) => n.clone(),
+            Token::Word(w) => w.value.clone(),
+            Token::Minus => match p.next_token().token {
+                Token::Number(n, _) => format!("-{n}"),
+                other => {
+                    return Err(EddyError::syntax(format!(
+                        "syntax error: expected a number after '-', found {other}"
+                    )))
+                }
+            },
+            _ => {
+                return Err(EddyError::Syntax {
+                    message: format!(
+                        "syntax error: expected a value for option '{key}', found {}",
+                        t.token
+                    ),
+                    position: Some(tokens::char_position(sql, t.span.start)),
+                })
+            }
+        };
+        let key = key.to_lowercase();
+        if out.insert(key.clone(), value).is_some() {
+            return Err(EddyError::syntax(format!("option '{key}' given twice")));
+        }
+        if p.consume_token(&Token::Comma) {
+            continue;
+        }
+        p.expect_token(&Token::RParen).map_err(perr)?;
+        return Ok(out);
+    }
+}
+
+fn expect_end(sql: &str, p: &mut Parser) -> Result<()> {
+    let t = p.peek_token();
+    if t.token == Token::EOF {
+        Ok(())
+    } else {
+        Err(EddyError::Syntax {
+            message: format!("syntax error at or near \"{}\"", t.token),
+            position: Some(tokens::char_position(sql, t.span.start)),
+        })
+    }
+}
+
+/// Parse `kind` words: TABLE(S) | SOURCE(S) | MATERIALIZED VIEW(S).
+fn parse_kind(p: &mut Parser, plural: bool) -> Option<ObjectKind> {
+    let t = p.peek_token().token;
+    let (table, source, mat) = if plural {
+        ("TABLES", "SOURCES", "VIEWS")
+    } else {
+        ("TABLE", "SOURCE", "VIEW")
+    };
+    if is_word(&t, table) {
+        p.next_token();
+        Some(ObjectKind::Table)
+    } else if is_word(&t, source) {
+        p.next_token();
+        Some(ObjectKind::Source)
+    } else if is_word(&t, "MATERIALIZED") {
+        p.next_token();
+        if is_word(&p.peek_token().token, mat) {
+            p.next_token();
+            Some(ObjectKind::MaterializedView)
+        } else {
+            None
+        }
+    } else {
+        None
+    }
+}
+
+fn parse_show(sql: &str, st: &StatementTokens) -> Result<Option<Statement>> {
+    let perr = |e| parser_error(sql, e);
+    let mut p = parser_for(st.tokens.clone());
+    let first = p.next_token().token;
+    if is_word(&first, "DESCRIBE") || is_word(&first, "DESC") {
+        let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
+        expect_end(sql, &mut p)?;
+        return Ok(Some(Statement::Describe(name)));
+    }
+    if is_word(&p.peek_token().token, "CREATE") {
+        p.next_token();
+        let Some(kind) = parse_kind(&mut p, false) else {
+            return Err(EddyError::syntax(
+                "syntax error: expected TABLE, SOURCE or MATERIALIZED VIEW after SHOW CREATE",
+            ));
+        };
+        let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
+        expect_end(sql, &mut p)?;
+        return Ok(Some(Statement::ShowCreate(kind, name)));
+    }
+    match parse_kind(&mut p, true) {
+        Some(kind) => {
+            expect_end(sql, &mut p)?;
+            Ok(Some(Statement::ShowObjects(kind)))
+        }
+        None => Ok(None),
+    }
+}
+
+fn parse_drop(sql: &str, st: &StatementTokens) -> Result<Option<Statement>> {
+    let perr = |e| parser_error(sql, e);
+    let mut p = parser_for(st.tokens.clone());
+    p.next_token();
+    let Some(kind) = parse_kind(&mut p, false) else {
+        return Ok(None);
+    };
+    let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+    let names = p
+        .parse_comma_separated(|p| p.parse_object_name(false))
+        .map_err(perr)?
+        .iter()
+        .map(normalize_object_name)
+        .collect::<Result<Vec<_>>>()?;
+    let cascade = p.parse_keyword(Keyword::CASCADE);
+    if !cascade {
+        let _restrict = p.parse_keyword(Keyword::RESTRICT);
+    }
+    expect_end(sql, &mut p)?;
+    Ok(Some(Statement::Drop {
+        kind,
+        names,
+        if_exists,
+        cascade,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> Statement {
+        let mut v = parse(sql).unwrap();
+        assert_eq!(v.len(), 1);
+        v.remove(0)
+    }
+
+    #[test]
+    fn create_table_with_watermark() {
+        let Statement::CreateStream(c) = one(
+            "CREATE TABLE Bids (auction BIGINT NOT NULL, ts TIMESTAMP NOT NULL, \
+             WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)",
+        ) else {
+            panic!("not a stream")
+        };
+        assert_eq!(c.name, "bids");
+        assert_eq!(c.kind, ObjectKind::Table);
+        assert_eq!(c.columns.len(), 2);
+        let wm = c.watermark.unwrap();
+        assert_eq!(wm.column, "ts");
+        assert_eq!(wm.expr.to_string(), "ts - INTERVAL '2' SECOND");
+    }
+
+    #[test]
+    fn create_source_with_options() {
+        let Statement::CreateStream(c) = one(
+            "CREATE SOURCE g (id BIGINT) WITH (connector = 'datagen', rows_per_second = 10, \
+             'fields.id.kind' = 'sequence', fields.id.start = '1')",
+        ) else {
+            panic!("not a stream")
+        };
+        assert_eq!(c.kind, ObjectKind::Source);
+        assert_eq!(c.options["connector"], "datagen");
+        assert_eq!(c.options["rows_per_second"], "10");
+        assert_eq!(c.options["fields.id.kind"], "sequence");
+        assert_eq!(c.options["fields.id.start"], "1");
+    }
+
+    #[test]
+    fn create_view_emit_and_flink_form() {
+        let Statement::CreateView(v) = one(
+            "CREATE MATERIALIZED VIEW v AS SELECT window_start, count(*) FROM \
+             TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND)) \
+             GROUP BY window_start EMIT ON WINDOW CLOSE;",
+        ) else {
+            panic!("not a view")
+        };
+        assert_eq!(v.emit, EmitMode::OnWindowClose);
+        assert!(v
+            .query
+            .to_string()
+            .contains("TUMBLE(bids, ts, INTERVAL '10' SECOND)"));
+    }
+
+    #[test]
+    fn show_drop_describe() {
+        assert!(matches!(
+            one("SHOW SOURCES"),
+            Statement::ShowObjects(ObjectKind::Source)
+        ));
+        assert!(matches!(
+            one("show materialized views"),
+            Statement::ShowObjects(ObjectKind::MaterializedView)
+        ));
+        assert!(matches!(one("DESCRIBE x"), Statement::Describe(n) if n == "x"));
+        let Statement::Drop {
+            kind,
+            names,
+            if_exists,
+            cascade,
+        } = one("DROP MATERIALIZED VIEW IF EXISTS a, b CASCADE")
+        else {
+            panic!("not a drop")
+        };
+        assert_eq!(kind, ObjectKind::MaterializedView);
+        assert_eq!(names, vec!["a", "b"]);
+        assert!(if_exists && cascade);
+        assert!(matches!(
+            one("SET extra_float_digits = 3"),
+            Statement::Session(_)
+        ));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let e = parse("SELEC 1").unwrap_err();
+        assert_eq!(e.sqlstate(), "42601");
+        let e = parse("CREATE TABLE t (a BIGINT, WATERMARK ts AS ts)").unwrap_err();
+        let EddyError::Syntax { position, .. } = e else {
+            panic!("{e}")
+        };
+        assert_eq!(position, Some(37));
+    }
+}

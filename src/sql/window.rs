@@ -1,0 +1,219 @@
+//! Window table-valued functions in `FROM`.
+//!
+//! `TUMBLE(t, ts, size)` and `HOP(t, ts, slide, size)` (Flink's
+//! `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))` form is turned into this
+//! one at the token level) are replaced in the query AST by a reference to a
+//! placeholder relation `__eddy_window_N`, whose schema is the input's plus
+//! `window_start` and `window_end`. DataFusion then plans the query as usual
+//! and the streaming planner maps each placeholder back to "input stream +
+//! window assignment".
+
+use datafusion::sql::sqlparser::ast::{
+    self, FunctionArg, FunctionArgExpr, Ident, ObjectName, Query, SetExpr, TableFactor,
+    TableWithJoins,
+};
+
+use super::statement::{normalize_ident, normalize_object_name};
+use crate::error::{EddyError, Result};
+
+/// Prefix of the placeholder relations that stand for window TVFs.
+pub const PLACEHOLDER_PREFIX: &str = "__eddy_window_";
+
+/// Which window function, with its interval arguments still as SQL.
+#[derive(Debug, Clone)]
+pub enum WindowFnArgs {
+    /// `TUMBLE(t, ts, size)`.
+    Tumble {
+        /// Window size.
+        size: ast::Expr,
+    },
+    /// `HOP(t, ts, slide, size)`.
+    Hop {
+        /// Distance between window starts.
+        slide: ast::Expr,
+        /// Window size.
+        size: ast::Expr,
+    },
+}
+
+/// One window TVF found in a query.
+#[derive(Debug, Clone)]
+pub struct WindowTvf {
+    /// The placeholder relation name that replaced the call.
+    pub placeholder: String,
+    /// The input relation (table, source or view).
+    pub input: String,
+    /// The event-time column of the input.
+    pub time_column: String,
+    /// Kind and interval arguments.
+    pub args: WindowFnArgs,
+}
+
+/// Replace every window TVF in `query` by a placeholder; return what was replaced.
+pub fn extract_windows(query: &mut Query) -> Result<Vec<WindowTvf>> {
+    let mut found = Vec::new();
+    walk_query(query, &mut found)?;
+    Ok(found)
+}
+
+fn walk_query(q: &mut Query, found: &mut Vec<WindowTvf>) -> Result<()> {
+    if let Some(with) = &mut q.with {
+        for cte in &mut with.cte_tables {
+            walk_query(&mut cte.query, found)?;
+        }
+    }
+    walk_set_expr(&mut q.body, found)
+}
+
+fn walk_set_expr(body: &mut SetExpr, found: &mut Vec<WindowTvf>) -> Result<()> {
+    match body {
+        SetExpr::Select(select) => {
+            for twj in &mut select.from {
+                walk_table_with_joins(twj, found)?;
+            }
+            Ok(())
+        }
+        SetExpr::Query(q) => walk_query(q, found),
+        SetExpr::SetOperation { left, right, .. } => {
+            walk_set_expr(left, found)?;
+            walk_set_expr(right, found)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn walk_table_with_joins(twj: &mut TableWithJoins, found: &mut Vec<WindowTvf>) -> Result<()> {
+    walk_factor(&mut twj.relation, found)?;
+    for j in &mut twj.joins {
+        walk_factor(&mut j.relation, found)?;
+    }
+    Ok(())
+}
+
+fn walk_factor(f: &mut TableFactor, found: &mut Vec<WindowTvf>) -> Result<()> {
+    match f {
+        TableFactor::Table {
+            name,
+            args: args @ Some(_),
+            ..
+        } => {
+            let fname = name.to_string().to_uppercase();
+            let call_args = args.take().map(|a| a.args).unwrap_or_default();
+            let tvf = match fname.as_str() {
+                "TUMBLE" | "HOP" => parse_call(&fname, call_args, found.len())?,
+                "SESSION" | "CUMULATE" => {
+                    return Err(EddyError::not_supported(format!(
+                        "{fname} windows are not supported yet; use TUMBLE or HOP"
+                    )))
+                }
+                _ => {
+                    return Err(EddyError::not_supported(format!(
+                        "table function {name} is not supported in a materialized view"
+                    )))
+                }
+            };
+            *name = ObjectName::from(vec![Ident::new(tvf.placeholder.clone())]);
+            found.push(tvf);
+            Ok(())
+        }
+        TableFactor::Derived { subquery, .. } => walk_query(subquery, found),
+        TableFactor::NestedJoin {
+            table_with_joins, ..
+        } => walk_table_with_joins(table_with_joins, found),
+        _ => Ok(()),
+    }
+}
+
+fn parse_call(fname: &str, args: Vec<FunctionArg>, index: usize) -> Result<WindowTvf> {
+    let exprs: Vec<ast::Expr> = args
+        .into_iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+            other => Err(EddyError::syntax(format!(
+                "syntax error: unexpected argument {other} to {fname}"
+            ))),
+        })
+        .collect::<Result<_>>()?;
+    let usage = match fname {
+        "TUMBLE" => "TUMBLE(table, time_column, size)",
+        _ => "HOP(table, time_column, slide, size)",
+    };
+    let expected = if fname == "TUMBLE" { 3 } else { 4 };
+    if exprs.len() != expected {
+        return Err(EddyError::syntax(format!(
+            "syntax error: {fname} takes {expected} arguments, got {}: {usage}",
+            exprs.len()
+        )));
+    }
+    let input = match &exprs[0] {
+        ast::Expr::Identifier(id) => normalize_ident(id),
+        ast::Expr::CompoundIdentifier(parts) => {
+            normalize_object_name(&ObjectName::from(parts.clone()))?
+        }
+        other => {
+            return Err(EddyError::syntax(format!(
+                "syntax error: the first argument of {fname} must name a table, source or view, got {other}: {usage}"
+            )))
+        }
+    };
+    let time_column = match &exprs[1] {
+        ast::Expr::Identifier(id) => normalize_ident(id),
+        other => {
+            return Err(EddyError::syntax(format!(
+                "syntax error: the second argument of {fname} must be a time column, got {other}: {usage}"
+            )))
+        }
+    };
+    let args = if fname == "TUMBLE" {
+        WindowFnArgs::Tumble {
+            size: exprs[2].clone(),
+        }
+    } else {
+        WindowFnArgs::Hop {
+            slide: exprs[2].clone(),
+            size: exprs[3].clone(),
+        }
+    };
+    Ok(WindowTvf {
+        placeholder: format!("{PLACEHOLDER_PREFIX}{index}"),
+        input,
+        time_column,
+        args,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::{parse, Statement};
+
+    #[test]
+    fn replaces_tumble_with_placeholder() {
+        let Statement::CreateView(mut v) = parse(
+            "CREATE MATERIALIZED VIEW v AS SELECT window_start, count(*) FROM \
+             TUMBLE(Bids, ts, INTERVAL '10' SECOND) AS w GROUP BY window_start",
+        )
+        .unwrap()
+        .remove(0) else {
+            panic!()
+        };
+        let w = extract_windows(&mut v.query).unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].input, "bids");
+        assert_eq!(w[0].time_column, "ts");
+        assert!(v.query.to_string().contains("FROM __eddy_window_0 AS w"));
+    }
+
+    #[test]
+    fn wrong_arity_is_a_syntax_error() {
+        let Statement::CreateView(mut v) =
+            parse("CREATE MATERIALIZED VIEW v AS SELECT * FROM HOP(bids, ts, INTERVAL '1' SECOND)")
+                .unwrap()
+                .remove(0)
+        else {
+            panic!()
+        };
+        let e = extract_windows(&mut v.query).unwrap_err();
+        assert_eq!(e.sqlstate(), "42601");
+    }
+}

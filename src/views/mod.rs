@@ -1,0 +1,151 @@
+//! Materialized views: their rows, progress counters, and the
+//! [`TableProvider`] that lets `SELECT` read a consistent snapshot.
+
+pub mod store;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use parking_lot::Mutex;
+
+use crate::connectors::stream::NO_WATERMARK;
+use crate::error::{EddyError, Result};
+use crate::exec::publish::Publisher;
+use crate::exec::{Changes, Message};
+use crate::plan::ViewPlan;
+use crate::sql::EmitMode;
+use store::ViewStore;
+
+/// A materialized view: rows maintained by its pipeline.
+pub struct MaterializedView {
+    /// View name.
+    pub name: String,
+    /// Row schema.
+    pub schema: SchemaRef,
+    /// Emission mode.
+    pub emit: EmitMode,
+    /// The streaming plan.
+    pub plan: ViewPlan,
+    /// The rows.
+    pub store: Mutex<ViewStore>,
+    /// Downstream subscribers (views on this view).
+    pub publisher: Publisher,
+    /// Input rows dropped as late.
+    pub rows_late: AtomicU64,
+    /// Operator state bytes, per partition.
+    pub state_bytes: Vec<AtomicU64>,
+    /// Output watermark (ns), or NO_WATERMARK.
+    pub watermark: AtomicI64,
+    /// `running` or `failed`.
+    pub status: Mutex<String>,
+    /// The error that stopped the view.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for MaterializedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MaterializedView")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl MaterializedView {
+    /// A new, empty view for `plan`.
+    pub fn new(plan: ViewPlan, max_rows: u64) -> Result<Self> {
+        let partitions = plan.partitions;
+        Ok(MaterializedView {
+            name: plan.name.clone(),
+            schema: plan.output_schema.clone(),
+            emit: plan.emit,
+            store: Mutex::new(ViewStore::new(plan.output_schema.clone(), max_rows)?),
+            plan,
+            publisher: Publisher::new(),
+            rows_late: AtomicU64::new(0),
+            state_bytes: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            watermark: AtomicI64::new(NO_WATERMARK),
+            status: Mutex::new("running".into()),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    /// Apply changes to the rows and publish them downstream.
+    pub async fn apply(&self, changes: Changes) -> Result<()> {
+        let mut result = Ok(());
+        self.publisher
+            .publish(Message::Data(changes), |m| {
+                if let Message::Data(c) = m {
+                    result = self.store.lock().apply(c);
+                }
+            })
+            .await;
+        result
+    }
+
+    /// Messages that bring a new downstream subscriber up to date.
+    pub fn snapshot_messages(&self) -> Result<Vec<Message>> {
+        let snap = self.store.lock().snapshot()?;
+        Ok(snap
+            .iter()
+            .map(|b| Message::Data(Changes::inserts(b.clone())))
+            .collect())
+    }
+
+    /// Total operator state bytes across partitions.
+    pub fn state_bytes(&self) -> u64 {
+        self.state_bytes
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum::<u64>()
+            + self.store.lock().bytes() as u64
+    }
+
+    /// Mark the view failed.
+    pub fn fail(&self, error: &EddyError) {
+        tracing::warn!(view = %self.name, error = %error, "materialized view failed");
+        *self.status.lock() = "failed".into();
+        *self.last_error.lock() = Some(error.to_string());
+    }
+}
+
+/// `SELECT` over a view reads a snapshot of its rows.
+#[derive(Debug)]
+pub struct ViewTable(pub Arc<MaterializedView>);
+
+#[async_trait]
+impl TableProvider for ViewTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let snap = self
+            .0
+            .store
+            .lock()
+            .snapshot()
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[snap.as_ref().clone()],
+            self.0.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}
