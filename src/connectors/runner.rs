@@ -12,12 +12,24 @@ const TICK: Duration = Duration::from_millis(100);
 /// Largest batch an unthrottled generator emits.
 const MAX_BATCH_ROWS: usize = 8192;
 
+/// How often an idle source checks whether a view has subscribed.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
 /// Run a datagen source until it is exhausted (or the task is aborted).
+///
+/// A source starts producing when the first view reads it, so
+/// `CREATE SOURCE` followed by `CREATE MATERIALIZED VIEW` sees the stream
+/// from its first row; views created later join the live stream.
 pub async fn run_datagen(
     stream: Arc<StreamObject>,
     mut gen: DatagenGenerator,
     rows_per_second: u64,
 ) {
+    *stream.metrics.status.lock() = "idle".into();
+    while stream.publisher.subscriber_count().await == 0 {
+        tokio::time::sleep(IDLE_POLL).await;
+    }
+    *stream.metrics.status.lock() = "running".into();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Carry fractional rows between ticks so low rates are exact over time.

@@ -72,6 +72,8 @@ pub struct AggregateSpec {
     pub emit: EmitMode,
     /// Most groups one partition may hold.
     pub max_groups: usize,
+    /// The input can retract rows: use DataFusion's retractable ("sliding") accumulators.
+    pub retract: bool,
 }
 
 struct GroupState {
@@ -128,7 +130,13 @@ impl AggregateOperator {
             .spec
             .aggs
             .iter()
-            .map(|a| a.func.create_accumulator())
+            .map(|a| {
+                if self.spec.retract {
+                    a.func.create_sliding_accumulator()
+                } else {
+                    a.func.create_accumulator()
+                }
+            })
             .collect::<datafusion::error::Result<Vec<_>>>()?;
         Ok(GroupState {
             accs,
@@ -152,7 +160,12 @@ impl AggregateOperator {
             .iter()
             .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let rows = self.converter.convert_columns(&group_arrays)?;
+        // With no GROUP BY every row belongs to the one group whose key is empty.
+        let rows = if group_arrays.is_empty() {
+            None
+        } else {
+            Some(self.converter.convert_columns(&group_arrays)?)
+        };
         let ends: Option<Vec<EventTime>> = match self.spec.window {
             None => None,
             Some(wk) => {
@@ -196,7 +209,7 @@ impl AggregateOperator {
         let mut deletes: Vec<Vec<u32>> = Vec::new();
         for i in 0..n {
             let end = ends.as_ref().map_or(NO_WINDOW, |e| e[i]);
-            let key = (end, rows.row(i).data());
+            let key = (end, rows.as_ref().map_or(&[][..], |r| r.row(i).data()));
             let slot = *slots.entry(key).or_insert_with(|| {
                 keys.push(key);
                 inserts.push(Vec::new());
@@ -352,8 +365,12 @@ impl OutputBuilder {
         if self.keys.is_empty() {
             return Ok(None);
         }
-        let parser = converter.parser();
-        let mut cols = converter.convert_rows(self.keys.iter().map(|k| parser.parse(k)))?;
+        let mut cols = if schema.fields().len() == self.values.first().map_or(0, Vec::len) {
+            Vec::new()
+        } else {
+            let parser = converter.parser();
+            converter.convert_rows(self.keys.iter().map(|k| parser.parse(k)))?
+        };
         let n_groups = cols.len();
         for (j, field) in schema.fields()[n_groups..].iter().enumerate() {
             let arr = ScalarValue::iter_to_array(self.values.iter().map(|v| v[j].clone()))?;

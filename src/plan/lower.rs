@@ -381,6 +381,7 @@ impl Lowerer<'_> {
             window,
             emit: self.emit,
             max_groups: self.max_groups,
+            retract: false,
         }));
         chain.window_cols = (None, None);
         Ok(chain)
@@ -403,6 +404,7 @@ fn finish(
     partitions: usize,
     plan: &LogicalPlan,
 ) -> Result<ViewPlan> {
+    let mut chain = chain;
     let input = inputs.get(&chain.input).ok_or_else(|| {
         EddyError::UndefinedObject(format!("relation \"{}\" does not exist", chain.input))
     })?;
@@ -433,9 +435,16 @@ fn finish(
                 hint: Some("Make the upstream view EMIT ON WINDOW CLOSE (append-only).".into()),
             });
         }
-        if let Some(agg) = &chain.agg {
-            for a in &agg.aggs {
-                if !a.func.create_accumulator()?.supports_retract_batch() {
+        if let Some(agg) = chain.agg.as_mut() {
+            let spec = Arc::get_mut(agg)
+                .ok_or_else(|| EddyError::Internal("aggregate spec is shared".into()))?;
+            spec.retract = true;
+            for a in &spec.aggs {
+                if !a
+                    .func
+                    .create_sliding_accumulator()?
+                    .supports_retract_batch()
+                {
                     return Err(EddyError::NotSupported {
                         message: format!(
                             "{} cannot retract rows, so it cannot aggregate the updating view \"{}\"",

@@ -1,0 +1,195 @@
+//! Property test: windowed views equal DataFusion's batch answer.
+//!
+//! Random rows arrive out of order, but never by more than the watermark
+//! delay (so none is late). Once a final row pushes the watermark past every
+//! window, each streaming view — TUMBLE emitting on update, HOP emitting on
+//! window close — must hold exactly what a batch `GROUP BY` on computed
+//! window bounds gives over the same rows (the table's rows, queried through
+//! the same server with plain DataFusion SQL).
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use proptest::prelude::*;
+use tokio_postgres::SimpleQueryMessage;
+
+/// Watermark delay of the generated table, in milliseconds.
+const DELAY_MS: i64 = 3_000;
+/// 2026-01-01 00:00:00 UTC in milliseconds.
+const BASE_MS: i64 = 1_767_225_600_000;
+/// How long a view may take to catch up.
+const CONVERGE: Duration = Duration::from_secs(20);
+
+static CASE: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Debug, Clone)]
+struct Row {
+    auction: i64,
+    price: i64,
+    ts_ms: i64,
+}
+
+/// Rows with event times spread over ~60 s, in an arrival order that is out
+/// of order by less than the watermark delay.
+fn rows() -> impl Strategy<Value = Vec<Row>> {
+    prop::collection::vec((0i64..4, 0i64..1000, 0i64..60_000, 0i64..DELAY_MS), 1..120).prop_map(
+        |v| {
+            let mut rows: Vec<(i64, Row)> = v
+                .into_iter()
+                .map(|(auction, price, t, skew)| {
+                    (
+                        t + skew,
+                        Row {
+                            auction,
+                            price,
+                            ts_ms: BASE_MS + t,
+                        },
+                    )
+                })
+                .collect();
+            rows.sort_by_key(|(arrival, _)| *arrival);
+            rows.into_iter().map(|(_, r)| r).collect()
+        },
+    )
+}
+
+fn ts_literal(ms: i64) -> String {
+    let dt = chrono::DateTime::from_timestamp_millis(ms).expect("valid timestamp");
+    format!("'{}'", dt.format("%Y-%m-%d %H:%M:%S%.3f"))
+}
+
+async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", common::error_text(&e)));
+    let mut out: Vec<String> = msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn converge(client: &tokio_postgres::Client, view_sql: &str, oracle_sql: &str) {
+    let expected = text_rows(client, oracle_sql).await;
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let got = text_rows(client, view_sql).await;
+        if got == expected {
+            assert!(
+                !expected.is_empty(),
+                "oracle returned nothing: {oracle_sql}"
+            );
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "view never matched the batch answer\nview:   {view_sql}\n{got:#?}\noracle: {oracle_sql}\n{expected:#?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn check_case(server: &Server, rows: Vec<Row>) {
+    let n = CASE.fetch_add(1, Ordering::Relaxed);
+    let client = server.client().await;
+    let (t, vt, vh) = (format!("bids{n}"), format!("tumble{n}"), format!("hop{n}"));
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE {t} (auction BIGINT NOT NULL, price BIGINT, ts TIMESTAMP NOT NULL, \
+             WATERMARK FOR ts AS ts - INTERVAL '{}' MILLISECOND);
+             CREATE MATERIALIZED VIEW {vt} AS
+               SELECT window_start, window_end, auction, count(*) AS n, sum(price) AS s, max(price) AS m
+               FROM TUMBLE({t}, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, auction;
+             CREATE MATERIALIZED VIEW {vh} AS
+               SELECT window_start, auction, count(*) AS n, min(price) AS lo, avg(price) AS mean
+               FROM TABLE(HOP(TABLE {t}, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND))
+               GROUP BY window_start, auction EMIT ON WINDOW CLOSE;",
+            DELAY_MS
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("ddl: {}", common::error_text(&e)));
+    // Insert in small batches, in arrival order.
+    for chunk in rows.chunks(7) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|r| format!("({}, {}, {})", r.auction, r.price, ts_literal(r.ts_ms)))
+            .collect();
+        client
+            .batch_execute(&format!("INSERT INTO {t} VALUES {}", values.join(", ")))
+            .await
+            .unwrap_or_else(|e| panic!("insert: {}", common::error_text(&e)));
+    }
+    // Push the watermark past every generated window (the flush row is auction 999, excluded).
+    let flush_ms = BASE_MS + 200_000;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {t} VALUES (999, 0, {})",
+            ts_literal(flush_ms)
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("flush: {}", common::error_text(&e)));
+
+    let origin = "TIMESTAMP '1970-01-01 00:00:00'";
+    converge(
+        &client,
+        &format!(
+            "SELECT window_start, window_end, auction, n, s, m FROM {vt} WHERE auction <> 999"
+        ),
+        &format!(
+            "SELECT ws, ws + INTERVAL '10' SECOND, auction, count(*), sum(price), max(price) FROM \
+             (SELECT date_bin(INTERVAL '10' SECOND, ts, {origin}) AS ws, auction, price FROM {t}) \
+             WHERE auction <> 999 GROUP BY ws, auction"
+        ),
+    )
+    .await;
+    converge(
+        &client,
+        &format!("SELECT window_start, auction, n, lo, mean FROM {vh}"),
+        &format!(
+            "SELECT ws, auction, count(*), min(price), avg(price) FROM (\
+               SELECT date_bin(INTERVAL '5' SECOND, ts, {origin}) AS ws, auction, price FROM {t} \
+               UNION ALL \
+               SELECT date_bin(INTERVAL '5' SECOND, ts, {origin}) - INTERVAL '5' SECOND AS ws, auction, price FROM {t}) \
+             WHERE auction <> 999 GROUP BY ws, auction"
+        ),
+    )
+    .await;
+    let late = text_rows(
+        &client,
+        &format!("SELECT rows_late FROM eddy.views WHERE name IN ('{vt}', '{vh}')"),
+    )
+    .await;
+    assert_eq!(late, vec!["0", "0"], "no generated row is late");
+}
+
+#[test]
+fn windowed_views_equal_batch_answer() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = rt.block_on(Server::start());
+    let config = ProptestConfig {
+        cases: 12,
+        max_shrink_iters: 20,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(rows in rows())| {
+        rt.block_on(check_case(&server, rows));
+    });
+}
