@@ -167,6 +167,11 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
         DataFusionError::Plan(msg) => classify_plan_message(msg),
         DataFusionError::SchemaError(err, _) => {
             let msg = err.to_string();
+            if let Some(col) = between(&msg, "No field named ", ".") {
+                let col = col.trim_matches('"');
+                let col = col.rsplit('.').next().unwrap_or(col);
+                return EddyError::UndefinedColumn(format!("column \"{col}\" does not exist"));
+            }
             if msg.contains("not found") || msg.contains("No field named") {
                 EddyError::UndefinedColumn(lowercase_first(&msg))
             } else {
@@ -186,14 +191,22 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
 }
 
 fn classify_plan_message(msg: &str) -> EddyError {
-    if (msg.contains("table '") && msg.contains("' not found"))
-        || msg.contains("Invalid function")
-        || msg.contains("No function matches")
-    {
+    if let Some(name) = between(msg, "table '", "' not found") {
+        let short = name.rsplit('.').next().unwrap_or(name);
+        return EddyError::UndefinedObject(format!("relation \"{short}\" does not exist"));
+    }
+    if msg.contains("Invalid function") || msg.contains("No function matches") {
         EddyError::UndefinedObject(lowercase_first(msg))
     } else {
         EddyError::Plan(msg.to_string())
     }
+}
+
+/// The text between `start` and the next `end` in `s`.
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = s.find(start)? + start.len();
+    let len = s[from..].find(end)?;
+    Some(&s[from..from + len])
 }
 
 fn lowercase_first(s: &str) -> String {
@@ -222,5 +235,6 @@ mod tests {
             "table 'eddy.public.nope' not found".into(),
         ));
         assert_eq!(e.sqlstate(), "42P01");
+        assert_eq!(e.to_string(), "relation \"nope\" does not exist");
     }
 }

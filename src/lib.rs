@@ -10,6 +10,8 @@
 //! plan → streaming operators) → `exec` (operators, messages, tasks) →
 //! `views` / `connectors`; `sql` is the front end.
 
+#![warn(missing_docs)]
+
 pub mod connectors;
 pub mod engine;
 pub mod error;

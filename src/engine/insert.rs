@@ -196,7 +196,7 @@ fn fit(
             EddyError::DatatypeMismatch(format!(
                 "column \"{}\" is of type {} but the value cannot be converted: {e}",
                 field.name(),
-                field.data_type()
+                super::show::sql_type_name(field.data_type())
             ))
         })?;
     }

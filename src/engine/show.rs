@@ -29,7 +29,7 @@ fn string_batch(columns: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch>
 }
 
 /// Postgres-style name of an Arrow type.
-pub fn sql_type_name(t: &DataType) -> String {
+pub(crate) fn sql_type_name(t: &DataType) -> String {
     match t {
         DataType::Boolean => "boolean".into(),
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint".into(),

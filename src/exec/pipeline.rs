@@ -15,6 +15,7 @@
 //! rest of the view's tasks end too and its input subscription is dropped,
 //! while the server and every other view keep running.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use datafusion::arrow::array::{Array, ArrayRef, Int64Array, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::{create_hashes, RandomState};
+use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -61,25 +63,41 @@ pub fn spawn_view(
             let v = view.clone();
             let spec = spec.clone();
             let sink = sink_tx.clone();
-            tasks.spawn(async move {
-                if let Err(e) = run_partition(&v, i, spec, rx, sink).await {
-                    v.fail(&e);
-                }
-            });
+            tasks.spawn(guarded(view.clone(), async move {
+                run_partition(&v, i, spec, rx, sink).await
+            }));
         }
     }
     let v = view.clone();
     let front_sink = sink_tx;
-    tasks.spawn(async move {
-        if let Err(e) = run_front(&v, input, part_txs, front_sink).await {
-            v.fail(&e);
+    tasks.spawn(guarded(view.clone(), async move {
+        run_front(&v, input, part_txs, front_sink).await
+    }));
+    let v = view.clone();
+    tasks.spawn(guarded(view, async move {
+        run_sink(&v, partitions, sink_rx).await
+    }));
+}
+
+/// Run a view task; an error or a panic marks the view failed (and only the view).
+async fn guarded(
+    view: Arc<MaterializedView>,
+    task: impl std::future::Future<Output = Result<()>> + Send,
+) {
+    match AssertUnwindSafe(task).catch_unwind().await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => view.fail(&e),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            view.fail(&EddyError::Internal(format!(
+                "a view operator panicked: {what}"
+            )));
         }
-    });
-    tasks.spawn(async move {
-        if let Err(e) = run_sink(&view, partitions, sink_rx).await {
-            view.fail(&e);
-        }
-    });
+    }
 }
 
 fn closed() -> EddyError {

@@ -1,0 +1,97 @@
+//! End-to-end throughput: a datagen source, unthrottled, through a windowed
+//! materialized view, in-process (the same engine the server runs, without
+//! the wire protocol).
+//!
+//! Run: `cargo bench --bench e2e` (EDDY_BENCH_EVENTS=N to change the size,
+//! default 2,000,000). Prints events/s for each query.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, Int64Array};
+use eddy::engine::{Engine, Limits, Outcome};
+use eddy::sql::parse;
+
+async fn run(engine: &Engine, sql: &str) -> Option<i64> {
+    let mut last = None;
+    for stmt in parse(sql).expect("parse") {
+        if let Outcome::Rows(df) = engine.execute(stmt).await.expect("execute") {
+            let batches = df.collect().await.expect("collect");
+            last = batches.first().and_then(|b| {
+                let c = b.column(0).as_any().downcast_ref::<Int64Array>()?;
+                (!c.is_empty() && c.is_valid(0)).then(|| c.value(0))
+            });
+        }
+    }
+    last
+}
+
+async fn measure(name: &str, view_sql: &str, count_sql: &str, events: i64) {
+    let engine = Arc::new(Engine::new(Limits::default()).expect("engine"));
+    run(
+        &engine,
+        &format!(
+            "CREATE SOURCE bids (auction BIGINT NOT NULL, price BIGINT, ts TIMESTAMP NOT NULL, \
+             WATERMARK FOR ts AS ts - INTERVAL '4' SECOND) WITH (connector = 'datagen', \
+             rows_per_second = '0', number_of_rows = '{events}', seed = '1', \
+             'fields.auction.min' = '0', 'fields.auction.max' = '999', \
+             'fields.price.min' = '1', 'fields.price.max' = '10000')"
+        ),
+    )
+    .await;
+    let start = Instant::now();
+    run(&engine, view_sql).await;
+    let deadline = start + Duration::from_secs(600);
+    loop {
+        if run(&engine, count_sql).await == Some(events) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{name}: did not finish in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    println!(
+        "{name:<28} {events:>10} events  {secs:>7.2} s  {:>12.0} events/s  ({:.0} events/s per core)",
+        events as f64 / secs,
+        events as f64 / secs / cores
+    );
+}
+
+fn main() {
+    let events: i64 = std::env::var("EDDY_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        measure(
+            "filter + global count",
+            "CREATE MATERIALIZED VIEW v AS SELECT count(*) AS n FROM bids WHERE price > 0",
+            "SELECT n FROM v",
+            events,
+        )
+        .await;
+        measure(
+            "tumble 10s, 1000 keys",
+            "CREATE MATERIALIZED VIEW v AS SELECT window_start, auction, count(*) AS n, \
+             max(price) AS top FROM TUMBLE(bids, ts, INTERVAL '10' SECOND) \
+             GROUP BY window_start, auction",
+            "SELECT CAST(sum(n) AS BIGINT) FROM v",
+            events,
+        )
+        .await;
+        measure(
+            "hop 10s/2s, 1000 keys",
+            "CREATE MATERIALIZED VIEW v AS SELECT window_start, auction, count(*) AS n \
+             FROM HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) \
+             GROUP BY window_start, auction",
+            "SELECT CAST(sum(n) / 5 AS BIGINT) FROM v",
+            events,
+        )
+        .await;
+    });
+}

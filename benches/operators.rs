@@ -1,0 +1,132 @@
+//! Micro-benchmarks of the streaming operators, built by the real planner.
+//!
+//! Run: `cargo bench --bench operators` (criterion reports time per batch and
+//! rows/s as "elements").
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use datafusion::arrow::array::{Int64Array, TimestampNanosecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionConfig;
+use eddy::exec::aggregate::AggregateOperator;
+use eddy::exec::stateless::apply_steps;
+use eddy::exec::window::assign;
+use eddy::exec::Changes;
+use eddy::plan::{plan_view, PlanInputs, ViewPlan};
+use eddy::sql::{parse, Statement};
+
+const BATCH_ROWS: usize = 8192;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("auction", DataType::Int64, false),
+        Field::new("price", DataType::Int64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+    ]))
+}
+
+/// A batch of bids: `keys` distinct auctions, event times 1 ms apart from `start_ms`.
+fn batch(keys: i64, start_ms: i64) -> Changes {
+    let n = BATCH_ROWS as i64;
+    let auction = Int64Array::from_iter_values((0..n).map(|i| (i * 7919) % keys));
+    let price = Int64Array::from_iter_values((0..n).map(|i| (i * 31) % 1000));
+    let ts = TimestampNanosecondArray::from_iter_values((0..n).map(|i| (start_ms + i) * 1_000_000));
+    let b = RecordBatch::try_new(
+        schema(),
+        vec![Arc::new(auction), Arc::new(price), Arc::new(ts)],
+    )
+    .expect("batch");
+    Changes::inserts(b)
+}
+
+fn plan(sql: &str) -> ViewPlan {
+    let Statement::CreateView(v) = parse(sql).expect("parse").remove(0) else {
+        panic!("not a view")
+    };
+    let mut inputs = HashMap::new();
+    inputs.insert(
+        "bids".to_string(),
+        PlanInputs {
+            schema: schema(),
+            time_column: Some("ts".into()),
+            updating: false,
+            kind: "table".into(),
+        },
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(plan_view(&v, &inputs, SessionConfig::new(), 1, 10_000_000))
+        .expect("plan")
+}
+
+const TUMBLE: &str = "CREATE MATERIALIZED VIEW v AS SELECT window_start, auction, count(*) AS n, \
+    sum(price) AS s, max(price) AS m FROM TUMBLE(bids, ts, INTERVAL '10' SECOND) \
+    GROUP BY window_start, auction";
+const HOP: &str = "CREATE MATERIALIZED VIEW v AS SELECT window_start, auction, count(*) AS n, \
+    sum(price) AS s, max(price) AS m FROM HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) \
+    GROUP BY window_start, auction";
+
+/// Window assignment + pre-aggregate steps + the aggregate, per batch.
+fn run_view(plan: &ViewPlan, op: &mut AggregateOperator, changes: &Changes) -> usize {
+    let changes = match &plan.window {
+        Some((spec, schema)) => assign(spec, schema, changes, None).expect("assign").0,
+        None => changes.clone(),
+    };
+    let changes = apply_steps(&plan.pre, changes).expect("steps");
+    op.process(&changes)
+        .expect("process")
+        .map_or(0, |c| c.num_rows())
+}
+
+fn aggregate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("window_aggregate");
+    group.throughput(Throughput::Elements(BATCH_ROWS as u64));
+    for (name, sql) in [("tumble_10s", TUMBLE), ("hop_10s_2s", HOP)] {
+        let plan = plan(sql);
+        for keys in [10i64, 10_000] {
+            let spec = plan.agg.clone().expect("aggregate");
+            let mut op = AggregateOperator::new(spec).expect("operator");
+            let mut start = 0i64;
+            group.bench_with_input(BenchmarkId::new(name, keys), &keys, |b, &keys| {
+                b.iter(|| {
+                    // Advance time so windows close and state stays bounded.
+                    let input = batch(keys, start);
+                    start += BATCH_ROWS as i64;
+                    let out = run_view(&plan, &mut op, &input);
+                    op.on_watermark(start * 1_000_000 - 1_000_000_000)
+                        .expect("watermark");
+                    out
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn window_assign(c: &mut Criterion) {
+    let mut group = c.benchmark_group("window_assign");
+    group.throughput(Throughput::Elements(BATCH_ROWS as u64));
+    for (name, sql) in [("tumble", TUMBLE), ("hop_5_windows", HOP)] {
+        let plan = plan(sql);
+        let (spec, schema) = plan.window.clone().expect("window");
+        let input = batch(100, 0);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                assign(&spec, &schema, &input, None)
+                    .expect("assign")
+                    .0
+                    .num_rows()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn planner(c: &mut Criterion) {
+    c.bench_function("plan_tumble_view", |b| b.iter(|| plan(TUMBLE).partitions));
+}
+
+criterion_group!(benches, window_assign, aggregate, planner);
+criterion_main!(benches);
