@@ -2,6 +2,7 @@
 
 use super::ViewPlan;
 use crate::exec::window::{fmt_ns, WindowKind};
+use crate::sql::window::PLACEHOLDER_PREFIX;
 
 /// Render `plan` as one operator per line, from the input to the view.
 pub fn explain(plan: &ViewPlan, input_kind: &str) -> Vec<String> {
@@ -25,11 +26,15 @@ pub fn explain(plan: &ViewPlan, input_kind: &str) -> Vec<String> {
     }
     if let Some(agg) = &plan.agg {
         let keys: Vec<String> = agg.group_exprs.iter().map(|e| e.to_string()).collect();
-        lines.push(format!(
-            "Exchange: hash({}) into {} partitions",
-            keys.join(", "),
-            plan.partitions
-        ));
+        if keys.is_empty() {
+            lines.push("Exchange: none (no group key: one partition)".to_string());
+        } else {
+            lines.push(format!(
+                "Exchange: hash({}) into {} partitions",
+                keys.join(", "),
+                plan.partitions
+            ));
+        }
         let aggs: Vec<String> = agg.aggs.iter().map(|a| a.func.name().to_string()).collect();
         let window = match &agg.window {
             Some(_) => "windowed; state freed when the watermark passes window_end",
@@ -51,6 +56,7 @@ pub fn explain(plan: &ViewPlan, input_kind: &str) -> Vec<String> {
         .iter()
         .map(|f| format!("{} {}", f.name(), f.data_type()))
         .collect();
+    let mut lines: Vec<String> = lines.iter().map(|l| strip_placeholders(l)).collect();
     lines.push(format!(
         "Materialize: {} ({}){}",
         plan.name,
@@ -62,4 +68,33 @@ pub fn explain(plan: &ViewPlan, input_kind: &str) -> Vec<String> {
         }
     ));
     lines
+}
+
+/// Remove the window placeholder qualifier (`__eddy_window_0.price` → `price`).
+fn strip_placeholders(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find(PLACEHOLDER_PREFIX) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + PLACEHOLDER_PREFIX.len()..];
+        let digits = after.chars().take_while(|c| c.is_ascii_digit()).count();
+        rest = after[digits..]
+            .strip_prefix('.')
+            .unwrap_or(&after[digits..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_placeholders;
+
+    #[test]
+    fn placeholders_are_hidden() {
+        assert_eq!(
+            strip_placeholders("max(__eddy_window_0.price), x(__eddy_window_12.a)"),
+            "max(price), x(a)"
+        );
+    }
 }
