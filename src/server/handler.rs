@@ -135,7 +135,11 @@ impl EddyHandler {
                 Ok(Response::Execution(Tag::new(&session_tag(&s))))
             }
             Statement::Query(..) if plan.is_some() => {
-                let mut plan = plan.unwrap_or_else(|| unreachable!());
+                let Some(mut plan) = plan else {
+                    return Err(pg(EddyError::Internal(
+                        "prepared query lost its plan".into(),
+                    )));
+                };
                 if let Some(p) = params {
                     plan = plan.with_param_values(p).map_err(|e| pg(e.into()))?;
                 }
