@@ -42,6 +42,14 @@ struct ServeArgs {
     /// Recent rows a table keeps for SELECT.
     #[arg(long, env = "EDDY_TABLE_RETAIN_ROWS", default_value_t = 1_000_000)]
     table_retain_rows: usize,
+    /// Most rejected records kept in eddy.dead_letters (oldest evicted first).
+    #[arg(long, env = "EDDY_DEAD_LETTER_MAX_ROWS", default_value_t = 100_000)]
+    dead_letter_max_rows: usize,
+    /// Start an in-process, in-memory Kafka-protocol broker (librdkafka's mock
+    /// cluster) for trying eddy without Kafka; its address is printed at start.
+    /// Everything in it is lost on exit.
+    #[arg(long, env = "EDDY_EMBEDDED_KAFKA")]
+    embedded_kafka: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,11 +90,25 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     let mut limits = Limits {
         view_max_rows: args.view_max_rows,
         table_retain_rows: args.table_retain_rows,
+        dead_letter_max_rows: args.dead_letter_max_rows,
         ..Limits::default()
     };
     if let Some(p) = args.parallelism {
         limits.partitions = p.max(1);
     }
+    // Kept alive for as long as the server runs.
+    let _embedded_kafka = if args.embedded_kafka {
+        let cluster = rdkafka::mocking::MockCluster::new(1)
+            .map_err(|e| format!("cannot start the embedded Kafka broker: {e}"))?;
+        let bootstrap = cluster.bootstrap_servers();
+        tracing::info!(%bootstrap, "embedded Kafka broker (in memory, for trying things out) is ready");
+        println!(
+            "embedded Kafka broker (in memory, for trying things out; lost on exit): bootstrap.servers = {bootstrap}"
+        );
+        Some(cluster)
+    } else {
+        None
+    };
     let engine = Arc::new(Engine::new(limits).map_err(|e| e.to_string())?);
     let listener = tokio::net::TcpListener::bind(&args.pg_addr)
         .await

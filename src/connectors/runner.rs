@@ -1,11 +1,15 @@
 //! Tasks that drive connectors: pull batches from a generator at the
-//! configured rate and push them into the stream.
+//! configured rate, or publish what a reader thread (file, Kafka) decoded.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc;
+
 use super::datagen::DatagenGenerator;
 use super::stream::StreamObject;
+use crate::error::EddyError;
 
 /// How often a rate-limited generator emits a batch.
 const TICK: Duration = Duration::from_millis(100);
@@ -56,6 +60,71 @@ pub async fn run_datagen(
         };
         if let Err(e) = stream.push(batch).await {
             tracing::warn!(source = %stream.name, error = %e, "datagen source failed");
+            stream.fail(&e);
+            return;
+        }
+    }
+}
+
+/// What a connector's reader thread hands to the async side.
+#[derive(Debug)]
+pub enum Produced {
+    /// Rows to publish, with the watermark candidate the reader computed (a
+    /// partitioned source combines partitions) or `None` to take the batch's.
+    Rows(RecordBatch, Option<Option<i64>>),
+    /// Advance the watermark without rows.
+    Watermark(i64),
+    /// The source is healthy again after an error (clears `last_error`).
+    Healthy,
+    /// A recoverable problem (broker down, file missing): shown in `eddy.sources`
+    /// while the reader retries.
+    Retrying(String),
+    /// The input is exhausted (a file read once).
+    Finished,
+    /// The source stopped with an error.
+    Failed(EddyError),
+}
+
+/// Messages buffered between a reader thread and its publisher.
+pub const READER_CHANNEL_CAPACITY: usize = 4;
+
+/// Publish what a reader produces. Waits for the first subscriber so the first
+/// view sees the stream from its start (the reader blocks on the bounded
+/// channel meanwhile). Ends when the reader ends.
+pub async fn publish_reader(stream: Arc<StreamObject>, mut rx: mpsc::Receiver<Produced>) {
+    *stream.metrics.status.lock() = "idle".into();
+    while stream.publisher.subscriber_count().await == 0 {
+        tokio::time::sleep(IDLE_POLL).await;
+    }
+    *stream.metrics.status.lock() = "running".into();
+    while let Some(p) = rx.recv().await {
+        let result = match p {
+            Produced::Rows(batch, None) => stream.push(batch).await,
+            Produced::Rows(batch, Some(candidate)) => {
+                stream.push_with_watermark(batch, candidate).await
+            }
+            Produced::Watermark(w) => {
+                stream.advance_watermark(w).await;
+                Ok(())
+            }
+            Produced::Healthy => {
+                *stream.metrics.status.lock() = "running".into();
+                *stream.metrics.last_error.lock() = None;
+                Ok(())
+            }
+            Produced::Retrying(e) => {
+                *stream.metrics.status.lock() = "retrying".into();
+                *stream.metrics.last_error.lock() = Some(e);
+                Ok(())
+            }
+            Produced::Finished => {
+                *stream.metrics.status.lock() = "finished".into();
+                return;
+            }
+            Produced::Failed(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(source = %stream.name, error = %e, "source failed");
             stream.fail(&e);
             return;
         }

@@ -46,6 +46,28 @@ pub struct SourceMetrics {
     pub status: Mutex<String>,
     /// Last error, if any.
     pub last_error: Mutex<Option<String>>,
+    /// Records upstream not yet read (Kafka: high watermark minus position, summed
+    /// over partitions); 0 for tables and generators.
+    pub lag: AtomicI64,
+    /// Dead letters of this source evicted from `eddy.dead_letters` by its bound.
+    pub dead_letters_evicted: Arc<AtomicU64>,
+    /// Per-partition progress (Kafka), shown in `eddy.source_partitions`.
+    pub partitions: Mutex<Vec<PartitionProgress>>,
+}
+
+/// Progress of one partition of a partitioned source.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionProgress {
+    /// Partition number.
+    pub partition: i32,
+    /// Next offset to read.
+    pub next_offset: Option<i64>,
+    /// High watermark reported by the broker.
+    pub high_watermark: Option<i64>,
+    /// Event-time watermark of this partition (ns).
+    pub watermark: Option<i64>,
+    /// True when the partition is idle and does not hold the source watermark back.
+    pub idle: bool,
 }
 
 impl Default for SourceMetrics {
@@ -58,6 +80,9 @@ impl Default for SourceMetrics {
             max_event_time: AtomicI64::new(NO_WATERMARK),
             status: Mutex::new("running".into()),
             last_error: Mutex::new(None),
+            lag: AtomicI64::new(0),
+            dead_letters_evicted: Arc::new(AtomicU64::new(0)),
+            partitions: Mutex::new(Vec::new()),
         }
     }
 }
@@ -153,9 +178,45 @@ impl StreamObject {
 
     /// Push a batch (already of this stream's schema) to every subscriber:
     /// count it, count late rows, then publish the data and the advanced
-    /// watermark, in that order.
+    /// watermark, in that order. The watermark candidate is the largest value
+    /// of the watermark expression over the batch.
     pub async fn push(&self, batch: RecordBatch) -> Result<()> {
+        let candidate = match self.watermark_candidates(&batch)? {
+            Some(c) => max(&c),
+            None => None,
+        };
+        self.push_with_watermark(batch, candidate).await
+    }
+
+    /// The watermark expression evaluated on each row of `batch` (ns), or
+    /// `None` when the stream has no watermark.
+    pub fn watermark_candidates(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<Option<datafusion::arrow::array::TimestampNanosecondArray>> {
+        let Some(wm) = &self.watermark else {
+            return Ok(None);
+        };
         if batch.num_rows() == 0 {
+            return Ok(Some(
+                datafusion::arrow::array::TimestampNanosecondArray::from(Vec::<i64>::new()),
+            ));
+        }
+        let v = wm.expr.evaluate(batch)?.into_array(batch.num_rows())?;
+        Ok(Some(event_times_ns(&v)?))
+    }
+
+    /// Like [`StreamObject::push`], with the watermark candidate computed by
+    /// the caller (a partitioned source combines per-partition watermarks).
+    pub async fn push_with_watermark(
+        &self,
+        batch: RecordBatch,
+        candidate: Option<i64>,
+    ) -> Result<()> {
+        if batch.num_rows() == 0 {
+            if let Some(c) = candidate {
+                self.advance_watermark(c).await;
+            }
             return Ok(());
         }
         let _guard = self.push_lock.lock().await;
@@ -172,9 +233,7 @@ impl StreamObject {
             if let Some(m) = max(&ts) {
                 self.metrics.max_event_time.fetch_max(m, Ordering::Relaxed);
             }
-            let v = wm.expr.evaluate(&batch)?.into_array(batch.num_rows())?;
-            let candidates = event_times_ns(&v)?;
-            if let Some(candidate) = max(&candidates) {
+            if let Some(candidate) = candidate {
                 new_wm = self.tracker.lock().advance(candidate);
             }
         }
@@ -199,12 +258,28 @@ impl StreamObject {
             })
             .await;
         if let Some(w) = new_wm {
-            self.metrics.watermark.store(w, Ordering::Relaxed);
-            self.publisher
-                .publish(Message::Watermark(Watermark::EventTime(w)), |_| {})
-                .await;
+            self.publish_watermark(w).await;
         }
         Ok(())
+    }
+
+    /// Advance the watermark without data (an idle partition stopped holding it back).
+    pub async fn advance_watermark(&self, candidate: i64) {
+        if self.watermark.is_none() {
+            return;
+        }
+        let _guard = self.push_lock.lock().await;
+        let new_wm = self.tracker.lock().advance(candidate);
+        if let Some(w) = new_wm {
+            self.publish_watermark(w).await;
+        }
+    }
+
+    async fn publish_watermark(&self, w: i64) {
+        self.metrics.watermark.store(w, Ordering::Relaxed);
+        self.publisher
+            .publish(Message::Watermark(Watermark::EventTime(w)), |_| {})
+            .await;
     }
 
     /// Messages that bring a new subscriber up to date: a table's retained rows.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::task::JoinSet;
 
+use crate::connectors::kafka::SinkObject;
 use crate::connectors::StreamObject;
 use crate::sql::ObjectKind;
 use crate::views::MaterializedView;
@@ -17,6 +18,8 @@ pub enum ObjectRef {
     Stream(Arc<StreamObject>),
     /// A materialized view.
     View(Arc<MaterializedView>),
+    /// A sink.
+    Sink(Arc<SinkObject>),
 }
 
 /// One catalog entry.
@@ -37,6 +40,7 @@ impl Entry {
         match &self.object {
             ObjectRef::Stream(s) => s.kind,
             ObjectRef::View(_) => ObjectKind::MaterializedView,
+            ObjectRef::Sink(_) => ObjectKind::Sink,
         }
     }
 }
@@ -59,7 +63,7 @@ impl Catalog {
             e.values()
                 .filter_map(|e| match &e.object {
                     ObjectRef::Stream(s) => Some(s.clone()),
-                    ObjectRef::View(_) => None,
+                    _ => None,
                 })
                 .collect()
         })
@@ -71,7 +75,19 @@ impl Catalog {
             e.values()
                 .filter_map(|e| match &e.object {
                     ObjectRef::View(v) => Some(v.clone()),
-                    ObjectRef::Stream(_) => None,
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// All sinks, by name.
+    pub fn sinks(&self) -> Vec<Arc<SinkObject>> {
+        self.with(|e| {
+            e.values()
+                .filter_map(|e| match &e.object {
+                    ObjectRef::Sink(s) => Some(s.clone()),
+                    _ => None,
                 })
                 .collect()
         })

@@ -5,22 +5,16 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::parser::Parser;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::catalog::{Entry, ObjectRef};
 use super::{Engine, Outcome};
-use crate::connectors::datagen::{DatagenGenerator, DatagenOptions};
-use crate::connectors::runner::run_datagen;
 use crate::connectors::stream::WatermarkGen;
 use crate::connectors::{StreamObject, StreamTable};
 use crate::error::{EddyError, Result};
 use crate::exec::pipeline::{spawn_view, ViewInput};
 use crate::plan::{explain, plan_view, PlanInputs, ViewPlan};
-use crate::sql::tokens::DIALECT;
 use crate::sql::{CreateStream, CreateView, ObjectKind};
 use crate::views::{MaterializedView, ViewTable};
 
@@ -38,34 +32,6 @@ impl Engine {
 
     fn duplicate(&self, name: &str) -> EddyError {
         EddyError::DuplicateObject(format!("relation \"{name}\" already exists"))
-    }
-
-    /// Build the Arrow schema of column definitions with DataFusion's type mapping.
-    async fn columns_schema(&self, c: &CreateStream) -> Result<SchemaRef> {
-        if c.columns.is_empty() {
-            return Err(EddyError::syntax(format!(
-                "{} \"{}\" needs at least one column",
-                c.kind.noun(),
-                c.name
-            )));
-        }
-        let cols: Vec<String> = c.columns.iter().map(|c| c.to_string()).collect();
-        let sql = format!("CREATE TABLE __eddy_columns ({})", cols.join(", "));
-        let stmt = Parser::new(&DIALECT)
-            .try_with_sql(&sql)
-            .and_then(|mut p| p.parse_statement())
-            .map_err(|e| EddyError::syntax(e.to_string()))?;
-        let plan = self
-            .ctx
-            .state()
-            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
-            .await?;
-        match plan {
-            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(t)) => {
-                Ok(t.input.schema().inner().clone())
-            }
-            _ => Err(EddyError::Internal("column planning gave no table".into())),
-        }
     }
 
     fn watermark_gen(&self, c: &CreateStream, schema: &SchemaRef) -> Result<Option<WatermarkGen>> {
@@ -118,44 +84,29 @@ impl Engine {
                 Err(self.duplicate(&c.name))
             };
         }
-        let schema = self.columns_schema(&c).await?;
+        let columns = self.stream_columns(&c).await?;
+        let schema = columns.schema.clone();
         let watermark = self.watermark_gen(&c, &schema)?;
         let mut tasks = JoinSet::new();
         let (connector, retain) = match c.kind {
             ObjectKind::Table => ("table".to_string(), self.limits.table_retain_rows),
             _ => (c.options.get("connector").cloned().unwrap_or_default(), 0),
         };
+        if c.kind == ObjectKind::Table && !columns.checks.is_empty() {
+            return Err(EddyError::not_supported(
+                "CHECK constraints are supported on sources, not on tables",
+            ));
+        }
         let stream = Arc::new(StreamObject::new(
             c.name.clone(),
             c.kind,
-            connector.clone(),
+            connector,
             schema.clone(),
             watermark,
             retain,
         ));
         if c.kind == ObjectKind::Source {
-            let mut opts = c.options.clone();
-            opts.remove("connector");
-            match connector.as_str() {
-                "datagen" => {
-                    let options =
-                        DatagenOptions::parse(&schema, &opts).map_err(EddyError::invalid)?;
-                    let rate = options.rows_per_second;
-                    let gen = DatagenGenerator::new(schema.clone(), options);
-                    tasks.spawn(run_datagen(stream.clone(), gen, rate));
-                }
-                "kafka" | "file" | "nexmark" => {
-                    return Err(EddyError::not_supported(format!(
-                        "connector '{connector}' is not available yet"
-                    )))
-                }
-                other => {
-                    return Err(EddyError::InvalidParameter {
-                        message: format!("unknown connector '{other}'"),
-                        hint: Some("Available connectors: datagen.".into()),
-                    })
-                }
-            }
+            self.start_connector(&c, &columns, &stream, &mut tasks)?;
         }
         self.ctx
             .register_table(c.name.as_str(), Arc::new(StreamTable(stream.clone())))?;
@@ -176,7 +127,7 @@ impl Engine {
     fn plan_inputs(&self) -> HashMap<String, PlanInputs> {
         self.catalog.with(|e| {
             e.iter()
-                .map(|(name, e)| {
+                .filter_map(|(name, e)| {
                     let inputs = match &e.object {
                         ObjectRef::Stream(s) => PlanInputs {
                             schema: s.schema.clone(),
@@ -190,8 +141,9 @@ impl Engine {
                             updating: v.plan.updating,
                             kind: "materialized view".to_string(),
                         },
+                        ObjectRef::Sink(_) => return None,
                     };
-                    (name.clone(), inputs)
+                    Some((name.clone(), inputs))
                 })
                 .collect()
         })
@@ -241,43 +193,8 @@ impl Engine {
         let (plan, _) = self.plan(&v).await?;
         let input_name = plan.input.clone();
         let view = Arc::new(MaterializedView::new(plan, self.limits.view_max_rows)?);
-        let input = self.catalog.with(|e| {
-            e.get(&input_name).map(|e| match &e.object {
-                ObjectRef::Stream(s) => InputRef::Stream(s.clone()),
-                ObjectRef::View(v) => InputRef::View(v.clone()),
-            })
-        });
         let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
-        let snapshot = match input {
-            Some(InputRef::Stream(s)) => {
-                s.publisher
-                    .subscribe(&v.name, tx, || s.snapshot_messages())
-                    .await
-            }
-            Some(InputRef::View(up)) => {
-                let mut err = None;
-                let snap = up
-                    .publisher
-                    .subscribe(&v.name, tx, || match up.snapshot_messages() {
-                        Ok(m) => m,
-                        Err(e) => {
-                            err = Some(e);
-                            Vec::new()
-                        }
-                    })
-                    .await;
-                if let Some(e) = err {
-                    up.publisher.unsubscribe(&v.name).await;
-                    return Err(e);
-                }
-                snap
-            }
-            None => {
-                return Err(EddyError::UndefinedObject(format!(
-                    "relation \"{input_name}\" does not exist"
-                )))
-            }
-        };
+        let snapshot = self.subscribe_to(&input_name, &v.name, tx).await?;
         let mut tasks = JoinSet::new();
         spawn_view(
             view.clone(),
@@ -366,6 +283,58 @@ impl Engine {
         }
     }
 
+    /// Subscribe `name` to the changes of `input`; returns the messages that
+    /// bring it up to date (current rows, then the latest watermark).
+    pub(super) async fn subscribe_to(
+        &self,
+        input: &str,
+        name: &str,
+        tx: mpsc::Sender<crate::exec::Message>,
+    ) -> Result<Vec<crate::exec::Message>> {
+        let snapshot = match self.input_ref(input) {
+            Some(InputRef::Stream(s)) => {
+                s.publisher
+                    .subscribe(name, tx, || s.snapshot_messages())
+                    .await
+            }
+            Some(InputRef::View(up)) => {
+                let mut err = None;
+                let snap = up
+                    .publisher
+                    .subscribe(name, tx, || match up.snapshot_messages() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            err = Some(e);
+                            Vec::new()
+                        }
+                    })
+                    .await;
+                if let Some(e) = err {
+                    up.publisher.unsubscribe(name).await;
+                    return Err(e);
+                }
+                snap
+            }
+            None => {
+                return Err(EddyError::UndefinedObject(format!(
+                    "relation \"{input}\" does not exist"
+                )))
+            }
+        };
+        Ok(snapshot)
+    }
+
+    /// The object `name` as something that can be read (not a sink).
+    pub(super) fn input_ref(&self, name: &str) -> Option<InputRef> {
+        self.catalog.with(|e| {
+            e.get(name).and_then(|e| match &e.object {
+                ObjectRef::Stream(s) => Some(InputRef::Stream(s.clone())),
+                ObjectRef::View(v) => Some(InputRef::View(v.clone())),
+                ObjectRef::Sink(_) => None,
+            })
+        })
+    }
+
     async fn drop_one(&self, name: &str) -> Result<()> {
         let Some(mut entry) = self.catalog.with(|e| e.remove(name)) else {
             return Ok(());
@@ -373,13 +342,7 @@ impl Engine {
         entry.tasks.shutdown().await;
         self.ctx.deregister_table(name)?;
         for dep in &entry.depends_on {
-            let up = self.catalog.with(|e| {
-                e.get(dep).map(|e| match &e.object {
-                    ObjectRef::Stream(s) => InputRef::Stream(s.clone()),
-                    ObjectRef::View(v) => InputRef::View(v.clone()),
-                })
-            });
-            match up {
+            match self.input_ref(dep) {
                 Some(InputRef::Stream(s)) => s.publisher.unsubscribe(name).await,
                 Some(InputRef::View(v)) => v.publisher.unsubscribe(name).await,
                 None => {}
@@ -389,7 +352,8 @@ impl Engine {
     }
 }
 
-enum InputRef {
+/// Something a view or sink can read.
+pub(super) enum InputRef {
     Stream(Arc<StreamObject>),
     View(Arc<MaterializedView>),
 }

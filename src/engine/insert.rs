@@ -52,6 +52,10 @@ impl Engine {
                     message: format!("cannot INSERT into materialized view \"{name}\""),
                     hint: None,
                 }),
+                Some(ObjectRef::Sink(_)) => Err(EddyError::InvalidParameter {
+                    message: format!("cannot INSERT into sink \"{name}\""),
+                    hint: None,
+                }),
                 None => Err(EddyError::UndefinedObject(format!(
                     "relation \"{name}\" does not exist"
                 ))),

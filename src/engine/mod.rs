@@ -6,6 +6,8 @@ mod ddl;
 mod insert;
 mod pg_compat;
 mod show;
+mod sinks;
+mod sources;
 mod system;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 pub use catalog::{Catalog, Entry, ObjectRef};
 use system::{SystemTable, SystemTableKind};
 
+use crate::connectors::dead_letter::{DeadLetterStore, DeadLetterTable};
 use crate::error::{EddyError, Result};
 use crate::sql::Statement;
 
@@ -43,6 +46,10 @@ pub struct Limits {
     pub max_groups_per_partition: usize,
     /// Partitions per aggregate (normally the number of cores).
     pub partitions: usize,
+    /// Rejected records kept in `eddy.dead_letters` (oldest evicted first).
+    pub dead_letter_max_rows: usize,
+    /// Bytes of rejected records kept in `eddy.dead_letters`.
+    pub dead_letter_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -53,6 +60,8 @@ impl Default for Limits {
             table_retain_rows: 1_000_000,
             max_groups_per_partition: 5_000_000,
             partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            dead_letter_max_rows: 100_000,
+            dead_letter_max_bytes: 256 << 20,
         }
     }
 }
@@ -77,6 +86,7 @@ pub struct Engine {
     limits: Limits,
     compat: PostgresCompatibilityParser,
     ddl_lock: tokio::sync::Mutex<()>,
+    dead_letters: Arc<DeadLetterStore>,
 }
 
 impl Engine {
@@ -103,12 +113,23 @@ impl Engine {
         for (name, kind) in [
             ("eddy.sources", SystemTableKind::Sources),
             ("eddy.views", SystemTableKind::Views),
+            ("eddy.source_partitions", SystemTableKind::Partitions),
+            ("eddy.sinks", SystemTableKind::Sinks),
         ] {
             ctx.register_table(name, Arc::new(SystemTable::new(kind, catalog.clone())))?;
         }
+        let dead_letters = Arc::new(DeadLetterStore::new(
+            limits.dead_letter_max_rows,
+            limits.dead_letter_max_bytes,
+        ));
+        ctx.register_table(
+            "eddy.dead_letters",
+            Arc::new(DeadLetterTable(dead_letters.clone())),
+        )?;
         Ok(Engine {
             ctx,
             catalog,
+            dead_letters,
             limits,
             compat: PostgresCompatibilityParser::new(),
             ddl_lock: tokio::sync::Mutex::new(()),
@@ -150,6 +171,10 @@ impl Engine {
             Statement::CreateView(v) => {
                 let _g = self.ddl_lock.lock().await;
                 self.create_view(v).await
+            }
+            Statement::CreateSink(s) => {
+                let _g = self.ddl_lock.lock().await;
+                self.create_sink(s).await
             }
             Statement::ExplainView(v) => self.explain_view(v).await,
             Statement::Drop {

@@ -56,6 +56,7 @@ impl Engine {
                 .map(|(name, e)| match &e.object {
                     ObjectRef::Stream(s) => vec![name.clone(), s.connector.clone()],
                     ObjectRef::View(v) => vec![name.clone(), v.emit.name().to_string()],
+                    ObjectRef::Sink(s) => vec![name.clone(), s.from.clone(), s.connector.clone()],
                 })
                 .collect()
         });
@@ -66,6 +67,7 @@ impl Engine {
             )?,
             ObjectKind::Source => string_batch(&["name", "connector"], rows)?,
             ObjectKind::MaterializedView => string_batch(&["name", "emit_mode"], rows)?,
+            ObjectKind::Sink => string_batch(&["name", "from", "connector"], rows)?,
         };
         self.rows(batch)
     }
@@ -97,6 +99,7 @@ impl Engine {
             e.get(name).and_then(|e| match &e.object {
                 ObjectRef::Stream(s) => s.time_column().map(str::to_string),
                 ObjectRef::View(v) => v.plan.out_time.column.clone(),
+                ObjectRef::Sink(_) => None,
             })
         });
         let rows = schema

@@ -1,11 +1,13 @@
-//! System tables in schema `eddy`: `eddy.sources` and `eddy.views`, built
+//! System tables in schema `eddy`: `eddy.sources`, `eddy.source_partitions` and `eddy.views`, built
 //! from live counters each time they are read.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampNanosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampNanosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
@@ -15,7 +17,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::catalog::Catalog;
-use crate::connectors::stream::NO_WATERMARK;
+use crate::connectors::stream::{PartitionProgress, NO_WATERMARK};
 
 /// Which system table.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +26,10 @@ pub enum SystemTableKind {
     Sources,
     /// `eddy.views`.
     Views,
+    /// `eddy.source_partitions`: per-partition offsets, lag and watermarks.
+    Partitions,
+    /// `eddy.sinks`.
+    Sinks,
 }
 
 /// A system table provider.
@@ -60,6 +66,26 @@ impl SystemTable {
                 f("rows_late", DataType::Int64, false),
                 f("watermark", Self::ts(), true),
                 f("lag", DataType::Int64, true),
+                f("last_error", DataType::Utf8, true),
+                f("dead_letters_evicted", DataType::Int64, false),
+            ],
+            SystemTableKind::Partitions => vec![
+                f("source", DataType::Utf8, false),
+                f("partition", DataType::Int32, false),
+                f("next_offset", DataType::Int64, true),
+                f("high_watermark", DataType::Int64, true),
+                f("lag", DataType::Int64, true),
+                f("watermark", Self::ts(), true),
+                f("idle", DataType::Boolean, false),
+            ],
+            SystemTableKind::Sinks => vec![
+                f("name", DataType::Utf8, false),
+                f("from", DataType::Utf8, false),
+                f("connector", DataType::Utf8, false),
+                f("topic", DataType::Utf8, false),
+                f("mode", DataType::Utf8, false),
+                f("status", DataType::Utf8, false),
+                f("messages_written", DataType::Int64, false),
                 f("last_error", DataType::Utf8, true),
             ],
             SystemTableKind::Views => vec![
@@ -100,9 +126,70 @@ impl SystemTable {
                         s.iter()
                             .map(|x| wm(x.metrics.watermark.load(Ordering::Relaxed))),
                     )),
-                    // Lag: rows produced upstream but not yet read. Tables and
-                    // generators have none; Kafka fills this in.
-                    Arc::new(Int64Array::from_iter(s.iter().map(|_| Some(0)))),
+                    // Lag: records upstream not yet read (Kafka); 0 for tables and generators.
+                    m(&|x| x.metrics.lag.load(Ordering::Relaxed)),
+                    Arc::new(StringArray::from_iter(
+                        s.iter().map(|x| x.metrics.last_error.lock().clone()),
+                    )),
+                    m(&|x| x.metrics.dead_letters_evicted.load(Ordering::Relaxed) as i64),
+                ]
+            }
+            SystemTableKind::Partitions => {
+                let rows: Vec<(String, PartitionProgress)> = self
+                    .catalog
+                    .streams()
+                    .iter()
+                    .flat_map(|s| {
+                        let name = s.name.clone();
+                        s.metrics
+                            .partitions
+                            .lock()
+                            .clone()
+                            .into_iter()
+                            .map(move |p| (name.clone(), p))
+                    })
+                    .collect();
+                vec![
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|r| r.0.clone()),
+                    )),
+                    Arc::new(Int32Array::from_iter_values(
+                        rows.iter().map(|r| r.1.partition),
+                    )),
+                    Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.1.next_offset))),
+                    Arc::new(Int64Array::from_iter(
+                        rows.iter().map(|r| r.1.high_watermark),
+                    )),
+                    Arc::new(Int64Array::from_iter(rows.iter().map(|r| {
+                        match (r.1.high_watermark, r.1.next_offset) {
+                            (Some(h), Some(n)) => Some((h - n).max(0)),
+                            _ => None,
+                        }
+                    }))),
+                    Arc::new(TimestampNanosecondArray::from_iter(
+                        rows.iter().map(|r| r.1.watermark),
+                    )),
+                    Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.1.idle)))),
+                ]
+            }
+            SystemTableKind::Sinks => {
+                let s = self.catalog.sinks();
+                let text = |f: &dyn Fn(&crate::connectors::kafka::SinkObject) -> String| {
+                    Arc::new(StringArray::from_iter_values(s.iter().map(|x| f(x)))) as ArrayRef
+                };
+                vec![
+                    text(&|x| x.name.clone()),
+                    text(&|x| x.from.clone()),
+                    text(&|x| x.connector.clone()),
+                    text(&|x| x.topic.clone()),
+                    text(&|x| match x.mode {
+                        crate::connectors::kafka::SinkMode::AppendOnly => "append_only".into(),
+                        crate::connectors::kafka::SinkMode::Changelog => "changelog".into(),
+                    }),
+                    text(&|x| x.metrics.status.lock().clone()),
+                    Arc::new(Int64Array::from_iter_values(s.iter().map(|x| {
+                        x.metrics.messages_written.load(Ordering::Relaxed) as i64
+                    }))),
                     Arc::new(StringArray::from_iter(
                         s.iter().map(|x| x.metrics.last_error.lock().clone()),
                     )),

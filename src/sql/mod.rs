@@ -4,4 +4,4 @@ pub mod statement;
 pub mod tokens;
 pub mod window;
 
-pub use statement::{parse, CreateStream, CreateView, EmitMode, ObjectKind, Statement};
+pub use statement::{parse, CreateSink, CreateStream, CreateView, EmitMode, ObjectKind, Statement};

@@ -14,6 +14,10 @@ use super::tokens::{
 };
 use crate::error::{EddyError, Result};
 
+/// The dialect column definitions are parsed in (see [`parse_create_stream`]).
+const COLUMN_DIALECT: datafusion::sql::sqlparser::dialect::GenericDialect =
+    datafusion::sql::sqlparser::dialect::GenericDialect {};
+
 /// The kinds of catalog object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObjectKind {
@@ -23,6 +27,8 @@ pub enum ObjectKind {
     Source,
     /// A continuously maintained query result.
     MaterializedView,
+    /// A view's changes written to an external system.
+    Sink,
 }
 
 impl ObjectKind {
@@ -32,6 +38,7 @@ impl ObjectKind {
             ObjectKind::Table => "TABLE",
             ObjectKind::Source => "SOURCE",
             ObjectKind::MaterializedView => "MATERIALIZED VIEW",
+            ObjectKind::Sink => "SINK",
         }
     }
 
@@ -41,6 +48,7 @@ impl ObjectKind {
             ObjectKind::Table => "table",
             ObjectKind::Source => "source",
             ObjectKind::MaterializedView => "materialized view",
+            ObjectKind::Sink => "sink",
         }
     }
 }
@@ -67,6 +75,8 @@ pub struct CreateStream {
     pub columns: Vec<ast::ColumnDef>,
     /// The watermark clause.
     pub watermark: Option<WatermarkDef>,
+    /// `INCLUDE item [AS name], …`: metadata columns (item, column name), in order.
+    pub includes: Vec<(String, String)>,
     /// `WITH (…)` options, keys lower-cased.
     pub options: BTreeMap<String, String>,
     /// The statement text, for `SHOW CREATE`.
@@ -109,6 +119,21 @@ pub struct CreateView {
     pub sql: String,
 }
 
+/// `CREATE SINK name FROM view WITH (…)`.
+#[derive(Debug, Clone)]
+pub struct CreateSink {
+    /// Sink name.
+    pub name: String,
+    /// `IF NOT EXISTS` was given.
+    pub if_not_exists: bool,
+    /// The view (or source or table) whose changes are written.
+    pub from: String,
+    /// `WITH (…)` options, keys lower-cased.
+    pub options: BTreeMap<String, String>,
+    /// The statement text, for `SHOW CREATE`.
+    pub sql: String,
+}
+
 /// A classified statement.
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -116,6 +141,8 @@ pub enum Statement {
     CreateStream(CreateStream),
     /// `CREATE MATERIALIZED VIEW`.
     CreateView(CreateView),
+    /// `CREATE SINK`.
+    CreateSink(CreateSink),
     /// `EXPLAIN CREATE MATERIALIZED VIEW`: show the streaming operator graph.
     ExplainView(CreateView),
     /// `INSERT INTO table …`.
@@ -169,6 +196,9 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
     }
     if starts_with_words(t, &["EXPLAIN", "CREATE", "MATERIALIZED", "VIEW"]) {
         return parse_create_view(sql, st, true).map(Statement::ExplainView);
+    }
+    if starts_with_words(t, &["CREATE", "SINK"]) {
+        return parse_create_sink(sql, st);
     }
     if starts_with_words(t, &["CREATE", "VIEW"]) {
         return Err(EddyError::NotSupported {
@@ -255,7 +285,9 @@ pub fn normalize_object_name(name: &ast::ObjectName) -> Result<String> {
 
 fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
     let perr = |e| parser_error(sql, e);
-    let mut p = parser_for(st.tokens);
+    // Column types such as `STRUCT<a INT, b VARCHAR>` and `T[]` parse in the
+    // generic dialect, not the Postgres one.
+    let mut p = Parser::new(&COLUMN_DIALECT).with_tokens_with_locations(st.tokens);
     p.expect_keyword(Keyword::CREATE).map_err(perr)?;
     let kind = if p.parse_keyword(Keyword::TABLE) {
         ObjectKind::Table
@@ -296,12 +328,43 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
         p.expect_token(&Token::RParen).map_err(perr)?;
         break;
     }
+    let mut includes = Vec::new();
+    if p.parse_keyword(Keyword::INCLUDE) {
+        loop {
+            let t = p.next_token();
+            let item = match &t.token {
+                Token::Word(w) => w.value.to_lowercase(),
+                other => {
+                    return Err(EddyError::Syntax {
+                        message: format!(
+                            "syntax error: expected partition, offset, timestamp, key or file after INCLUDE, found {other}"
+                        ),
+                        position: Some(tokens::char_position(sql, t.span.start)),
+                    })
+                }
+            };
+            let column = if p.parse_keyword(Keyword::AS) {
+                normalize_ident(&p.parse_identifier().map_err(perr)?)
+            } else {
+                item.clone()
+            };
+            includes.push((item, column));
+            if !p.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+    }
     let options = if p.parse_keyword(Keyword::WITH) {
         parse_options(sql, &mut p)?
     } else {
         BTreeMap::new()
     };
     expect_end(sql, &mut p)?;
+    if kind == ObjectKind::Table && !includes.is_empty() {
+        return Err(EddyError::syntax(format!(
+            "table \"{name}\" is fed by INSERT and has no metadata to INCLUDE"
+        )));
+    }
     if kind == ObjectKind::Source && !options.contains_key("connector") {
         return Err(EddyError::InvalidParameter {
             message: format!("source \"{name}\" needs a connector"),
@@ -320,6 +383,40 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
         if_not_exists,
         columns,
         watermark,
+        includes,
+        options,
+        sql: st.text,
+    }))
+}
+
+fn parse_create_sink(sql: &str, st: StatementTokens) -> Result<Statement> {
+    let perr = |e| parser_error(sql, e);
+    let mut p = parser_for(st.tokens);
+    p.expect_keyword(Keyword::CREATE).map_err(perr)?;
+    p.next_token(); // SINK
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
+    p.expect_keyword(Keyword::FROM).map_err(perr)?;
+    let from = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
+    let options = if p.parse_keyword(Keyword::WITH) {
+        parse_options(sql, &mut p)?
+    } else {
+        BTreeMap::new()
+    };
+    expect_end(sql, &mut p)?;
+    if !options.contains_key("connector") {
+        return Err(EddyError::InvalidParameter {
+            message: format!("sink \"{name}\" needs a connector"),
+            hint: Some(
+                "Add WITH (connector = 'kafka', topic = '…', 'properties.bootstrap.server' = '…')."
+                    .into(),
+            ),
+        });
+    }
+    Ok(Statement::CreateSink(CreateSink {
+        name,
+        if_not_exists,
+        from,
         options,
         sql: st.text,
     }))
@@ -442,11 +539,15 @@ fn expect_end(sql: &str, p: &mut Parser) -> Result<()> {
 /// Parse `kind` words: TABLE(S) | SOURCE(S) | MATERIALIZED VIEW(S).
 fn parse_kind(p: &mut Parser, plural: bool) -> Option<ObjectKind> {
     let t = p.peek_token().token;
-    let (table, source, mat) = if plural {
-        ("TABLES", "SOURCES", "VIEWS")
+    let (table, source, mat, sink) = if plural {
+        ("TABLES", "SOURCES", "VIEWS", "SINKS")
     } else {
-        ("TABLE", "SOURCE", "VIEW")
+        ("TABLE", "SOURCE", "VIEW", "SINK")
     };
+    if is_word(&t, sink) {
+        p.next_token();
+        return Some(ObjectKind::Sink);
+    }
     if is_word(&t, table) {
         p.next_token();
         Some(ObjectKind::Table)
@@ -479,7 +580,7 @@ fn parse_show(sql: &str, st: &StatementTokens) -> Result<Option<Statement>> {
         p.next_token();
         let Some(kind) = parse_kind(&mut p, false) else {
             return Err(EddyError::syntax(
-                "syntax error: expected TABLE, SOURCE or MATERIALIZED VIEW after SHOW CREATE",
+                "syntax error: expected TABLE, SOURCE, MATERIALIZED VIEW or SINK after SHOW CREATE",
             ));
         };
         let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;

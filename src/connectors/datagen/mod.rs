@@ -29,6 +29,7 @@ mod generate;
 mod options;
 
 pub use generate::DatagenGenerator;
+pub(crate) use options::parse_duration_nanos;
 pub use options::DatagenOptions;
 
 use datafusion::arrow::datatypes::DataType;

@@ -293,7 +293,8 @@ fn resolve<T: PartialOrd + Display + Copy>(
 }
 
 /// Parses `250ms`, `5s`, `2m`/`2min`, `1h`, `1d`, `10us`, `7ns`; a bare number is milliseconds.
-fn parse_duration_nanos(text: &str) -> Option<i64> {
+/// Parse a duration such as `250ms`, `5s`, `2m`, `1h`, `1d` (a bare number means milliseconds) to nanoseconds.
+pub(crate) fn parse_duration_nanos(text: &str) -> Option<i64> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());

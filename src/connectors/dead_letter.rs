@@ -1,0 +1,245 @@
+//! `eddy.dead_letters`: every record a source rejected, kept with its raw
+//! bytes, where it came from and why, in a bounded store (oldest out first;
+//! evictions are counted per source in `eddy.sources.dead_letters_evicted`).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, StringArray, TimestampNanosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use parking_lot::Mutex;
+
+/// Bytes of bookkeeping counted per dead letter on top of its payload, key and error.
+const ENTRY_OVERHEAD_BYTES: usize = 96;
+
+/// One rejected record.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Source name.
+    pub source: Arc<str>,
+    /// Kafka partition, if any.
+    pub partition: Option<i32>,
+    /// Kafka offset or file line number.
+    pub offset: Option<i64>,
+    /// Message key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The record's raw bytes.
+    pub payload: Vec<u8>,
+    /// Why it was rejected.
+    pub error: String,
+    /// When eddy received it (ns since the epoch).
+    pub received_at_ns: i64,
+    /// The source's eviction counter.
+    pub evicted: Arc<AtomicU64>,
+}
+
+impl DeadLetter {
+    fn bytes(&self) -> usize {
+        self.payload.len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.error.len()
+            + ENTRY_OVERHEAD_BYTES
+    }
+}
+
+struct Inner {
+    rows: VecDeque<(u64, DeadLetter)>,
+    bytes: usize,
+    next_id: u64,
+}
+
+/// The bounded store behind `eddy.dead_letters`.
+pub struct DeadLetterStore {
+    inner: Mutex<Inner>,
+    max_rows: usize,
+    max_bytes: usize,
+    evicted_total: AtomicU64,
+}
+
+impl std::fmt::Debug for DeadLetterStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterStore")
+            .field("max_rows", &self.max_rows)
+            .finish()
+    }
+}
+
+impl DeadLetterStore {
+    /// A store keeping at most `max_rows` dead letters and `max_bytes` bytes.
+    pub fn new(max_rows: usize, max_bytes: usize) -> Self {
+        DeadLetterStore {
+            inner: Mutex::new(Inner {
+                rows: VecDeque::new(),
+                bytes: 0,
+                next_id: 1,
+            }),
+            max_rows,
+            max_bytes,
+            evicted_total: AtomicU64::new(0),
+        }
+    }
+
+    /// Add dead letters, evicting the oldest beyond the bounds.
+    pub fn push(&self, letters: impl IntoIterator<Item = DeadLetter>) {
+        let mut g = self.inner.lock();
+        for l in letters {
+            let id = g.next_id;
+            g.next_id += 1;
+            g.bytes += l.bytes();
+            g.rows.push_back((id, l));
+        }
+        while g.rows.len() > self.max_rows || (g.bytes > self.max_bytes && !g.rows.is_empty()) {
+            if let Some((_, old)) = g.rows.pop_front() {
+                g.bytes -= old.bytes();
+                old.evicted.fetch_add(1, Ordering::Relaxed);
+                self.evicted_total.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Dead letters currently kept.
+    pub fn len(&self) -> usize {
+        self.inner.lock().rows.len()
+    }
+
+    /// True when none are kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Dead letters evicted so far (all sources).
+    pub fn evicted(&self) -> u64 {
+        self.evicted_total.load(Ordering::Relaxed)
+    }
+
+    fn schema() -> SchemaRef {
+        let f = |n: &str, t: DataType, null: bool| Field::new(n, t, null);
+        Arc::new(Schema::new(vec![
+            f("id", DataType::Int64, false),
+            f("source", DataType::Utf8, false),
+            f("partition", DataType::Int32, true),
+            f("offset", DataType::Int64, true),
+            f("key", DataType::Utf8, true),
+            f("payload", DataType::Utf8, false),
+            f("error", DataType::Utf8, false),
+            f(
+                "received_at",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
+            f("payload_bytes", DataType::Binary, false),
+        ]))
+    }
+
+    fn batch(&self) -> datafusion::error::Result<RecordBatch> {
+        let g = self.inner.lock();
+        let rows = &g.rows;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|(id, _)| *id as i64),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|(_, l)| l.source.as_ref()),
+            )),
+            Arc::new(Int32Array::from_iter(rows.iter().map(|(_, l)| l.partition))),
+            Arc::new(Int64Array::from_iter(rows.iter().map(|(_, l)| l.offset))),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|(_, l)| l.key.as_deref().map(text)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|(_, l)| text(&l.payload)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|(_, l)| l.error.as_str()),
+            )),
+            Arc::new(TimestampNanosecondArray::from_iter_values(
+                rows.iter().map(|(_, l)| l.received_at_ns),
+            )),
+            Arc::new(BinaryArray::from_iter_values(
+                rows.iter().map(|(_, l)| l.payload.as_slice()),
+            )),
+        ];
+        Ok(RecordBatch::try_new(Self::schema(), cols)?)
+    }
+}
+
+/// `eddy.dead_letters` as a table.
+#[derive(Debug)]
+pub struct DeadLetterTable(pub Arc<DeadLetterStore>);
+
+#[async_trait]
+impl TableProvider for DeadLetterTable {
+    fn schema(&self) -> SchemaRef {
+        DeadLetterStore::schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batch = self.0.batch()?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(payload: &str, evicted: &Arc<AtomicU64>) -> DeadLetter {
+        DeadLetter {
+            source: "s".into(),
+            partition: Some(0),
+            offset: Some(1),
+            key: None,
+            payload: payload.as_bytes().to_vec(),
+            error: "bad".into(),
+            received_at_ns: 0,
+            evicted: evicted.clone(),
+        }
+    }
+
+    #[test]
+    fn oldest_are_evicted_and_counted() {
+        let store = DeadLetterStore::new(2, usize::MAX);
+        let evicted = Arc::new(AtomicU64::new(0));
+        store.push(["a", "b", "c"].map(|p| letter(p, &evicted)));
+        assert_eq!(store.len(), 2);
+        assert_eq!(evicted.load(Ordering::Relaxed), 1);
+        let b = store.batch().unwrap();
+        let payloads = b.column(5).as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(payloads.value(0), "b");
+        assert_eq!(payloads.value(1), "c");
+    }
+
+    #[test]
+    fn byte_bound_holds() {
+        let store = DeadLetterStore::new(100, 2 * (ENTRY_OVERHEAD_BYTES + 10));
+        let evicted = Arc::new(AtomicU64::new(0));
+        store.push((0..5).map(|_| letter("0123456", &evicted)));
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.evicted(), 3);
+    }
+}

@@ -1,0 +1,299 @@
+//! From raw records to rows of a source: decode (format), add metadata
+//! columns (`INCLUDE partition, offset, …`), enforce the data contract, and
+//! route every rejected record by `on_error`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::contract::Contract;
+use super::dead_letter::{DeadLetter, DeadLetterStore};
+use super::format::{millis_to_nanos, Decoded, Format, Record, RecordDecoder, Rejected};
+use super::stream::StreamObject;
+use crate::error::{EddyError, Result};
+
+/// Metadata a source can add as columns (`INCLUDE … AS name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meta {
+    /// Kafka partition (`INT`).
+    Partition,
+    /// Kafka offset, or line number in a file (`BIGINT`).
+    Offset,
+    /// Kafka message timestamp (`TIMESTAMP`).
+    Timestamp,
+    /// Kafka message key as text (`VARCHAR`).
+    Key,
+    /// Path of the file a row was read from (`VARCHAR`).
+    File,
+}
+
+impl Meta {
+    /// Parse an `INCLUDE` item.
+    pub fn parse(s: &str) -> Option<Meta> {
+        Some(match s.to_lowercase().as_str() {
+            "partition" => Meta::Partition,
+            "offset" => Meta::Offset,
+            "timestamp" => Meta::Timestamp,
+            "key" => Meta::Key,
+            "file" => Meta::File,
+            _ => return None,
+        })
+    }
+
+    /// The column type.
+    pub fn data_type(self) -> DataType {
+        match self {
+            Meta::Partition => DataType::Int32,
+            Meta::Offset => DataType::Int64,
+            Meta::Timestamp => DataType::Timestamp(TimeUnit::Nanosecond, None),
+            Meta::Key | Meta::File => DataType::Utf8,
+        }
+    }
+
+    fn column(self, records: &[Record], rows: &[usize]) -> ArrayRef {
+        let it = rows.iter().map(|&i| &records[i]);
+        match self {
+            Meta::Partition => Arc::new(Int32Array::from_iter(it.map(|r| r.partition))),
+            Meta::Offset => Arc::new(Int64Array::from_iter_values(it.map(|r| r.offset))),
+            Meta::Timestamp => millis_to_nanos(it.map(|r| r.timestamp_ms)),
+            Meta::Key => Arc::new(StringArray::from_iter(it.map(|r| {
+                r.key
+                    .as_deref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+            }))),
+            Meta::File => Arc::new(StringArray::from_iter(
+                it.map(|r| r.file.as_deref().map(str::to_string)),
+            )),
+        }
+    }
+}
+
+/// What happens to a rejected record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Keep it in `eddy.dead_letters` (default).
+    DeadLetter,
+    /// Count it and drop it.
+    Skip,
+    /// Stop the source with an error.
+    Fail,
+}
+
+impl OnError {
+    /// Read `on_error` from `options`, removing it.
+    pub fn from_options(
+        options: &mut BTreeMap<String, String>,
+    ) -> std::result::Result<Self, String> {
+        match options
+            .remove("on_error")
+            .as_deref()
+            .map(str::to_lowercase)
+            .as_deref()
+        {
+            None | Some("dead_letter") => Ok(OnError::DeadLetter),
+            Some("skip") => Ok(OnError::Skip),
+            Some("fail") => Ok(OnError::Fail),
+            Some(other) => Err(format!(
+                "on_error must be 'dead_letter', 'skip' or 'fail', got '{other}'"
+            )),
+        }
+    }
+}
+
+/// How a source turns records into rows. Built at `CREATE SOURCE`.
+#[derive(Debug, Clone)]
+pub struct IngestSpec {
+    /// Record format.
+    pub format: Format,
+    /// Metadata columns, in order, after the payload columns.
+    pub includes: Vec<Meta>,
+    /// NOT NULL and CHECK rules.
+    pub contract: Contract,
+    /// What to do with rejected records.
+    pub on_error: OnError,
+}
+
+/// What [`Ingest::process`] gives.
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// Good rows, with the index of the record each came from.
+    pub rows: Option<(RecordBatch, Vec<usize>)>,
+    /// Set when the source must stop (`on_error = 'fail'`, or an internal error),
+    /// after `rows` are delivered.
+    pub failure: Option<EddyError>,
+}
+
+/// Decodes, checks and routes records for one source.
+pub struct Ingest {
+    stream: Arc<StreamObject>,
+    decoder: Box<dyn RecordDecoder>,
+    spec: IngestSpec,
+    dead_letters: Arc<DeadLetterStore>,
+    source: Arc<str>,
+}
+
+impl Ingest {
+    /// An ingest path for `stream` (whose schema is payload columns then includes).
+    pub fn new(
+        stream: Arc<StreamObject>,
+        spec: IngestSpec,
+        dead_letters: Arc<DeadLetterStore>,
+    ) -> std::result::Result<Self, String> {
+        let payload = payload_schema(&stream.schema, spec.includes.len());
+        let decoder = spec.format.decoder(payload)?;
+        Ok(Ingest {
+            source: stream.name.as_str().into(),
+            stream,
+            decoder,
+            spec,
+            dead_letters,
+        })
+    }
+
+    /// Turn `records` into rows of the stream, with the index of the record
+    /// each row came from. Rejected records are counted and dead-lettered or
+    /// skipped. With `on_error = 'fail'`, the rows before the first rejected
+    /// record are returned with the error that must stop the source.
+    pub fn process(&mut self, records: &[Record]) -> Processed {
+        match self.process_inner(records) {
+            Ok(p) => p,
+            Err(e) => Processed {
+                rows: None,
+                failure: Some(e),
+            },
+        }
+    }
+
+    fn process_inner(&mut self, records: &[Record]) -> Result<Processed> {
+        if records.is_empty() {
+            return Ok(Processed::default());
+        }
+        let Decoded {
+            batch,
+            rows_from,
+            mut rejected,
+        } = self.decoder.decode(records);
+        let mut out = None;
+        if let Some(batch) = batch {
+            let mut cols = batch.columns().to_vec();
+            for m in &self.spec.includes {
+                cols.push(m.column(records, &rows_from));
+            }
+            let full = RecordBatch::try_new(nullable(&self.stream.schema), cols)?;
+            let violations = self.spec.contract.violations(&full);
+            let mut rows_from = rows_from;
+            let full = if violations.is_empty() {
+                full
+            } else {
+                let mut keep = vec![true; full.num_rows()];
+                for (row, error) in violations {
+                    keep[row] = false;
+                    rejected.push(Rejected {
+                        index: rows_from[row],
+                        error,
+                    });
+                }
+                rejected.sort_by_key(|r| r.index);
+                rows_from = rows_from
+                    .iter()
+                    .zip(&keep)
+                    .filter_map(|(i, k)| k.then_some(*i))
+                    .collect();
+                filter_record_batch(&full, &BooleanArray::from(keep))?
+            };
+            let mut full = full;
+            if let (OnError::Fail, Some(first)) = (self.spec.on_error, rejected.first()) {
+                // Deliver what came before the first bad record, nothing after.
+                let keep = rows_from.partition_point(|&i| i < first.index);
+                rows_from.truncate(keep);
+                full = full.slice(0, keep);
+            }
+            if full.num_rows() > 0 {
+                let batch =
+                    RecordBatch::try_new(self.stream.schema.clone(), full.columns().to_vec())?;
+                out = Some((batch, rows_from));
+            }
+        }
+        let failure = self.reject(records, rejected).err();
+        Ok(Processed { rows: out, failure })
+    }
+
+    /// Reject one record that never reached the decoder (e.g. over-long).
+    pub fn reject_one(&self, record: Record, error: String) -> Result<()> {
+        self.reject(
+            std::slice::from_ref(&record),
+            vec![Rejected { index: 0, error }],
+        )
+    }
+
+    fn reject(&self, records: &[Record], rejected: Vec<Rejected>) -> Result<()> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let m = &self.stream.metrics;
+        match self.spec.on_error {
+            OnError::Fail => {
+                let r = &rejected[0];
+                m.rows_rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(EddyError::Connector(format!(
+                    "source \"{}\" stopped (on_error = 'fail'): record at {} rejected: {}",
+                    self.source,
+                    origin(&records[r.index]),
+                    r.error
+                )));
+            }
+            OnError::Skip => {}
+            OnError::DeadLetter => {
+                let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+                self.dead_letters.push(rejected.iter().map(|r| {
+                    let rec = &records[r.index];
+                    DeadLetter {
+                        source: self.source.clone(),
+                        partition: rec.partition,
+                        offset: Some(rec.offset),
+                        key: rec.key.clone(),
+                        payload: rec.payload.clone(),
+                        error: r.error.clone(),
+                        received_at_ns: now,
+                        evicted: m.dead_letters_evicted.clone(),
+                    }
+                }));
+            }
+        }
+        m.rows_rejected
+            .fetch_add(rejected.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Where a record came from, for messages.
+fn origin(r: &Record) -> String {
+    match (&r.file, r.partition) {
+        (Some(f), _) => format!("{f} line {}", r.offset),
+        (None, Some(p)) => format!("partition {p} offset {}", r.offset),
+        (None, None) => format!("offset {}", r.offset),
+    }
+}
+
+/// The payload columns of a stream schema with `includes` metadata columns at the end.
+pub fn payload_schema(schema: &SchemaRef, includes: usize) -> SchemaRef {
+    let n = schema.fields().len().saturating_sub(includes);
+    Arc::new(datafusion::arrow::datatypes::Schema::new(
+        schema.fields()[..n].to_vec(),
+    ))
+}
+
+fn nullable(schema: &SchemaRef) -> SchemaRef {
+    Arc::new(datafusion::arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
+}

@@ -1,0 +1,23 @@
+//! The `kafka` connector: a source reading a topic's partitions with offsets
+//! tracked by eddy, per-partition watermarks and lag; and a sink writing a
+//! view's changes as JSON.
+//!
+//! ```sql
+//! CREATE SOURCE rsvps (rsvp_id BIGINT NOT NULL, mtime TIMESTAMP NOT NULL,
+//!                      WATERMARK FOR mtime AS mtime - INTERVAL '5' SECOND)
+//!   INCLUDE partition AS kafka_partition, offset AS kafka_offset
+//!   WITH (connector = 'kafka', topic = 'rsvps',
+//!         'properties.bootstrap.server' = '127.0.0.1:9092',
+//!         'scan.startup.mode' = 'earliest', format = 'json');
+//! ```
+
+mod options;
+mod sink;
+mod source;
+
+pub use options::{KafkaOptions, StartupMode};
+pub use sink::{
+    encode, rows_as_json, run_kafka_sink, KafkaSinkOptions, OutMessage, SinkMetrics, SinkMode,
+    SinkObject,
+};
+pub use source::read_kafka;

@@ -1,0 +1,339 @@
+//! The Kafka sink: a view's changes as JSON messages.
+//!
+//! - Append-only views (`EMIT ON WINDOW CLOSE`): one message per row, the row
+//!   as a JSON object.
+//! - Updating views: one message per change, Debezium style:
+//!   `{"op": "c" | "u" | "d", "before": {…} | null, "after": {…} | null}`.
+//!   A delete and an insert of the same key in one batch become one `u`.
+//!
+//! The message key is the JSON object of the key columns (option `key`, by
+//! default the view's group-by columns), or none when there are no key columns.
+//! Delivery is at-least-once with an idempotent producer (`acks=all`); a
+//! message that cannot be delivered stops the sink with its error in `eddy.sinks`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
+use datafusion::arrow::record_batch::RecordBatch;
+use parking_lot::Mutex;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::mpsc;
+
+use super::options::{take_properties, take_topic_and_brokers};
+use crate::error::{EddyError, Result};
+use crate::exec::{Changes, Message};
+
+/// Messages in flight before the sink waits for acknowledgements.
+const IN_FLIGHT_MAX: usize = 10_000;
+/// How long librdkafka keeps retrying one message before the sink fails.
+const MESSAGE_TIMEOUT_MS: &str = "120000";
+
+/// Whether a sink writes rows or changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkMode {
+    /// Rows are only ever added: write each row.
+    AppendOnly,
+    /// Rows change: write Debezium-style change events.
+    Changelog,
+}
+
+/// Counters of a sink, shown in `eddy.sinks`.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    /// Messages acknowledged by the broker.
+    pub messages_written: AtomicU64,
+    /// `running` or `failed`.
+    pub status: Mutex<String>,
+    /// Last error.
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// A running sink.
+#[derive(Debug)]
+pub struct SinkObject {
+    /// Sink name.
+    pub name: String,
+    /// The view it reads.
+    pub from: String,
+    /// Connector name.
+    pub connector: String,
+    /// Topic written.
+    pub topic: String,
+    /// Append-only or changelog.
+    pub mode: SinkMode,
+    /// Counters.
+    pub metrics: SinkMetrics,
+}
+
+/// Kafka sink settings.
+#[derive(Debug, Clone)]
+pub struct KafkaSinkOptions {
+    /// Target topic.
+    pub topic: String,
+    /// `bootstrap.servers`.
+    pub bootstrap: String,
+    /// Other librdkafka properties.
+    pub properties: BTreeMap<String, String>,
+    /// Key column names (empty: no message key).
+    pub key: Option<Vec<String>>,
+}
+
+impl KafkaSinkOptions {
+    /// Read sink options, removing them from `options`.
+    pub fn from_options(
+        options: &mut BTreeMap<String, String>,
+    ) -> std::result::Result<Self, String> {
+        let (topic, bootstrap) = take_topic_and_brokers(options)?;
+        match options.remove("format").as_deref() {
+            None | Some("json") => {}
+            Some(other) => return Err(format!("sinks write format 'json' only, not '{other}'")),
+        }
+        let key = options.remove("key").map(|k| {
+            k.split(',')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        });
+        let properties = take_properties(options)?;
+        Ok(KafkaSinkOptions {
+            topic,
+            bootstrap,
+            properties,
+            key,
+        })
+    }
+
+    /// An idempotent producer for these options.
+    pub fn producer(&self) -> Result<FutureProducer> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", MESSAGE_TIMEOUT_MS)
+            .set("linger.ms", "5");
+        for (k, v) in &self.properties {
+            cfg.set(k, v);
+        }
+        cfg.create()
+            .map_err(|e| EddyError::Connector(format!("cannot create Kafka producer: {e}")))
+    }
+}
+
+/// Rows of `batch` as JSON objects (NULL fields omitted, as `arrow-json` writes them).
+pub fn rows_as_json(batch: &RecordBatch) -> Result<Vec<String>> {
+    let mut buf = Vec::new();
+    {
+        let mut w = WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, LineDelimited>(&mut buf);
+        w.write(batch)?;
+        w.finish()?;
+    }
+    let text = String::from_utf8(buf).map_err(|e| EddyError::Internal(e.to_string()))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// One message to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutMessage {
+    /// Key bytes, if any.
+    pub key: Option<String>,
+    /// Value bytes.
+    pub value: String,
+}
+
+/// Encode a change batch as messages.
+pub fn encode(changes: &Changes, mode: SinkMode, key_cols: &[usize]) -> Result<Vec<OutMessage>> {
+    let rows = rows_as_json(&changes.batch)?;
+    let keys: Vec<Option<String>> = if key_cols.is_empty() {
+        vec![None; rows.len()]
+    } else {
+        let k = changes.batch.project(key_cols)?;
+        rows_as_json(&k)?.into_iter().map(Some).collect()
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    if mode == SinkMode::AppendOnly {
+        for (i, row) in rows.into_iter().enumerate() {
+            for _ in 0..changes.weight(i).max(0) {
+                out.push(OutMessage {
+                    key: keys[i].clone(),
+                    value: row.clone(),
+                });
+            }
+        }
+        return Ok(out);
+    }
+    // Pair a delete and an insert of the same key into an update.
+    let mut pending_delete: HashMap<&str, usize> = HashMap::new();
+    let mut events: Vec<(Option<usize>, Option<usize>)> = Vec::new();
+    for i in 0..rows.len() {
+        let w = changes.weight(i);
+        let key = keys[i].as_deref();
+        if w < 0 {
+            match key {
+                Some(k) => {
+                    pending_delete.insert(k, events.len());
+                }
+                None => {}
+            }
+            events.push((Some(i), None));
+        } else if w > 0 {
+            match key.and_then(|k| pending_delete.remove(k)) {
+                Some(ev) => events[ev].1 = Some(i),
+                None => events.push((None, Some(i))),
+            }
+        }
+    }
+    for (before, after) in events {
+        let op = match (before, after) {
+            (Some(_), Some(_)) => "u",
+            (None, Some(_)) => "c",
+            _ => "d",
+        };
+        let show = |r: Option<usize>| r.map_or("null", |i| rows[i].as_str());
+        let key = after.or(before).and_then(|i| keys[i].clone());
+        out.push(OutMessage {
+            key,
+            value: format!(
+                r#"{{"op":"{op}","before":{},"after":{}}}"#,
+                show(before),
+                show(after)
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// Write the view's changes to Kafka until the sink is dropped or delivery fails.
+pub async fn run_kafka_sink(
+    sink: Arc<SinkObject>,
+    opts: KafkaSinkOptions,
+    key_cols: Vec<usize>,
+    snapshot: Vec<Message>,
+    mut rx: mpsc::Receiver<Message>,
+) {
+    *sink.metrics.status.lock() = "running".into();
+    let result = async {
+        let producer = opts.producer()?;
+        let mut in_flight = Vec::new();
+        let mut feed = snapshot.into_iter();
+        loop {
+            let msg = match feed.next() {
+                Some(m) => m,
+                None => match rx.recv().await {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            let Message::Data(changes) = msg else {
+                continue;
+            };
+            for m in encode(&changes, sink.mode, &key_cols)? {
+                let mut rec = FutureRecord::to(&opts.topic).payload(m.value.as_bytes());
+                if let Some(k) = &m.key {
+                    rec = rec.key(k.as_bytes());
+                }
+                let fut = producer.send_result(rec).map_err(|(e, _)| {
+                    EddyError::Connector(format!("cannot produce to '{}': {e}", opts.topic))
+                })?;
+                in_flight.push(fut);
+                if in_flight.len() >= IN_FLIGHT_MAX {
+                    settle(&sink, &mut in_flight, &opts.topic).await?;
+                }
+            }
+            settle(&sink, &mut in_flight, &opts.topic).await?;
+        }
+        Ok::<(), EddyError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(sink = %sink.name, error = %e, "sink failed");
+        *sink.metrics.status.lock() = "failed".into();
+        *sink.metrics.last_error.lock() = Some(e.to_string());
+    }
+}
+
+/// Wait for every in-flight message's acknowledgement.
+async fn settle(
+    sink: &SinkObject,
+    in_flight: &mut Vec<rdkafka::producer::DeliveryFuture>,
+    topic: &str,
+) -> Result<()> {
+    for fut in in_flight.drain(..) {
+        match tokio::time::timeout(Duration::from_secs(300), fut).await {
+            Ok(Ok(Ok(_))) => {
+                sink.metrics
+                    .messages_written
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Ok(Err((e, _)))) => {
+                return Err(EddyError::Connector(format!(
+                    "delivery to '{topic}' failed: {e}"
+                )))
+            }
+            Ok(Err(_)) | Err(_) => {
+                return Err(EddyError::Connector(format!(
+                    "delivery to '{topic}' was not acknowledged"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn changes(keys: &[&str], counts: &[i64], weights: &[i64]) -> Changes {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(keys.to_vec())),
+                Arc::new(Int64Array::from(counts.to_vec())),
+            ],
+        )
+        .unwrap();
+        Changes::with_weights(batch, Int64Array::from(weights.to_vec()))
+    }
+
+    #[test]
+    fn changelog_pairs_updates_by_key() {
+        let c = changes(&["a", "a", "b", "c"], &[1, 2, 5, 7], &[-1, 1, 1, -1]);
+        let out = encode(&c, SinkMode::Changelog, &[0]).unwrap();
+        let values: Vec<&str> = out.iter().map(|m| m.value.as_str()).collect();
+        assert_eq!(
+            values,
+            vec![
+                r#"{"op":"u","before":{"k":"a","n":1},"after":{"k":"a","n":2}}"#,
+                r#"{"op":"c","before":null,"after":{"k":"b","n":5}}"#,
+                r#"{"op":"d","before":{"k":"c","n":7},"after":null}"#,
+            ]
+        );
+        assert_eq!(out[0].key.as_deref(), Some(r#"{"k":"a"}"#));
+    }
+
+    #[test]
+    fn append_only_writes_rows() {
+        let c = changes(&["a"], &[1], &[1]);
+        let out = encode(&c, SinkMode::AppendOnly, &[]).unwrap();
+        assert_eq!(
+            out,
+            vec![OutMessage {
+                key: None,
+                value: r#"{"k":"a","n":1}"#.into()
+            }]
+        );
+    }
+}

@@ -1,0 +1,429 @@
+//! The Kafka source reader: one blocking thread per source running a
+//! `BaseConsumer` on manually assigned partitions (eddy tracks offsets; they
+//! are committed to the consumer group only so lag tools can see them).
+//!
+//! Watermarks are kept per partition (the largest watermark-expression value
+//! read from it); the source's watermark is the minimum over partitions that
+//! are not idle. A partition with no records for `watermark.idle_timeout`
+//! stops holding it back until it has records again.
+//!
+//! Outages: a missing topic or unreachable brokers put the source in status
+//! `retrying` with the error in `eddy.sources.last_error`; librdkafka
+//! reconnects by itself, and reading resumes at the next offset.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::Array;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::options::{KafkaOptions, StartupMode};
+use crate::connectors::format::Record;
+use crate::connectors::ingest::Ingest;
+use crate::connectors::runner::Produced;
+use crate::connectors::stream::{PartitionProgress, StreamObject};
+use crate::connectors::BatchBounds;
+use crate::error::EddyError;
+
+/// Longest single poll, so a dropped source is noticed quickly.
+const POLL: Duration = Duration::from_millis(50);
+/// How often offsets are committed and high watermarks fetched.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Metadata and offset lookups give up after this long (then retry).
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// Backoff between attempts to find the topic, doubling up to the maximum.
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Reading state of one partition.
+#[derive(Debug)]
+struct Partition {
+    id: i32,
+    next_offset: Option<i64>,
+    low_watermark: Option<i64>,
+    high_watermark: Option<i64>,
+    watermark: Option<i64>,
+    last_record: Instant,
+    idle: bool,
+}
+
+/// The channel closed: the source was dropped.
+struct Closed;
+
+struct Reader {
+    opts: KafkaOptions,
+    ingest: Ingest,
+    bounds: BatchBounds,
+    tx: mpsc::Sender<Produced>,
+    stream: Arc<StreamObject>,
+    partitions: BTreeMap<i32, Partition>,
+    /// Whether the last thing reported was an error.
+    unhealthy: bool,
+}
+
+/// Read the topic until the source is dropped (or fails with `on_error = 'fail'`).
+/// Runs on a blocking thread.
+pub fn read_kafka(
+    opts: KafkaOptions,
+    ingest: Ingest,
+    bounds: BatchBounds,
+    stream: Arc<StreamObject>,
+    tx: mpsc::Sender<Produced>,
+) {
+    let mut r = Reader {
+        opts,
+        ingest,
+        bounds,
+        tx,
+        stream,
+        partitions: BTreeMap::new(),
+        unhealthy: false,
+    };
+    match r.run() {
+        Ok(()) | Err(Stop::Closed) => {}
+        Err(Stop::Failed(e)) => {
+            let _ = r.tx.blocking_send(Produced::Failed(e));
+        }
+    }
+}
+
+enum Stop {
+    Closed,
+    Failed(EddyError),
+}
+
+impl From<Closed> for Stop {
+    fn from(_: Closed) -> Self {
+        Stop::Closed
+    }
+}
+
+impl Reader {
+    fn send(&self, p: Produced) -> Result<(), Closed> {
+        self.tx.blocking_send(p).map_err(|_| Closed)
+    }
+
+    fn retrying(&mut self, msg: String) -> Result<(), Closed> {
+        tracing::warn!(source = %self.stream.name, error = %msg, "kafka source retrying");
+        self.unhealthy = true;
+        self.send(Produced::Retrying(msg))
+    }
+
+    fn healthy(&mut self) -> Result<(), Closed> {
+        if self.unhealthy {
+            self.unhealthy = false;
+            self.send(Produced::Healthy)?;
+        }
+        Ok(())
+    }
+
+    /// Sleep up to `d`, returning early with `Closed` if the source was dropped.
+    fn pause(&self, d: Duration) -> Result<(), Closed> {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.tx.is_closed() {
+                return Err(Closed);
+            }
+            std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
+        }
+        Ok(())
+    }
+
+    fn consumer(&self) -> Result<BaseConsumer, EddyError> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.opts.bootstrap)
+            .set("group.id", &self.opts.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("client.id", format!("eddy-{}", self.stream.name));
+        for (k, v) in &self.opts.properties {
+            cfg.set(k, v);
+        }
+        cfg.create()
+            .map_err(|e| EddyError::Connector(format!("cannot create Kafka consumer: {e}")))
+    }
+
+    fn run(&mut self) -> Result<(), Stop> {
+        let consumer = self.consumer().map_err(Stop::Failed)?;
+        self.assign(&consumer)?;
+        let mut pending: Vec<Record> = Vec::new();
+        let mut first_pending = Instant::now();
+        let mut last_progress = Instant::now();
+        loop {
+            if self.tx.is_closed() {
+                return Err(Stop::Closed);
+            }
+            match consumer.poll(POLL) {
+                Some(Ok(m)) => {
+                    self.healthy()?;
+                    if pending.is_empty() {
+                        first_pending = Instant::now();
+                    }
+                    let p = m.partition();
+                    if let Some(part) = self.partitions.get_mut(&p) {
+                        part.next_offset = Some(m.offset() + 1);
+                        part.last_record = Instant::now();
+                    }
+                    pending.push(Record {
+                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        partition: Some(p),
+                        offset: m.offset(),
+                        timestamp_ms: m.timestamp().to_millis(),
+                        file: None,
+                    });
+                }
+                Some(Err(e)) => self.retrying(describe(&e))?,
+                None => {}
+            }
+            let full = pending.len() >= self.bounds.max_rows;
+            let due = !pending.is_empty() && first_pending.elapsed() >= self.bounds.max_wait;
+            if full || due {
+                let records = std::mem::take(&mut pending);
+                self.flush(&records)?;
+            }
+            self.check_idle()?;
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                self.progress(&consumer);
+            }
+        }
+    }
+
+    /// Find the topic's partitions (retrying with backoff) and assign them at
+    /// their startup offsets.
+    fn assign(&mut self, consumer: &BaseConsumer) -> Result<(), Stop> {
+        let topic = self.opts.topic.clone();
+        let mut backoff = BACKOFF_MIN;
+        let ids = loop {
+            if self.tx.is_closed() {
+                return Err(Stop::Closed);
+            }
+            match consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT) {
+                Ok(md) => {
+                    let t = md.topics().iter().find(|t| t.name() == topic);
+                    match t {
+                        Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                            break t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>();
+                        }
+                        _ => self.retrying(format!(
+                            "topic '{topic}' does not exist on {} (retrying)",
+                            self.opts.bootstrap
+                        ))?,
+                    }
+                }
+                Err(e) => self.retrying(format!(
+                    "cannot reach Kafka at {}: {} (retrying)",
+                    self.opts.bootstrap,
+                    describe(&e)
+                ))?,
+            }
+            self.pause(backoff)?;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        };
+        let mut tpl = TopicPartitionList::new();
+        for &id in &ids {
+            let offset = match self.opts.startup {
+                StartupMode::Earliest => Offset::Beginning,
+                StartupMode::Latest => Offset::End,
+                StartupMode::Timestamp(ms) => Offset::Offset(ms),
+            };
+            tpl.add_partition_offset(&topic, id, offset)
+                .map_err(|e| Stop::Failed(EddyError::Connector(e.to_string())))?;
+        }
+        if let StartupMode::Timestamp(_) = self.opts.startup {
+            tpl = loop {
+                match consumer.offsets_for_times(tpl.clone(), METADATA_TIMEOUT) {
+                    Ok(t) => break t,
+                    Err(e) => {
+                        self.retrying(format!(
+                            "cannot look up offsets for the startup timestamp: {} (retrying)",
+                            describe(&e)
+                        ))?;
+                        self.pause(backoff)?;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            };
+        }
+        consumer.assign(&tpl).map_err(|e| {
+            Stop::Failed(EddyError::Connector(format!(
+                "cannot assign partitions: {e}"
+            )))
+        })?;
+        let now = Instant::now();
+        self.partitions = ids
+            .into_iter()
+            .map(|id| {
+                (
+                    id,
+                    Partition {
+                        id,
+                        next_offset: None,
+                        low_watermark: None,
+                        high_watermark: None,
+                        watermark: None,
+                        last_record: now,
+                        idle: false,
+                    },
+                )
+            })
+            .collect();
+        self.healthy()?;
+        self.publish_progress();
+        Ok(())
+    }
+
+    /// Decode `records`, update per-partition watermarks, hand the rows over.
+    fn flush(&mut self, records: &[Record]) -> Result<(), Stop> {
+        let processed = self.ingest.process(records);
+        if let Some((batch, rows_from)) = processed.rows {
+            self.publish_rows(records, batch, rows_from)?;
+        }
+        match processed.failure {
+            Some(e) => Err(Stop::Failed(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn publish_rows(
+        &mut self,
+        records: &[Record],
+        batch: datafusion::arrow::record_batch::RecordBatch,
+        rows_from: Vec<usize>,
+    ) -> Result<(), Stop> {
+        let candidates = self
+            .stream
+            .watermark_candidates(&batch)
+            .map_err(Stop::Failed)?;
+        if let Some(c) = &candidates {
+            for (row, &rec) in rows_from.iter().enumerate() {
+                let Some(p) = records[rec].partition else {
+                    continue;
+                };
+                if let (Some(part), true) = (self.partitions.get_mut(&p), c.is_valid(row)) {
+                    let v = c.value(row);
+                    part.watermark = Some(part.watermark.map_or(v, |w| w.max(v)));
+                }
+            }
+        }
+        for &rec in &rows_from {
+            if let Some(part) = records[rec]
+                .partition
+                .and_then(|p| self.partitions.get_mut(&p))
+            {
+                part.idle = false;
+            }
+        }
+        let combined = candidates.is_some().then(|| self.combined()).flatten();
+        self.send(Produced::Rows(batch, Some(combined)))?;
+        Ok(())
+    }
+
+    /// The source watermark: the minimum over partitions that are not idle.
+    /// When every partition is idle, the largest any partition reached (all
+    /// have gone quiet; none holds the others back).
+    fn combined(&self) -> Option<i64> {
+        let active: Vec<&Partition> = self.partitions.values().filter(|p| !p.idle).collect();
+        if active.is_empty() {
+            return self.partitions.values().filter_map(|p| p.watermark).max();
+        }
+        active
+            .iter()
+            .map(|p| p.watermark)
+            .collect::<Option<Vec<i64>>>()?
+            .into_iter()
+            .min()
+    }
+
+    /// Mark partitions idle after the idle timeout; the watermark may move.
+    fn check_idle(&mut self) -> Result<(), Closed> {
+        let timeout = self.opts.idle_timeout;
+        let mut changed = false;
+        for p in self.partitions.values_mut() {
+            if !p.idle && p.last_record.elapsed() >= timeout {
+                p.idle = true;
+                changed = true;
+            }
+        }
+        if changed && self.stream.watermark.is_some() {
+            if let Some(w) = self.combined() {
+                self.send(Produced::Watermark(w))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commit read offsets to the group (for lag tools), refresh high
+    /// watermarks and publish per-partition progress.
+    fn progress(&mut self, consumer: &BaseConsumer) {
+        let mut tpl = TopicPartitionList::new();
+        for p in self.partitions.values() {
+            if let Some(o) = p.next_offset {
+                let _ = tpl.add_partition_offset(&self.opts.topic, p.id, Offset::Offset(o));
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                tracing::debug!(source = %self.stream.name, error = %e, "offset commit failed");
+            }
+        }
+        for p in self.partitions.values_mut() {
+            if let Ok((low, high)) =
+                consumer.fetch_watermarks(&self.opts.topic, p.id, Duration::from_millis(500))
+            {
+                p.low_watermark = Some(low);
+                p.high_watermark = Some(high);
+            }
+        }
+        self.publish_progress();
+    }
+
+    fn publish_progress(&self) {
+        let progress: Vec<PartitionProgress> = self
+            .partitions
+            .values()
+            .map(|p| PartitionProgress {
+                partition: p.id,
+                next_offset: p.next_offset,
+                high_watermark: p.high_watermark,
+                watermark: p.watermark,
+                idle: p.idle,
+            })
+            .collect();
+        let lag: i64 = self
+            .partitions
+            .values()
+            .filter_map(|p| {
+                let high = p.high_watermark?;
+                // Nothing read yet from a partition: everything retained is lag
+                // when starting from the earliest offset, nothing otherwise.
+                let next = match (p.next_offset, self.opts.startup) {
+                    (Some(n), _) => n,
+                    (None, StartupMode::Earliest) => p.low_watermark.unwrap_or(0),
+                    (None, _) => high,
+                };
+                Some((high - next).max(0))
+            })
+            .sum();
+        let m = &self.stream.metrics;
+        m.lag.store(lag, Ordering::Relaxed);
+        *m.partitions.lock() = progress;
+    }
+}
+
+/// A Kafka error in words.
+fn describe(e: &KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(code) => format!("{e} ({code:?})"),
+        None => e.to_string(),
+    }
+}

@@ -1,0 +1,126 @@
+//! `CREATE SINK name FROM view WITH (connector = 'kafka', …)`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::catalog::{Entry, ObjectRef};
+use super::ddl::InputRef;
+use super::{Engine, Outcome};
+use crate::connectors::kafka::{
+    run_kafka_sink, KafkaSinkOptions, SinkMetrics, SinkMode, SinkObject,
+};
+use crate::error::{EddyError, Result};
+use crate::sql::CreateSink;
+
+impl Engine {
+    pub(super) async fn create_sink(&self, s: CreateSink) -> Result<Outcome> {
+        let done = Outcome::Command {
+            tag: "CREATE SINK".into(),
+            rows: None,
+        };
+        if self.catalog.with(|e| e.contains_key(&s.name)) {
+            return if s.if_not_exists {
+                Ok(done)
+            } else {
+                Err(EddyError::DuplicateObject(format!(
+                    "relation \"{}\" already exists",
+                    s.name
+                )))
+            };
+        }
+        let mut opts: BTreeMap<String, String> = s.options.clone();
+        let connector = opts.remove("connector").unwrap_or_default();
+        if connector != "kafka" {
+            return Err(EddyError::InvalidParameter {
+                message: format!("unknown sink connector '{connector}'"),
+                hint: Some("Available sink connectors: kafka.".into()),
+            });
+        }
+        let kafka = KafkaSinkOptions::from_options(&mut opts).map_err(EddyError::invalid)?;
+        if let Some(k) = opts.keys().next() {
+            return Err(EddyError::invalid(format!(
+                "unknown option '{k}' for sink connector 'kafka'"
+            )));
+        }
+        let (schema, mode, group_keys) = match self.input_ref(&s.from) {
+            Some(InputRef::View(v)) => {
+                let keys = v
+                    .plan
+                    .agg
+                    .as_ref()
+                    .map(|a| {
+                        a.output_schema.fields()[..a.group_exprs.len()]
+                            .iter()
+                            .map(|f| f.name().clone())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                let mode = if v.plan.updating {
+                    SinkMode::Changelog
+                } else {
+                    SinkMode::AppendOnly
+                };
+                (v.schema.clone(), mode, keys)
+            }
+            Some(InputRef::Stream(st)) => (st.schema.clone(), SinkMode::AppendOnly, Vec::new()),
+            None => {
+                return Err(EddyError::UndefinedObject(format!(
+                    "relation \"{}\" does not exist",
+                    s.from
+                )))
+            }
+        };
+        let key_cols: Vec<usize> = match &kafka.key {
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    schema.index_of(n).map_err(|_| {
+                        EddyError::UndefinedColumn(format!(
+                            "sink key column \"{n}\" is not a column of \"{}\"",
+                            s.from
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?,
+            // The view's group-by columns, when its output still has them all by name.
+            None => {
+                let found: Vec<usize> = group_keys
+                    .iter()
+                    .filter_map(|n| schema.index_of(n).ok())
+                    .collect();
+                if found.len() == group_keys.len() {
+                    found
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        let sink = Arc::new(SinkObject {
+            name: s.name.clone(),
+            from: s.from.clone(),
+            connector,
+            topic: kafka.topic.clone(),
+            mode,
+            metrics: SinkMetrics::default(),
+        });
+        let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
+        let snapshot = self.subscribe_to(&s.from, &s.name, tx).await?;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(run_kafka_sink(sink.clone(), kafka, key_cols, snapshot, rx));
+        self.catalog.with(|e| {
+            e.insert(
+                s.name.clone(),
+                Entry {
+                    object: ObjectRef::Sink(sink),
+                    sql: s.sql.clone(),
+                    depends_on: vec![s.from.clone()],
+                    tasks,
+                },
+            )
+        });
+        Ok(done)
+    }
+}

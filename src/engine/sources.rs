@@ -1,0 +1,228 @@
+//! `CREATE SOURCE` / `CREATE TABLE` schemas and connectors: column types
+//! (including `STRUCT<…>` and `T[]`), `INCLUDE` metadata columns, the data
+//! contract (`NOT NULL`, `CHECK`), and starting a connector's tasks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{ColumnDef, ColumnOption, Expr as SqlExpr};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::Engine;
+use crate::connectors::contract::{Check, Contract};
+use crate::connectors::datagen::{DatagenGenerator, DatagenOptions};
+use crate::connectors::file::{read_files, FileOptions};
+use crate::connectors::format::Format;
+use crate::connectors::ingest::{Ingest, IngestSpec, Meta, OnError};
+use crate::connectors::kafka::{read_kafka, KafkaOptions};
+use crate::connectors::runner::{publish_reader, run_datagen, READER_CHANNEL_CAPACITY};
+use crate::connectors::{BatchBounds, StreamObject};
+use crate::error::{EddyError, Result};
+use crate::sql::CreateStream;
+
+/// A stream's columns as declared: the Arrow schema (payload columns, then
+/// `INCLUDE` columns) and the `CHECK` constraints, unplanned.
+pub(super) struct Columns {
+    /// The full row schema.
+    pub schema: SchemaRef,
+    /// Metadata columns, in order, at the end of `schema`.
+    pub includes: Vec<Meta>,
+    /// `CHECK (…)` constraints as written.
+    pub checks: Vec<SqlExpr>,
+}
+
+impl Engine {
+    /// Plan the column definitions with DataFusion's type mapping and append `INCLUDE` columns.
+    pub(super) async fn stream_columns(&self, c: &CreateStream) -> Result<Columns> {
+        if c.columns.is_empty() {
+            return Err(EddyError::syntax(format!(
+                "{} \"{}\" needs at least one column",
+                c.kind.noun(),
+                c.name
+            )));
+        }
+        let mut checks = Vec::new();
+        let cols: Vec<String> = c
+            .columns
+            .iter()
+            .map(|col| {
+                let mut col: ColumnDef = col.clone();
+                col.options.retain(|o| match &o.option {
+                    ColumnOption::Check(expr) => {
+                        checks.push(expr.expr.as_ref().clone());
+                        false
+                    }
+                    _ => true,
+                });
+                col.to_string()
+            })
+            .collect();
+        let sql = format!("CREATE TABLE __eddy_columns ({})", cols.join(", "));
+        let stmt = Parser::new(&GenericDialect {})
+            .try_with_sql(&sql)
+            .and_then(|mut p| p.parse_statement())
+            .map_err(|e| EddyError::syntax(e.to_string()))?;
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
+            .await?;
+        let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(t)) = plan else {
+            return Err(EddyError::Internal("column planning gave no table".into()));
+        };
+        let mut fields: Vec<Field> = t
+            .input
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let mut includes = Vec::new();
+        for (item, column) in &c.includes {
+            let meta = Meta::parse(item).ok_or_else(|| {
+                EddyError::syntax(format!(
+                    "cannot INCLUDE \"{item}\": available are partition, offset, timestamp, key (Kafka) and file, offset (file)"
+                ))
+            })?;
+            if fields.iter().any(|f| f.name() == column) {
+                return Err(EddyError::DuplicateObject(format!(
+                    "column \"{column}\" specified more than once"
+                )));
+            }
+            fields.push(Field::new(column, meta.data_type(), true));
+            includes.push(meta);
+        }
+        Ok(Columns {
+            schema: Arc::new(Schema::new(fields)),
+            includes,
+            checks,
+        })
+    }
+
+    /// Compile the data contract of a source: NOT NULL columns and CHECKs.
+    fn contract(&self, columns: &Columns) -> Result<Contract> {
+        let schema = &columns.schema;
+        let not_null = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.is_nullable())
+            .map(|(i, f)| (i, f.name().clone()))
+            .collect();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        let state = self.ctx.state();
+        let mut checks = Vec::new();
+        for expr in &columns.checks {
+            let logical = state.create_logical_expr(&expr.to_string(), &df_schema)?;
+            checks.push(Check {
+                sql: format!("CHECK ({expr})"),
+                expr: state.create_physical_expr(logical, &df_schema)?,
+            });
+        }
+        Ok(Contract { not_null, checks })
+    }
+
+    /// Start the tasks of a source's connector.
+    pub(super) fn start_connector(
+        &self,
+        c: &CreateStream,
+        columns: &Columns,
+        stream: &Arc<StreamObject>,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<()> {
+        let mut opts: BTreeMap<String, String> = c.options.clone();
+        let connector = opts.remove("connector").unwrap_or_default();
+        match connector.as_str() {
+            "datagen" => {
+                if !columns.includes.is_empty() || !columns.checks.is_empty() {
+                    return Err(EddyError::invalid(
+                        "connector 'datagen' takes no INCLUDE and no CHECK constraints",
+                    ));
+                }
+                let options =
+                    DatagenOptions::parse(&columns.schema, &opts).map_err(EddyError::invalid)?;
+                let rate = options.rows_per_second;
+                let gen = DatagenGenerator::new(columns.schema.clone(), options);
+                tasks.spawn(run_datagen(stream.clone(), gen, rate));
+            }
+            "file" => {
+                let (ingest, bounds) = self.ingest(columns, stream, &mut opts)?;
+                let skip_header = matches!(
+                    ingest_format(&c.options),
+                    Some(Format::Csv { header: true, .. })
+                );
+                let file = FileOptions::from_options(&mut opts, skip_header)
+                    .map_err(EddyError::invalid)?;
+                no_leftovers("file", &opts)?;
+                let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);
+                tasks.spawn_blocking(move || read_files(file, ingest, bounds, tx));
+                tasks.spawn(publish_reader(stream.clone(), rx));
+            }
+            "kafka" => {
+                let kafka =
+                    KafkaOptions::from_options(&c.name, &mut opts).map_err(EddyError::invalid)?;
+                let (ingest, bounds) = self.ingest(columns, stream, &mut opts)?;
+                no_leftovers("kafka", &opts)?;
+                let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);
+                let s = stream.clone();
+                tasks.spawn_blocking(move || read_kafka(kafka, ingest, bounds, s, tx));
+                tasks.spawn(publish_reader(stream.clone(), rx));
+            }
+            "nexmark" => {
+                return Err(EddyError::not_supported(format!(
+                    "connector '{connector}' is not available yet"
+                )))
+            }
+            other => {
+                return Err(EddyError::InvalidParameter {
+                    message: format!("unknown connector '{other}'"),
+                    hint: Some("Available connectors: datagen, file, kafka.".into()),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// The decode → contract → dead-letter path of a file or Kafka source.
+    fn ingest(
+        &self,
+        columns: &Columns,
+        stream: &Arc<StreamObject>,
+        opts: &mut BTreeMap<String, String>,
+    ) -> Result<(Ingest, BatchBounds)> {
+        let format = Format::from_options(opts).map_err(EddyError::invalid)?;
+        let on_error = OnError::from_options(opts).map_err(EddyError::invalid)?;
+        let bounds = BatchBounds::from_options(opts).map_err(EddyError::invalid)?;
+        let spec = IngestSpec {
+            format,
+            includes: columns.includes.clone(),
+            contract: self.contract(columns)?,
+            on_error,
+        };
+        let ingest = Ingest::new(stream.clone(), spec, self.dead_letters.clone())
+            .map_err(EddyError::invalid)?;
+        Ok((ingest, bounds))
+    }
+}
+
+fn ingest_format(options: &BTreeMap<String, String>) -> Option<Format> {
+    let mut o = options.clone();
+    Format::from_options(&mut o).ok()
+}
+
+/// Reject options nobody read.
+fn no_leftovers(connector: &str, opts: &BTreeMap<String, String>) -> Result<()> {
+    match opts.keys().next() {
+        None => Ok(()),
+        Some(k) => Err(EddyError::invalid(format!(
+            "unknown option '{k}' for connector '{connector}'"
+        ))),
+    }
+}

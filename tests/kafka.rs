@@ -1,0 +1,770 @@
+//! Kafka sources against a real Kafka-protocol broker: librdkafka's mock
+//! cluster (in this test process, on a real loopback port), with a real
+//! `eddy serve` process reading from it and queried over pgwire.
+//!
+//! Covers: the Meetup fixture (exactly 1,960 rows + 40 dead letters with the
+//! right reasons), nested JSON, every `on_error` mode, CSV with `INCLUDE`d
+//! metadata, per-partition watermarks with an idle partition, a topic that
+//! appears late, and a broker outage mid-stream.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{PgClient, Server};
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+/// How long a result may take to become what a test expects.
+const EVENTUALLY: Duration = Duration::from_secs(30);
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("create producer")
+}
+
+/// Produce `(partition, key, payload, timestamp_ms)` records and wait until all are acknowledged.
+async fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    records: impl IntoIterator<Item = (i32, Option<String>, String, Option<i64>)>,
+) {
+    let futures: Vec<_> = records
+        .into_iter()
+        .map(|(partition, key, payload, ts)| {
+            let mut r = FutureRecord::to(topic)
+                .partition(partition)
+                .payload(payload.as_bytes());
+            if let Some(k) = &key {
+                r = r.key(k.as_bytes());
+            }
+            if let Some(ts) = ts {
+                r = r.timestamp(ts);
+            }
+            p.send_result(r)
+                .map_err(|(e, _)| e)
+                .expect("enqueue record")
+        })
+        .collect();
+    for f in futures {
+        f.await
+            .expect("delivery future")
+            .map_err(|(e, _)| e)
+            .expect("record delivered");
+    }
+    p.flush(Timeout::After(Duration::from_secs(10)))
+        .expect("flush producer");
+}
+
+/// Rows of a simple query as text (NULL as "NULL").
+async fn rows(client: &PgClient, sql: &str) -> Result<Vec<Vec<String>>, String> {
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| common::error_text(&e))?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Poll `sql` until it returns `want`; panic with the last result after [`EVENTUALLY`].
+async fn eventually(client: &PgClient, sql: &str, want: &[&[&str]]) {
+    let want: Vec<Vec<String>> = want
+        .iter()
+        .map(|r| r.iter().map(|s| s.to_string()).collect())
+        .collect();
+    let start = Instant::now();
+    loop {
+        let got = rows(client, sql).await;
+        if got.as_ref() == Ok(&want) {
+            return;
+        }
+        if start.elapsed() > EVENTUALLY {
+            panic!("`{sql}` never returned {want:?}; last: {got:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn exec(client: &PgClient, sql: &str) {
+    if let Err(e) = client.batch_execute(sql).await {
+        panic!("`{sql}` failed: {}", common::error_text(&e));
+    }
+}
+
+fn meetup_fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meetup/rsvps.jsonl")
+}
+
+/// The Meetup source of the issue, reading `topic` on `bootstrap`.
+fn rsvps_source(bootstrap: &str, topic: &str) -> String {
+    format!(
+        r#"CREATE SOURCE rsvps (
+            rsvp_id   BIGINT NOT NULL,
+            response  VARCHAR CHECK (response IN ('yes', 'no')),
+            guests    INT CHECK (guests >= 0),
+            mtime     TIMESTAMP NOT NULL,
+            member    STRUCT<member_id BIGINT, member_name VARCHAR>,
+            "group"   STRUCT<group_city VARCHAR, group_country VARCHAR,
+                             group_topics STRUCT<urlkey VARCHAR, topic_name VARCHAR>[]>,
+            WATERMARK FOR mtime AS mtime - INTERVAL '5' SECOND
+        ) INCLUDE partition AS kafka_partition, offset AS kafka_offset, timestamp AS kafka_ts, key AS kafka_key
+        WITH (
+            connector = 'kafka',
+            topic = '{topic}',
+            'properties.bootstrap.server' = '{bootstrap}',
+            'scan.startup.mode' = 'earliest',
+            format = 'json',
+            on_error = 'dead_letter'
+        )"#
+    )
+}
+
+/// What the fixture's bad lines must be rejected for, judged independently of eddy.
+fn expected_error(line: &str) -> Option<&'static str> {
+    let v: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(_) => return Some("invalid JSON"),
+    };
+    if v.get("mtime").is_none_or(|m| m.is_null()) {
+        return Some("field `mtime`: missing or null, but the column is NOT NULL");
+    }
+    if v.get("guests").is_some_and(|g| g.is_string()) {
+        return Some("field `guests`: expected an integer");
+    }
+    match v.get("response").and_then(|r| r.as_str()) {
+        Some("yes") | Some("no") | None => None,
+        Some(_) => Some("violates CHECK (response IN ('yes', 'no'))"),
+    }
+}
+
+/// The fixture, produced round-robin over 3 partitions, yields exactly 1,960
+/// rows and 40 dead letters, each with the right reason and origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meetup_fixture_gives_1960_rows_and_40_dead_letters() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster
+        .create_topic("meetup-raw-rsvps", 3, 1)
+        .expect("topic");
+    let text = std::fs::read_to_string(meetup_fixture()).expect("read the Meetup fixture");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2000);
+    // Line i goes to partition i % 3 at offset i / 3.
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "meetup-raw-rsvps",
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| ((i % 3) as i32, Some(format!("k{i}")), l.to_string(), None)),
+    )
+    .await;
+
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(&c, &rsvps_source(&bootstrap, "meetup-raw-rsvps")).await;
+    exec(
+        &c,
+        r#"CREATE MATERIALIZED VIEW per_city AS
+             SELECT "group".group_city AS city, count(*) AS rsvps, sum(guests) AS guests
+             FROM rsvps GROUP BY 1"#,
+    )
+    .await;
+    exec(
+        &c,
+        "CREATE MATERIALIZED VIEW per_partition AS
+           SELECT kafka_partition, count(*) AS n, min(kafka_offset) AS first_offset
+           FROM rsvps GROUP BY 1",
+    )
+    .await;
+    eventually(&c, "SELECT sum(rsvps) FROM per_city", &[&["1960"]]).await;
+    eventually(&c, "SELECT count(*) FROM eddy.dead_letters", &[&["40"]]).await;
+    eventually(
+        &c,
+        "SELECT rows_read, rows_rejected, status FROM eddy.sources WHERE name = 'rsvps'",
+        &[&["1960", "40", "running"]],
+    )
+    .await;
+
+    // Guests summed by eddy equal the sum over the good lines, computed here.
+    let good: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|l| expected_error(l).is_none())
+        .map(|l| serde_json::from_str(l).expect("good line parses"))
+        .collect();
+    assert_eq!(good.len(), 1960);
+    let guests: i64 = good.iter().filter_map(|v| v["guests"].as_i64()).sum();
+    let got = rows(&c, "SELECT sum(guests) FROM per_city").await.unwrap();
+    assert_eq!(got, vec![vec![guests.to_string()]]);
+
+    // Every dead letter is exactly a bad line, at its partition and offset, with its reason.
+    let letters = rows(
+        &c,
+        r#"SELECT source, "partition", "offset", key, payload, error FROM eddy.dead_letters ORDER BY key"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(letters.len(), 40);
+    for l in &letters {
+        let i: usize = l[3].trim_start_matches('k').parse().expect("key kN");
+        assert_eq!(l[0], "rsvps");
+        assert_eq!(l[1], (i % 3).to_string(), "partition of line {i}");
+        assert_eq!(l[2], (i / 3).to_string(), "offset of line {i}");
+        assert_eq!(l[4], lines[i], "payload of line {i}");
+        let want = expected_error(lines[i]).unwrap_or_else(|| panic!("line {i} is good: {l:?}"));
+        assert!(
+            l[5].starts_with(want),
+            "line {i}: error {:?}, want {want:?}",
+            l[5]
+        );
+    }
+    // Rows per partition and the INCLUDEd offsets match how the test produced them.
+    let per_partition = rows(
+        &c,
+        "SELECT kafka_partition, n, first_offset FROM per_partition ORDER BY 1",
+    )
+    .await
+    .unwrap();
+    let bad_in = |p: usize| {
+        (0..2000)
+            .filter(|i| i % 3 == p && expected_error(lines[*i]).is_some())
+            .count()
+    };
+    for (p, row) in per_partition.iter().enumerate() {
+        let total = (0..2000).filter(|i| i % 3 == p).count();
+        assert_eq!(row[1], (total - bad_in(p)).to_string(), "partition {p}");
+        assert_eq!(row[2], "0");
+    }
+    // Partitions are reported with their offsets.
+    eventually(
+        &c,
+        "SELECT \"partition\", next_offset FROM eddy.source_partitions WHERE source = 'rsvps' ORDER BY 1",
+        &[&["0", "667"], &["1", "667"], &["2", "666"]],
+    )
+    .await;
+}
+
+/// `skip` counts bad records only; `fail` stops that source (others keep running);
+/// `dead_letter` keeps them with precise reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_error_modes() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("mixed", 1, 1).expect("topic");
+    let records = [
+        r#"{"id": 1, "v": 10}"#,
+        r#"{"id": 2, "v": "two"}"#,
+        r#"{"id": 3, "v": 30"#,
+        r#"{"id": 4, "v": 40}"#,
+        r#"{"v": 50}"#,
+        r#"{"id": 6, "v": -1}"#,
+        r#"{"id": 7, "v": 70, "unknown": {"x": 1}}"#,
+    ];
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "mixed",
+        records.iter().map(|r| (0, None, r.to_string(), None)),
+    )
+    .await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    for mode in ["skip", "fail", "dead_letter"] {
+        exec(
+            &c,
+            &format!(
+                "CREATE SOURCE s_{mode} (id BIGINT NOT NULL, v INT CHECK (v >= 0))
+                 WITH (connector = 'kafka', topic = 'mixed', 'bootstrap.servers' = '{bootstrap}',
+                       format = 'json', on_error = '{mode}');
+                 CREATE MATERIALIZED VIEW v_{mode} AS SELECT count(*) AS n, sum(v) AS total FROM s_{mode};"
+            ),
+        )
+        .await;
+    }
+    eventually(&c, "SELECT n, total FROM v_skip", &[&["3", "120"]]).await;
+    eventually(&c, "SELECT n, total FROM v_dead_letter", &[&["3", "120"]]).await;
+    // `fail` stops at the first bad record, after the good one before it.
+    eventually(
+        &c,
+        "SELECT status, rows_rejected FROM eddy.sources WHERE name = 's_fail'",
+        &[&["failed", "1"]],
+    )
+    .await;
+    let err = rows(
+        &c,
+        "SELECT last_error FROM eddy.sources WHERE name = 's_fail'",
+    )
+    .await
+    .unwrap();
+    assert!(
+        err[0][0].contains("on_error = 'fail'") && err[0][0].contains("partition 0 offset 1"),
+        "{err:?}"
+    );
+    eventually(
+        &c,
+        "SELECT name, status, rows_read, rows_rejected FROM eddy.sources ORDER BY name",
+        &[
+            &["s_dead_letter", "running", "3", "4"],
+            &["s_fail", "failed", "1", "1"],
+            &["s_skip", "running", "3", "4"],
+        ],
+    )
+    .await;
+    let letters = rows(
+        &c,
+        r#"SELECT "offset", error FROM eddy.dead_letters ORDER BY "offset""#,
+    )
+    .await
+    .unwrap();
+    let got: Vec<(&str, &str)> = letters
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[0], ("1", "field `v`: expected an integer, got \"two\""));
+    assert_eq!(got[1].0, "2");
+    assert!(
+        got[1].1.starts_with("invalid JSON: EOF while parsing"),
+        "{got:?}"
+    );
+    assert_eq!(
+        got[2],
+        (
+            "4",
+            "field `id`: missing or null, but the column is NOT NULL"
+        )
+    );
+    assert_eq!(got[3], ("5", "violates CHECK (v >= 0): v = -1"));
+}
+
+/// Two partitions, data only in partition 0: with a short idle timeout the
+/// empty partition stops holding the watermark back and windows close; with a
+/// long one the watermark waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_partition_stops_holding_the_watermark() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("events", 2, 1).expect("topic");
+    // Event times 0s..=25s, all in partition 0.
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "events",
+        (0..=25).map(|s| (0, None, format!(r#"{{"v": 1, "ts": {}}}"#, s * 1000), None)),
+    )
+    .await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    for (name, idle) in [("quick", "500ms"), ("patient", "1h")] {
+        exec(
+            &c,
+            &format!(
+                "CREATE SOURCE {name} (v INT, ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+                 WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '{bootstrap}',
+                       'watermark.idle_timeout' = '{idle}');
+                 CREATE MATERIALIZED VIEW {name}_10s AS
+                   SELECT window_start, count(*) AS n FROM TUMBLE({name}, ts, INTERVAL '10' SECOND)
+                   GROUP BY window_start EMIT ON WINDOW CLOSE;"
+            ),
+        )
+        .await;
+    }
+    // Watermark 24s closes [0s, 10s) and [10s, 20s).
+    eventually(
+        &c,
+        "SELECT window_start, n FROM quick_10s ORDER BY 1",
+        &[
+            &["1970-01-01 00:00:00.000000", "10"],
+            &["1970-01-01 00:00:10.000000", "10"],
+        ],
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT \"partition\", idle, watermark FROM eddy.source_partitions WHERE source = 'quick' ORDER BY 1",
+        &[
+            &["0", "t", "1970-01-01 00:00:24.000000"],
+            &["1", "t", "NULL"],
+        ],
+    )
+    .await;
+    // The patient source has read everything but its watermark waits for partition 1.
+    eventually(
+        &c,
+        "SELECT rows_read, watermark FROM eddy.sources WHERE name = 'patient'",
+        &[&["26", "NULL"]],
+    )
+    .await;
+    let closed = rows(&c, "SELECT count(*) FROM patient_10s").await.unwrap();
+    assert_eq!(closed, vec![vec!["0".to_string()]]);
+}
+
+/// CSV records with keys and Kafka metadata columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_records_with_metadata_columns() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("trades", 2, 1).expect("topic");
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "trades",
+        [
+            (
+                0,
+                Some("a"),
+                "ACME,10,2026-01-01T00:00:01Z",
+                1_700_000_000_000,
+            ),
+            (1, Some("b"), "INIT,20,1767225602000", 1_700_000_000_001),
+            (
+                0,
+                Some("a"),
+                "ACME,oops,2026-01-01T00:00:03Z",
+                1_700_000_000_002,
+            ),
+            (
+                0,
+                Some("c"),
+                "ACME,30,2026-01-01T00:00:04Z",
+                1_700_000_000_003,
+            ),
+        ]
+        .map(|(part, k, v, ts)| (part, k.map(str::to_string), v.to_string(), Some(ts))),
+    )
+    .await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE trades (symbol VARCHAR, qty INT, ts TIMESTAMP)
+               INCLUDE key, partition AS part, offset, timestamp AS kts
+               WITH (connector = 'kafka', topic = 'trades', 'bootstrap.servers' = '{bootstrap}',
+                     format = 'csv');
+             CREATE MATERIALIZED VIEW by_key AS
+               SELECT key, part, max(\"offset\") AS last_offset, sum(qty) AS qty, max(ts) AS ts, max(kts) AS kts
+               FROM trades GROUP BY key, part;"
+        ),
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT key, part, last_offset, qty, ts, kts FROM by_key ORDER BY key",
+        &[
+            &[
+                "a",
+                "0",
+                "0",
+                "10",
+                "2026-01-01 00:00:01.000000",
+                "2023-11-14 22:13:20.000000",
+            ],
+            &[
+                "b",
+                "1",
+                "0",
+                "20",
+                "2026-01-01 00:00:02.000000",
+                "2023-11-14 22:13:20.001000",
+            ],
+            &[
+                "c",
+                "0",
+                "2",
+                "30",
+                "2026-01-01 00:00:04.000000",
+                "2023-11-14 22:13:20.003000",
+            ],
+        ],
+    )
+    .await;
+    let letters = rows(&c, "SELECT key, error FROM eddy.dead_letters")
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0][0], "a");
+    assert!(letters[0][1].contains("oops"), "{letters:?}");
+}
+
+/// A source on a topic that does not exist yet retries (visible in
+/// `eddy.sources`) and reads it once it appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_topic_is_retried_until_it_appears() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE later (v INT) WITH (connector = 'kafka', topic = 'later',
+                 'bootstrap.servers' = '{bootstrap}');
+             CREATE MATERIALIZED VIEW later_total AS SELECT count(*) AS n, sum(v) AS s FROM later;"
+        ),
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let r = rows(&c, "SELECT status, last_error FROM eddy.sources")
+            .await
+            .unwrap();
+        if r[0][0] == "retrying" {
+            assert!(r[0][1].contains("topic 'later' does not exist"), "{r:?}");
+            break;
+        }
+        assert!(start.elapsed() < EVENTUALLY, "never retrying: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.create_topic("later", 1, 1).expect("topic");
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "later",
+        (1..=5).map(|v| (0, None, format!(r#"{{"v": {v}}}"#), None)),
+    )
+    .await;
+    eventually(&c, "SELECT n, s FROM later_total", &[&["5", "15"]]).await;
+    eventually(
+        &c,
+        "SELECT status, last_error FROM eddy.sources",
+        &[&["running", "NULL"]],
+    )
+    .await;
+}
+
+/// The broker goes down mid-stream: the source reports it and, when the
+/// broker is back, resumes where it stopped — nothing lost, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_then_resume() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("ticks", 2, 1).expect("topic");
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "ticks",
+        (0..100).map(|i| (i % 2, None, format!(r#"{{"i": {i}}}"#), None)),
+    )
+    .await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE ticks (i BIGINT) WITH (connector = 'kafka', topic = 'ticks',
+                 'bootstrap.servers' = '{bootstrap}');
+             CREATE MATERIALIZED VIEW tick_stats AS
+               SELECT count(*) AS n, count(DISTINCT i) AS distinct_i, sum(i) AS s FROM ticks;"
+        ),
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT n, distinct_i FROM tick_stats",
+        &[&["100", "100"]],
+    )
+    .await;
+    cluster.broker_down(1).expect("broker down");
+    let start = Instant::now();
+    loop {
+        let r = rows(&c, "SELECT status, last_error FROM eddy.sources")
+            .await
+            .unwrap();
+        if r[0][0] == "retrying" {
+            break;
+        }
+        assert!(start.elapsed() < EVENTUALLY, "outage never reported: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Views keep serving their last results during the outage.
+    let during = rows(&c, "SELECT n FROM tick_stats").await.unwrap();
+    assert_eq!(during, vec![vec!["100".to_string()]]);
+    cluster.broker_up(1).expect("broker up");
+    // A fresh producer: the first one spent the outage with its connection down.
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "ticks",
+        (100..200).map(|i| (i % 2, None, format!(r#"{{"i": {i}}}"#), None)),
+    )
+    .await;
+    let s: i64 = (0..200).sum();
+    eventually(
+        &c,
+        "SELECT n, distinct_i, s FROM tick_stats",
+        &[&["200", "200", &s.to_string()]],
+    )
+    .await;
+    eventually(&c, "SELECT status FROM eddy.sources", &[&["running"]]).await;
+}
+
+/// Read every message of `topic` (one partition) until `n` have arrived.
+async fn read_topic(bootstrap: &str, topic: &str, n: usize) -> Vec<(Option<String>, String)> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message as _;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("test-reader-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("create consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while out.len() < n {
+        assert!(
+            start.elapsed() < EVENTUALLY,
+            "only {} of {n} messages arrived in '{topic}': {out:?}",
+            out.len()
+        );
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+            out.push((
+                text(m.key()),
+                text(m.payload()).expect("message has a payload"),
+            ));
+        }
+    }
+    out
+}
+
+/// Sinks: an `EMIT ON WINDOW CLOSE` view is written as rows; an updating view
+/// as Debezium-style changes that, replayed, give exactly the view's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sinks_write_rows_and_changes_read_back_from_the_topic() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    for t in ["clicks", "per-window", "per-user"] {
+        cluster.create_topic(t, 1, 1).expect("topic");
+    }
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE clicks (uid VARCHAR, ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts)
+               WITH (connector = 'kafka', topic = 'clicks', 'bootstrap.servers' = '{bootstrap}');
+             CREATE MATERIALIZED VIEW per_window AS
+               SELECT window_start, count(*) AS n FROM TUMBLE(clicks, ts, INTERVAL '10' SECOND)
+               GROUP BY window_start EMIT ON WINDOW CLOSE;
+             CREATE MATERIALIZED VIEW per_user AS SELECT uid, count(*) AS n FROM clicks GROUP BY uid;
+             CREATE SINK per_window_out FROM per_window
+               WITH (connector = 'kafka', topic = 'per-window', 'properties.bootstrap.server' = '{bootstrap}',
+                     format = 'json');
+             CREATE SINK per_user_out FROM per_user
+               WITH (connector = 'kafka', topic = 'per-user', 'bootstrap.servers' = '{bootstrap}');"
+        ),
+    )
+    .await;
+    // u1 at 1s, 2s, 12s; u2 at 3s, 25s: windows [0,10) = 3, [10,20) = 1 close at watermark 25s.
+    // Produced in two rounds, so the second round updates per_user's rows.
+    let click = |(u, s): (&str, i64)| {
+        (
+            0,
+            None,
+            format!(
+                r#"{{"uid": "{u}", "ts": {}}}"#,
+                1_767_225_600_000i64 + s * 1000
+            ),
+            None,
+        )
+    };
+    let p = producer(&bootstrap);
+    produce(&p, "clicks", [("u1", 1), ("u1", 2), ("u2", 3)].map(click)).await;
+    eventually(
+        &c,
+        "SELECT uid, n FROM per_user ORDER BY uid",
+        &[&["u1", "2"], &["u2", "1"]],
+    )
+    .await;
+    produce(&p, "clicks", [("u1", 12), ("u2", 25)].map(click)).await;
+    // Rows keyed by the view's group-by columns; windows closed together may
+    // come from different aggregate partitions, in either order.
+    let mut windows = read_topic(&bootstrap, "per-window", 2).await;
+    windows.sort();
+    let w = |start: &str, n: i64| {
+        (
+            Some(format!(r#"{{"window_start":"{start}"}}"#)),
+            format!(r#"{{"window_start":"{start}","n":{n}}}"#),
+        )
+    };
+    assert_eq!(
+        windows,
+        vec![w("2026-01-01T00:00:00", 3), w("2026-01-01T00:00:10", 1)]
+    );
+    eventually(
+        &c,
+        "SELECT uid, n FROM per_user ORDER BY uid",
+        &[&["u1", "3"], &["u2", "2"]],
+    )
+    .await;
+    // Replay the changelog: the last state per key must equal the view.
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        let written = rows(
+            &c,
+            "SELECT messages_written FROM eddy.sinks WHERE name = 'per_user_out'",
+        )
+        .await
+        .unwrap();
+        let n: usize = written[0][0].parse().unwrap();
+        let changes = read_topic(&bootstrap, "per-user", n).await;
+        let mut state = std::collections::BTreeMap::new();
+        for (key, value) in &changes {
+            let v: serde_json::Value = serde_json::from_str(value).expect("change is JSON");
+            let key: serde_json::Value =
+                serde_json::from_str(key.as_deref().expect("changes are keyed")).unwrap();
+            let uid = key["uid"].as_str().expect("key has uid").to_string();
+            match v["op"].as_str() {
+                Some("c") | Some("u") => {
+                    state.insert(uid, v["after"]["n"].as_i64().unwrap());
+                }
+                Some("d") => {
+                    state.remove(&uid);
+                }
+                other => panic!("unexpected op {other:?} in {value}"),
+            }
+        }
+        let want = std::collections::BTreeMap::from([("u1".to_string(), 3), ("u2".to_string(), 2)]);
+        if state == want {
+            assert!(
+                changes.iter().any(|(_, v)| v.contains(r#""op":"u""#)),
+                "{changes:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replayed {state:?} from {changes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eventually(
+        &c,
+        "SELECT name, mode, status FROM eddy.sinks ORDER BY name",
+        &[
+            &["per_user_out", "changelog", "running"],
+            &["per_window_out", "append_only", "running"],
+        ],
+    )
+    .await;
+}

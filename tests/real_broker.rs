@@ -1,0 +1,193 @@
+//! The Kafka path against a real, separate broker process: `tansu` (a
+//! Kafka-compatible broker written in Rust, in-memory storage), started here
+//! on a free loopback port. `.ci/run` installs it and sets
+//! `EDDY_REQUIRE_REAL_BROKER=1`, so in CI a missing `tansu` fails the test;
+//! elsewhere the test says it was skipped and why.
+//!
+//! tansu 0.6 has known gaps (see ../shared/KAFKA-TESTING.md): no transactions,
+//! a wrong high watermark (so lag is not checked here), no consuming after a
+//! seek inside a batch. This test uses plain produce → consume from the start.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+const EVENTUALLY: Duration = Duration::from_secs(60);
+
+/// The tansu binary: on PATH or in cargo's bin directory.
+fn tansu_binary() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".cargo/bin/tansu"));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// A tansu broker process, killed on drop.
+struct Tansu {
+    child: Child,
+    bootstrap: String,
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_tansu(bin: &PathBuf) -> Tansu {
+    let port = common::free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = common::unique_temp_dir().join("tansu.log");
+    let out = std::fs::File::create(&log).expect("tansu log");
+    let err = out.try_clone().expect("tansu log");
+    let child = Command::new(bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start tansu");
+    let t = Tansu {
+        child,
+        bootstrap: format!("127.0.0.1:{port}"),
+    };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "tansu did not listen on {port}; log: {}",
+            common::read_tail(&log, 4096)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t
+}
+
+async fn rows(client: &common::PgClient, sql: &str) -> Vec<Vec<String>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}`: {}", common::error_text(&e)))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Meetup fixture through a real broker: 1,960 rows, 40 dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meetup_fixture_through_tansu() {
+    let Some(bin) = tansu_binary() else {
+        if std::env::var("EDDY_REQUIRE_REAL_BROKER").as_deref() == Ok("1") {
+            panic!("EDDY_REQUIRE_REAL_BROKER=1 but no tansu binary (cargo install tansu --features dynostore)");
+        }
+        eprintln!(
+            "SKIPPED meetup_fixture_through_tansu: no tansu binary on PATH or in ~/.cargo/bin"
+        );
+        return;
+    };
+    let tansu = start_tansu(&bin);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .create()
+        .expect("admin client");
+    let created = admin
+        .create_topics(
+            &[NewTopic::new("rsvps", 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topic");
+    for r in created {
+        r.expect("topic created");
+    }
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meetup/rsvps.jsonl");
+    let text = std::fs::read_to_string(fixture).expect("Meetup fixture");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    let futures: Vec<_> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            producer
+                .send_result(
+                    FutureRecord::<(), _>::to("rsvps")
+                        .partition((i % 3) as i32)
+                        .payload(l),
+                )
+                .map_err(|(e, _)| e)
+                .expect("enqueue")
+        })
+        .collect();
+    for f in futures {
+        f.await
+            .expect("future")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+    producer
+        .flush(Timeout::After(Duration::from_secs(10)))
+        .expect("flush");
+
+    let server = Server::start().await;
+    let c = server.client().await;
+    c.batch_execute(&format!(
+        r#"CREATE SOURCE rsvps (
+             rsvp_id BIGINT NOT NULL, response VARCHAR CHECK (response IN ('yes', 'no')),
+             guests INT CHECK (guests >= 0), mtime TIMESTAMP NOT NULL,
+             "group" STRUCT<group_city VARCHAR, group_topics STRUCT<urlkey VARCHAR, topic_name VARCHAR>[]>,
+             WATERMARK FOR mtime AS mtime - INTERVAL '5' SECOND)
+           WITH (connector = 'kafka', topic = 'rsvps', 'properties.bootstrap.server' = '{}',
+                 'scan.startup.mode' = 'earliest', format = 'json');
+           CREATE MATERIALIZED VIEW n AS SELECT count(*) AS n, count(DISTINCT rsvp_id) AS ids FROM rsvps;"#,
+        tansu.bootstrap
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("DDL: {}", common::error_text(&e)));
+    let start = Instant::now();
+    loop {
+        let got = (
+            rows(&c, "SELECT n, ids FROM n").await,
+            rows(&c, "SELECT count(*) FROM eddy.dead_letters").await,
+        );
+        if got.0 == vec![vec!["1960", "1960"]] && got.1 == vec![vec!["40"]] {
+            break;
+        }
+        assert!(
+            start.elapsed() < EVENTUALLY,
+            "through tansu: {got:?}; sources: {:?}",
+            rows(&c, "SELECT * FROM eddy.sources").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
