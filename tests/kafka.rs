@@ -194,6 +194,16 @@ async fn meetup_fixture_gives_1960_rows_and_40_dead_letters() {
            FROM rsvps GROUP BY 1",
     )
     .await;
+    // The issue's example: nested fields, HOP windows and a lateral UNNEST.
+    exec(
+        &c,
+        r#"CREATE MATERIALIZED VIEW topics_per_city AS
+             SELECT window_start, "group".group_city AS city, t.topic_name, count(*) AS rsvps
+             FROM HOP(rsvps, mtime, INTERVAL '1' MINUTE, INTERVAL '10' MINUTE),
+                  UNNEST("group".group_topics) AS t
+             GROUP BY 1, 2, 3"#,
+    )
+    .await;
     eventually(&c, "SELECT sum(rsvps) FROM per_city", &[&["1960"]]).await;
     eventually(&c, "SELECT count(*) FROM eddy.dead_letters", &[&["40"]]).await;
     eventually(
@@ -235,6 +245,19 @@ async fn meetup_fixture_gives_1960_rows_and_40_dead_letters() {
             l[5]
         );
     }
+    // Every topic of every good RSVP is counted once in each of the 10 hopping windows that
+    // contain it (records are at most 3 s out of order, within the 5 s watermark delay: none late).
+    let topics: usize = good
+        .iter()
+        .map(|v| v["group"]["group_topics"].as_array().map_or(0, Vec::len))
+        .sum();
+    eventually(
+        &c,
+        "SELECT sum(rsvps), count(DISTINCT topic_name) > 1 FROM topics_per_city",
+        &[&[&(topics * 10).to_string(), "t"]],
+    )
+    .await;
+    eventually(&c, "SELECT rows_late FROM eddy.sources", &[&["0"]]).await;
     // Rows per partition and the INCLUDEd offsets match how the test produced them.
     let per_partition = rows(
         &c,

@@ -5,8 +5,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt64Array};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -22,6 +24,16 @@ pub enum Step {
     Project {
         /// One expression per output column.
         exprs: Vec<Arc<dyn PhysicalExpr>>,
+        /// Output schema.
+        schema: SchemaRef,
+    },
+    /// One row per element of the list in `column` (the element replaces the
+    /// list; other columns and the weight repeat).
+    Unnest {
+        /// The list column.
+        column: usize,
+        /// A NULL list gives one row with a NULL element (else no row).
+        preserve_nulls: bool,
         /// Output schema.
         schema: SchemaRef,
     },
@@ -47,6 +59,9 @@ impl fmt::Debug for Step {
                     .collect();
                 write!(f, "Project: {}", cols.join(", "))
             }
+            Step::Unnest { column, schema, .. } => {
+                write!(f, "Unnest: {}", schema.field(*column).name())
+            }
         }
     }
 }
@@ -56,7 +71,7 @@ pub fn apply_steps(steps: &[Step], mut changes: Changes) -> Result<Changes> {
     for step in steps {
         if changes.num_rows() == 0 {
             // Still project so the schema is right downstream.
-            if let Step::Project { schema, .. } = step {
+            if let Step::Project { schema, .. } | Step::Unnest { schema, .. } = step {
                 changes = Changes::inserts(RecordBatch::new_empty(schema.clone()));
             }
             continue;
@@ -89,9 +104,88 @@ pub fn apply_steps(steps: &[Step], mut changes: Changes) -> Result<Changes> {
                     weights: changes.weights,
                 }
             }
+            Step::Unnest {
+                column,
+                preserve_nulls,
+                schema,
+            } => unnest(&changes, *column, *preserve_nulls, schema)?,
         };
     }
     Ok(changes)
+}
+
+/// Expand the list column `column` of `changes` into one row per element.
+fn unnest(
+    changes: &Changes,
+    column: usize,
+    preserve_nulls: bool,
+    schema: &SchemaRef,
+) -> Result<Changes> {
+    let batch = &changes.batch;
+    let col = batch.column(column);
+    let (values, offsets): (ArrayRef, Vec<usize>) = match col.data_type() {
+        DataType::List(_) => {
+            let l = col.as_list::<i32>();
+            (
+                l.values().clone(),
+                l.offsets().iter().map(|&o| o as usize).collect(),
+            )
+        }
+        DataType::LargeList(_) => {
+            let l = col.as_list::<i64>();
+            (
+                l.values().clone(),
+                l.offsets().iter().map(|&o| o as usize).collect(),
+            )
+        }
+        other => {
+            return Err(EddyError::Execution(format!(
+                "unnest expects a list, got {other}"
+            )))
+        }
+    };
+    let mut parent: Vec<u64> = Vec::with_capacity(values.len());
+    let mut child: Vec<Option<u64>> = Vec::with_capacity(values.len());
+    for row in 0..batch.num_rows() {
+        if col.is_null(row) {
+            if preserve_nulls {
+                parent.push(row as u64);
+                child.push(None);
+            }
+            continue;
+        }
+        for i in offsets[row]..offsets[row + 1] {
+            parent.push(row as u64);
+            child.push(Some(i as u64));
+        }
+    }
+    let parent = UInt64Array::from(parent);
+    let child = UInt64Array::from(child);
+    let cols = batch
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == column {
+                take(values.as_ref(), &child, None)
+            } else {
+                take(c.as_ref(), &parent, None)
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let opts = RecordBatchOptions::new().with_row_count(Some(parent.len()));
+    let out = RecordBatch::try_new_with_options(schema.clone(), cols, &opts)?;
+    let weights = match &changes.weights {
+        None => None,
+        Some(w) => {
+            let taken = take(w.as_ref(), &parent, None)?;
+            Some(Arc::new(taken.as_primitive::<Int64Type>().clone()))
+        }
+    };
+    Ok(Changes {
+        batch: out,
+        weights,
+    })
 }
 
 #[cfg(test)]

@@ -47,6 +47,8 @@ pub async fn plan_view(
     max_groups: usize,
 ) -> Result<ViewPlan> {
     let mut query = view.query.clone();
+    crate::sql::names::name_compound_columns(&mut query);
+    crate::sql::unnest::rewrite_lateral_unnest(&mut query)?;
     let windows = extract_windows(&mut query)?;
     let catalog = config.options().catalog.default_catalog.clone();
     let schema_name = config.options().catalog.default_schema.clone();
@@ -284,6 +286,22 @@ impl Lowerer<'_> {
                 Ok(chain)
             }
             LogicalPlan::SubqueryAlias(s) => self.lower(&s.input),
+            LogicalPlan::Unnest(u) => {
+                let mut chain = self.lower(&u.input)?;
+                let [(column, list)] = u.list_type_columns.as_slice() else {
+                    return Err(unsupported("unnesting more than one list at once"));
+                };
+                if list.depth != 1 || !u.struct_type_columns.is_empty() {
+                    return Err(unsupported("unnest of nested lists or of a struct"));
+                }
+                // The unnested column replaces the list in place: positions are unchanged.
+                chain.push(Step::Unnest {
+                    column: *column,
+                    preserve_nulls: u.options.preserve_nulls(),
+                    schema: u.schema.inner().clone(),
+                });
+                Ok(chain)
+            }
             LogicalPlan::Aggregate(a) => {
                 let chain = self.lower(&a.input)?;
                 self.aggregate(

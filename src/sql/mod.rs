@@ -1,7 +1,9 @@
 //! SQL front end: tokens → typed [`Statement`]s, and the window TVF rewrite.
 
+pub mod names;
 pub mod statement;
 pub mod tokens;
+pub mod unnest;
 pub mod window;
 
 pub use statement::{parse, CreateSink, CreateStream, CreateView, EmitMode, ObjectKind, Statement};
