@@ -791,3 +791,38 @@ async fn sinks_write_rows_and_changes_read_back_from_the_topic() {
     )
     .await;
 }
+
+/// `eddy serve --embedded-kafka` prints a bootstrap address that a Kafka client
+/// can produce to, and sources read from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_kafka_broker_is_usable() {
+    let server = Server::start_with_args(&["--embedded-kafka"]).await;
+    let log = std::fs::read_to_string(&server.log_path).expect("server log");
+    let bootstrap = log
+        .lines()
+        .find_map(|l| l.split("bootstrap.servers = ").nth(1))
+        .unwrap_or_else(|| panic!("no bootstrap address printed:\n{log}"))
+        .trim()
+        .to_string();
+    assert!(log.contains("in memory"), "{log}");
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE s (v INT) WITH (connector = 'kafka', topic = 'try-me', 'bootstrap.servers' = '{bootstrap}');
+             CREATE MATERIALIZED VIEW total AS SELECT count(*) AS n, sum(v) AS s FROM s;"
+        ),
+    )
+    .await;
+    // Producing creates the topic, as with kcat.
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "try-me",
+        (1..=10).map(|v| (0, None, format!(r#"{{"v": {v}}}"#), None)),
+    )
+    .await;
+    eventually(&c, "SELECT n, s FROM total", &[&["10", "55"]]).await;
+    // The whole topic has been read: no lag left.
+    eventually(&c, "SELECT lag FROM eddy.sources", &[&["0"]]).await;
+}

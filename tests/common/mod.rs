@@ -67,11 +67,20 @@ impl Server {
 
     /// Like [`Server::start`], choosing how the address and data dir are passed.
     pub async fn start_with(config: Config) -> Server {
+        Server::start_full(config, &[]).await
+    }
+
+    /// Like [`Server::start`], with extra arguments after `serve …`.
+    pub async fn start_with_args(extra: &[&str]) -> Server {
+        Server::start_full(Config::Flags, extra).await
+    }
+
+    async fn start_full(config: Config, extra: &[&str]) -> Server {
         let root = unique_temp_dir();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut server = Server::spawn(&root, config);
+            let mut server = Server::spawn(&root, config, extra);
             match server.wait_ready().await {
                 Ok(()) => return server,
                 Err(StartError::PortTaken) if attempt < PORT_RACE_RETRIES_MAX => {
@@ -93,7 +102,7 @@ impl Server {
         }
     }
 
-    fn spawn(root: &Path, config: Config) -> Server {
+    fn spawn(root: &Path, config: Config, extra: &[&str]) -> Server {
         let port = free_port();
         let data_dir = root.join(format!("data-{port}"));
         fs::create_dir_all(&data_dir).expect("create data dir");
@@ -117,6 +126,7 @@ impl Server {
                     .env("EDDY_DATA_DIR", &data_dir);
             }
         }
+        cmd.args(extra);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
