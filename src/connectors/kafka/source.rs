@@ -143,7 +143,10 @@ impl Reader {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .set("client.id", format!("eddy-{}", self.stream.name));
+            .set("client.id", format!("eddy-{}", self.stream.name))
+            // Brokers answer a fetch as soon as data arrives; this bounds the wait when
+            // one does not (librdkafka's default is 500 ms). Overridable via properties.
+            .set("fetch.wait.max.ms", "100");
         for (k, v) in &self.opts.properties {
             cfg.set(k, v);
         }
