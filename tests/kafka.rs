@@ -310,12 +310,18 @@ async fn on_error_modes() {
     let server = Server::start().await;
     let c = server.client().await;
     for mode in ["skip", "fail", "dead_letter"] {
+        // Dead letters also go to a topic, with the reason in a header.
+        let dlq = if mode == "dead_letter" {
+            ", 'dead_letter.topic' = 'mixed-dlq'"
+        } else {
+            ""
+        };
         exec(
             &c,
             &format!(
                 "CREATE SOURCE s_{mode} (id BIGINT NOT NULL, v INT CHECK (v >= 0))
                  WITH (connector = 'kafka', topic = 'mixed', 'bootstrap.servers' = '{bootstrap}',
-                       format = 'json', on_error = '{mode}');
+                       format = 'json', on_error = '{mode}'{dlq});
                  CREATE MATERIALIZED VIEW v_{mode} AS SELECT count(*) AS n, sum(v) AS total FROM s_{mode};"
             ),
         )
@@ -375,6 +381,13 @@ async fn on_error_modes() {
         )
     );
     assert_eq!(got[3], ("5", "violates CHECK (v >= 0): v = -1"));
+    let produced = read_topic(&bootstrap, "mixed-dlq", 4).await;
+    // The auto-created topic has several partitions: compare as sets.
+    let mut payloads: Vec<&str> = produced.iter().map(|(_, v)| v.as_str()).collect();
+    payloads.sort();
+    let mut want = vec![records[1], records[2], records[4], records[5]];
+    want.sort();
+    assert_eq!(payloads, want);
 }
 
 /// Two partitions, data only in partition 0: with a short idle timeout the

@@ -14,6 +14,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use super::contract::Contract;
 use super::dead_letter::{DeadLetter, DeadLetterStore};
 use super::format::{millis_to_nanos, Decoded, Format, Record, RecordDecoder, Rejected};
+use super::kafka::DeadLetterTopic;
 use super::stream::StreamObject;
 use crate::error::{EddyError, Result};
 
@@ -134,6 +135,8 @@ pub struct Ingest {
     decoder: Box<dyn RecordDecoder>,
     spec: IngestSpec,
     dead_letters: Arc<DeadLetterStore>,
+    /// Also produce dead letters here (`'dead_letter.topic'`).
+    dead_letter_topic: Option<DeadLetterTopic>,
     source: Arc<str>,
 }
 
@@ -152,7 +155,14 @@ impl Ingest {
             decoder,
             spec,
             dead_letters,
+            dead_letter_topic: None,
         })
+    }
+
+    /// Also produce every dead letter to a Kafka topic.
+    pub fn with_dead_letter_topic(mut self, topic: DeadLetterTopic) -> Self {
+        self.dead_letter_topic = Some(topic);
+        self
     }
 
     /// Turn `records` into rows of the stream, with the index of the record
@@ -250,19 +260,28 @@ impl Ingest {
             OnError::Skip => {}
             OnError::DeadLetter => {
                 let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-                self.dead_letters.push(rejected.iter().map(|r| {
-                    let rec = &records[r.index];
-                    DeadLetter {
-                        source: self.source.clone(),
-                        partition: rec.partition,
-                        offset: Some(rec.offset),
-                        key: rec.key.clone(),
-                        payload: rec.payload.clone(),
-                        error: r.error.clone(),
-                        received_at_ns: now,
-                        evicted: m.dead_letters_evicted.clone(),
+                let letters: Vec<DeadLetter> = rejected
+                    .iter()
+                    .map(|r| {
+                        let rec = &records[r.index];
+                        DeadLetter {
+                            source: self.source.clone(),
+                            partition: rec.partition,
+                            offset: Some(rec.offset),
+                            key: rec.key.clone(),
+                            payload: rec.payload.clone(),
+                            error: r.error.clone(),
+                            received_at_ns: now,
+                            evicted: m.dead_letters_evicted.clone(),
+                        }
+                    })
+                    .collect();
+                if let Some(t) = &self.dead_letter_topic {
+                    for l in &letters {
+                        t.send(l);
                     }
-                }));
+                }
+                self.dead_letters.push(letters);
             }
         }
         m.rows_rejected

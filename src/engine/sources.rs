@@ -21,7 +21,7 @@ use crate::connectors::datagen::{DatagenGenerator, DatagenOptions};
 use crate::connectors::file::{read_files, FileOptions};
 use crate::connectors::format::Format;
 use crate::connectors::ingest::{Ingest, IngestSpec, Meta, OnError};
-use crate::connectors::kafka::{read_kafka, KafkaOptions};
+use crate::connectors::kafka::{read_kafka, DeadLetterTopic, KafkaOptions};
 use crate::connectors::runner::{publish_reader, run_datagen, READER_CHANNEL_CAPACITY};
 use crate::connectors::{BatchBounds, StreamObject};
 use crate::error::{EddyError, Result};
@@ -153,7 +153,7 @@ impl Engine {
                 tasks.spawn(run_datagen(stream.clone(), gen, rate));
             }
             "file" => {
-                let (ingest, bounds) = self.ingest(columns, stream, &mut opts)?;
+                let (ingest, bounds) = self.ingest(columns, stream, &mut opts, None)?;
                 let skip_header = matches!(
                     ingest_format(&c.options),
                     Some(Format::Csv { header: true, .. })
@@ -168,7 +168,8 @@ impl Engine {
             "kafka" => {
                 let kafka =
                     KafkaOptions::from_options(&c.name, &mut opts).map_err(EddyError::invalid)?;
-                let (ingest, bounds) = self.ingest(columns, stream, &mut opts)?;
+                let (ingest, bounds) =
+                    self.ingest(columns, stream, &mut opts, Some(&kafka.bootstrap))?;
                 no_leftovers("kafka", &opts)?;
                 let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);
                 let s = stream.clone();
@@ -196,6 +197,7 @@ impl Engine {
         columns: &Columns,
         stream: &Arc<StreamObject>,
         opts: &mut BTreeMap<String, String>,
+        source_brokers: Option<&str>,
     ) -> Result<(Ingest, BatchBounds)> {
         let format = Format::from_options(opts).map_err(EddyError::invalid)?;
         let on_error = OnError::from_options(opts).map_err(EddyError::invalid)?;
@@ -206,8 +208,22 @@ impl Engine {
             contract: self.contract(columns)?,
             on_error,
         };
-        let ingest = Ingest::new(stream.clone(), spec, self.dead_letters.clone())
+        let mut ingest = Ingest::new(stream.clone(), spec, self.dead_letters.clone())
             .map_err(EddyError::invalid)?;
+        let dlq_brokers = opts.remove("dead_letter.bootstrap.servers");
+        if let Some(topic) = opts.remove("dead_letter.topic") {
+            if on_error != OnError::DeadLetter {
+                return Err(EddyError::invalid(
+                    "'dead_letter.topic' needs on_error = 'dead_letter'",
+                ));
+            }
+            let brokers = dlq_brokers.as_deref().or(source_brokers).ok_or_else(|| {
+                EddyError::invalid("'dead_letter.topic' needs 'dead_letter.bootstrap.servers'")
+            })?;
+            ingest = ingest.with_dead_letter_topic(
+                DeadLetterTopic::new(brokers, topic).map_err(EddyError::invalid)?,
+            );
+        }
         Ok((ingest, bounds))
     }
 }

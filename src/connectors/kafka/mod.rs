@@ -11,10 +11,12 @@
 //!         'scan.startup.mode' = 'earliest', format = 'json');
 //! ```
 
+mod dead_letter_topic;
 mod options;
 mod sink;
 mod source;
 
+pub use dead_letter_topic::DeadLetterTopic;
 pub use options::{KafkaOptions, StartupMode};
 pub use sink::{
     encode, rows_as_json, run_kafka_sink, KafkaSinkOptions, OutMessage, SinkMetrics, SinkMode,
