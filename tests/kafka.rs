@@ -839,3 +839,90 @@ async fn embedded_kafka_broker_is_usable() {
     // The whole topic has been read: no lag left.
     eventually(&c, "SELECT lag FROM eddy.sources", &[&["0"]]).await;
 }
+
+/// Avro's zig-zag varint encoding of a long.
+fn avro_long(v: i64, out: &mut Vec<u8>) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// Avro records with an inline schema, bare datums; a truncated one is a dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_records_with_inline_schema() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("orders", 1, 1).expect("topic");
+    // {"item": string, "qty": long, "at": timestamp-millis}
+    let datum = |item: &str, qty: i64, at: i64| {
+        let mut out = Vec::new();
+        avro_long(item.len() as i64, &mut out);
+        out.extend_from_slice(item.as_bytes());
+        avro_long(qty, &mut out);
+        avro_long(at, &mut out);
+        out
+    };
+    let mut payloads = vec![
+        datum("apple", 3, 1_767_225_601_000),
+        datum("pear", 5, 1_767_225_602_000),
+        datum("apple", 4, 1_767_225_603_000),
+    ];
+    payloads.insert(1, vec![0x0a, b'a']); // a string of 5 bytes with 1 present
+    let p = producer(&bootstrap);
+    let futures: Vec<_> = payloads
+        .iter()
+        .map(|b| {
+            p.send_result(
+                FutureRecord::<(), _>::to("orders")
+                    .partition(0)
+                    .payload(b.as_slice()),
+            )
+            .map_err(|(e, _)| e)
+            .expect("enqueue")
+        })
+        .collect();
+    for f in futures {
+        f.await
+            .expect("future")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            r#"CREATE SOURCE orders (item VARCHAR NOT NULL, qty BIGINT CHECK (qty > 0), at TIMESTAMP)
+               WITH (connector = 'kafka', topic = 'orders', 'bootstrap.servers' = '{bootstrap}',
+                     format = 'avro',
+                     'avro.schema' = '{{"type": "record", "name": "Order", "fields": [
+                         {{"name": "item", "type": "string"}}, {{"name": "qty", "type": "long"}},
+                         {{"name": "at", "type": {{"type": "long", "logicalType": "timestamp-millis"}}}}]}}');
+             CREATE MATERIALIZED VIEW per_item AS
+               SELECT item, sum(qty) AS qty, max(at) AS last FROM orders GROUP BY item;"#
+        ),
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT item, qty, last FROM per_item ORDER BY item",
+        &[
+            &["apple", "7", "2026-01-01 00:00:03.000000"],
+            &["pear", "5", "2026-01-01 00:00:02.000000"],
+        ],
+    )
+    .await;
+    eventually(
+        &c,
+        r#"SELECT "offset", starts_with(error, 'invalid Avro record') FROM eddy.dead_letters"#,
+        &[&["1", "t"]],
+    )
+    .await;
+}

@@ -11,6 +11,7 @@
 //! Event-time columns (`TIMESTAMP`) accept epoch milliseconds (a number) or an
 //! RFC 3339 / ISO 8601 string; JSON strings are read at millisecond precision.
 
+mod avro;
 mod csv;
 pub mod diagnose;
 mod json;
@@ -27,6 +28,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 
+pub use self::avro::{AvroDecoder, AvroFraming};
 pub use self::csv::CsvDecoder;
 pub use self::json::JsonDecoder;
 
@@ -74,7 +76,7 @@ pub trait RecordDecoder: Send {
 }
 
 /// The record formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Format {
     /// One JSON object per record.
     Json,
@@ -84,6 +86,13 @@ pub enum Format {
         delimiter: u8,
         /// Files start with a header line to skip.
         header: bool,
+    },
+    /// Avro datums written with an inline schema.
+    Avro {
+        /// The writer schema (JSON).
+        schema: String,
+        /// How records are framed.
+        framing: AvroFraming,
     },
 }
 
@@ -97,6 +106,9 @@ impl Format {
             .to_lowercase();
         let delimiter = options.remove("csv.delimiter");
         let header = options.remove("csv.header");
+        let avro_schema = options.remove("avro.schema");
+        let avro_framing = options.remove("avro.framing");
+        let avro_schema_id = options.remove("avro.schema_id");
         match name.as_str() {
             "json" => Ok(Format::Json),
             "csv" => {
@@ -117,18 +129,42 @@ impl Format {
                 };
                 Ok(Format::Csv { delimiter, header })
             }
-            "avro" => Err("format 'avro' is not available yet; use 'json' or 'csv'".into()),
+            "avro" => {
+                let schema = avro_schema
+                    .ok_or("format 'avro' needs the writer schema: 'avro.schema' = '{…}'")?;
+                let framing = match avro_framing.as_deref() {
+                    None | Some("none") => AvroFraming::None,
+                    Some("single_object") => AvroFraming::SingleObject,
+                    Some("confluent") => {
+                        let id = avro_schema_id
+                            .as_deref()
+                            .and_then(|v| v.parse::<u32>().ok())
+                            .ok_or("'avro.framing' = 'confluent' needs 'avro.schema_id' (an integer)")?;
+                        AvroFraming::Confluent(id)
+                    }
+                    Some(other) => {
+                        return Err(format!(
+                            "avro.framing must be 'none', 'single_object' or 'confluent', got '{other}'"
+                        ))
+                    }
+                };
+                Ok(Format::Avro { schema, framing })
+            }
             other => Err(format!(
-                "unknown format '{other}'; available formats: json, csv"
+                "unknown format '{other}'; available formats: json, csv, avro"
             )),
         }
     }
 
     /// A decoder producing rows of `schema` (the declared payload columns).
-    pub fn decoder(self, schema: SchemaRef) -> Result<Box<dyn RecordDecoder>, String> {
+    pub fn decoder(&self, schema: SchemaRef) -> Result<Box<dyn RecordDecoder>, String> {
         Ok(match self {
             Format::Json => Box::new(JsonDecoder::new(schema)?),
-            Format::Csv { delimiter, .. } => Box::new(CsvDecoder::new(schema, delimiter)),
+            Format::Csv { delimiter, .. } => Box::new(CsvDecoder::new(schema, *delimiter)),
+            Format::Avro {
+                schema: json,
+                framing,
+            } => Box::new(AvroDecoder::new(schema, json, *framing)?),
         })
     }
 }
