@@ -33,6 +33,8 @@ use crate::error::EddyError;
 const READ_CHUNK_BYTES: usize = 1 << 20;
 /// Longest record (line) kept; longer lines are rejected, truncated to [`REJECTED_PREFIX_BYTES`].
 pub const RECORD_BYTES_MAX: usize = 16 << 20;
+/// How often a sleeping reader checks whether its source was dropped.
+const DROP_CHECK: Duration = Duration::from_millis(50);
 /// How much of an over-long line is kept in its dead letter.
 const REJECTED_PREFIX_BYTES: usize = 4096;
 
@@ -202,7 +204,13 @@ impl Reader {
                 return Ok(());
             }
             self.flush()?;
-            std::thread::sleep(self.opts.poll_interval);
+            // Sleep in short slices so a dropped source ends promptly.
+            let until = std::time::Instant::now() + self.opts.poll_interval;
+            while std::time::Instant::now() < until && !self.tx.is_closed() {
+                std::thread::sleep(
+                    DROP_CHECK.min(until.saturating_duration_since(std::time::Instant::now())),
+                );
+            }
         }
     }
 

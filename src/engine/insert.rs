@@ -157,7 +157,7 @@ impl Engine {
                     if let ast::Expr::Value(v) = e {
                         if let ast::Value::Placeholder(p) = &v.value {
                             if let Ok(n) = p.trim_start_matches('$').parse::<usize>() {
-                                if n >= 1 && n <= 65_535 {
+                                if (1..=65_535).contains(&n) {
                                     if types.len() < n {
                                         types.resize(n, None);
                                     }

@@ -166,7 +166,7 @@ impl Engine {
         match stmt {
             Statement::CreateStream(c) => {
                 let _g = self.ddl_lock.lock().await;
-                self.create_stream(c).await
+                self.create_stream(*c).await
             }
             Statement::CreateView(v) => {
                 let _g = self.ddl_lock.lock().await;

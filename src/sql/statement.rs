@@ -138,7 +138,7 @@ pub struct CreateSink {
 #[derive(Debug, Clone)]
 pub enum Statement {
     /// `CREATE TABLE` or `CREATE SOURCE`.
-    CreateStream(CreateStream),
+    CreateStream(Box<CreateStream>),
     /// `CREATE MATERIALIZED VIEW`.
     CreateView(CreateView),
     /// `CREATE SINK`.
@@ -377,7 +377,7 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
             hint: Some("Use CREATE SOURCE for a connector.".into()),
         });
     }
-    Ok(Statement::CreateStream(CreateStream {
+    Ok(Statement::CreateStream(Box::new(CreateStream {
         kind,
         name,
         if_not_exists,
@@ -386,7 +386,7 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
         includes,
         options,
         sql: st.text,
-    }))
+    })))
 }
 
 fn parse_create_sink(sql: &str, st: StatementTokens) -> Result<Statement> {

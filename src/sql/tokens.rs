@@ -181,7 +181,7 @@ pub fn strip_emit_clause(tokens: &mut Vec<TokenWithSpan>) -> Option<EmitClause> 
 /// Rewrite Flink's window TVF form into the short form:
 /// `TABLE(TUMBLE(TABLE t, DESCRIPTOR(c), args…))` → `TUMBLE(t, c, args…)`
 /// (same for HOP, SESSION, CUMULATE). Token spans are kept for error positions.
-pub fn rewrite_flink_windows(tokens: &mut Vec<TokenWithSpan>) {
+pub fn rewrite_flink_windows(tokens: &mut [TokenWithSpan]) {
     loop {
         let sig = significant(tokens);
         let found = sig.windows(5).position(|w| {

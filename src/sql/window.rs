@@ -25,14 +25,14 @@ pub enum WindowFnArgs {
     /// `TUMBLE(t, ts, size)`.
     Tumble {
         /// Window size.
-        size: ast::Expr,
+        size: Box<ast::Expr>,
     },
     /// `HOP(t, ts, slide, size)`.
     Hop {
         /// Distance between window starts.
-        slide: ast::Expr,
+        slide: Box<ast::Expr>,
         /// Window size.
-        size: ast::Expr,
+        size: Box<ast::Expr>,
     },
 }
 
@@ -166,12 +166,12 @@ fn parse_call(fname: &str, args: Vec<FunctionArg>, index: usize) -> Result<Windo
     };
     let args = if fname == "TUMBLE" {
         WindowFnArgs::Tumble {
-            size: exprs[2].clone(),
+            size: Box::new(exprs[2].clone()),
         }
     } else {
         WindowFnArgs::Hop {
-            slide: exprs[2].clone(),
-            size: exprs[3].clone(),
+            slide: Box::new(exprs[2].clone()),
+            size: Box::new(exprs[3].clone()),
         }
     };
     Ok(WindowTvf {

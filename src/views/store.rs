@@ -119,7 +119,7 @@ impl ViewStore {
         let mut pending = Vec::with_capacity(SNAPSHOT_BATCH_ROWS);
         for (row, count) in &self.rows {
             for _ in 0..*count {
-                pending.push(row);
+                pending.push(row.as_ref());
                 if pending.len() == SNAPSHOT_BATCH_ROWS {
                     batches.push(self.to_batch(&parser, &pending)?);
                     pending.clear();
@@ -137,7 +137,7 @@ impl ViewStore {
     fn to_batch(
         &self,
         parser: &datafusion::arrow::row::RowParser,
-        rows: &[&Box<[u8]>],
+        rows: &[&[u8]],
     ) -> Result<RecordBatch> {
         let cols = self
             .converter

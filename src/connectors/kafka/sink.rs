@@ -170,15 +170,12 @@ pub fn encode(changes: &Changes, mode: SinkMode, key_cols: &[usize]) -> Result<V
     // Pair a delete and an insert of the same key into an update.
     let mut pending_delete: HashMap<&str, usize> = HashMap::new();
     let mut events: Vec<(Option<usize>, Option<usize>)> = Vec::new();
-    for i in 0..rows.len() {
+    for (i, key) in keys.iter().enumerate() {
         let w = changes.weight(i);
-        let key = keys[i].as_deref();
+        let key = key.as_deref();
         if w < 0 {
-            match key {
-                Some(k) => {
-                    pending_delete.insert(k, events.len());
-                }
-                None => {}
+            if let Some(k) = key {
+                pending_delete.insert(k, events.len());
             }
             events.push((Some(i), None));
         } else if w > 0 {
