@@ -275,13 +275,57 @@ async fn meetup_fixture_gives_1960_rows_and_40_dead_letters() {
         assert_eq!(row[1], (total - bad_in(p)).to_string(), "partition {p}");
         assert_eq!(row[2], "0");
     }
-    // Partitions are reported with their offsets.
+    // Partitions are reported with their offsets, and nothing is left to read.
     eventually(
         &c,
-        "SELECT \"partition\", next_offset FROM eddy.source_partitions WHERE source = 'rsvps' ORDER BY 1",
-        &[&["0", "667"], &["1", "667"], &["2", "666"]],
+        "SELECT \"partition\", next_offset, lag FROM eddy.source_partitions WHERE source = 'rsvps' ORDER BY 1",
+        &[&["0", "667", "0"], &["1", "667", "0"], &["2", "666", "0"]],
     )
     .await;
+    // Offsets are committed to the source's consumer group, for lag tools.
+    let start = Instant::now();
+    loop {
+        let b = bootstrap.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            committed_offsets(&b, "eddy-rsvps", "meetup-raw-rsvps", 3)
+        })
+        .await
+        .expect("committed offsets");
+        if committed == vec![Some(667), Some(667), Some(666)] {
+            break;
+        }
+        assert!(start.elapsed() < EVENTUALLY, "committed: {committed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Offsets `group` has committed for the partitions of `topic` (blocking).
+fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let Ok(got) = consumer.committed_offsets(tpl, Duration::from_secs(5)) else {
+        return vec![];
+    };
+    got.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `skip` counts bad records only; `fail` stops that source (others keep running);
