@@ -109,7 +109,8 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     } else {
         None
     };
-    let engine = Arc::new(Engine::new(limits).map_err(|e| e.to_string())?);
+    let engine = Arc::new(Engine::open(limits, &args.data_dir).map_err(|e| e.to_string())?);
+    engine.restore().await;
     let listener = tokio::net::TcpListener::bind(&args.pg_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.pg_addr))?;

@@ -30,6 +30,7 @@ pub async fn run_datagen(
     rows_per_second: u64,
 ) {
     *stream.metrics.status.lock() = "idle".into();
+    stream.started().await;
     while stream.publisher.subscriber_count().await == 0 {
         tokio::time::sleep(IDLE_POLL).await;
     }
@@ -93,6 +94,7 @@ pub const READER_CHANNEL_CAPACITY: usize = 4;
 /// channel meanwhile). Ends when the reader ends.
 pub async fn publish_reader(stream: Arc<StreamObject>, mut rx: mpsc::Receiver<Produced>) {
     *stream.metrics.status.lock() = "idle".into();
+    stream.started().await;
     while stream.publisher.subscriber_count().await == 0 {
         tokio::time::sleep(IDLE_POLL).await;
     }

@@ -125,6 +125,8 @@ pub struct StreamObject {
     tracker: Mutex<WatermarkTracker>,
     push_lock: tokio::sync::Mutex<()>,
     retained: Option<Mutex<Retained>>,
+    /// Connectors wait for this to be true before reading (see [`StreamObject::started`]).
+    start_gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for StreamObject {
@@ -163,6 +165,23 @@ impl StreamObject {
                     evicted_rows: 0,
                 })
             }),
+            start_gate: None,
+        }
+    }
+
+    /// Hold the connector until `gate` is true (the engine opens it once a
+    /// restart has recreated every object, so all views see the same records).
+    pub fn with_start_gate(mut self, gate: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.start_gate = Some(gate);
+        self
+    }
+
+    /// Wait until the connector may start reading.
+    pub async fn started(&self) {
+        if let Some(gate) = &self.start_gate {
+            let mut gate = gate.clone();
+            // An error means the engine is gone; nothing to wait for then.
+            let _ = gate.wait_for(|open| *open).await;
         }
     }
 

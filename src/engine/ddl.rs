@@ -88,23 +88,36 @@ impl Engine {
         let schema = columns.schema.clone();
         let watermark = self.watermark_gen(&c, &schema)?;
         let mut tasks = JoinSet::new();
+        // Tables and file sources keep their most recent rows: `SELECT` reads them, and a
+        // view created later starts from them (a file is read once; its rows would
+        // otherwise be gone for later views). Kafka and generators keep none.
         let (connector, retain) = match c.kind {
             ObjectKind::Table => ("table".to_string(), self.limits.table_retain_rows),
-            _ => (c.options.get("connector").cloned().unwrap_or_default(), 0),
+            _ => {
+                let connector = c.options.get("connector").cloned().unwrap_or_default();
+                let retain = match connector.as_str() {
+                    "file" => self.limits.table_retain_rows,
+                    _ => 0,
+                };
+                (connector, retain)
+            }
         };
         if c.kind == ObjectKind::Table && !columns.checks.is_empty() {
             return Err(EddyError::not_supported(
                 "CHECK constraints are supported on sources, not on tables",
             ));
         }
-        let stream = Arc::new(StreamObject::new(
-            c.name.clone(),
-            c.kind,
-            connector,
-            schema.clone(),
-            watermark,
-            retain,
-        ));
+        let stream = Arc::new(
+            StreamObject::new(
+                c.name.clone(),
+                c.kind,
+                connector,
+                schema.clone(),
+                watermark,
+                retain,
+            )
+            .with_start_gate(self.start_gate()),
+        );
         if c.kind == ObjectKind::Source {
             self.start_connector(&c, &columns, &stream, &mut tasks)?;
         }
@@ -267,10 +280,19 @@ impl Engine {
                 order.push(name.clone());
             }
         }
-        for name in order {
-            self.drop_one(&name).await?;
-        }
+        self.drop_names(&order).await?;
         Ok(command(&tag))
+    }
+
+    /// Drop `names` (dependants first) and forget them in the data dir.
+    pub(super) async fn drop_names(&self, names: &[String]) -> Result<()> {
+        for name in names {
+            self.drop_one(name).await?;
+        }
+        if let Some(d) = &self.durable {
+            d.dropped(names)?;
+        }
+        Ok(())
     }
 
     /// Dependants of `name`, transitively, parents before children.

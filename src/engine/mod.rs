@@ -3,6 +3,7 @@
 
 mod catalog;
 mod ddl;
+pub mod durable;
 mod insert;
 mod pg_compat;
 mod show;
@@ -26,7 +27,8 @@ use system::{SystemTable, SystemTableKind};
 
 use crate::connectors::dead_letter::{DeadLetterStore, DeadLetterTable};
 use crate::error::{EddyError, Result};
-use crate::sql::Statement;
+use crate::sql::{ObjectKind, Statement};
+use durable::{DurableCatalog, Persisted};
 
 /// Name of the catalog (the Postgres database name clients connect to).
 pub const CATALOG: &str = "eddy";
@@ -87,6 +89,10 @@ pub struct Engine {
     compat: PostgresCompatibilityParser,
     ddl_lock: tokio::sync::Mutex<()>,
     dead_letters: Arc<DeadLetterStore>,
+    /// The catalog file, when the engine has a data dir.
+    durable: Option<DurableCatalog>,
+    /// Connectors start reading once this is true (after a restart's objects are all back).
+    start_gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl Engine {
@@ -133,7 +139,96 @@ impl Engine {
             limits,
             compat: PostgresCompatibilityParser::new(),
             ddl_lock: tokio::sync::Mutex::new(()),
+            durable: None,
+            start_gate: tokio::sync::watch::Sender::new(true),
         })
+    }
+
+    /// An engine whose catalog is kept in `data_dir` (see [`durable`]). Call
+    /// [`Engine::restore`] before serving: connectors wait until it is done.
+    pub fn open(limits: Limits, data_dir: &std::path::Path) -> Result<Self> {
+        let mut engine = Engine::new(limits)?;
+        engine.durable = Some(DurableCatalog::open(data_dir)?);
+        engine.start_gate.send_replace(false);
+        Ok(engine)
+    }
+
+    /// Recreate the objects recorded in the data dir, in creation order, then
+    /// let connectors start. An object that cannot be recreated is logged and
+    /// skipped (its dependants then fail too); returns (restored, failed).
+    pub async fn restore(&self) -> (usize, usize) {
+        let objects = self
+            .durable
+            .as_ref()
+            .map(|d| d.objects())
+            .unwrap_or_default();
+        let (mut ok, mut failed) = (0, 0);
+        for o in objects {
+            let result = match crate::sql::parse(&o.sql) {
+                Ok(mut stmts) if stmts.len() == 1 => self.create(stmts.remove(0)).await,
+                Ok(_) => Err(EddyError::Internal("not one statement".into())),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    failed += 1;
+                    tracing::error!(object = %o.name, kind = %o.kind, error = %e, "cannot recreate object from the catalog");
+                }
+            }
+        }
+        self.start_gate.send_replace(true);
+        if ok + failed > 0 {
+            tracing::info!(restored = ok, failed, "catalog restored from the data dir");
+        }
+        (ok, failed)
+    }
+
+    /// A receiver that connectors wait on before reading.
+    pub fn start_gate(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.start_gate.subscribe()
+    }
+
+    /// Run a CREATE statement without recording it.
+    async fn create(&self, stmt: Statement) -> Result<Outcome> {
+        let _g = self.ddl_lock.lock().await;
+        match stmt {
+            Statement::CreateStream(c) => self.create_stream(*c).await,
+            Statement::CreateView(v) => self.create_view(v).await,
+            Statement::CreateSink(s) => self.create_sink(s).await,
+            other => Err(EddyError::Internal(format!(
+                "catalog entry is not a CREATE statement: {other:?}"
+            ))),
+        }
+    }
+
+    /// Record a newly created object durably; if that fails, drop it again.
+    async fn record_created(
+        &self,
+        existed: bool,
+        name: &str,
+        kind: ObjectKind,
+        sql: &str,
+    ) -> Result<()> {
+        let Some(d) = &self.durable else {
+            return Ok(());
+        };
+        if existed {
+            return Ok(());
+        }
+        let rec = Persisted {
+            name: name.to_string(),
+            kind: kind.noun().to_string(),
+            sql: sql.to_string(),
+        };
+        if let Err(e) = d.created(rec) {
+            let _ = self.drop_names(&[name.to_string()]).await;
+            return Err(EddyError::Internal(format!(
+                "{} \"{name}\" was not created: {e}",
+                kind.noun()
+            )));
+        }
+        Ok(())
     }
 
     /// The DataFusion context that answers queries.
@@ -166,15 +261,29 @@ impl Engine {
         match stmt {
             Statement::CreateStream(c) => {
                 let _g = self.ddl_lock.lock().await;
-                self.create_stream(*c).await
+                let (name, kind, sql) = (c.name.clone(), c.kind, c.sql.clone());
+                let existed = self.catalog.with(|e| e.contains_key(&name));
+                let out = self.create_stream(*c).await?;
+                self.record_created(existed, &name, kind, &sql).await?;
+                Ok(out)
             }
             Statement::CreateView(v) => {
                 let _g = self.ddl_lock.lock().await;
-                self.create_view(v).await
+                let (name, sql) = (v.name.clone(), v.sql.clone());
+                let existed = self.catalog.with(|e| e.contains_key(&name));
+                let out = self.create_view(v).await?;
+                self.record_created(existed, &name, ObjectKind::MaterializedView, &sql)
+                    .await?;
+                Ok(out)
             }
             Statement::CreateSink(s) => {
                 let _g = self.ddl_lock.lock().await;
-                self.create_sink(s).await
+                let (name, sql) = (s.name.clone(), s.sql.clone());
+                let existed = self.catalog.with(|e| e.contains_key(&name));
+                let out = self.create_sink(s).await?;
+                self.record_created(existed, &name, ObjectKind::Sink, &sql)
+                    .await?;
+                Ok(out)
             }
             Statement::ExplainView(v) => self.explain_view(v).await,
             Statement::Drop {

@@ -67,20 +67,33 @@ impl Server {
 
     /// Like [`Server::start`], choosing how the address and data dir are passed.
     pub async fn start_with(config: Config) -> Server {
-        Server::start_full(config, &[]).await
+        Server::start_full(config, &[], None).await
     }
 
     /// Like [`Server::start`], with extra arguments after `serve …`.
     pub async fn start_with_args(extra: &[&str]) -> Server {
-        Server::start_full(Config::Flags, extra).await
+        Server::start_full(Config::Flags, extra, None).await
     }
 
-    async fn start_full(config: Config, extra: &[&str]) -> Server {
+    /// Like [`Server::start`], with `data_dir` as the data dir (to restart on the same data).
+    pub async fn start_in(data_dir: &Path) -> Server {
+        Server::start_full(Config::Flags, &[], Some(data_dir)).await
+    }
+
+    /// Kill the process with SIGKILL (no chance to clean up) and wait for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn start_full(config: Config, extra: &[&str], data_dir: Option<&Path>) -> Server {
         let root = unique_temp_dir();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut server = Server::spawn(&root, config, extra);
+            let mut server = Server::spawn(&root, config, extra, data_dir);
             match server.wait_ready().await {
                 Ok(()) => return server,
                 Err(StartError::PortTaken) if attempt < PORT_RACE_RETRIES_MAX => {
@@ -102,9 +115,11 @@ impl Server {
         }
     }
 
-    fn spawn(root: &Path, config: Config, extra: &[&str]) -> Server {
+    fn spawn(root: &Path, config: Config, extra: &[&str], data_dir: Option<&Path>) -> Server {
         let port = free_port();
-        let data_dir = root.join(format!("data-{port}"));
+        let data_dir = data_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.join(format!("data-{port}")));
         fs::create_dir_all(&data_dir).expect("create data dir");
         let log_path = root.join(format!("server-{port}.log"));
         let log = File::create(&log_path).expect("create server log");
@@ -240,7 +255,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if self.terminate(SHUTDOWN_GRACE).is_none() {
+        if self.child.is_some() && self.terminate(SHUTDOWN_GRACE).is_none() {
             if let Some(child) = self.child.as_mut() {
                 let _ = child.kill();
                 let _ = child.wait();
