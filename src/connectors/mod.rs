@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod runner;
 pub mod stream;
+pub mod table_log;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

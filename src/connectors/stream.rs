@@ -19,6 +19,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::Mutex;
 
+use super::table_log::TableLog;
 use crate::error::{EddyError, Result};
 use crate::exec::message::WatermarkTracker;
 use crate::exec::publish::Publisher;
@@ -127,6 +128,10 @@ pub struct StreamObject {
     retained: Option<Mutex<Retained>>,
     /// Connectors wait for this to be true before reading (see [`StreamObject::started`]).
     start_gate: Option<tokio::sync::watch::Receiver<bool>>,
+    /// A table's write-ahead log, when the server has a data dir.
+    table_log: Option<Arc<Mutex<TableLog>>>,
+    /// Orders logging and publishing of concurrent INSERTs.
+    insert_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for StreamObject {
@@ -166,7 +171,39 @@ impl StreamObject {
                 })
             }),
             start_gate: None,
+            table_log: None,
+            insert_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Log this table's INSERTs durably in `log`.
+    pub fn with_table_log(mut self, log: TableLog) -> Self {
+        self.table_log = Some(Arc::new(Mutex::new(log)));
+        self
+    }
+
+    /// Rows logged by earlier runs of the server (empty without a log).
+    pub fn logged_batches(&self) -> Result<Vec<RecordBatch>> {
+        match &self.table_log {
+            Some(log) => log.lock().replay(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `INSERT`: log `batches` durably (fsync, on a blocking thread), then publish them.
+    pub async fn insert(&self, batches: Vec<RecordBatch>) -> Result<()> {
+        let _order = self.insert_lock.lock().await;
+        if let Some(log) = &self.table_log {
+            let log = log.clone();
+            let to_log = batches.clone();
+            tokio::task::spawn_blocking(move || log.lock().append(&to_log))
+                .await
+                .map_err(|e| EddyError::Internal(format!("table log task: {e}")))??;
+        }
+        for b in batches {
+            self.push(b).await?;
+        }
+        Ok(())
     }
 
     /// Hold the connector until `gate` is true (the engine opens it once a

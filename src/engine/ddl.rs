@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use super::catalog::{Entry, ObjectRef};
 use super::{Engine, Outcome};
 use crate::connectors::stream::WatermarkGen;
+use crate::connectors::table_log::TableLog;
 use crate::connectors::{StreamObject, StreamTable};
 use crate::error::{EddyError, Result};
 use crate::exec::pipeline::{spawn_view, ViewInput};
@@ -107,17 +108,24 @@ impl Engine {
                 "CHECK constraints are supported on sources, not on tables",
             ));
         }
-        let stream = Arc::new(
-            StreamObject::new(
-                c.name.clone(),
-                c.kind,
-                connector,
-                schema.clone(),
-                watermark,
-                retain,
-            )
-            .with_start_gate(self.start_gate()),
-        );
+        let mut stream = StreamObject::new(
+            c.name.clone(),
+            c.kind,
+            connector,
+            schema.clone(),
+            watermark,
+            retain,
+        )
+        .with_start_gate(self.start_gate());
+        if let (ObjectKind::Table, Some(data_dir)) = (c.kind, &self.data_dir) {
+            let dir = TableLog::dir(data_dir, &c.name);
+            // A new table starts a new log; during a restart the old one is replayed.
+            if !self.restoring() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            stream = stream.with_table_log(TableLog::open(dir, schema.clone())?);
+        }
+        let stream = Arc::new(stream);
         if c.kind == ObjectKind::Source {
             self.start_connector(&c, &columns, &stream, &mut tasks)?;
         }
@@ -361,6 +369,14 @@ impl Engine {
         let Some(mut entry) = self.catalog.with(|e| e.remove(name)) else {
             return Ok(());
         };
+        if let (ObjectKind::Table, Some(data_dir)) = (entry.kind(), &self.data_dir) {
+            let dir = TableLog::dir(data_dir, name);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(table = %name, error = %e, "cannot remove the table's log");
+                }
+            }
+        }
         entry.tasks.shutdown().await;
         self.ctx.deregister_table(name)?;
         for dep in &entry.depends_on {

@@ -106,9 +106,7 @@ impl Engine {
             total += batch.num_rows();
             fitted.push(batch);
         }
-        for batch in fitted {
-            stream.push(batch).await?;
-        }
+        stream.insert(fitted).await?;
         Ok(Outcome::Command {
             tag: "INSERT".into(),
             rows: Some(total),

@@ -93,6 +93,8 @@ pub struct Engine {
     durable: Option<DurableCatalog>,
     /// Connectors start reading once this is true (after a restart's objects are all back).
     start_gate: tokio::sync::watch::Sender<bool>,
+    /// Where durable state lives, if anywhere.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Engine {
@@ -141,6 +143,7 @@ impl Engine {
             ddl_lock: tokio::sync::Mutex::new(()),
             durable: None,
             start_gate: tokio::sync::watch::Sender::new(true),
+            data_dir: None,
         })
     }
 
@@ -149,6 +152,7 @@ impl Engine {
     pub fn open(limits: Limits, data_dir: &std::path::Path) -> Result<Self> {
         let mut engine = Engine::new(limits)?;
         engine.durable = Some(DurableCatalog::open(data_dir)?);
+        engine.data_dir = Some(data_dir.to_path_buf());
         engine.start_gate.send_replace(false);
         Ok(engine)
     }
@@ -177,11 +181,42 @@ impl Engine {
                 }
             }
         }
+        // Tables get their logged rows back now that every view reading them exists.
+        for s in self.catalog.streams() {
+            let replay = match s.logged_batches() {
+                Ok(batches) => {
+                    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                    let mut result = Ok(());
+                    for b in batches {
+                        if let Err(e) = s.push(b).await {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                    result.map(|_| rows)
+                }
+                Err(e) => Err(e),
+            };
+            match replay {
+                Ok(0) => {}
+                Ok(rows) => {
+                    tracing::info!(table = %s.name, rows, "table rows restored from its log")
+                }
+                Err(e) => {
+                    tracing::error!(table = %s.name, error = %e, "cannot restore the table's rows")
+                }
+            }
+        }
         self.start_gate.send_replace(true);
         if ok + failed > 0 {
             tracing::info!(restored = ok, failed, "catalog restored from the data dir");
         }
         (ok, failed)
+    }
+
+    /// True while a restart is recreating objects.
+    fn restoring(&self) -> bool {
+        !*self.start_gate.borrow()
     }
 
     /// A receiver that connectors wait on before reading.
