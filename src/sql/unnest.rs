@@ -70,9 +70,13 @@ fn rewrite_from(mut from: Vec<TableWithJoins>) -> Result<Vec<TableWithJoins>> {
             && is_unnest(&a.joins[0].relation)
             && matches!(a.joins[0].join_operator, JoinOperator::CrossJoin(_)) =>
         {
-            let mut twj = from.pop().expect("one element");
-            let Join { relation, .. } = twj.joins.remove(0);
-            (Some(twj.relation), Some(relation))
+            match from.pop() {
+                Some(mut twj) => {
+                    let Join { relation, .. } = twj.joins.remove(0);
+                    (Some(twj.relation), Some(relation))
+                }
+                None => (None, None),
+            }
         }
         _ => return Ok(from),
     };
