@@ -970,3 +970,53 @@ async fn avro_records_with_inline_schema() {
     )
     .await;
 }
+
+/// `'scan.startup.mode' = 'latest'` reads only what is produced after the
+/// source starts. (`timestamp` mode asks the broker for offsets by time;
+/// librdkafka's mock cluster answers every such lookup with the log end, so
+/// it is not tested here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_mode_latest_skips_history() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("history", 1, 1).expect("topic");
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "history",
+        (1..=3).map(|v| (0, None, format!(r#"{{"v": {v}}}"#), None)),
+    )
+    .await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE from_latest (v INT) WITH (connector = 'kafka', topic = 'history',
+                 'bootstrap.servers' = '{bootstrap}', 'scan.startup.mode' = 'latest');
+             CREATE MATERIALIZED VIEW from_latest_v AS SELECT count(*) AS n, sum(v) AS s FROM from_latest;
+             CREATE SOURCE from_earliest (v INT) WITH (connector = 'kafka', topic = 'history',
+                 'bootstrap.servers' = '{bootstrap}');
+             CREATE MATERIALIZED VIEW from_earliest_v AS SELECT count(*) AS n, sum(v) AS s FROM from_earliest;"
+        ),
+    )
+    .await;
+    eventually(&c, "SELECT n, s FROM from_earliest_v", &[&["3", "6"]]).await;
+    // The latest-mode source has its partition and has read nothing.
+    eventually(
+        &c,
+        "SELECT rows_read FROM eddy.sources WHERE name = 'from_latest'",
+        &[&["0"]],
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT count(*) FROM eddy.source_partitions WHERE source = 'from_latest'",
+        &[&["1"]],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    produce(&p, "history", [(0, None, r#"{"v": 10}"#.to_string(), None)]).await;
+    eventually(&c, "SELECT n, s FROM from_latest_v", &[&["1", "10"]]).await;
+    eventually(&c, "SELECT n, s FROM from_earliest_v", &[&["4", "16"]]).await;
+}
