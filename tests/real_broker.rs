@@ -1,4 +1,4 @@
-//! The Kafka path against a real, separate broker process: `tansu` (a
+//! The Kafka path (source and sink) against a real, separate broker process: `tansu` (a
 //! Kafka-compatible broker written in Rust, in-memory storage), started here
 //! on a free loopback port. `.ci/run` installs it and sets
 //! `EDDY_REQUIRE_REAL_BROKER=1`, so in CI a missing `tansu` fails the test;
@@ -119,7 +119,10 @@ async fn meetup_fixture_through_tansu() {
         .expect("admin client");
     let created = admin
         .create_topics(
-            &[NewTopic::new("rsvps", 3, TopicReplication::Fixed(1))],
+            &[
+                NewTopic::new("rsvps", 3, TopicReplication::Fixed(1)),
+                NewTopic::new("n-out", 1, TopicReplication::Fixed(1)),
+            ],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         )
         .await
@@ -190,4 +193,48 @@ async fn meetup_fixture_through_tansu() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The sink writes the view's state to tansu; read it back with a plain consumer.
+    c.batch_execute(&format!(
+        "CREATE SINK n_out FROM n WITH (connector = 'kafka', topic = 'n-out',
+             'bootstrap.servers' = '{}')",
+        tansu.bootstrap
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("CREATE SINK: {}", common::error_text(&e)));
+    let bootstrap = tansu.bootstrap.clone();
+    let last = tokio::task::spawn_blocking(move || last_message(&bootstrap, "n-out"))
+        .await
+        .expect("reader");
+    let v: serde_json::Value = serde_json::from_str(&last).expect("JSON change");
+    assert_eq!(v["after"]["n"], 1960, "{last}");
+}
+
+/// The first message of `topic` holding the final count, reading from the start (blocking).
+fn last_message(bootstrap: &str, topic: &str) -> String {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message as _;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "real-broker-test")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let start = Instant::now();
+    let mut last = None;
+    // The view is final, so the sink writes its one row as a snapshot; wait for it.
+    while start.elapsed() < EVENTUALLY {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                last = m.payload().map(|p| String::from_utf8_lossy(p).into_owned());
+                if last.as_deref().is_some_and(|l| l.contains("1960")) {
+                    break;
+                }
+            }
+            Some(Err(e)) => eprintln!("consumer: {e}"),
+            None => {}
+        }
+    }
+    last.unwrap_or_else(|| panic!("nothing arrived in '{topic}'"))
 }
