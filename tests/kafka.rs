@@ -1020,3 +1020,35 @@ async fn startup_mode_latest_skips_history() {
     eventually(&c, "SELECT n, s FROM from_latest_v", &[&["1", "10"]]).await;
     eventually(&c, "SELECT n, s FROM from_earliest_v", &[&["4", "16"]]).await;
 }
+
+/// Views created in one multi-statement query string all see the source from
+/// its start: connectors wait until the whole batch has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_created_in_one_batch_all_see_everything() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("many", 2, 1).expect("topic");
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "many",
+        (0..5000).map(|i| (i % 2, None, format!(r#"{{"i": {i}}}"#), None)),
+    )
+    .await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE many (i BIGINT) WITH (connector = 'kafka', topic = 'many',
+                 'bootstrap.servers' = '{bootstrap}', 'batch.max_rows' = '100');
+             CREATE MATERIALIZED VIEW a AS SELECT count(*) AS n FROM many;
+             CREATE MATERIALIZED VIEW b AS SELECT count(*) AS n FROM many WHERE i >= 0;
+             CREATE MATERIALIZED VIEW c AS SELECT i % 10 AS d, count(*) AS n FROM many GROUP BY 1;"
+        ),
+    )
+    .await;
+    eventually(&c, "SELECT n FROM a", &[&["5000"]]).await;
+    eventually(&c, "SELECT n FROM b", &[&["5000"]]).await;
+    eventually(&c, "SELECT sum(n) FROM c", &[&["5000"]]).await;
+}

@@ -95,6 +95,19 @@ pub struct Engine {
     start_gate: tokio::sync::watch::Sender<bool>,
     /// Where durable state lives, if anywhere.
     data_dir: Option<std::path::PathBuf>,
+    /// Holds on connector starts: a restore in progress and multi-statement batches.
+    start_holds: parking_lot::Mutex<usize>,
+    /// Set from [`Engine::open`] until [`Engine::restore`] is done.
+    restoring: std::sync::atomic::AtomicBool,
+}
+
+/// Keeps connectors from starting while it lives (see [`Engine::hold_connector_starts`]).
+pub struct StartHold<'a>(&'a Engine);
+
+impl Drop for StartHold<'_> {
+    fn drop(&mut self) {
+        self.0.release_start_hold();
+    }
 }
 
 impl Engine {
@@ -144,6 +157,8 @@ impl Engine {
             durable: None,
             start_gate: tokio::sync::watch::Sender::new(true),
             data_dir: None,
+            start_holds: parking_lot::Mutex::new(0),
+            restoring: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -153,7 +168,12 @@ impl Engine {
         let mut engine = Engine::new(limits)?;
         engine.durable = Some(DurableCatalog::open(data_dir)?);
         engine.data_dir = Some(data_dir.to_path_buf());
+        // Released by `restore`.
+        *engine.start_holds.lock() += 1;
         engine.start_gate.send_replace(false);
+        engine
+            .restoring
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(engine)
     }
 
@@ -207,7 +227,12 @@ impl Engine {
                 }
             }
         }
-        self.start_gate.send_replace(true);
+        if self
+            .restoring
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.release_start_hold();
+        }
         if ok + failed > 0 {
             tracing::info!(restored = ok, failed, "catalog restored from the data dir");
         }
@@ -216,7 +241,23 @@ impl Engine {
 
     /// True while a restart is recreating objects.
     fn restoring(&self) -> bool {
-        !*self.start_gate.borrow()
+        self.restoring.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Keep connectors that have not started yet from starting until the guard
+    /// is dropped (a multi-statement query string runs under one).
+    pub fn hold_connector_starts(&self) -> StartHold<'_> {
+        *self.start_holds.lock() += 1;
+        self.start_gate.send_replace(false);
+        StartHold(self)
+    }
+
+    fn release_start_hold(&self) {
+        let mut holds = self.start_holds.lock();
+        *holds = holds.saturating_sub(1);
+        if *holds == 0 {
+            self.start_gate.send_replace(true);
+        }
     }
 
     /// A receiver that connectors wait on before reading.

@@ -178,6 +178,9 @@ impl SimpleQueryHandler for EddyHandler {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut out = Vec::with_capacity(stmts.len());
+        // Connectors wait until the whole batch has run, so every view created in one
+        // query string sees its sources from the start.
+        let _hold = (stmts.len() > 1).then(|| self.engine.hold_connector_starts());
         for stmt in stmts {
             match self
                 .run(client, stmt, None, None, &Format::UnifiedText)
