@@ -1052,3 +1052,55 @@ async fn views_created_in_one_batch_all_see_everything() {
     eventually(&c, "SELECT n FROM b", &[&["5000"]]).await;
     eventually(&c, "SELECT sum(n) FROM c", &[&["5000"]]).await;
 }
+
+/// A sink whose broker goes away retries (status `retrying` with the reason)
+/// and delivers everything once the broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_retries_through_a_broker_outage() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("totals", 1, 1).expect("topic");
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE t (k VARCHAR, v BIGINT);
+             CREATE MATERIALIZED VIEW per_k AS SELECT k, sum(v) AS v FROM t GROUP BY k;
+             CREATE SINK totals FROM per_k WITH (connector = 'kafka', topic = 'totals',
+                 'bootstrap.servers' = '{bootstrap}', 'properties.message.timeout.ms' = '2000');
+             INSERT INTO t VALUES ('a', 1);"
+        ),
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT messages_written, status FROM eddy.sinks",
+        &[&["1", "running"]],
+    )
+    .await;
+    cluster.broker_down(1).expect("broker down");
+    exec(&c, "INSERT INTO t VALUES ('a', 2)").await;
+    let start = Instant::now();
+    loop {
+        let r = rows(&c, "SELECT status, last_error FROM eddy.sinks")
+            .await
+            .unwrap();
+        if r[0][0] == "retrying" {
+            assert!(r[0][1].contains("totals"), "{r:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < EVENTUALLY,
+            "sink never reported the outage: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.broker_up(1).expect("broker up");
+    eventually(&c, "SELECT status FROM eddy.sinks", &[&["running"]]).await;
+    // Replayed by key, the topic ends at the view's state (duplicates allowed: at-least-once).
+    let changes = read_topic(&bootstrap, "totals", 2).await;
+    let last = changes.last().expect("messages");
+    let v: serde_json::Value = serde_json::from_str(&last.1).expect("JSON");
+    assert_eq!(v["after"]["v"], 3, "{changes:?}");
+}

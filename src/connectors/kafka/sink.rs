@@ -8,8 +8,8 @@
 //!
 //! The message key is the JSON object of the key columns (option `key`, by
 //! default the view's group-by columns), or none when there are no key columns.
-//! Delivery is at-least-once with an idempotent producer (`acks=all`); a
-//! message that cannot be delivered stops the sink with its error in `eddy.sinks`.
+//! Delivery is at-least-once with an idempotent producer (`acks=all`); what the
+//! broker does not acknowledge is produced again (status `retrying` in `eddy.sinks`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +29,11 @@ use crate::exec::{Changes, Message};
 
 /// Messages in flight before the sink waits for acknowledgements.
 const IN_FLIGHT_MAX: usize = 10_000;
-/// How long librdkafka keeps retrying one message before the sink fails.
-const MESSAGE_TIMEOUT_MS: &str = "120000";
+/// How long librdkafka keeps retrying one message before eddy produces it again.
+const MESSAGE_TIMEOUT_MS: &str = "30000";
+/// Backoff between attempts to deliver what the broker did not acknowledge.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(500);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Whether a sink writes rows or changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +208,10 @@ pub fn encode(changes: &Changes, mode: SinkMode, key_cols: &[usize]) -> Result<V
     Ok(out)
 }
 
-/// Write the view's changes to Kafka until the sink is dropped or delivery fails.
+/// Write the view's changes to Kafka until the sink is dropped. Messages the
+/// broker does not acknowledge (outage, missing topic) are produced again, in
+/// order, with backoff, while `eddy.sinks` shows `retrying` and the reason;
+/// the view upstream waits meanwhile (bounded channels), nothing is skipped.
 pub async fn run_kafka_sink(
     sink: Arc<SinkObject>,
     opts: KafkaSinkOptions,
@@ -216,7 +222,6 @@ pub async fn run_kafka_sink(
     *sink.metrics.status.lock() = "running".into();
     let result = async {
         let producer = opts.producer()?;
-        let mut in_flight = Vec::new();
         let mut feed = snapshot.into_iter();
         loop {
             let msg = match feed.next() {
@@ -229,20 +234,10 @@ pub async fn run_kafka_sink(
             let Message::Data(changes) = msg else {
                 continue;
             };
-            for m in encode(&changes, sink.mode, &key_cols)? {
-                let mut rec = FutureRecord::to(&opts.topic).payload(m.value.as_bytes());
-                if let Some(k) = &m.key {
-                    rec = rec.key(k.as_bytes());
-                }
-                let fut = producer.send_result(rec).map_err(|(e, _)| {
-                    EddyError::Connector(format!("cannot produce to '{}': {e}", opts.topic))
-                })?;
-                in_flight.push(fut);
-                if in_flight.len() >= IN_FLIGHT_MAX {
-                    settle(&sink, &mut in_flight, &opts.topic).await?;
-                }
+            let messages = encode(&changes, sink.mode, &key_cols)?;
+            for chunk in messages.chunks(IN_FLIGHT_MAX) {
+                deliver(&sink, &producer, &opts.topic, chunk).await;
             }
-            settle(&sink, &mut in_flight, &opts.topic).await?;
         }
         Ok::<(), EddyError>(())
     }
@@ -254,32 +249,68 @@ pub async fn run_kafka_sink(
     }
 }
 
-/// Wait for every in-flight message's acknowledgement.
-async fn settle(
+/// Produce `messages` and wait for their acknowledgements; from the first one
+/// not acknowledged on, produce again after a backoff, until all are.
+async fn deliver(
     sink: &SinkObject,
-    in_flight: &mut Vec<rdkafka::producer::DeliveryFuture>,
+    producer: &FutureProducer,
     topic: &str,
-) -> Result<()> {
-    for fut in in_flight.drain(..) {
-        match tokio::time::timeout(Duration::from_secs(300), fut).await {
-            Ok(Ok(Ok(_))) => {
-                sink.metrics
-                    .messages_written
-                    .fetch_add(1, Ordering::Relaxed);
+    messages: &[OutMessage],
+) {
+    let mut rest = messages;
+    let mut backoff = RETRY_BACKOFF_MIN;
+    while !rest.is_empty() {
+        let mut futures = Vec::with_capacity(rest.len());
+        let mut error = None;
+        for m in rest {
+            let mut rec = FutureRecord::to(topic).payload(m.value.as_bytes());
+            if let Some(k) = &m.key {
+                rec = rec.key(k.as_bytes());
             }
-            Ok(Ok(Err((e, _)))) => {
-                return Err(EddyError::Connector(format!(
-                    "delivery to '{topic}' failed: {e}"
-                )))
+            match producer.send_result(rec) {
+                Ok(f) => futures.push(f),
+                Err((e, _)) => {
+                    error = Some(format!("cannot produce to '{topic}': {e}"));
+                    break;
+                }
             }
-            Ok(Err(_)) | Err(_) => {
-                return Err(EddyError::Connector(format!(
-                    "delivery to '{topic}' was not acknowledged"
-                )))
+        }
+        let mut delivered = 0;
+        for fut in futures {
+            match fut.await {
+                Ok(Ok(_)) => {
+                    delivered += 1;
+                    sink.metrics
+                        .messages_written
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Err((e, _))) => {
+                    error = Some(format!("delivery to '{topic}' failed: {e}"));
+                    break;
+                }
+                Err(_) => {
+                    error = Some(format!("delivery to '{topic}' was cancelled"));
+                    break;
+                }
+            }
+        }
+        rest = &rest[delivered..];
+        match error {
+            None => {
+                if sink.metrics.status.lock().as_str() == "retrying" {
+                    *sink.metrics.status.lock() = "running".into();
+                    *sink.metrics.last_error.lock() = None;
+                }
+            }
+            Some(e) => {
+                tracing::warn!(sink = %sink.name, error = %e, "sink retrying");
+                *sink.metrics.status.lock() = "retrying".into();
+                *sink.metrics.last_error.lock() = Some(e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
