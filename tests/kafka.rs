@@ -12,7 +12,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{PgClient, Server};
+use common::{eventually, rows, PgClient, Server};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -61,44 +61,6 @@ async fn produce(
     }
     p.flush(Timeout::After(Duration::from_secs(10)))
         .expect("flush producer");
-}
-
-/// Rows of a simple query as text (NULL as "NULL").
-async fn rows(client: &PgClient, sql: &str) -> Result<Vec<Vec<String>>, String> {
-    let msgs = client
-        .simple_query(sql)
-        .await
-        .map_err(|e| common::error_text(&e))?;
-    Ok(msgs
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect())
-}
-
-/// Poll `sql` until it returns `want`; panic with the last result after [`EVENTUALLY`].
-async fn eventually(client: &PgClient, sql: &str, want: &[&[&str]]) {
-    let want: Vec<Vec<String>> = want
-        .iter()
-        .map(|r| r.iter().map(|s| s.to_string()).collect())
-        .collect();
-    let start = Instant::now();
-    loop {
-        let got = rows(client, sql).await;
-        if got.as_ref() == Ok(&want) {
-            return;
-        }
-        if start.elapsed() > EVENTUALLY {
-            panic!("`{sql}` never returned {want:?}; last: {got:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn exec(client: &PgClient, sql: &str) {

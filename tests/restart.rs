@@ -6,47 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{PgClient, Server};
-
-const EVENTUALLY: Duration = Duration::from_secs(30);
-
-async fn rows(client: &PgClient, sql: &str) -> Result<Vec<Vec<String>>, String> {
-    Ok(client
-        .simple_query(sql)
-        .await
-        .map_err(|e| common::error_text(&e))?
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                (0..r.len())
-                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect())
-}
-
-async fn eventually(client: &PgClient, sql: &str, want: &[&[&str]]) {
-    let want: Vec<Vec<String>> = want
-        .iter()
-        .map(|r| r.iter().map(|s| s.to_string()).collect())
-        .collect();
-    let start = Instant::now();
-    loop {
-        let got = rows(client, sql).await;
-        if got.as_ref() == Ok(&want) {
-            return;
-        }
-        assert!(
-            start.elapsed() < EVENTUALLY,
-            "`{sql}` never returned {want:?}; last: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use common::{eventually, rows, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_survives_sigkill() {

@@ -459,3 +459,44 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
         stderr: err_reader.join().unwrap_or_default(),
     }
 }
+
+/// Rows of a simple query as text (NULL as "NULL"), or the error's text.
+pub async fn rows(client: &PgClient, sql: &str) -> Result<Vec<Vec<String>>, String> {
+    Ok(client
+        .simple_query(sql)
+        .await
+        .map_err(|e| error_text(&e))?
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+/// How long [`eventually`] waits for a streaming result.
+pub const EVENTUALLY_MAX: Duration = Duration::from_secs(30);
+
+/// Poll `sql` until it returns `want`; panic with the last result after [`EVENTUALLY_MAX`].
+pub async fn eventually(client: &PgClient, sql: &str, want: &[&[&str]]) {
+    let want: Vec<Vec<String>> = want
+        .iter()
+        .map(|r| r.iter().map(|s| s.to_string()).collect())
+        .collect();
+    let start = Instant::now();
+    loop {
+        let got = rows(client, sql).await;
+        if got.as_ref() == Ok(&want) {
+            return;
+        }
+        assert!(
+            start.elapsed() < EVENTUALLY_MAX,
+            "`{sql}` never returned {want:?}; last: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
