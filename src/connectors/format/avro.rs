@@ -17,7 +17,7 @@ use datafusion::arrow::array::{new_null_array, ArrayRef};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{decode_with_fallback, Decoded, Record, RecordDecoder};
+use super::{decode_by_run, Decoded, Record, RecordDecoder};
 
 /// How Avro records are framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,13 +135,7 @@ impl AvroDecoder {
 impl RecordDecoder for AvroDecoder {
     fn decode(&mut self, records: &[Record]) -> Decoded {
         let declared = self.declared.clone();
-        decode_with_fallback(
-            records,
-            &declared,
-            |all| self.run(all),
-            |one| self.run(std::slice::from_ref(one)),
-            |_, e| e,
-        )
+        decode_by_run(records, &declared, |r| self.run(r))
     }
 }
 

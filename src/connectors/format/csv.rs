@@ -7,7 +7,7 @@ use datafusion::arrow::csv::reader::{Decoder, ReaderBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{decode_with_fallback, Decoded, Record, RecordDecoder};
+use super::{decode_by_run, Decoded, Record, RecordDecoder};
 
 /// Decodes CSV records into rows of a declared schema.
 pub struct CsvDecoder {
@@ -80,13 +80,7 @@ fn clean(e: datafusion::arrow::error::ArrowError) -> String {
 impl RecordDecoder for CsvDecoder {
     fn decode(&mut self, records: &[Record]) -> Decoded {
         let declared = self.declared.clone();
-        decode_with_fallback(
-            records,
-            &declared,
-            |all| self.run(all),
-            |one| self.run(std::slice::from_ref(one)),
-            |_, e| e,
-        )
+        decode_by_run(records, &declared, |r| self.run(r))
     }
 }
 

@@ -330,6 +330,22 @@ fn decode_with_fallback(
     finish(batch, rows_from, rejected, declared)
 }
 
+/// [`decode_with_fallback`] for formats that decode a batch and a single
+/// record the same way and whose own error message is the reason.
+fn decode_by_run(
+    records: &[Record],
+    declared: &SchemaRef,
+    run: impl Fn(&[Record]) -> Result<Option<RecordBatch>, String>,
+) -> Decoded {
+    decode_with_fallback(
+        records,
+        declared,
+        &run,
+        |one| run(std::slice::from_ref(one)),
+        |_, e| e,
+    )
+}
+
 /// Fix text timestamps, cast to declared types; rows that fail are rejected.
 fn finish(
     batch: Option<RecordBatch>,
