@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod connectors;
 pub mod engine;
 pub mod error;

@@ -50,7 +50,13 @@ struct ServeArgs {
     /// Everything in it is lost on exit.
     #[arg(long, env = "EDDY_EMBEDDED_KAFKA")]
     embedded_kafka: bool,
+    /// Seconds between checkpoints (0: only on CHECKPOINT and at shutdown).
+    #[arg(long, env = "EDDY_CHECKPOINT_INTERVAL", default_value_t = 10)]
+    checkpoint_interval: u64,
 }
+
+/// Longest a graceful shutdown waits for its final checkpoint.
+const SHUTDOWN_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -120,9 +126,24 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
         max_connections: args.max_connections,
         shutdown_grace: Duration::from_secs(5),
     };
-    serve(listener, engine, config, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
+    let checkpoints = async {
+        match args.checkpoint_interval {
+            0 => std::future::pending().await,
+            secs => engine.checkpoint_every(Duration::from_secs(secs)).await,
+        }
+    };
+    tokio::select! {
+        served = serve(listener, engine.clone(), config, shutdown_signal()) => {
+            served.map_err(|e| e.to_string())?;
+        }
+        () = checkpoints => {}
+    }
+    // A last checkpoint, so a restart resumes exactly where this run stopped.
+    match tokio::time::timeout(SHUTDOWN_CHECKPOINT_TIMEOUT, engine.checkpoint("shutdown")).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "no checkpoint at shutdown"),
+        Err(_) => tracing::warn!("the checkpoint at shutdown took too long; skipped"),
+    }
     tracing::info!("eddy stopped");
     Ok(())
 }

@@ -122,6 +122,18 @@ struct Reader {
     pending: Vec<Record>,
     /// Over-long lines, reported as records holding their first bytes.
     overlong: Vec<(Record, String)>,
+    /// Resuming from a checkpoint: lines up to this one (file, line) were read already.
+    resume: Option<(PathBuf, i64)>,
+}
+
+/// A file source's position: the last line handed over.
+pub fn file_position(file: &str, line: i64) -> serde_json::Value {
+    serde_json::json!({ "file": file, "line": line })
+}
+
+/// Read a position written by [`file_position`].
+fn parse_position(v: &serde_json::Value) -> Option<(PathBuf, i64)> {
+    Some((PathBuf::from(v["file"].as_str()?), v["line"].as_i64()?))
 }
 
 /// Read the configured path until it is exhausted (or forever, following) or
@@ -131,6 +143,7 @@ pub fn read_files(
     ingest: Ingest,
     bounds: BatchBounds,
     tx: mpsc::Sender<Produced>,
+    resume: Option<serde_json::Value>,
 ) {
     let mut r = Reader {
         opts,
@@ -139,6 +152,7 @@ pub fn read_files(
         tx,
         pending: Vec::new(),
         overlong: Vec::new(),
+        resume: resume.as_ref().and_then(parse_position),
     };
     if let Err(e) = r.run() {
         let _ = r.tx.blocking_send(Produced::Failed(e));
@@ -289,6 +303,12 @@ impl Reader {
         if line_no == 1 && self.opts.skip_header {
             return;
         }
+        if let Some((file, last)) = &self.resume {
+            let path = Path::new(name.as_ref());
+            if path < file.as_path() || (path == file && line_no <= *last) {
+                return;
+            }
+        }
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }
@@ -310,8 +330,13 @@ impl Reader {
         }
         let records = std::mem::take(&mut self.pending);
         let processed = self.ingest.process(&records);
-        if let Some((batch, _)) = processed.rows {
-            self.send(Produced::Rows(batch, None))?;
+        let position = records
+            .last()
+            .and_then(|r| Some(file_position(r.file.as_deref()?, r.offset)));
+        match (processed.rows, position) {
+            (Some((batch, _)), position) => self.send(Produced::Rows(batch, None, position))?,
+            (None, Some(position)) => self.send(Produced::Position(position))?,
+            (None, None) => {}
         }
         match processed.failure {
             Some(e) => Err(e),

@@ -31,6 +31,12 @@ pub async fn run_datagen(
 ) {
     *stream.metrics.status.lock() = "idle".into();
     stream.started().await;
+    if let Some(p) = stream
+        .resume_position()
+        .and_then(|p| p["position"].as_u64())
+    {
+        gen.set_position(p);
+    }
     while stream.publisher.subscriber_count().await == 0 {
         tokio::time::sleep(IDLE_POLL).await;
     }
@@ -59,7 +65,12 @@ pub async fn run_datagen(
             *stream.metrics.status.lock() = "finished".into();
             return;
         };
-        if let Err(e) = stream.push(batch).await {
+        let position = serde_json::json!({ "position": gen.position() });
+        let pushed = match stream.batch_watermark(&batch) {
+            Ok(c) => stream.push_at(batch, c, Some(position)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = pushed {
             tracing::warn!(source = %stream.name, error = %e, "datagen source failed");
             stream.fail(&e);
             return;
@@ -71,8 +82,11 @@ pub async fn run_datagen(
 #[derive(Debug)]
 pub enum Produced {
     /// Rows to publish, with the watermark candidate the reader computed (a
-    /// partitioned source combines partitions) or `None` to take the batch's.
-    Rows(RecordBatch, Option<Option<i64>>),
+    /// partitioned source combines partitions) or `None` to take the batch's,
+    /// and the reader's position after them (for checkpoints).
+    Rows(RecordBatch, Option<Option<i64>>, Option<serde_json::Value>),
+    /// The reader moved on without rows (every record was rejected).
+    Position(serde_json::Value),
     /// Advance the watermark without rows.
     Watermark(i64),
     /// The source is healthy again after an error (clears `last_error`).
@@ -101,9 +115,24 @@ pub async fn publish_reader(stream: Arc<StreamObject>, mut rx: mpsc::Receiver<Pr
     *stream.metrics.status.lock() = "running".into();
     while let Some(p) = rx.recv().await {
         let result = match p {
-            Produced::Rows(batch, None) => stream.push(batch).await,
-            Produced::Rows(batch, Some(candidate)) => {
-                stream.push_with_watermark(batch, candidate).await
+            Produced::Rows(batch, candidate, position) => {
+                let candidate = match candidate {
+                    Some(c) => Ok(c),
+                    None => stream.batch_watermark(&batch),
+                };
+                match candidate {
+                    Ok(c) => stream.push_at(batch, c, position).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Produced::Position(position) => {
+                stream
+                    .push_at(
+                        RecordBatch::new_empty(stream.schema.clone()),
+                        None,
+                        Some(position),
+                    )
+                    .await
             }
             Produced::Watermark(w) => {
                 stream.advance_watermark(w).await;

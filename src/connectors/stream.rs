@@ -20,6 +20,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::Mutex;
 
 use super::table_log::TableLog;
+use crate::checkpoint::{Epoch, StreamPosition};
 use crate::error::{EddyError, Result};
 use crate::exec::message::WatermarkTracker;
 use crate::exec::publish::Publisher;
@@ -107,6 +108,21 @@ struct Retained {
     evicted_rows: u64,
 }
 
+impl Retained {
+    /// Keep `batch`, evicting the oldest rows beyond the bound.
+    fn keep(&mut self, batch: RecordBatch) {
+        self.rows += batch.num_rows();
+        self.batches.push_back(batch);
+        while self.rows > self.max_rows {
+            let Some(b) = self.batches.pop_front() else {
+                break;
+            };
+            self.rows -= b.num_rows();
+            self.evicted_rows += b.num_rows() as u64;
+        }
+    }
+}
+
 /// A table or source.
 pub struct StreamObject {
     /// Object name.
@@ -132,6 +148,15 @@ pub struct StreamObject {
     table_log: Option<Arc<Mutex<TableLog>>>,
     /// Orders logging and publishing of concurrent INSERTs.
     insert_lock: tokio::sync::Mutex<()>,
+    /// Rows published and the connector's position (changed under `push_lock`).
+    position: Mutex<Position>,
+}
+
+/// How far a stream has got.
+#[derive(Debug, Default)]
+struct Position {
+    rows: u64,
+    connector: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for StreamObject {
@@ -173,6 +198,7 @@ impl StreamObject {
             start_gate: None,
             table_log: None,
             insert_lock: tokio::sync::Mutex::new(()),
+            position: Mutex::new(Position::default()),
         }
     }
 
@@ -237,11 +263,17 @@ impl StreamObject {
     /// watermark, in that order. The watermark candidate is the largest value
     /// of the watermark expression over the batch.
     pub async fn push(&self, batch: RecordBatch) -> Result<()> {
-        let candidate = match self.watermark_candidates(&batch)? {
+        let candidate = self.batch_watermark(&batch)?;
+        self.push_with_watermark(batch, candidate).await
+    }
+
+    /// The watermark candidate of a batch: the largest value of the watermark
+    /// expression over its rows.
+    pub fn batch_watermark(&self, batch: &RecordBatch) -> Result<Option<i64>> {
+        Ok(match self.watermark_candidates(batch)? {
             Some(c) => max(&c),
             None => None,
-        };
-        self.push_with_watermark(batch, candidate).await
+        })
     }
 
     /// The watermark expression evaluated on each row of `batch` (ns), or
@@ -269,13 +301,30 @@ impl StreamObject {
         batch: RecordBatch,
         candidate: Option<i64>,
     ) -> Result<()> {
+        self.push_at(batch, candidate, None).await
+    }
+
+    /// Like [`StreamObject::push_with_watermark`]; the connector's position
+    /// after this batch (offsets, lines, generator position) is recorded with
+    /// it, for checkpoints.
+    pub async fn push_at(
+        &self,
+        batch: RecordBatch,
+        candidate: Option<i64>,
+        connector_position: Option<serde_json::Value>,
+    ) -> Result<()> {
         if batch.num_rows() == 0 {
+            if let Some(p) = connector_position {
+                let _guard = self.push_lock.lock().await;
+                self.position.lock().connector = Some(p);
+            }
             if let Some(c) = candidate {
                 self.advance_watermark(c).await;
             }
             return Ok(());
         }
         let _guard = self.push_lock.lock().await;
+        let rows = batch.num_rows() as u64;
         let mut new_wm = None;
         if let Some(wm) = &self.watermark {
             let ts = event_times_ns(batch.column(wm.time_index))?;
@@ -300,23 +349,72 @@ impl StreamObject {
         self.publisher
             .publish(Message::Data(Changes::inserts(batch)), |m| {
                 if let (Some(r), Message::Data(c)) = (retained, m) {
-                    let mut r = r.lock();
-                    r.rows += c.num_rows();
-                    r.batches.push_back(c.batch.clone());
-                    while r.rows > r.max_rows {
-                        let Some(b) = r.batches.pop_front() else {
-                            break;
-                        };
-                        r.rows -= b.num_rows();
-                        r.evicted_rows += b.num_rows() as u64;
-                    }
+                    r.lock().keep(c.batch.clone());
                 }
             })
             .await;
+        {
+            let mut p = self.position.lock();
+            p.rows += rows;
+            if connector_position.is_some() {
+                p.connector = connector_position;
+            }
+        }
         if let Some(w) = new_wm {
             self.publish_watermark(w).await;
         }
         Ok(())
+    }
+
+    /// Checkpoint barrier: record where the stream is and publish the barrier,
+    /// atomically with respect to pushes.
+    pub async fn inject_barrier(&self, epoch: Epoch) -> StreamPosition {
+        let _guard = self.push_lock.lock().await;
+        let pos = {
+            let p = self.position.lock();
+            StreamPosition {
+                rows: p.rows,
+                watermark: self.tracker.lock().current(),
+                connector: p.connector.clone(),
+            }
+        };
+        self.publisher
+            .publish(Message::Barrier(epoch), |_| {})
+            .await;
+        pos
+    }
+
+    /// Start from a checkpointed position (before the connector starts).
+    pub async fn restore_position(&self, pos: &StreamPosition) {
+        let _guard = self.push_lock.lock().await;
+        {
+            let mut p = self.position.lock();
+            p.rows = pos.rows;
+            p.connector = pos.connector.clone();
+        }
+        if let Some(w) = pos.watermark {
+            self.tracker.lock().advance(w);
+            self.metrics.watermark.store(w, Ordering::Relaxed);
+            self.publisher.set_watermark(Watermark::EventTime(w)).await;
+        }
+    }
+
+    /// The connector position to resume from, if a checkpoint recorded one.
+    pub fn resume_position(&self) -> Option<serde_json::Value> {
+        self.position.lock().connector.clone()
+    }
+
+    /// Rows published so far.
+    pub fn rows_published(&self) -> u64 {
+        self.position.lock().rows
+    }
+
+    /// Keep `batch` for `SELECT` without publishing it (a restored table's
+    /// rows that its views' checkpointed state already holds).
+    pub fn retain_only(&self, batch: RecordBatch) {
+        if let Some(r) = &self.retained {
+            r.lock().keep(batch);
+        }
     }
 
     /// Advance the watermark without data (an idle partition stopped holding it back).

@@ -126,6 +126,11 @@ impl Engine {
             stream = stream.with_table_log(TableLog::open(dir, schema.clone())?);
         }
         let stream = Arc::new(stream);
+        if self.restoring() {
+            if let Some(pos) = self.recovered_stream(&c.name) {
+                stream.restore_position(&pos).await;
+            }
+        }
         if c.kind == ObjectKind::Source {
             self.start_connector(&c, &columns, &stream, &mut tasks)?;
         }
@@ -213,16 +218,36 @@ impl Engine {
         }
         let (plan, _) = self.plan(&v).await?;
         let input_name = plan.input.clone();
-        let view = Arc::new(MaterializedView::new(plan, self.limits.view_max_rows)?);
+        let view = Arc::new(MaterializedView::new(
+            plan,
+            self.limits.view_max_rows,
+            self.checkpoint_hub(),
+        )?);
+        let restored = if self.restoring() {
+            self.recovered_view(&v.name)
+        } else {
+            None
+        };
+        if let Some(r) = &restored {
+            view.restore_rows(&r.rows)?;
+        }
         let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
-        let snapshot = self.subscribe_to(&input_name, &v.name, tx).await?;
+        let mut snapshot = self.subscribe_to(&input_name, &v.name, tx).await?;
+        if restored.is_some() {
+            // The checkpointed state already holds what the input had published.
+            snapshot.clear();
+        }
         let mut tasks = JoinSet::new();
-        spawn_view(
+        if let Err(e) = spawn_view(
             view.clone(),
             ViewInput { snapshot, rx },
             &mut tasks,
             self.limits.channel_capacity,
-        );
+            restored,
+        ) {
+            self.unsubscribe_from(&input_name, &v.name).await;
+            return Err(e);
+        }
         self.ctx
             .register_table(v.name.as_str(), Arc::new(ViewTable(view.clone())))?;
         self.catalog.with(|e| {
@@ -313,6 +338,15 @@ impl Engine {
         }
     }
 
+    /// Undo [`Engine::subscribe_to`].
+    async fn unsubscribe_from(&self, input: &str, name: &str) {
+        match self.input_ref(input) {
+            Some(InputRef::Stream(s)) => s.publisher.unsubscribe(name).await,
+            Some(InputRef::View(v)) => v.publisher.unsubscribe(name).await,
+            None => {}
+        }
+    }
+
     /// Subscribe `name` to the changes of `input`; returns the messages that
     /// bring it up to date (current rows, then the latest watermark).
     pub(super) async fn subscribe_to(
@@ -380,11 +414,7 @@ impl Engine {
         entry.tasks.shutdown().await;
         self.ctx.deregister_table(name)?;
         for dep in &entry.depends_on {
-            match self.input_ref(dep) {
-                Some(InputRef::Stream(s)) => s.publisher.unsubscribe(name).await,
-                Some(InputRef::View(v)) => v.publisher.unsubscribe(name).await,
-                None => {}
-            }
+            self.unsubscribe_from(dep, name).await;
         }
         Ok(())
     }

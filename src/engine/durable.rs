@@ -30,6 +30,9 @@ pub struct Persisted {
     pub kind: String,
     /// The `CREATE` statement as the user wrote it.
     pub sql: String,
+    /// Never reused: an object dropped and created again gets a new id, so
+    /// checkpointed state of the old one is not mistaken for the new one's.
+    pub id: u64,
 }
 
 /// The durable list of objects, in creation order.
@@ -37,16 +40,17 @@ pub struct Persisted {
 pub struct DurableCatalog {
     path: PathBuf,
     objects: Mutex<Vec<Persisted>>,
+    next_id: Mutex<u64>,
 }
 
 impl DurableCatalog {
     /// Open (or start) the catalog file in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         let path = dir.join(CATALOG_FILE);
-        let objects = match std::fs::read(&path) {
+        let (objects, next_id) = match std::fs::read(&path) {
             Ok(bytes) => parse(&bytes)
                 .map_err(|e| EddyError::Internal(format!("cannot read {}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 1),
             Err(e) => {
                 return Err(EddyError::Internal(format!(
                     "cannot read {}: {e}",
@@ -57,6 +61,7 @@ impl DurableCatalog {
         Ok(DurableCatalog {
             path,
             objects: Mutex::new(objects),
+            next_id: Mutex::new(next_id),
         })
     }
 
@@ -65,34 +70,48 @@ impl DurableCatalog {
         self.objects.lock().clone()
     }
 
-    /// Record a created object (replacing one of the same name) and write the file.
-    pub fn created(&self, object: Persisted) -> Result<()> {
+    /// Record a created object (replacing one of the same name) and write
+    /// the file. Its `id` is assigned here.
+    pub fn created(&self, mut object: Persisted) -> Result<()> {
         let mut g = self.objects.lock();
+        let mut next = self.next_id.lock();
+        object.id = *next;
         g.retain(|o| o.name != object.name);
         g.push(object);
-        write_atomically(&self.path, &render(&g))
+        write_atomically(&self.path, &render(&g, *next + 1))?;
+        *next += 1;
+        Ok(())
+    }
+
+    /// The id of the recorded object `name`.
+    pub fn id_of(&self, name: &str) -> Option<u64> {
+        self.objects
+            .lock()
+            .iter()
+            .find(|o| o.name == name)
+            .map(|o| o.id)
     }
 
     /// Forget dropped objects and write the file.
     pub fn dropped(&self, names: &[String]) -> Result<()> {
         let mut g = self.objects.lock();
         g.retain(|o| !names.contains(&o.name));
-        write_atomically(&self.path, &render(&g))
+        write_atomically(&self.path, &render(&g, *self.next_id.lock()))
     }
 }
 
-fn render(objects: &[Persisted]) -> Vec<u8> {
+fn render(objects: &[Persisted], next_id: u64) -> Vec<u8> {
     let list: Vec<Value> = objects
         .iter()
-        .map(|o| json!({"name": o.name, "kind": o.kind, "sql": o.sql}))
+        .map(|o| json!({"name": o.name, "kind": o.kind, "sql": o.sql, "id": o.id}))
         .collect();
-    let doc = json!({"format": FORMAT, "version": VERSION, "objects": list});
+    let doc = json!({"format": FORMAT, "version": VERSION, "next_id": next_id, "objects": list});
     let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     out.push(b'\n');
     out
 }
 
-fn parse(bytes: &[u8]) -> std::result::Result<Vec<Persisted>, String> {
+fn parse(bytes: &[u8]) -> std::result::Result<(Vec<Persisted>, u64), String> {
     let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     if doc["format"] != FORMAT {
         return Err(format!("not an eddy catalog (format {})", doc["format"]));
@@ -104,8 +123,10 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Persisted>, String> {
         ));
     }
     let list = doc["objects"].as_array().ok_or("no objects list")?;
-    list.iter()
-        .map(|o| {
+    let objects = list
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
             let field = |k: &str| {
                 o[k].as_str()
                     .map(str::to_string)
@@ -115,9 +136,14 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Persisted>, String> {
                 name: field("name")?,
                 kind: field("kind")?,
                 sql: field("sql")?,
+                // Catalogs written before ids existed: number objects in order.
+                id: o["id"].as_u64().unwrap_or(i as u64 + 1),
             })
         })
-        .collect()
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    let max_id = objects.iter().map(|o| o.id).max().unwrap_or(0);
+    let next_id = doc["next_id"].as_u64().unwrap_or(0).max(max_id + 1);
+    Ok((objects, next_id))
 }
 
 /// Write `bytes` to `path` so that a crash leaves either the old or the new file.
@@ -153,13 +179,22 @@ mod tests {
             name: n.into(),
             kind: "table".into(),
             sql: format!("CREATE TABLE {n} (v INT)"),
+            id: 0,
         };
         c.created(obj("b")).unwrap();
         c.created(obj("a")).unwrap();
         c.created(obj("c")).unwrap();
         c.dropped(&["a".into()]).unwrap();
         let again = DurableCatalog::open(&dir).unwrap();
-        assert_eq!(again.objects(), vec![obj("b"), obj("c")]);
+        let names: Vec<(String, u64)> = again
+            .objects()
+            .into_iter()
+            .map(|o| (o.name, o.id))
+            .collect();
+        assert_eq!(names, vec![("b".into(), 1), ("c".into(), 3)]);
+        // Ids are never reused, even after a restart.
+        again.created(obj("a")).unwrap();
+        assert_eq!(again.id_of("a"), Some(4));
         std::fs::write(
             dir.join(CATALOG_FILE),
             b"{\"format\": \"eddy-catalog\", \"version\": 9}",

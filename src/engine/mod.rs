@@ -2,6 +2,7 @@
 //! DataFusion.
 
 mod catalog;
+mod checkpointing;
 mod ddl;
 pub mod durable;
 mod insert;
@@ -25,6 +26,7 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 pub use catalog::{Catalog, Entry, ObjectRef};
 use system::{SystemTable, SystemTableKind};
 
+use crate::checkpoint::CheckpointHub;
 use crate::connectors::dead_letter::{DeadLetterStore, DeadLetterTable};
 use crate::error::{EddyError, Result};
 use crate::sql::{ObjectKind, Statement};
@@ -99,6 +101,34 @@ pub struct Engine {
     start_holds: parking_lot::Mutex<usize>,
     /// Set from [`Engine::open`] until [`Engine::restore`] is done.
     restoring: std::sync::atomic::AtomicBool,
+    /// Collects view state during a checkpoint; remembers recent checkpoints.
+    hub: Arc<CheckpointHub>,
+    /// One checkpoint at a time.
+    checkpoint_lock: tokio::sync::Mutex<()>,
+    /// The next checkpoint's epoch.
+    next_epoch: std::sync::atomic::AtomicU64,
+    /// The checkpoint being restored from, until [`Engine::restore`] is done.
+    recovered: parking_lot::Mutex<Option<crate::checkpoint::files::Recovered>>,
+}
+
+/// Split a table's logged batches at the rows it had published when the
+/// checkpoint was taken: the head is kept for `SELECT` only, the tail returned.
+fn split_log(s: &crate::connectors::StreamObject, batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    let mut skip = s.rows_published() as usize;
+    let mut tail = Vec::new();
+    for b in batches {
+        if skip >= b.num_rows() {
+            skip -= b.num_rows();
+            s.retain_only(b);
+        } else if skip > 0 {
+            s.retain_only(b.slice(0, skip));
+            tail.push(b.slice(skip, b.num_rows() - skip));
+            skip = 0;
+        } else {
+            tail.push(b);
+        }
+    }
+    tail
 }
 
 /// Keeps connectors from starting while it lives (see [`Engine::hold_connector_starts`]).
@@ -147,6 +177,11 @@ impl Engine {
             "eddy.dead_letters",
             Arc::new(DeadLetterTable(dead_letters.clone())),
         )?;
+        let hub = Arc::new(CheckpointHub::default());
+        ctx.register_table(
+            "eddy.checkpoints",
+            Arc::new(checkpointing::CheckpointsTable(hub.clone())),
+        )?;
         Ok(Engine {
             ctx,
             catalog,
@@ -159,6 +194,10 @@ impl Engine {
             data_dir: None,
             start_holds: parking_lot::Mutex::new(0),
             restoring: std::sync::atomic::AtomicBool::new(false),
+            hub,
+            checkpoint_lock: tokio::sync::Mutex::new(()),
+            next_epoch: std::sync::atomic::AtomicU64::new(1),
+            recovered: parking_lot::Mutex::new(None),
         })
     }
 
@@ -168,6 +207,7 @@ impl Engine {
         let mut engine = Engine::new(limits)?;
         engine.durable = Some(DurableCatalog::open(data_dir)?);
         engine.data_dir = Some(data_dir.to_path_buf());
+        engine.open_checkpoints(data_dir);
         // Released by `restore`.
         *engine.start_holds.lock() += 1;
         engine.start_gate.send_replace(false);
@@ -187,6 +227,7 @@ impl Engine {
             .map(|d| d.objects())
             .unwrap_or_default();
         let (mut ok, mut failed) = (0, 0);
+        let mut tails = Vec::new();
         for o in objects {
             let result = match crate::sql::parse(&o.sql) {
                 Ok(mut stmts) if stmts.len() == 1 => self.create(stmts.remove(0)).await,
@@ -198,35 +239,43 @@ impl Engine {
                 Err(e) => {
                     failed += 1;
                     tracing::error!(object = %o.name, kind = %o.kind, error = %e, "cannot recreate object from the catalog");
+                    continue;
                 }
             }
-        }
-        // Tables get their logged rows back now that every view reading them exists.
-        for s in self.catalog.streams() {
-            let replay = match s.logged_batches() {
-                Ok(batches) => {
-                    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-                    let mut result = Ok(());
-                    for b in batches {
-                        if let Err(e) = s.push(b).await {
-                            result = Err(e);
-                            break;
-                        }
+            // A table's logged rows: those its checkpointed views already hold are
+            // only kept for SELECT (and for views created later); the rest are
+            // published once every object is back.
+            if let Some(s) = self
+                .catalog
+                .streams()
+                .into_iter()
+                .find(|s| s.name == o.name)
+            {
+                match s.logged_batches() {
+                    Ok(batches) if !batches.is_empty() => {
+                        let tail = split_log(&s, batches);
+                        tails.push((s, tail));
                     }
-                    result.map(|_| rows)
-                }
-                Err(e) => Err(e),
-            };
-            match replay {
-                Ok(0) => {}
-                Ok(rows) => {
-                    tracing::info!(table = %s.name, rows, "table rows restored from its log")
-                }
-                Err(e) => {
-                    tracing::error!(table = %s.name, error = %e, "cannot restore the table's rows")
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(table = %s.name, error = %e, "cannot restore the table's rows")
+                    }
                 }
             }
         }
+        for (s, tail) in tails {
+            let rows: usize = tail.iter().map(|b| b.num_rows()).sum();
+            for b in tail {
+                if let Err(e) = s.push(b).await {
+                    tracing::error!(table = %s.name, error = %e, "cannot replay the table's rows");
+                    break;
+                }
+            }
+            if rows > 0 {
+                tracing::info!(table = %s.name, rows, "table rows replayed from its log");
+            }
+        }
+        *self.recovered.lock() = None;
         if self
             .restoring
             .swap(false, std::sync::atomic::Ordering::Relaxed)
@@ -296,6 +345,7 @@ impl Engine {
             name: name.to_string(),
             kind: kind.noun().to_string(),
             sql: sql.to_string(),
+            id: 0,
         };
         if let Err(e) = d.created(rec) {
             let _ = self.drop_names(&[name.to_string()]).await;
@@ -376,6 +426,13 @@ impl Engine {
             Statement::ShowObjects(kind) => self.show_objects(kind),
             Statement::ShowCreate(kind, name) => self.show_create(kind, &name),
             Statement::Describe(name) => self.describe(&name).await,
+            Statement::Checkpoint => {
+                self.checkpoint("manual").await?;
+                Ok(Outcome::Command {
+                    tag: "CHECKPOINT".into(),
+                    rows: None,
+                })
+            }
             Statement::Session(s) => Err(EddyError::Internal(format!(
                 "session statement reached the engine: {s}"
             ))),

@@ -162,7 +162,8 @@ impl Engine {
                     .map_err(EddyError::invalid)?;
                 no_leftovers("file", &opts)?;
                 let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);
-                tasks.spawn_blocking(move || read_files(file, ingest, bounds, tx));
+                let resume = stream.resume_position();
+                tasks.spawn_blocking(move || read_files(file, ingest, bounds, tx, resume));
                 tasks.spawn(publish_reader(stream.clone(), rx));
             }
             "kafka" => {
@@ -173,7 +174,8 @@ impl Engine {
                 no_leftovers("kafka", &opts)?;
                 let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);
                 let s = stream.clone();
-                tasks.spawn_blocking(move || read_kafka(kafka, ingest, bounds, s, tx));
+                let resume = stream.resume_position();
+                tasks.spawn_blocking(move || read_kafka(kafka, ingest, bounds, s, tx, resume));
                 tasks.spawn(publish_reader(stream.clone(), rx));
             }
             "nexmark" => {

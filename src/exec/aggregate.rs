@@ -76,26 +76,26 @@ pub struct AggregateSpec {
     pub retract: bool,
 }
 
-struct GroupState {
-    accs: Vec<Box<dyn Accumulator>>,
+pub(super) struct GroupState {
+    pub(super) accs: Vec<Box<dyn Accumulator>>,
     /// Net number of input rows (inserts minus deletes).
-    rows: i64,
+    pub(super) rows: i64,
     /// The result row last emitted (aggregate values only).
-    emitted: Option<Vec<ScalarValue>>,
+    pub(super) emitted: Option<Vec<ScalarValue>>,
     /// Bytes counted for this group in `state_bytes`.
-    bytes: usize,
+    pub(super) bytes: usize,
 }
 
 /// Not-windowed state lives under this "window end".
-const NO_WINDOW: EventTime = EventTime::MAX;
+pub(super) const NO_WINDOW: EventTime = EventTime::MAX;
 
 /// The operator. One instance per partition.
 pub struct AggregateOperator {
-    spec: Arc<AggregateSpec>,
-    converter: RowConverter,
-    windows: BTreeMap<EventTime, HashMap<Box<[u8]>, GroupState>>,
-    groups: usize,
-    state_bytes: usize,
+    pub(super) spec: Arc<AggregateSpec>,
+    pub(super) converter: RowConverter,
+    pub(super) windows: BTreeMap<EventTime, HashMap<Box<[u8]>, GroupState>>,
+    pub(super) groups: usize,
+    pub(super) state_bytes: usize,
 }
 
 impl AggregateOperator {
@@ -125,7 +125,7 @@ impl AggregateOperator {
         self.state_bytes
     }
 
-    fn new_group(&self) -> Result<GroupState> {
+    pub(super) fn new_group(&self) -> Result<GroupState> {
         let accs = self
             .spec
             .aggs

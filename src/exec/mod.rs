@@ -1,5 +1,6 @@
 //! Streaming execution: messages, operators and the tasks that run them.
 
+pub mod agg_state;
 pub mod aggregate;
 pub mod message;
 pub mod pipeline;

@@ -5,9 +5,10 @@
 //!             │ (bounded channel per partition)
 //!             ▼
 //!        partition i: AggregateOperator + stateless steps after it     (×N)
-//!             │ (one bounded channel)
+//!             │ (a bounded channel per partition)
 //!             ▼
 //!        sink: combine partition watermarks (minimum), apply to the view, publish downstream
+//!              (one channel per partition, so barriers can be aligned)
 //! ```
 //! A view without an aggregate has just the front and the sink. Every task
 //! lives in the view's [`JoinSet`]; dropping the view aborts them. A task
@@ -18,9 +19,10 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32Array};
+use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::{create_hashes, RandomState};
 use futures::FutureExt;
@@ -31,6 +33,7 @@ use super::aggregate::{AggregateOperator, AggregateSpec};
 use super::message::{Changes, EventTime, Message, Watermark};
 use super::stateless::apply_steps;
 use super::window::assign;
+use crate::checkpoint::{ViewProgress, ViewSnapshot};
 use crate::error::{EddyError, Result};
 use crate::views::MaterializedView;
 
@@ -42,41 +45,88 @@ pub struct ViewInput {
     pub rx: mpsc::Receiver<Message>,
 }
 
-/// Spawn the view's tasks into `tasks`.
+/// Spawn the view's tasks into `tasks`. `restored` is the view's state from
+/// a checkpoint (its rows are already in the view's store).
 pub fn spawn_view(
     view: Arc<MaterializedView>,
     input: ViewInput,
     tasks: &mut JoinSet<()>,
     channel_capacity: usize,
-) {
+    restored: Option<ViewSnapshot>,
+) -> Result<()> {
     let partitions = if view.plan.agg.is_some() {
         view.plan.partitions
     } else {
         1
     };
-    let (sink_tx, sink_rx) = mpsc::channel::<(usize, Message)>(channel_capacity);
+    let progress = restored
+        .as_ref()
+        .map(|r| r.progress.clone())
+        .unwrap_or_default();
+    let mut sink_rxs = Vec::new();
     let mut part_txs = Vec::new();
+    let mut front_sink = None;
     if let Some(spec) = &view.plan.agg {
-        for i in 0..partitions {
+        let groups = match &restored {
+            Some(r) => route_groups(spec, &r.groups, partitions)?,
+            None => vec![Vec::new(); partitions],
+        };
+        for (i, groups) in groups.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel(channel_capacity);
+            let (sink_tx, sink_rx) = mpsc::channel(channel_capacity);
+            sink_rxs.push(sink_rx);
             part_txs.push(tx);
+            let mut op = AggregateOperator::new(spec.clone())?;
+            op.restore(&groups)?;
             let v = view.clone();
-            let spec = spec.clone();
-            let sink = sink_tx.clone();
             tasks.spawn(guarded(view.clone(), async move {
-                run_partition(&v, i, spec, rx, sink).await
+                run_partition(&v, i, op, rx, sink_tx).await
             }));
         }
+    } else {
+        let (sink_tx, sink_rx) = mpsc::channel(channel_capacity);
+        sink_rxs.push(sink_rx);
+        front_sink = Some(sink_tx);
     }
+    view.rows_late.store(progress.rows_late, Ordering::Relaxed);
     let v = view.clone();
-    let front_sink = sink_tx;
+    let watermark = progress.input_watermark;
     tasks.spawn(guarded(view.clone(), async move {
-        run_front(&v, input, part_txs, front_sink).await
+        run_front(&v, input, watermark, part_txs, front_sink).await
     }));
     let v = view.clone();
     tasks.spawn(guarded(view, async move {
-        run_sink(&v, partitions, sink_rx).await
+        run_sink(&v, sink_rxs, progress).await
     }));
+    Ok(())
+}
+
+/// Split checkpointed aggregate groups over `n` partitions the way
+/// [`partition`] routes rows (so the partition count may change across restarts).
+fn route_groups(
+    spec: &AggregateSpec,
+    batches: &[RecordBatch],
+    n: usize,
+) -> Result<Vec<Vec<RecordBatch>>> {
+    let mut out = vec![Vec::new(); n];
+    let hasher = RandomState::with_seed(PARTITION_SEED);
+    let n_groups = spec.group_exprs.len();
+    for b in batches {
+        if n <= 1 || n_groups == 0 {
+            out[0].push(b.clone());
+            continue;
+        }
+        let mut hashes = vec![0u64; b.num_rows()];
+        create_hashes(&b.columns()[1..=n_groups], &hasher, &mut hashes)?;
+        for (p, slot) in out.iter_mut().enumerate() {
+            let mask: BooleanArray = hashes
+                .iter()
+                .map(|h| Some((*h % n as u64) as usize == p))
+                .collect();
+            slot.push(filter_record_batch(b, &mask)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Run a view task; an error or a panic marks the view failed (and only the view).
@@ -100,6 +150,10 @@ async fn guarded(
     }
 }
 
+/// Seed of the hash that routes groups to partitions (fixed: checkpointed
+/// groups are routed the same way after a restart).
+const PARTITION_SEED: u64 = 0x5eed;
+
 fn closed() -> EddyError {
     EddyError::Shutdown("a view task stopped".into())
 }
@@ -107,12 +161,12 @@ fn closed() -> EddyError {
 async fn run_front(
     view: &MaterializedView,
     input: ViewInput,
+    mut watermark: Option<EventTime>,
     parts: Vec<mpsc::Sender<Message>>,
-    sink: mpsc::Sender<(usize, Message)>,
+    sink: Option<mpsc::Sender<Message>>,
 ) -> Result<()> {
     let plan = &view.plan;
-    let hasher = RandomState::with_seed(0x5eed);
-    let mut watermark: Option<EventTime> = None;
+    let hasher = RandomState::with_seed(PARTITION_SEED);
     let ViewInput { snapshot, mut rx } = input;
     let mut snapshot = snapshot.into_iter();
     loop {
@@ -136,14 +190,8 @@ async fn run_front(
                 if changes.num_rows() == 0 {
                     continue;
                 }
-                match &plan.agg {
-                    None => {
-                        let changes = apply_steps(&plan.post, changes)?;
-                        sink.send((0, Message::Data(changes)))
-                            .await
-                            .map_err(|_| closed())?;
-                    }
-                    Some(spec) => {
+                match (&plan.agg, &sink) {
+                    (Some(spec), _) => {
                         for (i, part) in partition(spec, &hasher, changes, parts.len())? {
                             parts[i]
                                 .send(Message::Data(part))
@@ -151,6 +199,13 @@ async fn run_front(
                                 .map_err(|_| closed())?;
                         }
                     }
+                    (None, Some(sink)) => {
+                        let changes = apply_steps(&plan.post, changes)?;
+                        sink.send(Message::Data(changes))
+                            .await
+                            .map_err(|_| closed())?;
+                    }
+                    (None, None) => return Err(closed()),
                 }
             }
             Message::Watermark(w) => {
@@ -160,20 +215,28 @@ async fn run_front(
                     }
                     watermark = Some(t);
                 }
-                broadcast(&parts, &sink, Message::Watermark(w)).await?;
+                broadcast(&parts, sink.as_ref(), Message::Watermark(w)).await?;
             }
-            Message::Barrier(epoch) => broadcast(&parts, &sink, Message::Barrier(epoch)).await?,
+            Message::Barrier(epoch) => {
+                {
+                    let mut pending = view.pending_checkpoint.lock();
+                    *pending = ViewSnapshot::default();
+                    pending.progress.input_watermark = watermark;
+                    pending.progress.rows_late = view.rows_late.load(Ordering::Relaxed);
+                }
+                broadcast(&parts, sink.as_ref(), Message::Barrier(epoch)).await?
+            }
         }
     }
 }
 
 async fn broadcast(
     parts: &[mpsc::Sender<Message>],
-    sink: &mpsc::Sender<(usize, Message)>,
+    sink: Option<&mpsc::Sender<Message>>,
     msg: Message,
 ) -> Result<()> {
-    if parts.is_empty() {
-        return sink.send((0, msg)).await.map_err(|_| closed());
+    if let Some(sink) = sink {
+        return sink.send(msg).await.map_err(|_| closed());
     }
     for p in parts {
         p.send(msg.clone()).await.map_err(|_| closed())?;
@@ -232,43 +295,96 @@ fn partition(
 async fn run_partition(
     view: &MaterializedView,
     index: usize,
-    spec: Arc<AggregateSpec>,
+    mut op: AggregateOperator,
     mut rx: mpsc::Receiver<Message>,
-    sink: mpsc::Sender<(usize, Message)>,
+    sink: mpsc::Sender<Message>,
 ) -> Result<()> {
-    let mut op = AggregateOperator::new(spec)?;
     let post = &view.plan.post;
     while let Some(msg) = rx.recv().await {
         let out = match &msg {
             Message::Data(changes) => op.process(changes)?,
             Message::Watermark(Watermark::EventTime(t)) => op.on_watermark(*t)?,
-            Message::Watermark(Watermark::Idle) | Message::Barrier(_) => None,
+            Message::Watermark(Watermark::Idle) => None,
+            Message::Barrier(_) => {
+                let groups = op.snapshot()?;
+                view.pending_checkpoint.lock().groups.push(groups);
+                None
+            }
         };
         view.state_bytes[index].store(op.state_bytes() as u64, Ordering::Relaxed);
         if let Some(out) = out {
             let out = apply_steps(post, out)?;
             if out.num_rows() > 0 {
-                sink.send((index, Message::Data(out)))
-                    .await
-                    .map_err(|_| closed())?;
+                sink.send(Message::Data(out)).await.map_err(|_| closed())?;
             }
         }
         if !matches!(msg, Message::Data(_)) {
-            sink.send((index, msg)).await.map_err(|_| closed())?;
+            sink.send(msg).await.map_err(|_| closed())?;
         }
     }
     Ok(())
 }
 
+/// The next message from an input that is not waiting at a barrier, taking
+/// inputs in turn; `None` once any input has closed (the view is stopping).
+async fn next_unblocked(
+    rxs: &mut [mpsc::Receiver<Message>],
+    blocked: &[bool],
+    start: &mut usize,
+) -> Option<(usize, Message)> {
+    std::future::poll_fn(|cx| {
+        let n = rxs.len();
+        for k in 0..n {
+            let i = (*start + k) % n;
+            if blocked[i] {
+                continue;
+            }
+            match rxs[i].poll_recv(cx) {
+                Poll::Ready(Some(m)) => {
+                    *start = (i + 1) % n;
+                    return Poll::Ready(Some((i, m)));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 async fn run_sink(
     view: &MaterializedView,
-    partitions: usize,
-    mut rx: mpsc::Receiver<(usize, Message)>,
+    mut rxs: Vec<mpsc::Receiver<Message>>,
+    progress: ViewProgress,
 ) -> Result<()> {
     let out_time = &view.plan.out_time;
-    let mut wms: Vec<Option<EventTime>> = vec![None; partitions];
-    let mut published: Option<EventTime> = None;
-    while let Some((i, msg)) = rx.recv().await {
+    let n = rxs.len();
+    let mut wms: Vec<Option<EventTime>> = if progress.partition_watermarks.len() == n {
+        progress.partition_watermarks
+    } else {
+        // The partition count changed since the checkpoint: every partition
+        // starts where the slowest one was.
+        let min = progress
+            .partition_watermarks
+            .iter()
+            .copied()
+            .min()
+            .flatten();
+        vec![min; n]
+    };
+    let mut published: Option<EventTime> = progress.published_watermark;
+    if let Some(p) = published {
+        view.watermark
+            .fetch_max(p.saturating_add(out_time.delay_ns), Ordering::Relaxed);
+        view.publisher.set_watermark(Watermark::EventTime(p)).await;
+    }
+    // Aligned barriers: an input that delivered the barrier of the epoch in
+    // progress is not read again until every input has delivered it.
+    let mut blocked = vec![false; n];
+    let mut barrier: Option<u64> = None;
+    let mut start = 0;
+    while let Some((i, msg)) = next_unblocked(&mut rxs, &blocked, &mut start).await {
         match msg {
             Message::Data(changes) => view.apply(changes).await?,
             Message::Watermark(Watermark::EventTime(t)) => {
@@ -292,8 +408,47 @@ async fn run_sink(
                     .publish(Message::Watermark(Watermark::EventTime(out)), |_| {})
                     .await;
             }
-            Message::Watermark(Watermark::Idle) | Message::Barrier(_) => {}
+            Message::Watermark(Watermark::Idle) => {}
+            Message::Barrier(epoch) => {
+                if barrier.is_some_and(|b| b != epoch) {
+                    // A newer barrier overtook an abandoned one: start over with it.
+                    blocked.iter_mut().for_each(|b| *b = false);
+                }
+                barrier = Some(epoch);
+                blocked[i] = true;
+                if blocked.iter().all(|b| *b) {
+                    blocked.iter_mut().for_each(|b| *b = false);
+                    barrier = None;
+                    checkpoint_view(view, epoch, &wms, published).await?;
+                }
+            }
         }
     }
+    Ok(())
+}
+
+/// Every input delivered the barrier: hand the view's state to the hub and
+/// pass the barrier downstream.
+async fn checkpoint_view(
+    view: &MaterializedView,
+    epoch: u64,
+    wms: &[Option<EventTime>],
+    published: Option<EventTime>,
+) -> Result<()> {
+    let rows = view.store.lock().snapshot()?;
+    let mut snap = std::mem::take(&mut *view.pending_checkpoint.lock());
+    snap.progress.partition_watermarks = wms.to_vec();
+    snap.progress.published_watermark = published;
+    snap.rows = if rows.is_empty() {
+        vec![RecordBatch::new_empty(view.schema.clone())]
+    } else {
+        rows.as_ref().clone()
+    };
+    if let Some(hub) = &view.hub {
+        hub.deposit(epoch, &view.name, snap);
+    }
+    view.publisher
+        .publish(Message::Barrier(epoch), |_| {})
+        .await;
     Ok(())
 }

@@ -58,6 +58,11 @@ impl Publisher {
         }
     }
 
+    /// Set the watermark new subscribers start from (after a restore).
+    pub async fn set_watermark(&self, w: Watermark) {
+        self.inner.lock().await.watermark = Some(w);
+    }
+
     /// Add a subscriber. `snapshot` runs under the publish lock and returns
     /// the messages that bring the subscriber up to date (e.g. a view's
     /// current rows); the latest watermark follows them.

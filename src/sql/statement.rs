@@ -169,6 +169,8 @@ pub enum Statement {
     },
     /// Session noise drivers send (`SET`, `SHOW var`, `BEGIN`, `COMMIT`, …).
     Session(Box<ast::Statement>),
+    /// `CHECKPOINT`: take a checkpoint now.
+    Checkpoint,
 }
 
 /// Parse a query string into classified statements.
@@ -213,6 +215,12 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
         if let Some(s) = parse_show(sql, &st)? {
             return Ok(s);
         }
+    }
+    if starts_with_words(t, &["CHECKPOINT"]) {
+        let mut p = parser_for(st.tokens.clone());
+        p.next_token();
+        expect_end(sql, &mut p)?;
+        return Ok(Statement::Checkpoint);
     }
     if starts_with_words(t, &["DROP"]) {
         if let Some(s) = parse_drop(sql, &st)? {
@@ -691,6 +699,8 @@ mod tests {
             Statement::ShowObjects(ObjectKind::MaterializedView)
         ));
         assert!(matches!(one("DESCRIBE x"), Statement::Describe(n) if n == "x"));
+        assert!(matches!(one("checkpoint"), Statement::Checkpoint));
+        assert!(parse("CHECKPOINT now").is_err());
         let Statement::Drop {
             kind,
             names,

@@ -15,6 +15,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::Mutex;
 
+use crate::checkpoint::{CheckpointHub, ViewSnapshot};
 use crate::connectors::stream::NO_WATERMARK;
 use crate::error::{EddyError, Result};
 use crate::exec::publish::Publisher;
@@ -47,6 +48,10 @@ pub struct MaterializedView {
     pub status: Mutex<String>,
     /// The error that stopped the view.
     pub last_error: Mutex<Option<String>>,
+    /// State gathered for the checkpoint whose barrier is passing through.
+    pub pending_checkpoint: Mutex<ViewSnapshot>,
+    /// Where the view hands in its checkpoint state (none without a data dir).
+    pub hub: Option<Arc<CheckpointHub>>,
 }
 
 impl std::fmt::Debug for MaterializedView {
@@ -59,7 +64,7 @@ impl std::fmt::Debug for MaterializedView {
 
 impl MaterializedView {
     /// A new, empty view for `plan`.
-    pub fn new(plan: ViewPlan, max_rows: u64) -> Result<Self> {
+    pub fn new(plan: ViewPlan, max_rows: u64, hub: Option<Arc<CheckpointHub>>) -> Result<Self> {
         let partitions = plan.partitions;
         Ok(MaterializedView {
             name: plan.name.clone(),
@@ -73,6 +78,8 @@ impl MaterializedView {
             watermark: AtomicI64::new(NO_WATERMARK),
             status: Mutex::new("running".into()),
             last_error: Mutex::new(None),
+            pending_checkpoint: Mutex::new(ViewSnapshot::default()),
+            hub,
         })
     }
 
@@ -87,6 +94,18 @@ impl MaterializedView {
             })
             .await;
         result
+    }
+
+    /// Load checkpointed rows into the (empty) store.
+    pub fn restore_rows(
+        &self,
+        rows: &[datafusion::arrow::record_batch::RecordBatch],
+    ) -> Result<()> {
+        let mut store = self.store.lock();
+        for b in rows {
+            store.apply(&Changes::inserts(b.clone()))?;
+        }
+        Ok(())
     }
 
     /// Messages that bring a new downstream subscriber up to date.

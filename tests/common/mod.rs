@@ -80,6 +80,11 @@ impl Server {
         Server::start_full(Config::Flags, &[], Some(data_dir)).await
     }
 
+    /// Like [`Server::start_in`], with extra arguments after `serve …`.
+    pub async fn start_in_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_full(Config::Flags, extra, Some(data_dir)).await
+    }
+
     /// Kill the process with SIGKILL (no chance to clean up) and wait for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

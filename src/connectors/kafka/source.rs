@@ -66,6 +66,34 @@ struct Reader {
     partitions: BTreeMap<i32, Partition>,
     /// Whether the last thing reported was an error.
     unhealthy: bool,
+    /// Where a checkpoint says each partition resumes.
+    resume: Resume,
+}
+
+/// A checkpointed Kafka position: per partition, the next offset and the watermark.
+#[derive(Debug, Default)]
+struct Resume {
+    offsets: BTreeMap<i32, i64>,
+    watermarks: BTreeMap<i32, i64>,
+}
+
+impl Resume {
+    fn parse(v: &serde_json::Value) -> Self {
+        let map = |key: &str| -> BTreeMap<i32, i64> {
+            v[key]
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|(p, n)| Some((p.parse().ok()?, n.as_i64()?)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Resume {
+            offsets: map("offsets"),
+            watermarks: map("watermarks"),
+        }
+    }
 }
 
 /// Read the topic until the source is dropped (or fails with `on_error = 'fail'`).
@@ -76,6 +104,7 @@ pub fn read_kafka(
     bounds: BatchBounds,
     stream: Arc<StreamObject>,
     tx: mpsc::Sender<Produced>,
+    resume: Option<serde_json::Value>,
 ) {
     let mut r = Reader {
         opts,
@@ -85,6 +114,7 @@ pub fn read_kafka(
         stream,
         partitions: BTreeMap::new(),
         unhealthy: false,
+        resume: resume.map(|v| Resume::parse(&v)).unwrap_or_default(),
     };
     match r.run() {
         Ok(()) | Err(Stop::Closed) => {}
@@ -196,7 +226,7 @@ impl Reader {
             self.check_idle()?;
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
-                self.progress(&consumer);
+                self.progress(&consumer)?;
             }
         }
     }
@@ -234,10 +264,13 @@ impl Reader {
         };
         let mut tpl = TopicPartitionList::new();
         for &id in &ids {
-            let offset = match self.opts.startup {
-                StartupMode::Earliest => Offset::Beginning,
-                StartupMode::Latest => Offset::End,
-                StartupMode::Timestamp(ms) => Offset::Offset(ms),
+            let offset = match (self.resume.offsets.get(&id), self.opts.startup) {
+                // Resumed partitions are placed after the timestamp lookup below.
+                (Some(_), StartupMode::Timestamp(_)) => Offset::Beginning,
+                (Some(&o), _) => Offset::Offset(o),
+                (None, StartupMode::Earliest) => Offset::Beginning,
+                (None, StartupMode::Latest) => Offset::End,
+                (None, StartupMode::Timestamp(ms)) => Offset::Offset(ms),
             };
             tpl.add_partition_offset(&topic, id, offset)
                 .map_err(|e| Stop::Failed(EddyError::Connector(e.to_string())))?;
@@ -256,6 +289,11 @@ impl Reader {
                     }
                 }
             };
+            for (&id, &o) in &self.resume.offsets {
+                if ids.contains(&id) {
+                    let _ = tpl.set_partition_offset(&topic, id, Offset::Offset(o));
+                }
+            }
         }
         consumer.assign(&tpl).map_err(|e| {
             Stop::Failed(EddyError::Connector(format!(
@@ -270,10 +308,10 @@ impl Reader {
                     id,
                     Partition {
                         id,
-                        next_offset: None,
+                        next_offset: self.resume.offsets.get(&id).copied(),
                         low_watermark: None,
                         high_watermark: None,
-                        watermark: None,
+                        watermark: self.resume.watermarks.get(&id).copied(),
                         last_record: now,
                         idle: false,
                     },
@@ -288,8 +326,9 @@ impl Reader {
     /// Decode `records`, update per-partition watermarks, hand the rows over.
     fn flush(&mut self, records: &[Record]) -> Result<(), Stop> {
         let processed = self.ingest.process(records);
-        if let Some((batch, rows_from)) = processed.rows {
-            self.publish_rows(records, batch, rows_from)?;
+        match processed.rows {
+            Some((batch, rows_from)) => self.publish_rows(records, batch, rows_from)?,
+            None => self.send(Produced::Position(self.position()))?,
         }
         match processed.failure {
             Some(e) => Err(Stop::Failed(e)),
@@ -327,8 +366,23 @@ impl Reader {
             }
         }
         let combined = candidates.is_some().then(|| self.combined()).flatten();
-        self.send(Produced::Rows(batch, Some(combined)))?;
+        self.send(Produced::Rows(batch, Some(combined), Some(self.position())))?;
         Ok(())
+    }
+
+    /// Next offset and watermark of every partition, for checkpoints.
+    fn position(&self) -> serde_json::Value {
+        let offsets: serde_json::Map<String, serde_json::Value> = self
+            .partitions
+            .values()
+            .filter_map(|p| Some((p.id.to_string(), p.next_offset?.into())))
+            .collect();
+        let watermarks: serde_json::Map<String, serde_json::Value> = self
+            .partitions
+            .values()
+            .filter_map(|p| Some((p.id.to_string(), p.watermark?.into())))
+            .collect();
+        serde_json::json!({ "offsets": offsets, "watermarks": watermarks })
     }
 
     /// The source watermark: the minimum over partitions that are not idle.
@@ -367,7 +421,27 @@ impl Reader {
 
     /// Commit read offsets to the group (for lag tools), refresh high
     /// watermarks and publish per-partition progress.
-    fn progress(&mut self, consumer: &BaseConsumer) {
+    fn progress(&mut self, consumer: &BaseConsumer) -> Result<(), Closed> {
+        // A partition not read from yet (startup 'latest', nothing produced):
+        // record the offset it was placed at, so a restart resumes there.
+        let mut resolved = false;
+        if self.partitions.values().any(|p| p.next_offset.is_none()) {
+            if let Ok(pos) = consumer.position() {
+                for e in pos.elements() {
+                    if let (Offset::Offset(o), Some(p)) =
+                        (e.offset(), self.partitions.get_mut(&e.partition()))
+                    {
+                        if p.next_offset.is_none() {
+                            p.next_offset = Some(o);
+                            resolved = true;
+                        }
+                    }
+                }
+            }
+        }
+        if resolved {
+            self.send(Produced::Position(self.position()))?;
+        }
         let mut tpl = TopicPartitionList::new();
         for p in self.partitions.values() {
             if let Some(o) = p.next_offset {
@@ -388,6 +462,7 @@ impl Reader {
             }
         }
         self.publish_progress();
+        Ok(())
     }
 
     fn publish_progress(&self) {

@@ -1,0 +1,113 @@
+//! Consistent checkpoints with aligned barriers.
+//!
+//! ```text
+//!  CHECKPOINT / every checkpoint_interval
+//!        │ epoch e
+//!        ▼
+//!  every table and source, under its push lock: record its position (rows
+//!  published, connector offsets, watermark) and publish Barrier(e)
+//!        │
+//!        ▼
+//!  view front ──► aggregate partitions ──► view sink ──► downstream views
+//!  (watermark)    (groups → Arrow batch)   waits for Barrier(e) from every
+//!                                          partition (aligned: it stops
+//!                                          reading a partition that delivered
+//!                                          it), then records the view's rows
+//!        │
+//!        ▼
+//!  hub: every view deposited → files written and fsynced → manifest renamed
+//!  into place (the checkpoint exists from that moment) → old ones pruned
+//! ```
+//!
+//! Everything a source published before its barrier is in the state
+//! captured for epoch e, nothing after it; the positions recorded say where
+//! each source resumes. Recovery ([`files::load_latest`]) picks the newest
+//! checkpoint whose files all match their checksums.
+
+pub mod files;
+pub mod hub;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use serde_json::{json, Value};
+
+pub use hub::{CheckpointHub, CheckpointRecord};
+
+/// A checkpoint's number; increases by one per attempted checkpoint.
+pub type Epoch = u64;
+
+/// Where a table or source was when the barrier passed it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamPosition {
+    /// Rows published so far (a table resumes its log after this many rows).
+    pub rows: u64,
+    /// The stream's watermark (ns).
+    pub watermark: Option<i64>,
+    /// Connector position (Kafka offsets, generator position, file lines).
+    pub connector: Option<serde_json::Value>,
+}
+
+/// Event-time progress of a view's tasks, captured at the barrier.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ViewProgress {
+    /// The watermark the view's front had seen (late rows are below it).
+    pub input_watermark: Option<i64>,
+    /// Per partition, the watermark the view's sink had seen.
+    pub partition_watermarks: Vec<Option<i64>>,
+    /// The last watermark the view published downstream.
+    pub published_watermark: Option<i64>,
+    /// Input rows dropped as late so far.
+    pub rows_late: u64,
+}
+
+impl StreamPosition {
+    /// As JSON, for the manifest.
+    pub fn to_json(&self) -> Value {
+        json!({"rows": self.rows, "watermark": self.watermark, "connector": self.connector})
+    }
+
+    /// Read [`StreamPosition::to_json`]'s output.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        Some(StreamPosition {
+            rows: v["rows"].as_u64()?,
+            watermark: v["watermark"].as_i64(),
+            connector: Some(v["connector"].clone()).filter(|c| !c.is_null()),
+        })
+    }
+}
+
+impl ViewProgress {
+    /// As JSON, for the manifest.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "input_watermark": self.input_watermark,
+            "partition_watermarks": self.partition_watermarks,
+            "published_watermark": self.published_watermark,
+            "rows_late": self.rows_late,
+        })
+    }
+
+    /// Read [`ViewProgress::to_json`]'s output.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        Some(ViewProgress {
+            input_watermark: v["input_watermark"].as_i64(),
+            partition_watermarks: v["partition_watermarks"]
+                .as_array()?
+                .iter()
+                .map(Value::as_i64)
+                .collect(),
+            published_watermark: v["published_watermark"].as_i64(),
+            rows_late: v["rows_late"].as_u64()?,
+        })
+    }
+}
+
+/// A view's state at a barrier.
+#[derive(Debug, Clone, Default)]
+pub struct ViewSnapshot {
+    /// Watermarks and counters.
+    pub progress: ViewProgress,
+    /// Aggregate groups (see [`crate::exec::agg_state`]), from every partition.
+    pub groups: Vec<RecordBatch>,
+    /// The view's rows.
+    pub rows: Vec<RecordBatch>,
+}

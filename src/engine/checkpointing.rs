@@ -1,0 +1,262 @@
+//! Taking checkpoints (`CHECKPOINT`, every `--checkpoint-interval`, at
+//! shutdown), restoring from the latest one, and `eddy.checkpoints`.
+//! The protocol is described in [`crate::checkpoint`].
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::Engine;
+use crate::checkpoint::files::{self, Contents, SavedStream, SavedView};
+use crate::checkpoint::{CheckpointHub, CheckpointRecord, StreamPosition, ViewSnapshot};
+use crate::error::{EddyError, Result};
+
+/// How long a checkpoint waits for every view to hand in its state.
+const COLLECT_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Engine {
+    /// Find the latest complete checkpoint under `data_dir` (restored by [`Engine::restore`]).
+    pub(super) fn open_checkpoints(&mut self, data_dir: &Path) {
+        let root = files::root(data_dir);
+        self.next_epoch
+            .store(files::next_epoch(&root), Ordering::Relaxed);
+        let recovered = files::load_latest(&root);
+        if let Some(r) = &recovered {
+            tracing::info!(
+                epoch = r.epoch,
+                views = r.contents.views.len(),
+                streams = r.contents.streams.len(),
+                "recovering from checkpoint"
+            );
+        }
+        *self.recovered.lock() = recovered;
+    }
+
+    /// The checkpointed position of stream `name`, if the checkpoint holds
+    /// this very object (same catalog id).
+    pub(super) fn recovered_stream(&self, name: &str) -> Option<StreamPosition> {
+        let id = self.durable.as_ref()?.id_of(name)?;
+        let mut r = self.recovered.lock();
+        let saved = r.as_mut()?.contents.streams.remove(name)?;
+        (saved.id == id).then_some(saved.position)
+    }
+
+    /// The checkpointed state of view `name`, if the checkpoint holds this very view.
+    pub(super) fn recovered_view(&self, name: &str) -> Option<ViewSnapshot> {
+        let id = self.durable.as_ref()?.id_of(name)?;
+        let mut r = self.recovered.lock();
+        let saved = r.as_mut()?.contents.views.remove(name)?;
+        (saved.id == id).then_some(saved.snapshot)
+    }
+
+    /// Take a checkpoint now. `trigger` is shown in `eddy.checkpoints`.
+    pub async fn checkpoint(&self, trigger: &str) -> Result<CheckpointRecord> {
+        let Some(data_dir) = self.data_dir.clone() else {
+            return Err(EddyError::not_supported(
+                "CHECKPOINT needs a data directory (eddy serve --data-dir)",
+            ));
+        };
+        let _one = self.checkpoint_lock.lock().await;
+        // No object comes or goes while barriers travel.
+        let _ddl = self.ddl_lock.lock().await;
+        let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut rec = CheckpointRecord {
+            epoch,
+            started_at_ms: chrono::Utc::now().timestamp_millis(),
+            duration_ms: 0,
+            barrier_ms: 0,
+            bytes: 0,
+            views: 0,
+            status: "failed".into(),
+            error: None,
+            trigger: trigger.to_string(),
+        };
+        let result = self
+            .take_checkpoint(&data_dir, epoch, started, &mut rec)
+            .await;
+        rec.duration_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(()) => {
+                rec.status = "completed".into();
+                tracing::info!(
+                    epoch,
+                    duration_ms = rec.duration_ms,
+                    barrier_ms = rec.barrier_ms,
+                    bytes = rec.bytes,
+                    views = rec.views,
+                    "checkpoint completed"
+                );
+            }
+            Err(e) => {
+                rec.error = Some(e.to_string());
+                tracing::warn!(epoch, error = %e, "checkpoint failed");
+            }
+        }
+        self.hub.record(rec.clone());
+        result.map(|_| rec)
+    }
+
+    async fn take_checkpoint(
+        &self,
+        data_dir: &Path,
+        epoch: u64,
+        started: Instant,
+        rec: &mut CheckpointRecord,
+    ) -> Result<()> {
+        let durable = self
+            .durable
+            .as_ref()
+            .ok_or_else(|| EddyError::Internal("no durable catalog".into()))?;
+        let views: Vec<_> = self
+            .catalog
+            .views()
+            .into_iter()
+            .filter(|v| v.status.lock().as_str() != "failed")
+            .collect();
+        let expected: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
+        self.hub.begin(epoch);
+        let mut contents = Contents::default();
+        for s in self.catalog.streams() {
+            let position = s.inject_barrier(epoch).await;
+            if let Some(id) = durable.id_of(&s.name) {
+                contents
+                    .streams
+                    .insert(s.name.clone(), SavedStream { id, position });
+            }
+        }
+        rec.barrier_ms = started.elapsed().as_millis() as u64;
+        let failed = || {
+            views
+                .iter()
+                .find(|v| v.status.lock().as_str() == "failed")
+                .map(|v| v.name.clone())
+        };
+        let collected = self
+            .hub
+            .collect(epoch, &expected, COLLECT_TIMEOUT, failed)
+            .await?;
+        for (name, snapshot) in collected {
+            if let Some(id) = durable.id_of(&name) {
+                contents.views.insert(name, SavedView { id, snapshot });
+            }
+        }
+        rec.views = contents.views.len();
+        let root = files::root(data_dir);
+        rec.bytes = tokio::task::spawn_blocking(move || {
+            let bytes = files::write(&root, epoch, &contents)?;
+            files::prune(&root);
+            Ok::<_, EddyError>(bytes)
+        })
+        .await
+        .map_err(|e| EddyError::Internal(format!("checkpoint writer: {e}")))??;
+        Ok(())
+    }
+
+    /// Take a checkpoint every `interval`, forever (run it beside the server).
+    pub async fn checkpoint_every(&self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            // Failures are logged and shown in eddy.checkpoints; the next tick tries again.
+            let _ = self.checkpoint("interval").await;
+        }
+    }
+
+    /// The checkpoint hub (views hand their state to it).
+    pub fn checkpoint_hub(&self) -> Option<Arc<CheckpointHub>> {
+        self.data_dir.is_some().then(|| self.hub.clone())
+    }
+}
+
+/// `eddy.checkpoints`: recent checkpoint attempts.
+#[derive(Debug)]
+pub struct CheckpointsTable(pub Arc<CheckpointHub>);
+
+impl CheckpointsTable {
+    fn batch(&self) -> Result<RecordBatch> {
+        let h = self.0.history();
+        let i64s = |f: &dyn Fn(&CheckpointRecord) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from(h.iter().map(f).collect::<Vec<_>>()))
+        };
+        let cols: Vec<ArrayRef> = vec![
+            i64s(&|r| r.epoch as i64),
+            Arc::new(TimestampMillisecondArray::from(
+                h.iter().map(|r| r.started_at_ms).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                h.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                h.iter().map(|r| r.trigger.as_str()).collect::<Vec<_>>(),
+            )),
+            i64s(&|r| r.duration_ms as i64),
+            i64s(&|r| r.barrier_ms as i64),
+            i64s(&|r| r.bytes as i64),
+            i64s(&|r| r.views as i64),
+            Arc::new(StringArray::from(
+                h.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>(),
+            )),
+        ];
+        Ok(RecordBatch::try_new(checkpoints_schema(), cols)?)
+    }
+}
+
+fn checkpoints_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("epoch", DataType::Int64, false),
+        Field::new(
+            "started_at",
+            DataType::Timestamp(TimeUnit::Millisecond, None),
+            false,
+        ),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("trigger", DataType::Utf8, false),
+        Field::new("duration_ms", DataType::Int64, false),
+        Field::new("barrier_ms", DataType::Int64, false),
+        Field::new("bytes", DataType::Int64, false),
+        Field::new("views", DataType::Int64, false),
+        Field::new("error", DataType::Utf8, true),
+    ]))
+}
+
+#[async_trait]
+impl TableProvider for CheckpointsTable {
+    fn schema(&self) -> SchemaRef {
+        checkpoints_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batch = self
+            .batch()
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            checkpoints_schema(),
+            projection.cloned(),
+        )?)
+    }
+}
