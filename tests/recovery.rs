@@ -140,6 +140,11 @@ async fn run_killed(seed: u64, dir: &Path) -> Vec<(String, Vec<Vec<String>>)> {
     let _ = feeder.await;
 
     let b2 = Server::start_in(dir).await;
+    assert!(
+        b2.log_contains("recovering from checkpoint"),
+        "{}",
+        b2.log_tail()
+    );
     let c = b2.client().await;
     let have = rows_in_t(&c).await;
     assert_eq!(have % ROWS_PER_BATCH, 0, "an INSERT is all or nothing");
