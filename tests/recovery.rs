@@ -281,3 +281,60 @@ async fn restart_before_any_checkpoint_and_after_drop() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followed_file_resumes_after_the_checkpointed_line() {
+    let dir = data_dir();
+    let input = dir.parent().unwrap().join("events.jsonl");
+    let lines = |range: std::ops::Range<usize>| -> String {
+        range
+            .map(|i| format!("{{\"k\": \"k{}\", \"v\": {i}}}\n", i % 3))
+            .collect()
+    };
+    std::fs::write(&input, lines(0..30)).unwrap();
+    let mut s = Server::start_in_with(&dir, &["--checkpoint-interval", "0"]).await;
+    let c = s.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE ev (k VARCHAR, v BIGINT)
+               WITH (connector = 'file', path = '{}', format = 'json', 'file.follow' = 'true',
+                     'file.poll_interval_ms' = '20');
+             CREATE MATERIALIZED VIEW per_k AS SELECT k, count(*) AS n, sum(v) AS s FROM ev GROUP BY k;",
+            input.display()
+        ),
+    )
+    .await;
+    let sql = "SELECT k, n, s FROM per_k ORDER BY k";
+    common::eventually(
+        &c,
+        sql,
+        &[
+            &["k0", "10", "135"],
+            &["k1", "10", "145"],
+            &["k2", "10", "155"],
+        ],
+    )
+    .await;
+    exec(&c, "CHECKPOINT").await;
+    s.kill();
+    // Lines written while the server is down are read once it is back; the
+    // first 30 are not read again.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .unwrap();
+    std::io::Write::write_all(&mut f, lines(30..45).as_bytes()).unwrap();
+    let s = Server::start_in(&dir).await;
+    let c = s.client().await;
+    common::eventually(
+        &c,
+        sql,
+        &[
+            &["k0", "15", "315"],
+            &["k1", "15", "330"],
+            &["k2", "15", "345"],
+        ],
+    )
+    .await;
+}
