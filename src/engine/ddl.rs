@@ -19,6 +19,21 @@ use crate::plan::{explain, plan_view, PlanInputs, ViewPlan};
 use crate::sql::{CreateStream, CreateView, ObjectKind};
 use crate::views::{MaterializedView, ViewTable};
 
+/// Why a view did not start: with checkpointed state (then it is rebuilt
+/// without) or without.
+enum StartError {
+    Restored(EddyError),
+    Fresh(EddyError),
+}
+
+impl StartError {
+    fn into_inner(self) -> EddyError {
+        match self {
+            StartError::Restored(e) | StartError::Fresh(e) => e,
+        }
+    }
+}
+
 fn command(tag: &str) -> Outcome {
     Outcome::Command {
         tag: tag.to_string(),
@@ -216,38 +231,22 @@ impl Engine {
                 "unknown materialized view option(s): {keys:?}"
             )));
         }
-        let (plan, _) = self.plan(&v).await?;
-        let input_name = plan.input.clone();
-        let view = Arc::new(MaterializedView::new(
-            plan,
-            self.limits.view_max_rows,
-            self.checkpoint_hub(),
-        )?);
         let restored = if self.restoring() {
             self.recovered_view(&v.name)
         } else {
             None
         };
-        if let Some(r) = &restored {
-            view.restore_rows(&r.rows)?;
-        }
-        let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
-        let mut snapshot = self.subscribe_to(&input_name, &v.name, tx).await?;
-        if restored.is_some() {
-            // The checkpointed state already holds what the input had published.
-            snapshot.clear();
-        }
-        let mut tasks = JoinSet::new();
-        if let Err(e) = spawn_view(
-            view.clone(),
-            ViewInput { snapshot, rx },
-            &mut tasks,
-            self.limits.channel_capacity,
-            restored,
-        ) {
-            self.unsubscribe_from(&input_name, &v.name).await;
-            return Err(e);
-        }
+        let (view, tasks, input_name) = match self.start_view(&v, restored).await {
+            Ok(started) => started,
+            Err(StartError::Restored(e)) => {
+                tracing::warn!(view = %v.name, error = %e,
+                    "cannot use the view's checkpointed state; rebuilding it from its input");
+                self.start_view(&v, None)
+                    .await
+                    .map_err(StartError::into_inner)?
+            }
+            Err(StartError::Fresh(e)) => return Err(e),
+        };
         self.ctx
             .register_table(v.name.as_str(), Arc::new(ViewTable(view.clone())))?;
         self.catalog.with(|e| {
@@ -262,6 +261,53 @@ impl Engine {
             )
         });
         Ok(command("CREATE MATERIALIZED VIEW"))
+    }
+
+    /// Plan the view, load `restored` state into it, subscribe it to its
+    /// input and spawn its tasks.
+    async fn start_view(
+        &self,
+        v: &CreateView,
+        restored: Option<crate::checkpoint::ViewSnapshot>,
+    ) -> std::result::Result<(Arc<MaterializedView>, JoinSet<()>, String), StartError> {
+        let with_state = restored.is_some();
+        let err = |e| {
+            if with_state {
+                StartError::Restored(e)
+            } else {
+                StartError::Fresh(e)
+            }
+        };
+        let (plan, _) = self.plan(v).await.map_err(StartError::Fresh)?;
+        let input_name = plan.input.clone();
+        let view = Arc::new(
+            MaterializedView::new(plan, self.limits.view_max_rows, self.checkpoint_hub())
+                .map_err(StartError::Fresh)?,
+        );
+        if let Some(r) = &restored {
+            view.restore_rows(&r.rows).map_err(err)?;
+        }
+        let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
+        let mut snapshot = self
+            .subscribe_to(&input_name, &v.name, tx)
+            .await
+            .map_err(StartError::Fresh)?;
+        if with_state {
+            // The checkpointed state already holds what the input had published.
+            snapshot.clear();
+        }
+        let mut tasks = JoinSet::new();
+        if let Err(e) = spawn_view(
+            view.clone(),
+            ViewInput { snapshot, rx },
+            &mut tasks,
+            self.limits.channel_capacity,
+            restored,
+        ) {
+            self.unsubscribe_from(&input_name, &v.name).await;
+            return Err(err(e));
+        }
+        Ok((view, tasks, input_name))
     }
 
     pub(super) async fn drop_objects(
