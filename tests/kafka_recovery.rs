@@ -12,23 +12,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::kafka::producer;
 use common::{rows, PgClient, Server};
-use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
+use rdkafka::producer::FutureProducer;
 
 const RECORDS: usize = 3000;
 const PARTITIONS: i32 = 3;
 const WAIT_MAX: Duration = Duration::from_secs(60);
-
-fn producer(bootstrap: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("create producer")
-}
 
 /// Record `n`: partition n % 3, event time 10 ms apart with up to 300 ms of disorder.
 fn record(n: usize) -> (i32, String) {
@@ -42,25 +33,11 @@ fn record(n: usize) -> (i32, String) {
 }
 
 async fn produce(p: &FutureProducer, topic: &str, range: std::ops::Range<usize>) {
-    let futures: Vec<_> = range
-        .map(|n| {
-            let (partition, payload) = record(n);
-            let r = FutureRecord::<(), _>::to(topic)
-                .partition(partition)
-                .payload(payload.as_bytes());
-            p.send_result(r)
-                .map_err(|(e, _)| e)
-                .expect("enqueue record")
-        })
-        .collect();
-    for f in futures {
-        f.await
-            .expect("delivery future")
-            .map_err(|(e, _)| e)
-            .expect("record delivered");
-    }
-    p.flush(Timeout::After(Duration::from_secs(10)))
-        .expect("flush producer");
+    let records = range.map(|n| {
+        let (partition, payload) = record(n);
+        (partition, None, payload, None)
+    });
+    common::kafka::produce(p, topic, records).await;
 }
 
 fn ddl(bootstrap: &str, topic: &str) -> String {

@@ -8,6 +8,8 @@
 //! Used by several test binaries; each uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
