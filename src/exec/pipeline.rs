@@ -380,9 +380,9 @@ async fn run_sink(
         view.publisher.set_watermark(Watermark::EventTime(p)).await;
     }
     // Aligned barriers: an input that delivered the barrier of the epoch in
-    // progress is not read again until every input has delivered it.
+    // progress is not read again until every input has delivered it (every
+    // input carries the same barriers in the same order).
     let mut blocked = vec![false; n];
-    let mut barrier: Option<u64> = None;
     let mut start = 0;
     while let Some((i, msg)) = next_unblocked(&mut rxs, &blocked, &mut start).await {
         match msg {
@@ -410,15 +410,9 @@ async fn run_sink(
             }
             Message::Watermark(Watermark::Idle) => {}
             Message::Barrier(epoch) => {
-                if barrier.is_some_and(|b| b != epoch) {
-                    // A newer barrier overtook an abandoned one: start over with it.
-                    blocked.iter_mut().for_each(|b| *b = false);
-                }
-                barrier = Some(epoch);
                 blocked[i] = true;
                 if blocked.iter().all(|b| *b) {
                     blocked.iter_mut().for_each(|b| *b = false);
-                    barrier = None;
                     checkpoint_view(view, epoch, &wms, published).await?;
                 }
             }
