@@ -57,6 +57,8 @@ struct ServeArgs {
 
 /// Longest a graceful shutdown waits for its final checkpoint.
 const SHUTDOWN_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest a graceful shutdown waits for exactly-once sinks to commit.
+const SHUTDOWN_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -97,6 +99,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
         view_max_rows: args.view_max_rows,
         table_retain_rows: args.table_retain_rows,
         dead_letter_max_rows: args.dead_letter_max_rows,
+        checkpoint_interval_secs: args.checkpoint_interval,
         ..Limits::default()
     };
     if let Some(p) = args.parallelism {
@@ -140,7 +143,16 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     }
     // A last checkpoint, so a restart resumes exactly where this run stopped.
     match tokio::time::timeout(SHUTDOWN_CHECKPOINT_TIMEOUT, engine.checkpoint("shutdown")).await {
-        Ok(Ok(_)) => {}
+        Ok(Ok(rec)) => {
+            // Exactly-once sinks commit its output now; what they do not is
+            // committed after the restart (it is in the checkpoint).
+            if !engine
+                .sinks_committed(rec.epoch, SHUTDOWN_COMMIT_TIMEOUT)
+                .await
+            {
+                tracing::warn!("a sink did not commit its last transaction before exit");
+            }
+        }
         Ok(Err(e)) => tracing::warn!(error = %e, "no checkpoint at shutdown"),
         Err(_) => tracing::warn!("the checkpoint at shutdown took too long; skipped"),
     }

@@ -974,53 +974,116 @@ async fn views_created_in_one_batch_all_see_everything() {
 }
 
 /// A sink whose broker goes away retries (status `retrying` with the reason)
-/// and delivers everything once the broker is back.
+/// and delivers everything once the broker is back, with either delivery
+/// guarantee (exactly-once: a new transactional session produces again what
+/// was not committed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_retries_through_a_broker_outage() {
     let cluster = MockCluster::new(1).expect("mock cluster");
     let bootstrap = cluster.bootstrap_servers();
-    cluster.create_topic("totals", 1, 1).expect("topic");
-    let server = Server::start().await;
-    let c = server.client().await;
-    exec(
-        &c,
-        &format!(
-            "CREATE TABLE t (k VARCHAR, v BIGINT);
-             CREATE MATERIALIZED VIEW per_k AS SELECT k, sum(v) AS v FROM t GROUP BY k;
-             CREATE SINK totals FROM per_k WITH (connector = 'kafka', topic = 'totals',
-                 'bootstrap.servers' = '{bootstrap}', 'properties.message.timeout.ms' = '2000');
-             INSERT INTO t VALUES ('a', 1);"
-        ),
-    )
-    .await;
-    eventually(
-        &c,
-        "SELECT messages_written, status FROM eddy.sinks",
-        &[&["1", "running"]],
-    )
-    .await;
-    cluster.broker_down(1).expect("broker down");
-    exec(&c, "INSERT INTO t VALUES ('a', 2)").await;
-    let start = Instant::now();
-    loop {
-        let r = rows(&c, "SELECT status, last_error FROM eddy.sinks")
-            .await
-            .unwrap();
-        if r[0][0] == "retrying" {
-            assert!(r[0][1].contains("totals"), "{r:?}");
-            break;
+    for delivery in ["at_least_once", "exactly_once"] {
+        let topic = format!("totals-{delivery}");
+        cluster.create_topic(&topic, 1, 1).expect("topic");
+        let server = Server::start_with_args(&["--checkpoint-interval", "1"]).await;
+        let c = server.client().await;
+        exec(
+            &c,
+            &format!(
+                "CREATE TABLE t (k VARCHAR, v BIGINT);
+                 CREATE MATERIALIZED VIEW per_k AS SELECT k, sum(v) AS v FROM t GROUP BY k;
+                 CREATE SINK totals FROM per_k WITH (connector = 'kafka', topic = '{topic}',
+                     'bootstrap.servers' = '{bootstrap}', delivery = '{delivery}',
+                     'properties.message.timeout.ms' = '2000');
+                 INSERT INTO t VALUES ('a', 1);"
+            ),
+        )
+        .await;
+        eventually(
+            &c,
+            "SELECT messages_written, status, delivery FROM eddy.sinks",
+            &[&["1", "running", delivery]],
+        )
+        .await;
+        cluster.broker_down(1).expect("broker down");
+        exec(&c, "INSERT INTO t VALUES ('a', 2)").await;
+        let start = Instant::now();
+        loop {
+            let r = rows(&c, "SELECT status, last_error FROM eddy.sinks")
+                .await
+                .unwrap();
+            if r[0][0] == "retrying" {
+                assert!(
+                    r[0][1].contains(&topic) || r[0][1].contains("session"),
+                    "{r:?}"
+                );
+                break;
+            }
+            assert!(
+                start.elapsed() < EVENTUALLY,
+                "{delivery} sink never reported the outage: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(
-            start.elapsed() < EVENTUALLY,
-            "sink never reported the outage: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        cluster.broker_up(1).expect("broker up");
+        eventually(&c, "SELECT status FROM eddy.sinks", &[&["running"]]).await;
+        // Replayed by key, the topic ends at the view's state.
+        let start = Instant::now();
+        loop {
+            let changes = read_topic(&bootstrap, &topic, 2).await;
+            let last = changes.last().expect("messages");
+            let v: serde_json::Value = serde_json::from_str(&last.1).expect("JSON");
+            if v["after"]["v"] == 3 {
+                break;
+            }
+            assert!(
+                start.elapsed() < EVENTUALLY,
+                "{delivery}: the topic never reached the view's state: {changes:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
-    cluster.broker_up(1).expect("broker up");
-    eventually(&c, "SELECT status FROM eddy.sinks", &[&["running"]]).await;
-    // Replayed by key, the topic ends at the view's state (duplicates allowed: at-least-once).
-    let changes = read_topic(&bootstrap, "totals", 2).await;
-    let last = changes.last().expect("messages");
-    let v: serde_json::Value = serde_json::from_str(&last.1).expect("JSON");
-    assert_eq!(v["after"]["v"], 3, "{changes:?}");
+}
+
+/// `delivery`: exactly-once is the default only when the server takes
+/// periodic checkpoints (it commits with them); asking for it without them,
+/// or for an unknown guarantee, is an error that says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_delivery_follows_checkpointing() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("out", 1, 1).expect("topic");
+    let server = Server::start_with_args(&["--checkpoint-interval", "0"]).await;
+    let c = server.client().await;
+    exec(&c, "CREATE TABLE t (k VARCHAR)").await;
+    let sink = |name: &str, extra: &str| {
+        format!(
+            "CREATE SINK {name} FROM t WITH (connector = 'kafka', topic = 'out',
+                 'bootstrap.servers' = '{bootstrap}'{extra})"
+        )
+    };
+    let err = c
+        .batch_execute(&sink("s1", ", delivery = 'exactly_once'"))
+        .await
+        .expect_err("exactly_once without checkpoints");
+    let text = common::error_text(&err);
+    assert!(
+        text.starts_with("22023") && text.contains("--checkpoint-interval"),
+        "{text}"
+    );
+    let err = c
+        .batch_execute(&sink("s2", ", delivery = 'twice'"))
+        .await
+        .expect_err("unknown delivery");
+    let text = common::error_text(&err);
+    assert!(
+        text.starts_with("22023") && text.contains("'exactly_once' or 'at_least_once'"),
+        "{text}"
+    );
+    exec(&c, &sink("s3", "")).await;
+    assert_eq!(
+        rows(&c, "SELECT name, delivery, committed_epoch FROM eddy.sinks")
+            .await
+            .unwrap(),
+        vec![vec!["s3", "at_least_once", "NULL"]]
+    );
 }

@@ -4,6 +4,7 @@
 //! <data-dir>/checkpoints/0000000042/
 //!     view-0.groups.arrow   aggregate groups of the first view (Arrow IPC file)
 //!     view-0.rows.arrow     its rows
+//!     sink-0.pending.arrow  output an exactly-once sink has not committed yet
 //!     …
 //!     manifest.json         written last: temp file, fsync, rename, fsync dir
 //! ```
@@ -21,7 +22,7 @@ use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::{json, Value};
 
-use super::{Epoch, StreamPosition, ViewProgress, ViewSnapshot};
+use super::{Epoch, SinkSnapshot, StreamPosition, ViewProgress, ViewSnapshot};
 use crate::engine::durable::write_atomically;
 use crate::error::{EddyError, Result};
 
@@ -82,6 +83,15 @@ pub struct SavedView {
     pub snapshot: ViewSnapshot,
 }
 
+/// An exactly-once sink's captured state, with its catalog id.
+#[derive(Debug, Clone)]
+pub struct SavedSink {
+    /// Catalog id.
+    pub id: u64,
+    /// The state.
+    pub snapshot: SinkSnapshot,
+}
+
 /// What a checkpoint holds, ready to write or just read back.
 #[derive(Debug, Default)]
 pub struct Contents {
@@ -89,6 +99,8 @@ pub struct Contents {
     pub streams: HashMap<String, SavedStream>,
     /// Views by name.
     pub views: HashMap<String, SavedView>,
+    /// Exactly-once sinks by name.
+    pub sinks: HashMap<String, SavedSink>,
 }
 
 /// A checkpoint read back from disk.
@@ -191,6 +203,29 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
             "rows": rows.as_ref().map(FileRef::to_json),
         }));
     }
+    let mut sinks = Vec::new();
+    let mut names: Vec<&String> = contents.sinks.keys().collect();
+    names.sort();
+    for (i, name) in names.into_iter().enumerate() {
+        let k = &contents.sinks[name];
+        let pending = write_file(
+            &dir,
+            &format!("sink-{i}.pending.arrow"),
+            &k.snapshot.pending,
+        )?;
+        bytes += pending.as_ref().map_or(0, |f| f.bytes);
+        sinks.push(json!({
+            "name": name,
+            "id": k.id,
+            "delivered_at": k.snapshot.delivered_at
+                .map(|(partition, offset)| json!({"partition": partition, "offset": offset})),
+            "in_transaction": k.snapshot.in_transaction,
+            "end_offsets": k.snapshot.end_offsets.iter()
+                .map(|(p, o)| (p.to_string(), json!(o)))
+                .collect::<serde_json::Map<String, Value>>(),
+            "pending": pending.as_ref().map(FileRef::to_json),
+        }));
+    }
     let mut names: Vec<&String> = contents.streams.keys().collect();
     names.sort();
     let streams: Vec<Value> = names
@@ -207,6 +242,7 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
         "created_at_ms": chrono::Utc::now().timestamp_millis(),
         "streams": streams,
         "views": views,
+        "sinks": sinks,
     });
     let text = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| EddyError::Internal(format!("cannot encode manifest: {e}")))?;
@@ -271,6 +307,45 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
                     progress,
                     groups,
                     rows,
+                },
+            },
+        );
+    }
+    // Checkpoints written before sinks took part have no "sinks" list.
+    for k in m["sinks"].as_array().cloned().unwrap_or_default() {
+        let (Some(name), Some(id)) = (k["name"].as_str(), k["id"].as_u64()) else {
+            return Err(bad(format!("bad sink entry {k}")));
+        };
+        let at = &k["delivered_at"];
+        let delivered_at = if at.is_null() {
+            None
+        } else {
+            let partition = at["partition"].as_i64().and_then(|p| i32::try_from(p).ok());
+            match (partition, at["offset"].as_i64()) {
+                (Some(p), Some(o)) => Some((p, o)),
+                _ => return Err(bad(format!("bad sink entry {k}"))),
+            }
+        };
+        let pending = match file_from_json(&k["pending"]).map_err(bad)? {
+            Some(f) => read_file(&dir, &f)?,
+            None => Vec::new(),
+        };
+        contents.sinks.insert(
+            name.to_string(),
+            SavedSink {
+                id,
+                snapshot: SinkSnapshot {
+                    delivered_at,
+                    in_transaction: k["in_transaction"].as_u64().unwrap_or(0),
+                    end_offsets: k["end_offsets"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .filter_map(|(p, o)| Some((p.parse().ok()?, o.as_i64()?)))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    pending,
                 },
             },
         );
@@ -349,7 +424,19 @@ mod tests {
                 snapshot: ViewSnapshot {
                     progress: ViewProgress::default(),
                     groups: vec![],
-                    rows: vec![batch],
+                    rows: vec![batch.clone()],
+                },
+            },
+        );
+        c.sinks.insert(
+            "k".into(),
+            SavedSink {
+                id: 3,
+                snapshot: SinkSnapshot {
+                    delivered_at: Some((2, v)),
+                    in_transaction: 1,
+                    end_offsets: vec![(0, 7), (2, v + 1)],
+                    pending: vec![batch],
                 },
             },
         );
@@ -372,6 +459,10 @@ mod tests {
         assert_eq!(r.epoch, 5);
         assert_eq!(r.contents.streams["t"].position.rows, 5);
         assert_eq!(r.contents.views["v"].snapshot.rows[0].num_rows(), 2);
+        let k = &r.contents.sinks["k"];
+        assert_eq!((k.id, k.snapshot.delivered_at), (3, Some((2, 5))));
+        assert_eq!(k.snapshot.pending[0].num_rows(), 2);
+        assert_eq!(k.snapshot.end_offsets, vec![(0, 7), (2, 6)]);
         // Flip a byte of the newest checkpoint's data: it is skipped.
         let f = epoch_dir(&root, 5).join("view-0.rows.arrow");
         let mut bytes = std::fs::read(&f).unwrap();

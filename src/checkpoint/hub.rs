@@ -1,13 +1,14 @@
-//! Where views hand in their state for a checkpoint, and the history shown
-//! in `eddy.checkpoints`.
+//! Where views and exactly-once sinks hand in their state for a checkpoint,
+//! where sinks learn whether it completed, and the history shown in
+//! `eddy.checkpoints`.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
-use super::{Epoch, ViewSnapshot};
+use super::{Epoch, SinkSnapshot, ViewSnapshot};
 use crate::error::{EddyError, Result};
 
 /// Checkpoints remembered for `eddy.checkpoints`.
@@ -40,6 +41,26 @@ pub struct CheckpointRecord {
 struct Pending {
     epoch: Epoch,
     views: HashMap<String, ViewSnapshot>,
+    sinks: HashMap<String, SinkSnapshot>,
+}
+
+/// Everything handed in for one checkpoint.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// View state by view name.
+    pub views: HashMap<String, ViewSnapshot>,
+    /// Exactly-once sink state by sink name.
+    pub sinks: HashMap<String, SinkSnapshot>,
+}
+
+/// The outcome of the checkpoints decided so far. A sink that pre-committed
+/// at epoch `e` commits once `last_decided >= e`, if `last_completed >= e`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Decided {
+    /// The newest epoch that completed or failed.
+    pub last_decided: Epoch,
+    /// The newest epoch that completed (its manifest is durable).
+    pub last_completed: Epoch,
 }
 
 #[derive(Default)]
@@ -48,11 +69,21 @@ struct State {
     history: VecDeque<CheckpointRecord>,
 }
 
-/// Collects view state for the checkpoint in progress.
-#[derive(Default)]
+/// Collects view and sink state for the checkpoint in progress.
 pub struct CheckpointHub {
     state: Mutex<State>,
     deposited: Notify,
+    decided: watch::Sender<Decided>,
+}
+
+impl Default for CheckpointHub {
+    fn default() -> Self {
+        CheckpointHub {
+            state: Mutex::default(),
+            deposited: Notify::new(),
+            decided: watch::Sender::new(Decided::default()),
+        }
+    }
 }
 
 impl std::fmt::Debug for CheckpointHub {
@@ -67,6 +98,7 @@ impl CheckpointHub {
         self.state.lock().pending = Some(Pending {
             epoch,
             views: HashMap::new(),
+            sinks: HashMap::new(),
         });
     }
 
@@ -80,16 +112,43 @@ impl CheckpointHub {
         }
     }
 
-    /// Wait until every view in `expected` has deposited its state for
-    /// `epoch`, or fail after `timeout`, or as soon as `failed` names a view
-    /// that stopped (it would never deposit).
+    /// An exactly-once sink hands in its state for `epoch`.
+    pub fn deposit_sink(&self, epoch: Epoch, sink: &str, snapshot: SinkSnapshot) {
+        let mut s = self.state.lock();
+        if let Some(p) = s.pending.as_mut().filter(|p| p.epoch == epoch) {
+            p.sinks.insert(sink.to_string(), snapshot);
+            drop(s);
+            self.deposited.notify_waiters();
+        }
+    }
+
+    /// Publish that `epoch` completed (its manifest is durable) or failed.
+    pub fn decide(&self, epoch: Epoch, completed: bool) {
+        self.decided.send_modify(|d| {
+            d.last_decided = d.last_decided.max(epoch);
+            if completed {
+                d.last_completed = d.last_completed.max(epoch);
+            }
+        });
+    }
+
+    /// Follow checkpoint outcomes.
+    pub fn decisions(&self) -> watch::Receiver<Decided> {
+        self.decided.subscribe()
+    }
+
+    /// Wait until every view in `views` and every sink in `sinks` has
+    /// deposited its state for `epoch`, or fail after `timeout`, or as soon
+    /// as `failed` describes one that stopped (it would never deposit), e.g.
+    /// `materialized view "v"`.
     pub async fn collect(
         &self,
         epoch: Epoch,
-        expected: &[String],
+        views: &[String],
+        sinks: &[String],
         timeout: Duration,
         failed: impl Fn() -> Option<String>,
-    ) -> Result<HashMap<String, ViewSnapshot>> {
+    ) -> Result<Collected> {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.deposited.notified();
@@ -100,28 +159,35 @@ impl CheckpointHub {
                         "checkpoint {epoch} was superseded"
                     )));
                 };
-                if expected.iter().all(|v| p.views.contains_key(v)) {
-                    let views = std::mem::take(&mut p.views);
+                if views.iter().all(|v| p.views.contains_key(v))
+                    && sinks.iter().all(|k| p.sinks.contains_key(k))
+                {
+                    let got = Collected {
+                        views: std::mem::take(&mut p.views),
+                        sinks: std::mem::take(&mut p.sinks),
+                    };
                     s.pending = None;
-                    return Ok(views);
+                    return Ok(got);
                 }
             }
             if let Some(v) = failed() {
                 self.abandon(epoch);
                 return Err(EddyError::Internal(format!(
-                    "materialized view \"{v}\" stopped before checkpoint {epoch} reached it"
+                    "{v} stopped before checkpoint {epoch} reached it"
                 )));
             }
             let now = Instant::now();
             if now >= deadline {
                 let missing: Vec<String> = {
                     let s = self.state.lock();
-                    let have = s.pending.as_ref().map(|p| &p.views);
-                    expected
+                    let p = s.pending.as_ref();
+                    let missing_views = views
                         .iter()
-                        .filter(|v| !have.is_some_and(|h| h.contains_key(*v)))
-                        .cloned()
-                        .collect()
+                        .filter(|v| !p.is_some_and(|p| p.views.contains_key(*v)));
+                    let missing_sinks = sinks
+                        .iter()
+                        .filter(|k| !p.is_some_and(|p| p.sinks.contains_key(*k)));
+                    missing_views.chain(missing_sinks).cloned().collect()
                 };
                 self.abandon(epoch);
                 return Err(EddyError::Internal(format!(

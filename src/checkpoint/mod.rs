@@ -30,7 +30,7 @@ pub mod hub;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::{json, Value};
 
-pub use hub::{CheckpointHub, CheckpointRecord};
+pub use hub::{CheckpointHub, CheckpointRecord, Collected, Decided};
 
 /// A checkpoint's number; increases by one per attempted checkpoint.
 pub type Epoch = u64;
@@ -110,4 +110,24 @@ pub struct ViewSnapshot {
     pub groups: Vec<RecordBatch>,
     /// The view's rows.
     pub rows: Vec<RecordBatch>,
+}
+
+/// An exactly-once sink's state at a barrier: the output it has not yet
+/// committed, which is exactly the content of its open Kafka transaction.
+#[derive(Debug, Clone, Default)]
+pub struct SinkSnapshot {
+    /// Where the first message of a transaction that may have committed
+    /// landed (partition, offset): the transaction pre-committed at this
+    /// barrier (the sink commits it once the checkpoint is durable), or one
+    /// whose commit outcome the sink has not settled yet. `None`: nothing
+    /// in `pending` can have been committed.
+    pub delivered_at: Option<(i32, i64)>,
+    /// How many of the oldest `pending` messages that transaction holds.
+    pub in_transaction: u64,
+    /// Per output partition, the offset after the sink's last message that
+    /// is committed or in that transaction: where its output ends once the
+    /// transaction commits.
+    pub end_offsets: Vec<(i32, i64)>,
+    /// The messages not yet committed, oldest first (columns `key`, `value`).
+    pub pending: Vec<RecordBatch>,
 }

@@ -18,8 +18,11 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::Engine;
-use crate::checkpoint::files::{self, Contents, SavedStream, SavedView};
-use crate::checkpoint::{CheckpointHub, CheckpointRecord, StreamPosition, ViewSnapshot};
+use crate::checkpoint::files::{self, Contents, SavedSink, SavedStream, SavedView};
+use crate::checkpoint::{
+    CheckpointHub, CheckpointRecord, SinkSnapshot, StreamPosition, ViewSnapshot,
+};
+use crate::connectors::kafka::Delivery;
 use crate::error::{EddyError, Result};
 
 /// How long a checkpoint waits for every view to hand in its state.
@@ -60,6 +63,15 @@ impl Engine {
         (saved.id == id).then_some(saved.snapshot)
     }
 
+    /// The checkpointed state of exactly-once sink `name`, if the checkpoint
+    /// holds this very sink.
+    pub(super) fn recovered_sink(&self, name: &str) -> Option<SinkSnapshot> {
+        let id = self.durable.as_ref()?.id_of(name)?;
+        let mut r = self.recovered.lock();
+        let saved = r.as_mut()?.contents.sinks.remove(name)?;
+        (saved.id == id).then_some(saved.snapshot)
+    }
+
     /// Take a checkpoint now. `trigger` is shown in `eddy.checkpoints`.
     pub async fn checkpoint(&self, trigger: &str) -> Result<CheckpointRecord> {
         let Some(data_dir) = self.data_dir.clone() else {
@@ -87,6 +99,8 @@ impl Engine {
             .take_checkpoint(&data_dir, epoch, started, &mut rec)
             .await;
         rec.duration_ms = started.elapsed().as_millis() as u64;
+        // Exactly-once sinks commit what they pre-committed for this epoch, or keep it open.
+        self.hub.decide(epoch, result.is_ok());
         match &result {
             Ok(()) => {
                 rec.status = "completed".into();
@@ -126,6 +140,15 @@ impl Engine {
             .filter(|v| v.status.lock().as_str() != "failed")
             .collect();
         let expected: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
+        let sinks: Vec<_> = self
+            .catalog
+            .sinks()
+            .into_iter()
+            .filter(|k| {
+                k.delivery == Delivery::ExactlyOnce && k.metrics.status.lock().as_str() != "failed"
+            })
+            .collect();
+        let expected_sinks: Vec<String> = sinks.iter().map(|k| k.name.clone()).collect();
         self.hub.begin(epoch);
         let mut contents = Contents::default();
         for s in self.catalog.streams() {
@@ -138,18 +161,29 @@ impl Engine {
         }
         rec.barrier_ms = started.elapsed().as_millis() as u64;
         let failed = || {
-            views
+            let view = views
                 .iter()
                 .find(|v| v.status.lock().as_str() == "failed")
-                .map(|v| v.name.clone())
+                .map(|v| format!("materialized view \"{}\"", v.name));
+            view.or_else(|| {
+                sinks
+                    .iter()
+                    .find(|k| k.metrics.status.lock().as_str() == "failed")
+                    .map(|k| format!("sink \"{}\"", k.name))
+            })
         };
         let collected = self
             .hub
-            .collect(epoch, &expected, COLLECT_TIMEOUT, failed)
+            .collect(epoch, &expected, &expected_sinks, COLLECT_TIMEOUT, failed)
             .await?;
-        for (name, snapshot) in collected {
+        for (name, snapshot) in collected.views {
             if let Some(id) = durable.id_of(&name) {
                 contents.views.insert(name, SavedView { id, snapshot });
+            }
+        }
+        for (name, snapshot) in collected.sinks {
+            if let Some(id) = durable.id_of(&name) {
+                contents.sinks.insert(name, SavedSink { id, snapshot });
             }
         }
         rec.views = contents.views.len();
@@ -173,6 +207,26 @@ impl Engine {
             ticker.tick().await;
             // Failures are logged and shown in eddy.checkpoints; the next tick tries again.
             let _ = self.checkpoint("interval").await;
+        }
+    }
+
+    /// Wait (at most `timeout`) until every running exactly-once sink has
+    /// committed the output of checkpoint `epoch`; false if one has not.
+    pub async fn sinks_committed(&self, epoch: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let behind = self.catalog.sinks().into_iter().any(|k| {
+                k.delivery == Delivery::ExactlyOnce
+                    && k.metrics.status.lock().as_str() == "running"
+                    && k.metrics.committed_epoch.load(Ordering::Relaxed) < epoch
+            });
+            if !behind {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -54,6 +54,9 @@ pub struct Limits {
     pub dead_letter_max_rows: usize,
     /// Bytes of rejected records kept in `eddy.dead_letters`.
     pub dead_letter_max_bytes: usize,
+    /// Seconds between periodic checkpoints (0: none). Exactly-once sinks
+    /// commit with checkpoints, so they are the default only when this is set.
+    pub checkpoint_interval_secs: u64,
 }
 
 impl Default for Limits {
@@ -66,6 +69,7 @@ impl Default for Limits {
             partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             dead_letter_max_rows: 100_000,
             dead_letter_max_bytes: 256 << 20,
+            checkpoint_interval_secs: 10,
         }
     }
 }

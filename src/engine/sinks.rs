@@ -10,7 +10,8 @@ use super::catalog::{Entry, ObjectRef};
 use super::ddl::InputRef;
 use super::{Engine, Outcome};
 use crate::connectors::kafka::{
-    run_kafka_sink, KafkaSinkOptions, SinkMetrics, SinkMode, SinkObject,
+    run_exactly_once_sink, run_kafka_sink, Delivery, KafkaSinkOptions, SinkMetrics, SinkMode,
+    SinkObject,
 };
 use crate::error::{EddyError, Result};
 use crate::sql::CreateSink;
@@ -44,6 +45,29 @@ impl Engine {
             return Err(EddyError::invalid(format!(
                 "unknown option '{k}' for sink connector 'kafka'"
             )));
+        }
+        let checkpoints = self.data_dir.is_some() && self.limits.checkpoint_interval_secs > 0;
+        let delivery = match kafka.delivery {
+            Some(Delivery::ExactlyOnce) if !checkpoints => {
+                return Err(EddyError::InvalidParameter {
+                    message: "delivery = 'exactly_once' commits with checkpoints, and this \
+                              server takes none"
+                        .into(),
+                    hint: Some(
+                        "Start eddy with --data-dir and a --checkpoint-interval above 0, or use \
+                         delivery = 'at_least_once'."
+                            .into(),
+                    ),
+                })
+            }
+            Some(d) => d,
+            None if checkpoints => Delivery::ExactlyOnce,
+            None => Delivery::AtLeastOnce,
+        };
+        if delivery == Delivery::AtLeastOnce && kafka.properties.contains_key("transactional.id") {
+            return Err(EddyError::invalid(
+                "'properties.transactional.id' needs delivery = 'exactly_once'",
+            ));
         }
         let (schema, mode, group_keys) = match self.input_ref(&s.from) {
             Some(InputRef::View(v)) => {
@@ -104,12 +128,32 @@ impl Engine {
             connector,
             topic: kafka.topic.clone(),
             mode,
+            delivery,
             metrics: SinkMetrics::default(),
         });
+        let restored = match delivery {
+            Delivery::ExactlyOnce if self.restoring() => self.recovered_sink(&s.name),
+            _ => None,
+        };
         let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
         let snapshot = self.subscribe_to(&s.from, &s.name, tx).await?;
         let mut tasks = JoinSet::new();
-        tasks.spawn(run_kafka_sink(sink.clone(), kafka, key_cols, snapshot, rx));
+        match delivery {
+            // With `restored`, the view's rows up to the checkpoint are committed
+            // or among the restored messages: the snapshot is not written.
+            Delivery::ExactlyOnce => tasks.spawn(run_exactly_once_sink(
+                sink.clone(),
+                kafka,
+                key_cols,
+                snapshot,
+                restored,
+                self.hub.clone(),
+                rx,
+            )),
+            Delivery::AtLeastOnce => {
+                tasks.spawn(run_kafka_sink(sink.clone(), kafka, key_cols, snapshot, rx))
+            }
+        };
         self.catalog.with(|e| {
             e.insert(
                 s.name.clone(),

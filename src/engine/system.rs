@@ -84,8 +84,10 @@ impl SystemTable {
                 f("connector", DataType::Utf8, false),
                 f("topic", DataType::Utf8, false),
                 f("mode", DataType::Utf8, false),
+                f("delivery", DataType::Utf8, false),
                 f("status", DataType::Utf8, false),
                 f("messages_written", DataType::Int64, false),
+                f("committed_epoch", DataType::Int64, true),
                 f("last_error", DataType::Utf8, true),
             ],
             SystemTableKind::Views => vec![
@@ -186,9 +188,14 @@ impl SystemTable {
                         crate::connectors::kafka::SinkMode::AppendOnly => "append_only".into(),
                         crate::connectors::kafka::SinkMode::Changelog => "changelog".into(),
                     }),
+                    text(&|x| x.delivery.name().into()),
                     text(&|x| x.metrics.status.lock().clone()),
                     Arc::new(Int64Array::from_iter_values(s.iter().map(|x| {
                         x.metrics.messages_written.load(Ordering::Relaxed) as i64
+                    }))),
+                    Arc::new(Int64Array::from_iter(s.iter().map(|x| {
+                        (x.delivery == crate::connectors::kafka::Delivery::ExactlyOnce)
+                            .then(|| x.metrics.committed_epoch.load(Ordering::Relaxed) as i64)
                     }))),
                     Arc::new(StringArray::from_iter(
                         s.iter().map(|x| x.metrics.last_error.lock().clone()),

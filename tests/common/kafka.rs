@@ -48,3 +48,68 @@ pub async fn produce(
     p.flush(Timeout::After(Duration::from_secs(10)))
         .expect("flush producer");
 }
+
+/// One record read back: partition, offset, key, payload.
+pub type ReadRecord = (i32, i64, Option<String>, String);
+
+/// Every record of partitions `0..partitions` of `topic`, up to each
+/// partition's high watermark, in offset order per partition. The mock
+/// cluster keeps aborted transactions visible, so this is what a
+/// `read_uncommitted` reader would see.
+#[allow(dead_code)]
+pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<ReadRecord> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "eddy-test-read-all")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("create consumer");
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0;
+    for p in 0..partitions {
+        let (_, high) = watermarks(&consumer, topic, p);
+        remaining += high;
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while remaining > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {} records of '{topic}', {remaining} missing",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+                out.push((
+                    m.partition(),
+                    m.offset(),
+                    text(m.key()),
+                    text(m.payload()).expect("payload"),
+                ));
+                remaining -= 1;
+            }
+            Some(Err(e)) => panic!("reading '{topic}': {e}"),
+            None => {}
+        }
+    }
+    out.sort_by_key(|r| (r.0, r.1));
+    out
+}
+
+/// `(low, high)` watermarks of one partition.
+#[allow(dead_code)]
+pub fn watermarks(
+    consumer: &impl rdkafka::consumer::Consumer,
+    topic: &str,
+    partition: i32,
+) -> (i64, i64) {
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .expect("watermarks")
+}

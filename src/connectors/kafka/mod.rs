@@ -15,11 +15,13 @@ mod dead_letter_topic;
 mod options;
 mod sink;
 mod source;
+mod txn_sink;
 
 pub use dead_letter_topic::DeadLetterTopic;
 pub use options::{KafkaOptions, StartupMode};
 pub use sink::{
-    encode, rows_as_json, run_kafka_sink, KafkaSinkOptions, OutMessage, SinkMetrics, SinkMode,
-    SinkObject,
+    encode, rows_as_json, run_kafka_sink, Delivery, KafkaSinkOptions, OutMessage, SinkMetrics,
+    SinkMode, SinkObject,
 };
 pub use source::read_kafka;
+pub use txn_sink::run_exactly_once_sink;

@@ -8,8 +8,13 @@
 //!
 //! The message key is the JSON object of the key columns (option `key`, by
 //! default the view's group-by columns), or none when there are no key columns.
-//! Delivery is at-least-once with an idempotent producer (`acks=all`); what the
-//! broker does not acknowledge is produced again (status `retrying` in `eddy.sinks`).
+//!
+//! Delivery (option `delivery`):
+//! - `exactly_once` (the default when the server takes periodic checkpoints):
+//!   Kafka transactions committed with checkpoints, see [`super::txn_sink`].
+//! - `at_least_once`: an idempotent producer (`acks=all`); what the broker
+//!   does not acknowledge is produced again (status `retrying` in
+//!   `eddy.sinks`); after a restart the view's rows are written again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +37,31 @@ const IN_FLIGHT_MAX: usize = 10_000;
 /// How long librdkafka keeps retrying one message before eddy produces it again.
 const MESSAGE_TIMEOUT_MS: &str = "30000";
 /// Backoff between attempts to deliver what the broker did not acknowledge.
-const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(500);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+pub(super) const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(500);
+pub(super) const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a transaction may stay open before the broker aborts it (it
+/// normally commits at the next checkpoint; override with
+/// `'transaction.timeout.ms'`).
+const TRANSACTION_TIMEOUT_MS: &str = "300000";
+
+/// A sink's delivery guarantee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Kafka transactions committed with checkpoints.
+    ExactlyOnce,
+    /// Idempotent producer; a restart writes the view's rows again.
+    AtLeastOnce,
+}
+
+impl Delivery {
+    /// The option value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Delivery::ExactlyOnce => "exactly_once",
+            Delivery::AtLeastOnce => "at_least_once",
+        }
+    }
+}
 
 /// Whether a sink writes rows or changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +77,9 @@ pub enum SinkMode {
 pub struct SinkMetrics {
     /// Messages acknowledged by the broker.
     pub messages_written: AtomicU64,
+    /// Exactly-once: the newest checkpoint whose output is committed (or
+    /// that had none to commit); 0 before the first.
+    pub committed_epoch: AtomicU64,
     /// `running` or `failed`.
     pub status: Mutex<String>,
     /// Last error.
@@ -68,6 +99,8 @@ pub struct SinkObject {
     pub topic: String,
     /// Append-only or changelog.
     pub mode: SinkMode,
+    /// The delivery guarantee.
+    pub delivery: Delivery,
     /// Counters.
     pub metrics: SinkMetrics,
 }
@@ -83,6 +116,8 @@ pub struct KafkaSinkOptions {
     pub properties: BTreeMap<String, String>,
     /// Key column names (empty: no message key).
     pub key: Option<Vec<String>>,
+    /// `delivery`, when given.
+    pub delivery: Option<Delivery>,
 }
 
 impl KafkaSinkOptions {
@@ -101,13 +136,48 @@ impl KafkaSinkOptions {
                 .filter(|c| !c.is_empty())
                 .collect()
         });
+        let delivery = match options.remove("delivery").as_deref() {
+            None => None,
+            Some("exactly_once" | "exactly-once") => Some(Delivery::ExactlyOnce),
+            Some("at_least_once" | "at-least-once") => Some(Delivery::AtLeastOnce),
+            Some(other) => {
+                return Err(format!(
+                    "delivery must be 'exactly_once' or 'at_least_once', not '{other}'"
+                ))
+            }
+        };
         let properties = take_properties(options)?;
         Ok(KafkaSinkOptions {
             topic,
             bootstrap,
             properties,
             key,
+            delivery,
         })
+    }
+
+    /// A transactional producer for these options (`transactional.id` as
+    /// given in the properties, else `default_id`).
+    pub fn transactional_producer(&self, default_id: &str) -> Result<FutureProducer> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.bootstrap)
+            .set("transactional.id", default_id)
+            .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)
+            .set("message.timeout.ms", MESSAGE_TIMEOUT_MS)
+            .set("linger.ms", "5");
+        for (k, v) in &self.properties {
+            cfg.set(k, v);
+        }
+        cfg.create()
+            .map_err(|e| EddyError::Connector(format!("cannot create Kafka producer: {e}")))
+    }
+
+    /// The `transactional.id` a transactional producer uses.
+    pub fn transactional_id(&self, default_id: &str) -> String {
+        self.properties
+            .get("transactional.id")
+            .cloned()
+            .unwrap_or_else(|| default_id.to_string())
     }
 
     /// An idempotent producer for these options.
