@@ -3,7 +3,7 @@
 //! Random rows arrive out of order, but never by more than the watermark
 //! delay (so none is late). Once a final row pushes the watermark past every
 //! window, each streaming view — TUMBLE emitting on update, HOP emitting on
-//! window close — must hold exactly what a batch `GROUP BY` on computed
+//! window close, CUMULATE emitting on update — must hold exactly what a batch `GROUP BY` on computed
 //! window bounds gives over the same rows (the table's rows, queried through
 //! the same server with plain DataFusion SQL).
 
@@ -106,7 +106,12 @@ async fn converge(client: &tokio_postgres::Client, view_sql: &str, oracle_sql: &
 async fn check_case(server: &Server, rows: Vec<Row>) {
     let n = CASE.fetch_add(1, Ordering::Relaxed);
     let client = server.client().await;
-    let (t, vt, vh) = (format!("bids{n}"), format!("tumble{n}"), format!("hop{n}"));
+    let (t, vt, vh, vc) = (
+        format!("bids{n}"),
+        format!("tumble{n}"),
+        format!("hop{n}"),
+        format!("cumulate{n}"),
+    );
     client
         .batch_execute(&format!(
             "CREATE TABLE {t} (auction BIGINT NOT NULL, price BIGINT, ts TIMESTAMP NOT NULL, \
@@ -117,7 +122,11 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
              CREATE MATERIALIZED VIEW {vh} AS
                SELECT window_start, auction, count(*) AS n, min(price) AS lo, avg(price) AS mean
                FROM TABLE(HOP(TABLE {t}, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND))
-               GROUP BY window_start, auction EMIT ON WINDOW CLOSE;",
+               GROUP BY window_start, auction EMIT ON WINDOW CLOSE;
+             CREATE MATERIALIZED VIEW {vc} AS
+               SELECT window_start, window_end, auction, count(*) AS n, sum(price) AS s
+               FROM CUMULATE({t}, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)
+               GROUP BY window_start, window_end, auction;",
             DELAY_MS
         ))
         .await
@@ -168,12 +177,34 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
         ),
     )
     .await;
-    let late = text_rows(
+    // Each row is in the windows of its 10 s period that end 2, 4, … 10 s after
+    // the period starts and after the row.
+    let cumulative: Vec<String> = (1..=5)
+        .map(|k| {
+            format!(
+                "SELECT ws, ws + INTERVAL '{s}' SECOND AS we, auction, price FROM \
+                 (SELECT date_bin(INTERVAL '10' SECOND, ts, {origin}) AS ws, ts, auction, price FROM {t}) \
+                 WHERE ts < ws + INTERVAL '{s}' SECOND",
+                s = 2 * k
+            )
+        })
+        .collect();
+    converge(
         &client,
-        &format!("SELECT rows_late FROM eddy.views WHERE name IN ('{vt}', '{vh}')"),
+        &format!("SELECT window_start, window_end, auction, n, s FROM {vc} WHERE auction <> 999"),
+        &format!(
+            "SELECT ws, we, auction, count(*), sum(price) FROM ({}) \
+             WHERE auction <> 999 GROUP BY ws, we, auction",
+            cumulative.join(" UNION ALL ")
+        ),
     )
     .await;
-    assert_eq!(late, vec!["0", "0"], "no generated row is late");
+    let late = text_rows(
+        &client,
+        &format!("SELECT rows_late FROM eddy.views WHERE name IN ('{vt}', '{vh}', '{vc}')"),
+    )
+    .await;
+    assert_eq!(late, vec!["0", "0", "0"], "no generated row is late");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Window assignment: adds `window_start` and `window_end` to each row of an
-//! event-time stream (one row per window: one for TUMBLE, size/slide for HOP)
-//! and drops late rows (event time below the current watermark), counting them.
+//! event-time stream (one row per window: one for TUMBLE, size/slide for HOP,
+//! up to size/step for CUMULATE) and drops late rows (event time below the current watermark), counting them.
 
 use std::sync::Arc;
 
@@ -31,6 +31,9 @@ pub enum WindowKind {
     Tumble,
     /// Overlapping windows of `size` starting every `slide`.
     Hop,
+    /// Windows starting every `size` (= the longest window), growing by
+    /// `slide` (the step): `[s, s + step)`, `[s, s + 2·step)`, … `[s, s + size)`.
+    Cumulate,
 }
 
 /// A validated window definition (sizes in nanoseconds).
@@ -40,7 +43,7 @@ pub struct WindowSpec {
     pub kind: WindowKind,
     /// Window length.
     pub size_ns: i64,
-    /// Distance between window starts (= size for TUMBLE).
+    /// Distance between window starts (= size for TUMBLE); the step for CUMULATE.
     pub slide_ns: i64,
     /// Index of the event-time column in the input.
     pub time_index: usize,
@@ -63,14 +66,20 @@ impl WindowSpec {
                 hint: Some("Use e.g. INTERVAL '10' SECOND.".into()),
             });
         }
-        if kind == WindowKind::Hop && (slide_ns > size_ns || size_ns % slide_ns != 0) {
+        if kind != WindowKind::Tumble && (slide_ns > size_ns || size_ns % slide_ns != 0) {
+            let (name, what) = match kind {
+                WindowKind::Cumulate => ("CUMULATE", "step"),
+                _ => ("HOP", "slide"),
+            };
             return Err(EddyError::InvalidParameter {
                 message: format!(
-                    "HOP slide ({}) must divide the window size ({})",
+                    "{name} {what} ({}) must divide the window size ({})",
                     fmt_ns(slide_ns),
                     fmt_ns(size_ns)
                 ),
-                hint: Some("Pick a size that is a whole multiple of the slide.".into()),
+                hint: Some(format!(
+                    "Pick a size that is a whole multiple of the {what}."
+                )),
             });
         }
         Ok(WindowSpec {
@@ -140,6 +149,7 @@ pub fn assign(
     let ts = event_times_ns(time_col)?;
     let mut indices: Vec<u32> = Vec::with_capacity(batch.num_rows());
     let mut starts: Vec<i64> = Vec::with_capacity(batch.num_rows());
+    let mut ends: Vec<i64> = Vec::with_capacity(batch.num_rows());
     let mut late = 0u64;
     for i in 0..ts.len() {
         if ts.is_null(i) {
@@ -153,11 +163,24 @@ pub fn assign(
             late += 1;
             continue;
         }
+        if spec.kind == WindowKind::Cumulate {
+            // Every window of this period whose end is past t.
+            let start = t - t.rem_euclid(spec.size_ns);
+            let mut end = t - t.rem_euclid(spec.slide_ns) + spec.slide_ns;
+            while end <= start + spec.size_ns {
+                indices.push(i as u32);
+                starts.push(start);
+                ends.push(end);
+                end += spec.slide_ns;
+            }
+            continue;
+        }
         let last_start = t - t.rem_euclid(spec.slide_ns);
         let mut start = last_start;
         while start > t - spec.size_ns {
             indices.push(i as u32);
             starts.push(start);
+            ends.push(start + spec.size_ns);
             start -= spec.slide_ns;
         }
     }
@@ -173,7 +196,7 @@ pub fn assign(
         starts.iter().map(|s| to_unit(*s)),
     ));
     let end_arr: ArrayRef = Arc::new(Int64Array::from_iter_values(
-        starts.iter().map(|s| to_unit(s + spec.size_ns)),
+        ends.iter().map(|e| to_unit(*e)),
     ));
     cols.push(cast(&start_arr, time_type)?);
     cols.push(cast(&end_arr, time_type)?);
@@ -245,8 +268,31 @@ mod tests {
         assert_eq!(starts(&w), vec![5, 0]);
     }
 
+    fn ends(c: &Changes) -> Vec<i64> {
+        let a = c
+            .batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap();
+        a.values().iter().map(|v| v / S).collect()
+    }
+
+    #[test]
+    fn cumulate_gives_the_growing_windows_that_end_after_the_row() {
+        let spec = WindowSpec::new(WindowKind::Cumulate, 10 * S, 2 * S, 0, "ts".into()).unwrap();
+        // 5 s: [0,6) [0,8) [0,10); 0 s: all five; 19.5 s: [10,20); -1 s: [-10,0).
+        let (c, _, out) = input(&[5 * S, 0, 19 * S + S / 2, -S]);
+        let (w, late) = assign(&spec, &out, &c, None).unwrap();
+        assert_eq!(late, 0);
+        assert_eq!(starts(&w), vec![0, 0, 0, 0, 0, 0, 0, 0, 10, -10]);
+        assert_eq!(ends(&w), vec![6, 8, 10, 2, 4, 6, 8, 10, 20, 0]);
+    }
+
     #[test]
     fn invalid_windows_are_rejected() {
+        let e = WindowSpec::new(WindowKind::Cumulate, 10 * S, 4 * S, 0, "ts".into()).unwrap_err();
+        assert!(e.to_string().contains("CUMULATE step (4 s)"), "{e}");
         assert!(WindowSpec::new(WindowKind::Hop, 10 * S, 3 * S, 0, "ts".into()).is_err());
         assert!(WindowSpec::new(WindowKind::Tumble, 0, 0, 0, "ts".into()).is_err());
         let e = WindowSpec::new(WindowKind::Hop, 10 * S, 3 * S, 0, "ts".into()).unwrap_err();

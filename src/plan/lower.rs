@@ -132,6 +132,11 @@ fn window_spec(state: &SessionState, w: &WindowTvf, input: &PlanInputs) -> Resul
             interval_ns(state, size)?,
             interval_ns(state, slide)?,
         ),
+        WindowFnArgs::Cumulate { step, size } => (
+            WindowKind::Cumulate,
+            interval_ns(state, size)?,
+            interval_ns(state, step)?,
+        ),
     };
     WindowSpec::new(kind, size, slide, time_index, w.time_column.clone())
 }
@@ -360,16 +365,28 @@ impl Lowerer<'_> {
                 return Err(unsupported("GROUPING SETS / ROLLUP / CUBE"));
             }
             group_exprs.push(self.phys(g, in_schema)?);
-            if window.is_none() {
-                if let (Some(idx), Some((spec, _))) = (column_index(g, in_schema), &chain.window) {
-                    if Some(idx) == chain.window_cols.0 || Some(idx) == chain.window_cols.1 {
-                        window = Some(WindowKey {
-                            group_index: gi,
-                            is_end: Some(idx) == chain.window_cols.1,
-                            size_ns: spec.size_ns,
-                        });
-                    }
+            if let (Some(idx), Some((spec, _))) = (column_index(g, in_schema), &chain.window) {
+                let is_end = Some(idx) == chain.window_cols.1;
+                // window_start gives the end only when every window has the same size.
+                let usable = is_end
+                    || (Some(idx) == chain.window_cols.0 && spec.kind != WindowKind::Cumulate);
+                if usable && window.is_none_or(|w: WindowKey| !w.is_end && is_end) {
+                    window = Some(WindowKey {
+                        group_index: gi,
+                        is_end,
+                        size_ns: spec.size_ns,
+                    });
                 }
+            }
+        }
+        if let Some((spec, _)) = &chain.window {
+            if spec.kind == WindowKind::Cumulate && window.is_none() {
+                return Err(EddyError::InvalidParameter {
+                    message: "an aggregate over CUMULATE windows must GROUP BY window_end \
+                              (the windows of a period share their window_start)"
+                        .into(),
+                    hint: Some("GROUP BY window_start, window_end, ….".into()),
+                });
             }
         }
         let props = self.state.execution_props();
@@ -388,7 +405,7 @@ impl Lowerer<'_> {
         }
         if self.emit == EmitMode::OnWindowClose && window.is_none() {
             return Err(EddyError::InvalidParameter {
-                message: "EMIT ON WINDOW CLOSE needs an aggregate grouped by window_start or window_end of a TUMBLE or HOP window".into(),
+                message: "EMIT ON WINDOW CLOSE needs an aggregate grouped by window_start or window_end of a TUMBLE, HOP or CUMULATE window".into(),
                 hint: Some("Drop EMIT ON WINDOW CLOSE for an always-updating result.".into()),
             });
         }

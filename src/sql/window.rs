@@ -1,6 +1,7 @@
 //! Window table-valued functions in `FROM`.
 //!
-//! `TUMBLE(t, ts, size)` and `HOP(t, ts, slide, size)` (Flink's
+//! `TUMBLE(t, ts, size)`, `HOP(t, ts, slide, size)` and
+//! `CUMULATE(t, ts, step, size)` (Flink's
 //! `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))` form is turned into this
 //! one at the token level) are replaced in the query AST by a reference to a
 //! placeholder relation `__eddy_window_N`, whose schema is the input's plus
@@ -32,6 +33,14 @@ pub enum WindowFnArgs {
         /// Distance between window starts.
         slide: Box<ast::Expr>,
         /// Window size.
+        size: Box<ast::Expr>,
+    },
+    /// `CUMULATE(t, ts, step, size)`: windows that start every `size` and
+    /// grow by `step` until they are `size` long.
+    Cumulate {
+        /// How much each window is longer than the previous one.
+        step: Box<ast::Expr>,
+        /// The longest window.
         size: Box<ast::Expr>,
     },
 }
@@ -100,11 +109,11 @@ fn walk_factor(f: &mut TableFactor, found: &mut Vec<WindowTvf>) -> Result<()> {
             let fname = name.to_string().to_uppercase();
             let call_args = args.take().map(|a| a.args).unwrap_or_default();
             let tvf = match fname.as_str() {
-                "TUMBLE" | "HOP" => parse_call(&fname, call_args, found.len())?,
-                "SESSION" | "CUMULATE" => {
-                    return Err(EddyError::not_supported(format!(
-                        "{fname} windows are not supported yet; use TUMBLE or HOP"
-                    )))
+                "TUMBLE" | "HOP" | "CUMULATE" => parse_call(&fname, call_args, found.len())?,
+                "SESSION" => {
+                    return Err(EddyError::not_supported(
+                        "SESSION windows are not supported yet; use TUMBLE, HOP or CUMULATE",
+                    ))
                 }
                 _ => {
                     return Err(EddyError::not_supported(format!(
@@ -136,6 +145,7 @@ fn parse_call(fname: &str, args: Vec<FunctionArg>, index: usize) -> Result<Windo
         .collect::<Result<_>>()?;
     let usage = match fname {
         "TUMBLE" => "TUMBLE(table, time_column, size)",
+        "CUMULATE" => "CUMULATE(table, time_column, step, size)",
         _ => "HOP(table, time_column, slide, size)",
     };
     let expected = if fname == "TUMBLE" { 3 } else { 4 };
@@ -164,15 +174,18 @@ fn parse_call(fname: &str, args: Vec<FunctionArg>, index: usize) -> Result<Windo
             )))
         }
     };
-    let args = if fname == "TUMBLE" {
-        WindowFnArgs::Tumble {
+    let args = match fname {
+        "TUMBLE" => WindowFnArgs::Tumble {
             size: Box::new(exprs[2].clone()),
-        }
-    } else {
-        WindowFnArgs::Hop {
+        },
+        "CUMULATE" => WindowFnArgs::Cumulate {
+            step: Box::new(exprs[2].clone()),
+            size: Box::new(exprs[3].clone()),
+        },
+        _ => WindowFnArgs::Hop {
             slide: Box::new(exprs[2].clone()),
             size: Box::new(exprs[3].clone()),
-        }
+        },
     };
     Ok(WindowTvf {
         placeholder: format!("{PLACEHOLDER_PREFIX}{index}"),
