@@ -17,6 +17,7 @@ pub mod connectors;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod functions;
 pub mod plan;
 pub mod server;
 pub mod sql;

@@ -57,6 +57,89 @@ async fn meetup_fixture_from_a_file() {
     assert_eq!(letters, want);
 }
 
+/// The Meetup pipeline's running top 10 RSVP topics (`UNNEST` of the nested
+/// `group.group_topics`) by `approx_top_k`, against an exact count: with room
+/// for every topic it is exact; with 12 counters for the fixture's 20 topics
+/// every estimate brackets the true count and the heavy topics are all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meetup_top_topics_against_an_exact_count() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meetup/rsvps.jsonl");
+    let server = Server::start().await;
+    let c = server.client().await;
+    c.batch_execute(&format!(
+        r#"CREATE SOURCE rsvps (
+             rsvp_id BIGINT NOT NULL, mtime TIMESTAMP NOT NULL,
+             "group" STRUCT<group_city VARCHAR,
+                            group_topics STRUCT<urlkey VARCHAR, topic_name VARCHAR>[]>,
+             WATERMARK FOR mtime AS mtime - INTERVAL '5' SECOND)
+           WITH (connector = 'file', path = '{}', format = 'json');
+           CREATE MATERIALIZED VIEW exact AS SELECT t.topic_name AS topic, count(*) AS n
+             FROM rsvps, UNNEST("group".group_topics) AS t GROUP BY 1;
+           CREATE MATERIALIZED VIEW top10 AS SELECT approx_top_k(t.topic_name, 10) AS top
+             FROM rsvps, UNNEST("group".group_topics) AS t;
+           CREATE MATERIALIZED VIEW top10_small AS SELECT approx_top_k(t.topic_name, 10, 12) AS top
+             FROM rsvps, UNNEST("group".group_topics) AS t;"#,
+        path.display()
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("DDL: {}", common::error_text(&e)));
+    eventually(&c, "SELECT status FROM eddy.sources", &[&["finished"]]).await;
+    let entries = |view: &str| {
+        format!(
+            "SELECT e['item'], e['count'], e['error'] FROM (SELECT unnest(top) AS e FROM {view}) \
+             ORDER BY 2 DESC, 1"
+        )
+    };
+    let exact: std::collections::HashMap<String, i64> = loop {
+        // The source has finished; wait until the counts stop moving.
+        let got = rows(&c, "SELECT topic, n FROM exact").await.unwrap();
+        let total: i64 = got.iter().map(|r| r[1].parse::<i64>().unwrap()).sum();
+        if total > 0 && got.len() == 20 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let again = rows(&c, "SELECT topic, n FROM exact").await.unwrap();
+            if again == got {
+                break got
+                    .into_iter()
+                    .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+                    .collect();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut by_count: Vec<(&String, &i64)> = exact.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let want: Vec<Vec<String>> = by_count[..10]
+        .iter()
+        .map(|(t, n)| vec![t.to_string(), n.to_string(), "0".into()])
+        .collect();
+    let want: Vec<Vec<&str>> = want
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .collect();
+    let want: Vec<&[&str]> = want.iter().map(Vec::as_slice).collect();
+    eventually(&c, &entries("top10"), &want).await;
+    let total: i64 = exact.values().sum();
+    let small = rows(&c, &entries("top10_small")).await.unwrap();
+    assert_eq!(small.len(), 10, "{small:?}");
+    for r in &small {
+        let (count, error): (i64, i64) = (r[1].parse().unwrap(), r[2].parse().unwrap());
+        let truth = exact[&r[0]];
+        assert!(
+            count - error <= truth && truth <= count,
+            "{r:?}: the true count {truth} is outside [count - error, count]"
+        );
+    }
+    for (topic, n) in &exact {
+        if *n > total / 12 {
+            assert!(
+                small.iter().any(|r| &r[0] == topic),
+                "{topic} ({n} of {total}) is missing from {small:?}"
+            );
+        }
+    }
+}
+
 /// A followed directory: appended lines and new files are read; a line is
 /// read only once its newline arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

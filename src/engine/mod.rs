@@ -153,6 +153,7 @@ impl Engine {
             .with_information_schema(true);
         config = config.set_str("datafusion.sql_parser.dialect", "PostgreSQL");
         let ctx = SessionContext::new_with_config(config);
+        crate::functions::register(&ctx);
         setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|e| *e)?;
         let catalog = Arc::new(Catalog::default());
         let cat = ctx

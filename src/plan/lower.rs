@@ -53,6 +53,7 @@ pub async fn plan_view(
     let catalog = config.options().catalog.default_catalog.clone();
     let schema_name = config.options().catalog.default_schema.clone();
     let ctx = SessionContext::new_with_config(config);
+    crate::functions::register(&ctx);
     if ctx.catalog(&catalog).is_none() {
         let cat = Arc::new(MemoryCatalogProvider::new());
         cat.register_schema(&schema_name, Arc::new(MemorySchemaProvider::new()))?;
@@ -400,6 +401,8 @@ impl Lowerer<'_> {
             if !lowered.order_bys.is_empty() {
                 return Err(unsupported("an aggregate with ORDER BY"));
             }
+            // Bad constant arguments (approx_top_k's k, say) fail here, not in the running view.
+            func.create_accumulator()?;
             let args = func.expressions();
             aggs.push(AggCall { func, args, filter });
         }

@@ -1,0 +1,15 @@
+//! Aggregate functions eddy adds to DataFusion's.
+//!
+//! - `approx_top_k(expr, k [, capacity])`: heavy hitters in fixed memory,
+//!   with per-item error bounds ([`approx_top_k`]).
+
+pub mod approx_top_k;
+pub mod space_saving;
+
+use datafusion::logical_expr::AggregateUDF;
+use datafusion::prelude::SessionContext;
+
+/// Register eddy's functions with `ctx`.
+pub fn register(ctx: &SessionContext) {
+    ctx.register_udaf(AggregateUDF::from(approx_top_k::ApproxTopK::default()));
+}
