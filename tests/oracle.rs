@@ -3,7 +3,7 @@
 //! Random rows arrive out of order, but never by more than the watermark
 //! delay (so none is late). Once a final row pushes the watermark past every
 //! window, each streaming view — TUMBLE emitting on update, HOP emitting on
-//! window close, CUMULATE emitting on update — must hold exactly what a batch `GROUP BY` on computed
+//! window close, CUMULATE emitting on update, SESSION — must hold exactly what a batch `GROUP BY` on computed
 //! window bounds gives over the same rows (the table's rows, queried through
 //! the same server with plain DataFusion SQL).
 
@@ -106,11 +106,12 @@ async fn converge(client: &tokio_postgres::Client, view_sql: &str, oracle_sql: &
 async fn check_case(server: &Server, rows: Vec<Row>) {
     let n = CASE.fetch_add(1, Ordering::Relaxed);
     let client = server.client().await;
-    let (t, vt, vh, vc) = (
+    let (t, vt, vh, vc, vs) = (
         format!("bids{n}"),
         format!("tumble{n}"),
         format!("hop{n}"),
         format!("cumulate{n}"),
+        format!("session{n}"),
     );
     client
         .batch_execute(&format!(
@@ -126,7 +127,11 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
              CREATE MATERIALIZED VIEW {vc} AS
                SELECT window_start, window_end, auction, count(*) AS n, sum(price) AS s
                FROM CUMULATE({t}, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)
-               GROUP BY window_start, window_end, auction;",
+               GROUP BY window_start, window_end, auction;
+             CREATE MATERIALIZED VIEW {vs} AS
+               SELECT auction, window_start, window_end, count(*) AS n, sum(price) AS s
+               FROM SESSION({t}, ts, INTERVAL '3' SECOND)
+               GROUP BY auction, window_start, window_end EMIT ON WINDOW CLOSE;",
             DELAY_MS
         ))
         .await
@@ -199,12 +204,28 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
         ),
     )
     .await;
-    let late = text_rows(
+    // Sessions by window functions: a row more than 3 s after the previous
+    // one of its auction starts a new session.
+    converge(
         &client,
-        &format!("SELECT rows_late FROM eddy.views WHERE name IN ('{vt}', '{vh}', '{vc}')"),
+        &format!("SELECT auction, window_start, window_end, n, s FROM {vs} WHERE auction <> 999"),
+        &format!(
+            "SELECT auction, min(ts), max(ts) + INTERVAL '3' SECOND, count(*), sum(price) FROM (\
+               SELECT auction, ts, price, sum(CASE WHEN prev IS NULL \
+                 OR arrow_cast(ts, 'Int64') - arrow_cast(prev, 'Int64') > 3000000000 THEN 1 ELSE 0 END) \
+                 OVER (PARTITION BY auction ORDER BY ts ROWS UNBOUNDED PRECEDING) AS sid FROM (\
+                 SELECT auction, ts, price, lag(ts) OVER (PARTITION BY auction ORDER BY ts) AS prev \
+                 FROM {t})) \
+             WHERE auction <> 999 GROUP BY auction, sid"
+        ),
     )
     .await;
-    assert_eq!(late, vec!["0", "0", "0"], "no generated row is late");
+    let late = text_rows(
+        &client,
+        &format!("SELECT rows_late FROM eddy.views WHERE name IN ('{vt}', '{vh}', '{vc}', '{vs}')"),
+    )
+    .await;
+    assert_eq!(late, vec!["0", "0", "0", "0"], "no generated row is late");
 }
 
 #[test]

@@ -194,13 +194,22 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
         let v = &contents.views[name];
         let groups = write_file(&dir, &format!("view-{i}.groups.arrow"), &v.snapshot.groups)?;
         let rows = write_file(&dir, &format!("view-{i}.rows.arrow"), &v.snapshot.rows)?;
-        bytes += groups.as_ref().map_or(0, |f| f.bytes) + rows.as_ref().map_or(0, |f| f.bytes);
+        let sessions = write_file(
+            &dir,
+            &format!("view-{i}.sessions.arrow"),
+            &v.snapshot.sessions,
+        )?;
+        bytes += [&groups, &rows, &sessions]
+            .iter()
+            .map(|f| f.as_ref().map_or(0, |f| f.bytes))
+            .sum::<u64>();
         views.push(json!({
             "name": name,
             "id": v.id,
             "progress": v.snapshot.progress.to_json(),
             "groups": groups.as_ref().map(FileRef::to_json),
             "rows": rows.as_ref().map(FileRef::to_json),
+            "sessions": sessions.as_ref().map(FileRef::to_json),
         }));
     }
     let mut sinks = Vec::new();
@@ -299,6 +308,11 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
             Some(f) => read_file(&dir, &f)?,
             None => Vec::new(),
         };
+        // Absent in checkpoints written before SESSION windows.
+        let sessions = match file_from_json(&v["sessions"]).map_err(bad)? {
+            Some(f) => read_file(&dir, &f)?,
+            None => Vec::new(),
+        };
         contents.views.insert(
             name.to_string(),
             SavedView {
@@ -307,6 +321,7 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
                     progress,
                     groups,
                     rows,
+                    sessions,
                 },
             },
         );
@@ -425,6 +440,7 @@ mod tests {
                     progress: ViewProgress::default(),
                     groups: vec![],
                     rows: vec![batch.clone()],
+                    sessions: vec![],
                 },
             },
         );

@@ -110,6 +110,8 @@ pub struct ViewSnapshot {
     pub groups: Vec<RecordBatch>,
     /// The view's rows.
     pub rows: Vec<RecordBatch>,
+    /// Input rows waiting in open SESSION windows (see [`crate::exec::session`]).
+    pub sessions: Vec<RecordBatch>,
 }
 
 /// An exactly-once sink's state at a barrier: the output it has not yet

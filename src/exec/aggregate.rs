@@ -57,6 +57,21 @@ pub struct WindowKey {
     pub size_ns: i64,
 }
 
+/// Where a SESSION window's bounds are in the aggregate's input.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSpec {
+    /// Inactivity that closes a session (ns).
+    pub gap_ns: i64,
+    /// Input columns `window_start` and `window_end` (at least one is
+    /// there; window assignment put each row's event time in both).
+    pub start_col: Option<usize>,
+    /// See `start_col`.
+    pub end_col: Option<usize>,
+    /// Index among the group expressions of the window column(s), which are
+    /// not part of the session key.
+    pub window_groups: [Option<usize>; 2],
+}
+
 /// Everything the operator needs, fixed at planning time.
 #[derive(Debug)]
 pub struct AggregateSpec {
@@ -68,6 +83,9 @@ pub struct AggregateSpec {
     pub output_schema: SchemaRef,
     /// Set when grouped by a window bound.
     pub window: Option<WindowKey>,
+    /// Set for SESSION windows: rows wait in a [`super::session::SessionBuffer`]
+    /// until their session closes.
+    pub session: Option<SessionSpec>,
     /// Emission mode.
     pub emit: EmitMode,
     /// Most groups one partition may hold.

@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod message;
 pub mod pipeline;
 pub mod publish;
+pub mod session;
 pub mod stateless;
 pub mod window;
 

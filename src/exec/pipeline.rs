@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 
 use super::aggregate::{AggregateOperator, AggregateSpec};
 use super::message::{Changes, EventTime, Message, Watermark};
+use super::session::SessionBuffer;
 use super::stateless::apply_steps;
 use super::window::assign;
 use crate::checkpoint::{ViewProgress, ViewSnapshot};
@@ -71,16 +72,34 @@ pub fn spawn_view(
             Some(r) => route_groups(spec, &r.groups, partitions)?,
             None => vec![Vec::new(); partitions],
         };
-        for (i, groups) in groups.into_iter().enumerate() {
+        let mut held = vec![Vec::new(); partitions];
+        if let Some(r) = &restored {
+            let hasher = RandomState::with_seed(PARTITION_SEED);
+            for b in &r.sessions {
+                for (p, part) in partition(spec, &hasher, Changes::inserts(b.clone()), partitions)?
+                {
+                    held[p].push(part.batch);
+                }
+            }
+        }
+        for (i, (groups, held)) in groups.into_iter().zip(held).enumerate() {
             let (tx, rx) = mpsc::channel(channel_capacity);
             let (sink_tx, sink_rx) = mpsc::channel(channel_capacity);
             sink_rxs.push(sink_rx);
             part_txs.push(tx);
             let mut op = AggregateOperator::new(spec.clone())?;
             op.restore(&groups)?;
+            let sessions = match spec.session {
+                Some(s) => {
+                    let mut buf = SessionBuffer::new(spec, s, spec.max_groups)?;
+                    buf.restore(&held)?;
+                    Some(buf)
+                }
+                None => None,
+            };
             let v = view.clone();
             tasks.spawn(guarded(view.clone(), async move {
-                run_partition(&v, i, op, rx, sink_tx).await
+                run_partition(&v, i, op, sessions, rx, sink_tx).await
             }));
         }
     } else {
@@ -117,7 +136,11 @@ fn route_groups(
             continue;
         }
         let mut hashes = vec![0u64; b.num_rows()];
-        create_hashes(&b.columns()[1..=n_groups], &hasher, &mut hashes)?;
+        let keys: Vec<ArrayRef> = (0..n_groups)
+            .filter(|i| !is_session_bound(spec, *i))
+            .map(|i| b.column(i + 1).clone())
+            .collect();
+        create_hashes(&keys, &hasher, &mut hashes)?;
         for (p, slot) in out.iter_mut().enumerate() {
             let mask: BooleanArray = hashes
                 .iter()
@@ -244,6 +267,13 @@ async fn broadcast(
     Ok(())
 }
 
+/// Whether group expression `i` is a SESSION window bound: rows of one
+/// session key must meet in one partition whatever their times.
+fn is_session_bound(spec: &AggregateSpec, i: usize) -> bool {
+    spec.session
+        .is_some_and(|s| s.window_groups.contains(&Some(i)))
+}
+
 /// Split changes by hash of the group key into `n` partitions.
 fn partition(
     spec: &AggregateSpec,
@@ -258,7 +288,9 @@ fn partition(
     let keys: Vec<ArrayRef> = spec
         .group_exprs
         .iter()
-        .map(|e| e.evaluate(&changes.batch).and_then(|v| v.into_array(rows)))
+        .enumerate()
+        .filter(|(i, _)| !is_session_bound(spec, *i))
+        .map(|(_, e)| e.evaluate(&changes.batch).and_then(|v| v.into_array(rows)))
         .collect::<datafusion::error::Result<_>>()?;
     let mut hashes = vec![0u64; rows];
     create_hashes(&keys, hasher, &mut hashes)?;
@@ -296,22 +328,37 @@ async fn run_partition(
     view: &MaterializedView,
     index: usize,
     mut op: AggregateOperator,
+    mut sessions: Option<SessionBuffer>,
     mut rx: mpsc::Receiver<Message>,
     sink: mpsc::Sender<Message>,
 ) -> Result<()> {
     let post = &view.plan.post;
     while let Some(msg) = rx.recv().await {
-        let out = match &msg {
-            Message::Data(changes) => op.process(changes)?,
-            Message::Watermark(Watermark::EventTime(t)) => op.on_watermark(*t)?,
-            Message::Watermark(Watermark::Idle) => None,
-            Message::Barrier(_) => {
+        let out = match (&msg, sessions.as_mut()) {
+            (Message::Data(changes), Some(buf)) => {
+                buf.insert(changes)?;
+                None
+            }
+            (Message::Data(changes), None) => op.process(changes)?,
+            (Message::Watermark(Watermark::EventTime(t)), buf) => {
+                // Closed sessions reach the aggregate before the watermark that emits them.
+                if let Some(closed) = buf.map(|b| b.close(*t)).transpose()?.flatten() {
+                    op.process(&closed)?;
+                }
+                op.on_watermark(*t)?
+            }
+            (Message::Watermark(Watermark::Idle), _) => None,
+            (Message::Barrier(_), buf) => {
                 let groups = op.snapshot()?;
-                view.pending_checkpoint.lock().groups.push(groups);
+                let held = buf.map(|b| b.snapshot()).unwrap_or_default();
+                let mut pending = view.pending_checkpoint.lock();
+                pending.groups.push(groups);
+                pending.sessions.extend(held);
                 None
             }
         };
-        view.state_bytes[index].store(op.state_bytes() as u64, Ordering::Relaxed);
+        let held = sessions.as_ref().map_or(0, SessionBuffer::state_bytes);
+        view.state_bytes[index].store((op.state_bytes() + held) as u64, Ordering::Relaxed);
         if let Some(out) = out {
             let out = apply_steps(post, out)?;
             if out.num_rows() > 0 {

@@ -34,6 +34,10 @@ pub enum WindowKind {
     /// Windows starting every `size` (= the longest window), growing by
     /// `slide` (the step): `[s, s + step)`, `[s, s + 2·step)`, … `[s, s + size)`.
     Cumulate,
+    /// Per group key, rows less than `size` (the gap) apart share a window
+    /// `[first row, last row + gap)`. Assignment only marks each row with its
+    /// event time; the aggregate's session buffer finds the sessions.
+    Session,
 }
 
 /// A validated window definition (sizes in nanoseconds).
@@ -66,7 +70,9 @@ impl WindowSpec {
                 hint: Some("Use e.g. INTERVAL '10' SECOND.".into()),
             });
         }
-        if kind != WindowKind::Tumble && (slide_ns > size_ns || size_ns % slide_ns != 0) {
+        if matches!(kind, WindowKind::Hop | WindowKind::Cumulate)
+            && (slide_ns > size_ns || size_ns % slide_ns != 0)
+        {
             let (name, what) = match kind {
                 WindowKind::Cumulate => ("CUMULATE", "step"),
                 _ => ("HOP", "slide"),
@@ -161,6 +167,12 @@ pub fn assign(
         let t = ts.value(i);
         if watermark.is_some_and(|w| t < w) {
             late += 1;
+            continue;
+        }
+        if spec.kind == WindowKind::Session {
+            indices.push(i as u32);
+            starts.push(t);
+            ends.push(t);
             continue;
         }
         if spec.kind == WindowKind::Cumulate {

@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast;
 
 use super::{OutputTime, ViewPlan};
 use crate::error::{EddyError, Result};
-use crate::exec::aggregate::{AggCall, AggregateSpec, WindowKey};
+use crate::exec::aggregate::{AggCall, AggregateSpec, SessionSpec, WindowKey};
 use crate::exec::stateless::Step;
 use crate::exec::window::{WindowKind, WindowSpec};
 use crate::sql::window::{extract_windows, WindowFnArgs, WindowTvf};
@@ -133,6 +133,10 @@ fn window_spec(state: &SessionState, w: &WindowTvf, input: &PlanInputs) -> Resul
             interval_ns(state, size)?,
             interval_ns(state, slide)?,
         ),
+        WindowFnArgs::Session { gap } => {
+            let g = interval_ns(state, gap)?;
+            (WindowKind::Session, g, g)
+        }
         WindowFnArgs::Cumulate { step, size } => (
             WindowKind::Cumulate,
             interval_ns(state, size)?,
@@ -361,6 +365,7 @@ impl Lowerer<'_> {
         let in_schema = input.schema();
         let mut group_exprs = Vec::new();
         let mut window = None;
+        let mut session_groups = [None, None];
         for (gi, g) in group_expr.iter().enumerate() {
             if matches!(g, Expr::GroupingSet(_)) {
                 return Err(unsupported("GROUPING SETS / ROLLUP / CUBE"));
@@ -368,6 +373,10 @@ impl Lowerer<'_> {
             group_exprs.push(self.phys(g, in_schema)?);
             if let (Some(idx), Some((spec, _))) = (column_index(g, in_schema), &chain.window) {
                 let is_end = Some(idx) == chain.window_cols.1;
+                if spec.kind == WindowKind::Session && (is_end || Some(idx) == chain.window_cols.0)
+                {
+                    session_groups[usize::from(is_end)] = Some(gi);
+                }
                 // window_start gives the end only when every window has the same size.
                 let usable = is_end
                     || (Some(idx) == chain.window_cols.0 && spec.kind != WindowKind::Cumulate);
@@ -380,7 +389,35 @@ impl Lowerer<'_> {
                 }
             }
         }
+        let mut session = None;
         if let Some((spec, _)) = &chain.window {
+            if spec.kind == WindowKind::Session {
+                if window.is_none() || self.emit != EmitMode::OnWindowClose {
+                    return Err(EddyError::InvalidParameter {
+                        message: "an aggregate over SESSION windows must GROUP BY window_start \
+                                  or window_end and EMIT ON WINDOW CLOSE (a session's result is \
+                                  known once it closes)"
+                            .into(),
+                        hint: Some(
+                            "GROUP BY key, window_start, window_end … EMIT ON WINDOW CLOSE.".into(),
+                        ),
+                    });
+                }
+                session = Some(SessionSpec {
+                    gap_ns: spec.size_ns,
+                    start_col: chain.window_cols.0,
+                    end_col: chain.window_cols.1,
+                    window_groups: session_groups,
+                });
+                // Rows reach the aggregate once their session has closed, with both bounds set.
+                if let Some(w) = window.as_mut() {
+                    w.size_ns = 0;
+                    w.is_end = session_groups[1].is_some();
+                    w.group_index = session_groups[1]
+                        .or(session_groups[0])
+                        .unwrap_or(w.group_index);
+                }
+            }
             if spec.kind == WindowKind::Cumulate && window.is_none() {
                 return Err(EddyError::InvalidParameter {
                     message: "an aggregate over CUMULATE windows must GROUP BY window_end \
@@ -417,6 +454,7 @@ impl Lowerer<'_> {
             aggs,
             output_schema,
             window,
+            session,
             emit: self.emit,
             max_groups: self.max_groups,
             retract: false,
@@ -501,6 +539,13 @@ fn finish(
     let has_col = |c: &str| output_schema.index_of(c).ok().map(|_| c.to_string());
     let out_time = match &chain.agg {
         Some(agg) => match agg.window {
+            // A session's window_start can be any distance below the watermark:
+            // downstream views get no event time from it.
+            Some(_) if agg.session.is_some() => OutputTime {
+                column: None,
+                delay_ns: 0,
+                forwards: false,
+            },
             Some(wk) => OutputTime {
                 column: has_col("window_start").or_else(|| has_col("window_end")),
                 delay_ns: wk.size_ns,

@@ -196,6 +196,30 @@ pub fn rewrite_flink_windows(tokens: &mut [TokenWithSpan]) {
         let Some(outer_rparen) = matching_paren(tokens, outer_lparen) else {
             return;
         };
+        // SESSION's `TABLE t PARTITION BY k, …`: the session key is the GROUP BY
+        // key without the window columns, so the clause is dropped.
+        let mut i = inner_table;
+        while i < outer_rparen {
+            if is_word(&tokens[i].token, "PARTITION")
+                && next_significant(tokens, i + 1).is_some_and(|b| is_word(&tokens[b].token, "BY"))
+            {
+                let mut depth = 0i32;
+                let mut j = i;
+                while j < outer_rparen {
+                    match tokens[j].token {
+                        Token::LParen => depth += 1,
+                        Token::RParen => depth -= 1,
+                        Token::Comma if depth == 0 => break,
+                        _ => {}
+                    }
+                    tokens[j].token =
+                        Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space);
+                    j += 1;
+                }
+                break;
+            }
+            i += 1;
+        }
         // Replace DESCRIPTOR ( c ) by c inside the call.
         let mut i = inner_table;
         while i < outer_rparen {

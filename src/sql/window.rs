@@ -1,7 +1,7 @@
 //! Window table-valued functions in `FROM`.
 //!
-//! `TUMBLE(t, ts, size)`, `HOP(t, ts, slide, size)` and
-//! `CUMULATE(t, ts, step, size)` (Flink's
+//! `TUMBLE(t, ts, size)`, `HOP(t, ts, slide, size)`,
+//! `CUMULATE(t, ts, step, size)` and `SESSION(t, ts, gap)` (Flink's
 //! `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))` form is turned into this
 //! one at the token level) are replaced in the query AST by a reference to a
 //! placeholder relation `__eddy_window_N`, whose schema is the input's plus
@@ -34,6 +34,11 @@ pub enum WindowFnArgs {
         slide: Box<ast::Expr>,
         /// Window size.
         size: Box<ast::Expr>,
+    },
+    /// `SESSION(t, ts, gap)`: per group key, rows less than `gap` apart.
+    Session {
+        /// Inactivity that ends a session.
+        gap: Box<ast::Expr>,
     },
     /// `CUMULATE(t, ts, step, size)`: windows that start every `size` and
     /// grow by `step` until they are `size` long.
@@ -109,11 +114,8 @@ fn walk_factor(f: &mut TableFactor, found: &mut Vec<WindowTvf>) -> Result<()> {
             let fname = name.to_string().to_uppercase();
             let call_args = args.take().map(|a| a.args).unwrap_or_default();
             let tvf = match fname.as_str() {
-                "TUMBLE" | "HOP" | "CUMULATE" => parse_call(&fname, call_args, found.len())?,
-                "SESSION" => {
-                    return Err(EddyError::not_supported(
-                        "SESSION windows are not supported yet; use TUMBLE, HOP or CUMULATE",
-                    ))
+                "TUMBLE" | "HOP" | "CUMULATE" | "SESSION" => {
+                    parse_call(&fname, call_args, found.len())?
                 }
                 _ => {
                     return Err(EddyError::not_supported(format!(
@@ -146,9 +148,14 @@ fn parse_call(fname: &str, args: Vec<FunctionArg>, index: usize) -> Result<Windo
     let usage = match fname {
         "TUMBLE" => "TUMBLE(table, time_column, size)",
         "CUMULATE" => "CUMULATE(table, time_column, step, size)",
+        "SESSION" => "SESSION(table, time_column, gap)",
         _ => "HOP(table, time_column, slide, size)",
     };
-    let expected = if fname == "TUMBLE" { 3 } else { 4 };
+    let expected = if matches!(fname, "TUMBLE" | "SESSION") {
+        3
+    } else {
+        4
+    };
     if exprs.len() != expected {
         return Err(EddyError::syntax(format!(
             "syntax error: {fname} takes {expected} arguments, got {}: {usage}",
@@ -177,6 +184,9 @@ fn parse_call(fname: &str, args: Vec<FunctionArg>, index: usize) -> Result<Windo
     let args = match fname {
         "TUMBLE" => WindowFnArgs::Tumble {
             size: Box::new(exprs[2].clone()),
+        },
+        "SESSION" => WindowFnArgs::Session {
+            gap: Box::new(exprs[2].clone()),
         },
         "CUMULATE" => WindowFnArgs::Cumulate {
             step: Box::new(exprs[2].clone()),
