@@ -2,8 +2,10 @@
 //!
 //! - `approx_top_k(expr, k [, capacity])`: heavy hitters in fixed memory,
 //!   with per-item error bounds ([`approx_top_k`]).
+//! - `reservoir_sample(expr, k)`: a uniform sample ([`reservoir_sample`]).
 
 pub mod approx_top_k;
+pub mod reservoir_sample;
 pub mod space_saving;
 
 use datafusion::logical_expr::AggregateUDF;
@@ -12,4 +14,7 @@ use datafusion::prelude::SessionContext;
 /// Register eddy's functions with `ctx`.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udaf(AggregateUDF::from(approx_top_k::ApproxTopK::default()));
+    ctx.register_udaf(AggregateUDF::from(
+        reservoir_sample::ReservoirSample::default(),
+    ));
 }
