@@ -3,7 +3,8 @@
 //! the wire protocol).
 //!
 //! Run: `cargo bench --bench e2e` (EDDY_BENCH_EVENTS=N to change the size,
-//! default 2,000,000). Prints events/s for each query.
+//! default 2,000,000). Prints events/s for each query: filter, TUMBLE, HOP,
+//! CUMULATE, approx_top_k.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,6 +91,25 @@ fn main() {
              FROM HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) \
              GROUP BY window_start, auction",
             "SELECT CAST(sum(n) / 5 AS BIGINT) FROM v",
+            events,
+        )
+        .await;
+        // Every row is in exactly one 10 s (full-size) window.
+        measure(
+            "cumulate 2s/10s, 1000 keys",
+            "CREATE MATERIALIZED VIEW v AS SELECT window_start, window_end, auction, count(*) AS n \
+             FROM CUMULATE(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) \
+             GROUP BY window_start, window_end, auction",
+            "SELECT CAST(sum(n) AS BIGINT) FROM v \
+             WHERE window_end = window_start + INTERVAL '10' SECOND",
+            events,
+        )
+        .await;
+        measure(
+            "approx_top_k(auction, 10)",
+            "CREATE MATERIALIZED VIEW v AS SELECT approx_top_k(auction, 10) AS top, \
+             count(*) AS n FROM bids",
+            "SELECT n FROM v",
             events,
         )
         .await;

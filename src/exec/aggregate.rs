@@ -57,11 +57,14 @@ pub struct WindowKey {
     pub size_ns: i64,
 }
 
-/// Where a SESSION window's bounds are in the aggregate's input.
+/// Where a SESSION (or TUMBLE_ROWS) window's bounds are in the aggregate's input.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSpec {
     /// Inactivity that closes a session (ns).
     pub gap_ns: i64,
+    /// TUMBLE_ROWS: a window is complete after this many rows of its key
+    /// (`gap_ns` is unused).
+    pub rows: Option<usize>,
     /// Input columns `window_start` and `window_end` (at least one is
     /// there; window assignment put each row's event time in both).
     pub start_col: Option<usize>,

@@ -335,10 +335,10 @@ async fn run_partition(
     let post = &view.plan.post;
     while let Some(msg) = rx.recv().await {
         let out = match (&msg, sessions.as_mut()) {
-            (Message::Data(changes), Some(buf)) => {
-                buf.insert(changes)?;
-                None
-            }
+            (Message::Data(changes), Some(buf)) => match buf.insert(changes)? {
+                Some(complete) => op.process(&complete)?,
+                None => None,
+            },
             (Message::Data(changes), None) => op.process(changes)?,
             (Message::Watermark(Watermark::EventTime(t)), buf) => {
                 // Closed sessions reach the aggregate before the watermark that emits them.

@@ -10,6 +10,11 @@
 //! set to the session's bounds. Window assignment dropped rows below the
 //! watermark, so no later row can reach a closed session.
 //!
+//! TUMBLE_ROWS (`rows` in the spec) uses the same buffer: per key, rows
+//! collect in arrival order until there are `rows` of them; the complete
+//! window goes to the aggregate at once with `window_start` / `window_end`
+//! set to its earliest and latest event time.
+//!
 //! Held rows are bounded ([`SessionBuffer::new`]'s `max_rows`, error 53400)
 //! and are part of the view's checkpoint; since a session is a function of
 //! its rows' times, re-inserting them after a restart rebuilds it exactly.
@@ -102,8 +107,9 @@ impl SessionBuffer {
             .ok_or_else(|| EddyError::Internal("session window without a window column".into()))
     }
 
-    /// Hold the rows of `changes` in their sessions.
-    pub fn insert(&mut self, changes: &Changes) -> Result<()> {
+    /// Hold the rows of `changes` in their windows; returns the rows of
+    /// TUMBLE_ROWS windows they complete (sessions complete on `close`).
+    pub fn insert(&mut self, changes: &Changes) -> Result<Option<Changes>> {
         if !changes.is_append_only() {
             return Err(EddyError::Internal(
                 "SESSION windows over retracted rows are not supported".into(),
@@ -112,7 +118,7 @@ impl SessionBuffer {
         let batch = &changes.batch;
         let n = batch.num_rows();
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         if self.rows + n > self.max_rows {
             return Err(EddyError::LimitExceeded(format!(
@@ -133,6 +139,9 @@ impl SessionBuffer {
             }
             None => None,
         };
+        if let Some(size) = self.spec.rows {
+            return self.insert_counted(batch, &times, keys.as_ref(), size);
+        }
         let gap = self.spec.gap_ns;
         let mut touched: Vec<Box<[u8]>> = Vec::new();
         for i in 0..n {
@@ -181,14 +190,93 @@ impl SessionBuffer {
                 s.batches.push(rows);
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// TUMBLE_ROWS: add rows to their key's open window in order; a window
+    /// that reaches `size` rows is complete and returned.
+    fn insert_counted(
+        &mut self,
+        batch: &RecordBatch,
+        times: &datafusion::arrow::array::TimestampNanosecondArray,
+        keys: Option<&datafusion::arrow::row::Rows>,
+        size: usize,
+    ) -> Result<Option<Changes>> {
+        let take_rows = |idx: Vec<u32>| -> Result<RecordBatch> {
+            let idx = UInt32Array::from(idx);
+            let cols = batch
+                .columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &idx, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(RecordBatch::try_new(batch.schema(), cols)?)
+        };
+        let mut done = Vec::new();
+        let mut touched: Vec<Box<[u8]>> = Vec::new();
+        for i in 0..batch.num_rows() {
+            let t = times.value(i);
+            let key: Box<[u8]> = keys.map_or_else(|| Box::from([]), |k| k.row(i).as_ref().into());
+            let list = self.sessions.entry(key.clone()).or_default();
+            if list.is_empty() {
+                list.push(Session {
+                    start: t,
+                    end: t,
+                    batches: Vec::new(),
+                    pending: Vec::new(),
+                });
+            }
+            let w = &mut list[0];
+            if w.pending.is_empty() {
+                touched.push(key.clone());
+            }
+            w.start = w.start.min(t);
+            w.end = w.end.max(t);
+            w.pending.push(i as u32);
+            let held: usize = w.batches.iter().map(RecordBatch::num_rows).sum();
+            if held + w.pending.len() == size {
+                let Some(w) = self.sessions.remove(&key).and_then(|mut l| l.pop()) else {
+                    continue;
+                };
+                for b in &w.batches {
+                    self.rows -= b.num_rows();
+                    self.bytes = self.bytes.saturating_sub(b.get_array_memory_size());
+                }
+                for b in w
+                    .batches
+                    .iter()
+                    .chain(std::iter::once(&take_rows(w.pending)?))
+                {
+                    done.push(with_bounds(&self.spec, b, w.start, w.end)?);
+                }
+            }
+        }
+        // What stays open keeps this batch's rows.
+        for key in touched {
+            let Some(w) = self.sessions.get_mut(&key).and_then(|l| l.first_mut()) else {
+                continue;
+            };
+            if w.pending.is_empty() {
+                continue;
+            }
+            let rows = take_rows(std::mem::take(&mut w.pending))?;
+            self.rows += rows.num_rows();
+            self.bytes += rows.get_array_memory_size();
+            w.batches.push(rows);
+        }
+        let Some(first) = done.first() else {
+            return Ok(None);
+        };
+        Ok(Some(Changes::inserts(concat_batches(
+            &first.schema(),
+            &done,
+        )?)))
     }
 
     /// Take out the sessions the watermark `w` closes (end below `w`: a row
     /// at `w` is not late and could still touch a session ending at `w`),
     /// their rows carrying the session's bounds as `window_start` / `window_end`.
     pub fn close(&mut self, w: EventTime) -> Result<Option<Changes>> {
-        if w <= self.min_end {
+        if self.spec.rows.is_some() || w <= self.min_end {
             return Ok(None);
         }
         let mut closed = Vec::new();
@@ -232,10 +320,15 @@ impl SessionBuffer {
             .collect()
     }
 
-    /// Hold checkpointed rows again (rebuilding their sessions).
+    /// Hold checkpointed rows again (rebuilding their windows: the
+    /// snapshot keeps each key's rows in arrival order).
     pub fn restore(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for b in batches {
-            self.insert(&Changes::inserts(b.clone()))?;
+            if self.insert(&Changes::inserts(b.clone()))?.is_some() {
+                return Err(EddyError::Internal(
+                    "restored TUMBLE_ROWS rows completed a window".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -299,6 +392,7 @@ mod tests {
         };
         let session = SessionSpec {
             gap_ns: 5 * S,
+            rows: None,
             start_col: Some(1),
             end_col: None,
             window_groups: [Some(1), None],
@@ -348,6 +442,28 @@ mod tests {
         assert_eq!(closed(&mut again, 16), want);
         assert_eq!(closed(&mut buf, 16), want);
         assert_eq!((buf.rows(), buf.state_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn tumble_rows_completes_a_window_every_n_rows_of_a_key() {
+        let (mut buf, schema) = buffer();
+        buf.spec.rows = Some(3);
+        let out = buf
+            .insert(&rows(
+                &schema,
+                &[("a", 1), ("b", 2), ("a", 4), ("a", 3), ("a", 6)],
+            ))
+            .unwrap()
+            .expect("a's first window is complete");
+        let t = event_times_ns(out.batch.column(1)).unwrap();
+        // Three rows of a, each with window_start = the window's earliest time.
+        assert_eq!(
+            t.values().iter().map(|v| v / S).collect::<Vec<_>>(),
+            vec![1, 1, 1]
+        );
+        assert_eq!(buf.rows(), 2);
+        assert!(buf.insert(&rows(&schema, &[("b", 7)])).unwrap().is_none());
+        assert!(buf.insert(&rows(&schema, &[("b", 8)])).unwrap().is_some());
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub enum WindowKind {
     /// `[first row, last row + gap)`. Assignment only marks each row with its
     /// event time; the aggregate's session buffer finds the sessions.
     Session,
+    /// Per group key, windows of `size_ns` (a row count here, not a time)
+    /// rows in arrival order; like SESSION, found by the aggregate's buffer.
+    Rows,
 }
 
 /// A validated window definition (sizes in nanoseconds).
@@ -169,7 +172,7 @@ pub fn assign(
             late += 1;
             continue;
         }
-        if spec.kind == WindowKind::Session {
+        if matches!(spec.kind, WindowKind::Session | WindowKind::Rows) {
             indices.push(i as u32);
             starts.push(t);
             ends.push(t);

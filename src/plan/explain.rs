@@ -16,6 +16,7 @@ pub fn explain(plan: &ViewPlan, input_kind: &str) -> Vec<String> {
                 fmt_ns(w.slide_ns),
                 fmt_ns(w.size_ns)
             ),
+            WindowKind::Rows => format!("TUMBLE_ROWS({}, {} rows)", w.time_column, w.size_ns),
             WindowKind::Session => format!("SESSION({}, gap {})", w.time_column, fmt_ns(w.size_ns)),
             WindowKind::Cumulate => format!(
                 "CUMULATE({}, step {}, size {})",

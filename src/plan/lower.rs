@@ -133,6 +133,10 @@ fn window_spec(state: &SessionState, w: &WindowTvf, input: &PlanInputs) -> Resul
             interval_ns(state, size)?,
             interval_ns(state, slide)?,
         ),
+        WindowFnArgs::Rows { count } => {
+            let n = row_count(state, count)?;
+            (WindowKind::Rows, n, n)
+        }
         WindowFnArgs::Session { gap } => {
             let g = interval_ns(state, gap)?;
             (WindowKind::Session, g, g)
@@ -146,20 +150,44 @@ fn window_spec(state: &SessionState, w: &WindowTvf, input: &PlanInputs) -> Resul
     WindowSpec::new(kind, size, slide, time_index, w.time_column.clone())
 }
 
-/// Evaluate a constant interval expression to nanoseconds.
-fn interval_ns(state: &SessionState, e: &ast::Expr) -> Result<i64> {
-    let bad = |why: &str| EddyError::InvalidParameter {
-        message: format!("invalid window interval {e}: {why}"),
-        hint: Some("Use a fixed interval such as INTERVAL '10' SECOND.".into()),
-    };
+/// Evaluate a constant expression (`None` if it is not one).
+fn constant(state: &SessionState, e: &ast::Expr) -> Result<Option<ScalarValue>> {
     let empty = DFSchema::empty();
     let expr = state.create_logical_expr(&e.to_string(), &empty)?;
     let phys = state.create_physical_expr(expr, &empty)?;
     let batch = datafusion::arrow::record_batch::RecordBatch::new_empty(Arc::new(
         datafusion::arrow::datatypes::Schema::empty(),
     ));
-    let v = phys.evaluate(&batch)?;
-    let datafusion::logical_expr::ColumnarValue::Scalar(s) = v else {
+    Ok(match phys.evaluate(&batch)? {
+        datafusion::logical_expr::ColumnarValue::Scalar(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// Evaluate a constant row count (TUMBLE_ROWS) to a positive integer.
+fn row_count(state: &SessionState, e: &ast::Expr) -> Result<i64> {
+    let n = match constant(state, e)?
+        .map(|s| s.cast_to(&datafusion::arrow::datatypes::DataType::Int64))
+    {
+        Some(Ok(ScalarValue::Int64(Some(n)))) => n,
+        _ => 0,
+    };
+    if !(1..=1_000_000).contains(&n) {
+        return Err(EddyError::InvalidParameter {
+            message: format!("TUMBLE_ROWS needs a row count from 1 to 1000000, got {e}"),
+            hint: None,
+        });
+    }
+    Ok(n)
+}
+
+/// Evaluate a constant interval expression to nanoseconds.
+fn interval_ns(state: &SessionState, e: &ast::Expr) -> Result<i64> {
+    let bad = |why: &str| EddyError::InvalidParameter {
+        message: format!("invalid window interval {e}: {why}"),
+        hint: Some("Use a fixed interval such as INTERVAL '10' SECOND.".into()),
+    };
+    let Some(s) = constant(state, e)? else {
         return Err(bad("not a constant"));
     };
     match s {
@@ -373,7 +401,8 @@ impl Lowerer<'_> {
             group_exprs.push(self.phys(g, in_schema)?);
             if let (Some(idx), Some((spec, _))) = (column_index(g, in_schema), &chain.window) {
                 let is_end = Some(idx) == chain.window_cols.1;
-                if spec.kind == WindowKind::Session && (is_end || Some(idx) == chain.window_cols.0)
+                if matches!(spec.kind, WindowKind::Session | WindowKind::Rows)
+                    && (is_end || Some(idx) == chain.window_cols.0)
                 {
                     session_groups[usize::from(is_end)] = Some(gi);
                 }
@@ -391,6 +420,30 @@ impl Lowerer<'_> {
         }
         let mut session = None;
         if let Some((spec, _)) = &chain.window {
+            if spec.kind == WindowKind::Rows {
+                if window.is_none() {
+                    return Err(EddyError::InvalidParameter {
+                        message: "an aggregate over TUMBLE_ROWS windows must GROUP BY \
+                                  window_start or window_end"
+                            .into(),
+                        hint: Some("GROUP BY key, window_start, window_end ….".into()),
+                    });
+                }
+                session = Some(SessionSpec {
+                    gap_ns: 0,
+                    rows: usize::try_from(spec.size_ns).ok(),
+                    start_col: chain.window_cols.0,
+                    end_col: chain.window_cols.1,
+                    window_groups: session_groups,
+                });
+                if let Some(w) = window.as_mut() {
+                    w.size_ns = 0;
+                    w.is_end = session_groups[1].is_some();
+                    w.group_index = session_groups[1]
+                        .or(session_groups[0])
+                        .unwrap_or(w.group_index);
+                }
+            }
             if spec.kind == WindowKind::Session {
                 if window.is_none() || self.emit != EmitMode::OnWindowClose {
                     return Err(EddyError::InvalidParameter {
@@ -405,6 +458,7 @@ impl Lowerer<'_> {
                 }
                 session = Some(SessionSpec {
                     gap_ns: spec.size_ns,
+                    rows: None,
                     start_col: chain.window_cols.0,
                     end_col: chain.window_cols.1,
                     window_groups: session_groups,

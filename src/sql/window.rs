@@ -1,7 +1,8 @@
 //! Window table-valued functions in `FROM`.
 //!
 //! `TUMBLE(t, ts, size)`, `HOP(t, ts, slide, size)`,
-//! `CUMULATE(t, ts, step, size)` and `SESSION(t, ts, gap)` (Flink's
+//! `CUMULATE(t, ts, step, size)`, `SESSION(t, ts, gap)` and
+//! `TUMBLE_ROWS(t, ts, n)` (Flink's
 //! `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), size))` form is turned into this
 //! one at the token level) are replaced in the query AST by a reference to a
 //! placeholder relation `__eddy_window_N`, whose schema is the input's plus
@@ -34,6 +35,11 @@ pub enum WindowFnArgs {
         slide: Box<ast::Expr>,
         /// Window size.
         size: Box<ast::Expr>,
+    },
+    /// `TUMBLE_ROWS(t, ts, n)`: per group key, windows of `n` rows in arrival order.
+    Rows {
+        /// Rows per window.
+        count: Box<ast::Expr>,
     },
     /// `SESSION(t, ts, gap)`: per group key, rows less than `gap` apart.
     Session {
@@ -114,7 +120,7 @@ fn walk_factor(f: &mut TableFactor, found: &mut Vec<WindowTvf>) -> Result<()> {
             let fname = name.to_string().to_uppercase();
             let call_args = args.take().map(|a| a.args).unwrap_or_default();
             let tvf = match fname.as_str() {
-                "TUMBLE" | "HOP" | "CUMULATE" | "SESSION" => {
+                "TUMBLE" | "HOP" | "CUMULATE" | "SESSION" | "TUMBLE_ROWS" => {
                     parse_call(&fname, call_args, found.len())?
                 }
                 _ => {
@@ -149,9 +155,10 @@ fn parse_call(fname: &str, args: Vec<FunctionArg>, index: usize) -> Result<Windo
         "TUMBLE" => "TUMBLE(table, time_column, size)",
         "CUMULATE" => "CUMULATE(table, time_column, step, size)",
         "SESSION" => "SESSION(table, time_column, gap)",
+        "TUMBLE_ROWS" => "TUMBLE_ROWS(table, time_column, rows)",
         _ => "HOP(table, time_column, slide, size)",
     };
-    let expected = if matches!(fname, "TUMBLE" | "SESSION") {
+    let expected = if matches!(fname, "TUMBLE" | "SESSION" | "TUMBLE_ROWS") {
         3
     } else {
         4
@@ -184,6 +191,9 @@ fn parse_call(fname: &str, args: Vec<FunctionArg>, index: usize) -> Result<Windo
     let args = match fname {
         "TUMBLE" => WindowFnArgs::Tumble {
             size: Box::new(exprs[2].clone()),
+        },
+        "TUMBLE_ROWS" => WindowFnArgs::Rows {
+            count: Box::new(exprs[2].clone()),
         },
         "SESSION" => WindowFnArgs::Session {
             gap: Box::new(exprs[2].clone()),
