@@ -33,15 +33,38 @@ pub fn explain(plan: &ViewPlan, input_kind: &str) -> Vec<String> {
         lines.push(format!("{s:?}"));
     }
     if let Some(agg) = &plan.agg {
+        // SESSION / TUMBLE_ROWS bounds are not known before the buffer: rows route by the rest.
+        let bound = |i: usize| {
+            agg.session
+                .is_some_and(|s| s.window_groups.contains(&Some(i)))
+        };
+        let routing: Vec<String> = agg
+            .group_exprs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !bound(*i))
+            .map(|(_, e)| e.to_string())
+            .collect();
         let keys: Vec<String> = agg.group_exprs.iter().map(|e| e.to_string()).collect();
-        if keys.is_empty() {
+        if routing.is_empty() {
             lines.push("Exchange: none (no group key: one partition)".to_string());
         } else {
             lines.push(format!(
                 "Exchange: hash({}) into {} partitions",
-                keys.join(", "),
+                routing.join(", "),
                 plan.partitions
             ));
+        }
+        match agg.session {
+            Some(s) if s.rows.is_some() => lines.push(format!(
+                "WindowBuffer: rows wait per key until {} of them complete a window",
+                s.rows.unwrap_or_default()
+            )),
+            Some(s) => lines.push(format!(
+                "WindowBuffer: rows wait per key until their session (gap {}) closes",
+                fmt_ns(s.gap_ns)
+            )),
+            None => {}
         }
         let aggs: Vec<String> = agg.aggs.iter().map(|a| a.func.name().to_string()).collect();
         let window = match &agg.window {
