@@ -3,7 +3,7 @@
 //! Random rows arrive out of order, but never by more than the watermark
 //! delay (so none is late). Once a final row pushes the watermark past every
 //! window, each streaming view — TUMBLE emitting on update, HOP emitting on
-//! window close, CUMULATE emitting on update, SESSION — must hold exactly what a batch `GROUP BY` on computed
+//! window close, CUMULATE emitting on update, SESSION, and a Top-N — must hold exactly what a batch `GROUP BY` on computed
 //! window bounds gives over the same rows (the table's rows, queried through
 //! the same server with plain DataFusion SQL).
 
@@ -113,6 +113,7 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
         format!("cumulate{n}"),
         format!("session{n}"),
     );
+    let vn = format!("top{n}");
     client
         .batch_execute(&format!(
             "CREATE TABLE {t} (auction BIGINT NOT NULL, price BIGINT, ts TIMESTAMP NOT NULL, \
@@ -131,7 +132,11 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
              CREATE MATERIALIZED VIEW {vs} AS
                SELECT auction, window_start, window_end, count(*) AS n, sum(price) AS s
                FROM SESSION({t}, ts, INTERVAL '3' SECOND)
-               GROUP BY auction, window_start, window_end EMIT ON WINDOW CLOSE;",
+               GROUP BY auction, window_start, window_end EMIT ON WINDOW CLOSE;
+             CREATE MATERIALIZED VIEW {vn} AS
+               SELECT auction, price, rn FROM (SELECT auction, price,
+                 ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM {t})
+               WHERE rn <= 3;",
             DELAY_MS
         ))
         .await
@@ -217,6 +222,17 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
                  SELECT auction, ts, price, lag(ts) OVER (PARTITION BY auction ORDER BY ts) AS prev \
                  FROM {t})) \
              WHERE auction <> 999 GROUP BY auction, sid"
+        ),
+    )
+    .await;
+    // Top 3 prices per auction (ties give the same (price, rank) pairs whichever row wins).
+    converge(
+        &client,
+        &format!("SELECT auction, price, rn FROM {vn} WHERE auction <> 999"),
+        &format!(
+            "SELECT auction, price, rn FROM (SELECT auction, price, \
+               ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM {t}) \
+             WHERE rn <= 3 AND auction <> 999"
         ),
     )
     .await;

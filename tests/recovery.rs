@@ -42,6 +42,10 @@ CREATE MATERIALIZED VIEW sessions AS
 CREATE MATERIALIZED VIEW every7 AS
   SELECT k, window_start, window_end, count(*) AS n, sum(v) AS s
   FROM TUMBLE_ROWS(t, ts, 7) GROUP BY k, window_start, window_end;
+CREATE MATERIALIZED VIEW top3 AS
+  SELECT k, v, rn FROM (
+    SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t)
+  WHERE rn <= 3;
 CREATE MATERIALIZED VIEW sevens AS SELECT k, v, ts FROM t WHERE v % 7 = 0;
 CREATE MATERIALIZED VIEW busy AS SELECT k, n FROM totals WHERE n > 150;
 CREATE MATERIALIZED VIEW overall AS SELECT count(*) AS groups, sum(n) AS total FROM totals;
@@ -60,6 +64,7 @@ const VIEWS: &[(&str, &str)] = &[
         "every7",
         "SELECT * FROM every7 ORDER BY k, window_start, window_end, s",
     ),
+    ("top3", "SELECT * FROM top3 ORDER BY k, rn"),
     ("sevens", "SELECT * FROM sevens ORDER BY ts, k, v"),
     ("busy", "SELECT * FROM busy ORDER BY k"),
     ("overall", "SELECT * FROM overall"),
@@ -212,7 +217,7 @@ async fn corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
     .unwrap();
     assert_eq!(done.len(), 2, "{done:?}");
     assert!(
-        done.iter().all(|r| r[1] == "completed" && r[2] == "8"),
+        done.iter().all(|r| r[1] == "completed" && r[2] == "9"),
         "{done:?}"
     );
     b.kill();

@@ -199,7 +199,8 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
             &format!("view-{i}.sessions.arrow"),
             &v.snapshot.sessions,
         )?;
-        bytes += [&groups, &rows, &sessions]
+        let top_n = write_file(&dir, &format!("view-{i}.topn.arrow"), &v.snapshot.top_n)?;
+        bytes += [&groups, &rows, &sessions, &top_n]
             .iter()
             .map(|f| f.as_ref().map_or(0, |f| f.bytes))
             .sum::<u64>();
@@ -210,6 +211,7 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
             "groups": groups.as_ref().map(FileRef::to_json),
             "rows": rows.as_ref().map(FileRef::to_json),
             "sessions": sessions.as_ref().map(FileRef::to_json),
+            "top_n": top_n.as_ref().map(FileRef::to_json),
         }));
     }
     let mut sinks = Vec::new();
@@ -308,8 +310,12 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
             Some(f) => read_file(&dir, &f)?,
             None => Vec::new(),
         };
-        // Absent in checkpoints written before SESSION windows.
+        // Absent in checkpoints written before SESSION windows and Top-N.
         let sessions = match file_from_json(&v["sessions"]).map_err(bad)? {
+            Some(f) => read_file(&dir, &f)?,
+            None => Vec::new(),
+        };
+        let top_n = match file_from_json(&v["top_n"]).map_err(bad)? {
             Some(f) => read_file(&dir, &f)?,
             None => Vec::new(),
         };
@@ -322,6 +328,7 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
                     groups,
                     rows,
                     sessions,
+                    top_n,
                 },
             },
         );
@@ -441,6 +448,7 @@ mod tests {
                     groups: vec![],
                     rows: vec![batch.clone()],
                     sessions: vec![],
+                    top_n: vec![],
                 },
             },
         );

@@ -112,6 +112,8 @@ pub struct ViewSnapshot {
     pub rows: Vec<RecordBatch>,
     /// Input rows waiting in open SESSION windows (see [`crate::exec::session`]).
     pub sessions: Vec<RecordBatch>,
+    /// Rows a Top-N holds (see [`crate::exec::top_n`]).
+    pub top_n: Vec<RecordBatch>,
 }
 
 /// An exactly-once sink's state at a barrier: the output it has not yet

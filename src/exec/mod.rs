@@ -7,6 +7,7 @@ pub mod pipeline;
 pub mod publish;
 pub mod session;
 pub mod stateless;
+pub mod top_n;
 pub mod window;
 
 pub use message::{Changes, EventTime, Message, Watermark};

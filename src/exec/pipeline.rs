@@ -33,6 +33,7 @@ use super::aggregate::{AggregateOperator, AggregateSpec};
 use super::message::{Changes, EventTime, Message, Watermark};
 use super::session::SessionBuffer;
 use super::stateless::apply_steps;
+use super::top_n::TopNOperator;
 use super::window::assign;
 use crate::checkpoint::{ViewProgress, ViewSnapshot};
 use crate::error::{EddyError, Result};
@@ -108,10 +109,20 @@ pub fn spawn_view(
         front_sink = Some(sink_tx);
     }
     view.rows_late.store(progress.rows_late, Ordering::Relaxed);
+    let top_n = match &view.plan.top_n {
+        Some((_, spec)) => {
+            let mut op = TopNOperator::new(spec.clone())?;
+            if let Some(r) = &restored {
+                op.restore(&r.top_n)?;
+            }
+            Some(op)
+        }
+        None => None,
+    };
     let v = view.clone();
     let watermark = progress.input_watermark;
     tasks.spawn(guarded(view.clone(), async move {
-        run_front(&v, input, watermark, part_txs, front_sink).await
+        run_front(&v, input, watermark, top_n, part_txs, front_sink).await
     }));
     let v = view.clone();
     tasks.spawn(guarded(view, async move {
@@ -185,6 +196,7 @@ async fn run_front(
     view: &MaterializedView,
     input: ViewInput,
     mut watermark: Option<EventTime>,
+    mut top_n: Option<TopNOperator>,
     parts: Vec<mpsc::Sender<Message>>,
     sink: Option<mpsc::Sender<Message>>,
 ) -> Result<()> {
@@ -209,7 +221,14 @@ async fn run_front(
                     }
                     changes = windowed;
                 }
-                let changes = apply_steps(&plan.pre, changes)?;
+                let changes = match (&plan.top_n, top_n.as_mut()) {
+                    (Some((at, _)), Some(op)) => {
+                        let ranked = op.process(&apply_steps(&plan.pre[..*at], changes)?)?;
+                        view.state_bytes[0].store(op.state_bytes() as u64, Ordering::Relaxed);
+                        apply_steps(&plan.pre[*at..], ranked)?
+                    }
+                    _ => apply_steps(&plan.pre, changes)?,
+                };
                 if changes.num_rows() == 0 {
                     continue;
                 }
@@ -246,6 +265,9 @@ async fn run_front(
                     *pending = ViewSnapshot::default();
                     pending.progress.input_watermark = watermark;
                     pending.progress.rows_late = view.rows_late.load(Ordering::Relaxed);
+                    if let Some(op) = &top_n {
+                        pending.top_n = op.snapshot()?;
+                    }
                 }
                 broadcast(&parts, sink.as_ref(), Message::Barrier(epoch)).await?
             }

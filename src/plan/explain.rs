@@ -29,8 +29,14 @@ pub fn explain(plan: &ViewPlan, input_kind: &str) -> Vec<String> {
             "WindowAssign: {what}; drops rows below the watermark (counted as late)"
         ));
     }
-    for s in &plan.pre {
+    for (i, s) in plan.pre.iter().enumerate() {
+        if let Some((_, t)) = plan.top_n.as_ref().filter(|(at, _)| *at == i) {
+            lines.push(top_n_line(t));
+        }
         lines.push(format!("{s:?}"));
+    }
+    if let Some((_, t)) = plan.top_n.as_ref().filter(|(at, _)| *at == plan.pre.len()) {
+        lines.push(top_n_line(t));
     }
     if let Some(agg) = &plan.agg {
         // SESSION / TUMBLE_ROWS bounds are not known before the buffer: rows route by the rest.
@@ -128,4 +134,14 @@ mod tests {
             "max(price), x(a)"
         );
     }
+}
+
+fn top_n_line(t: &crate::exec::top_n::TopNSpec) -> String {
+    let list = |v: Vec<String>| v.join(", ");
+    format!(
+        "TopN: {} rows per [{}] by [{}], with their rank; state N rows per key",
+        t.n,
+        list(t.partition_by.iter().map(|e| e.to_string()).collect()),
+        list(t.order_by.iter().map(|e| e.to_string()).collect())
+    )
 }

@@ -12,7 +12,7 @@ use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::Column as PhysColumn;
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
@@ -21,6 +21,7 @@ use super::{OutputTime, ViewPlan};
 use crate::error::{EddyError, Result};
 use crate::exec::aggregate::{AggCall, AggregateSpec, SessionSpec, WindowKey};
 use crate::exec::stateless::Step;
+use crate::exec::top_n::TopNSpec;
 use crate::exec::window::{WindowKind, WindowSpec};
 use crate::sql::window::{extract_windows, WindowFnArgs, WindowTvf};
 use crate::sql::{CreateView, EmitMode};
@@ -92,7 +93,7 @@ pub async fn plan_view(
         max_groups,
     };
     let chain = lowerer.lower(&plan)?;
-    finish(view, chain, inputs, partitions, &plan)
+    finish(view, chain, inputs, (partitions, max_groups), &plan)
 }
 
 fn window_spec(state: &SessionState, w: &WindowTvf, input: &PlanInputs) -> Result<WindowSpec> {
@@ -215,6 +216,22 @@ struct Chain {
     post: Vec<Step>,
     /// Positions of (window_start, window_end) in the current schema, while known.
     window_cols: (Option<usize>, Option<usize>),
+    /// A ROW_NUMBER() seen, waiting for the `rn <= N` filter that makes it a Top-N.
+    rank: Option<PendingRank>,
+}
+
+/// A `ROW_NUMBER() OVER (…)` on the way to becoming a Top-N step.
+struct PendingRank {
+    /// Runs after this many `pre` steps.
+    at: usize,
+    partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    order_by: Vec<PhysicalSortExpr>,
+    input_schema: SchemaRef,
+    output_schema: SchemaRef,
+    /// Position of the rank column in the current schema, while known.
+    col: Option<usize>,
+    /// Rows kept, once the filter is found.
+    n: Option<usize>,
 }
 
 impl Chain {
@@ -246,6 +263,88 @@ impl Lowerer<'_> {
         Ok(self.state.create_physical_expr(e.clone(), schema)?)
     }
 
+    /// `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)`: the start of a Top-N.
+    fn row_number(&self, chain: &mut Chain, w: &datafusion::logical_expr::Window) -> Result<()> {
+        let topn_hint = || {
+            Some(
+                "Rank with ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) and keep rn <= N \
+                 (Top-N) or rn = 1 (dedup)."
+                    .to_string(),
+            )
+        };
+        let fun = match w.window_expr.as_slice() {
+            [Expr::WindowFunction(f)] => f,
+            [Expr::Alias(a)] => match a.expr.as_ref() {
+                Expr::WindowFunction(f) => f,
+                _ => return Err(unsupported("this window function (OVER)")),
+            },
+            _ => {
+                return Err(EddyError::NotSupported {
+                    message: "window functions (OVER) other than one ROW_NUMBER() are not \
+                              supported in a materialized view"
+                        .into(),
+                    hint: topn_hint(),
+                })
+            }
+        };
+        if !fun.fun.name().eq_ignore_ascii_case("row_number") {
+            return Err(EddyError::NotSupported {
+                message: format!(
+                    "window function {}() is not supported in a materialized view",
+                    fun.fun.name()
+                ),
+                hint: topn_hint(),
+            });
+        }
+        if chain.agg.is_some() || chain.rank.is_some() {
+            return Err(EddyError::NotSupported {
+                message: "ROW_NUMBER() over an aggregate in the same view is not supported".into(),
+                hint: Some(
+                    "Put the aggregate in its own view (EMIT ON WINDOW CLOSE) and rank its rows \
+                     in a view on it."
+                        .into(),
+                ),
+            });
+        }
+        let in_schema = w.input.schema();
+        let partition_by = fun
+            .params
+            .partition_by
+            .iter()
+            .map(|e| self.phys(e, in_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let order_by = fun
+            .params
+            .order_by
+            .iter()
+            .map(|s| {
+                Ok(PhysicalSortExpr {
+                    expr: self.phys(&s.expr, in_schema)?,
+                    options: datafusion::arrow::compute::SortOptions {
+                        descending: !s.asc,
+                        nulls_first: s.nulls_first,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if order_by.is_empty() {
+            return Err(EddyError::InvalidParameter {
+                message: "ROW_NUMBER() in a materialized view needs an ORDER BY".into(),
+                hint: topn_hint(),
+            });
+        }
+        chain.rank = Some(PendingRank {
+            at: chain.pre.len(),
+            partition_by,
+            order_by,
+            input_schema: in_schema.inner().clone(),
+            output_schema: w.schema.inner().clone(),
+            col: Some(in_schema.fields().len()),
+            n: None,
+        });
+        Ok(())
+    }
+
     fn lower(&self, plan: &LogicalPlan) -> Result<Chain> {
         match plan {
             LogicalPlan::TableScan(scan) => {
@@ -260,6 +359,7 @@ impl Lowerer<'_> {
                             agg: None,
                             post: vec![],
                             window_cols: (Some(n - 2), Some(n - 1)),
+                            rank: None,
                         }
                     }
                     None => Chain {
@@ -269,6 +369,7 @@ impl Lowerer<'_> {
                         agg: None,
                         post: vec![],
                         window_cols: (None, None),
+                        rank: None,
                     },
                 };
                 if let Some(proj) = &scan.projection {
@@ -312,6 +413,9 @@ impl Lowerer<'_> {
                     })
                 };
                 chain.window_cols = (pos(chain.window_cols.0), pos(chain.window_cols.1));
+                if let Some(r) = chain.rank.as_mut() {
+                    r.col = pos(r.col);
+                }
                 chain.push(Step::Project {
                     exprs,
                     schema: p.schema.inner().clone(),
@@ -320,7 +424,15 @@ impl Lowerer<'_> {
             }
             LogicalPlan::Filter(f) => {
                 let mut chain = self.lower(&f.input)?;
+                if let Some(r) = chain.rank.as_mut().filter(|r| r.n.is_none()) {
+                    r.n = rank_limit(&f.predicate, f.input.schema(), r.col);
+                }
                 chain.push(Step::Filter(self.phys(&f.predicate, f.input.schema())?));
+                Ok(chain)
+            }
+            LogicalPlan::Window(w) => {
+                let mut chain = self.lower(&w.input)?;
+                self.row_number(&mut chain, w)?;
                 Ok(chain)
             }
             LogicalPlan::SubqueryAlias(s) => self.lower(&s.input),
@@ -370,7 +482,7 @@ impl Lowerer<'_> {
             }),
             LogicalPlan::Join(_) => Err(unsupported("JOIN")),
             LogicalPlan::Union(_) => Err(unsupported("UNION")),
-            LogicalPlan::Window(_) => Err(unsupported("a window function (OVER)")),
+
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
                 Err(unsupported("a query without FROM"))
             }
@@ -518,6 +630,40 @@ impl Lowerer<'_> {
     }
 }
 
+/// `rn <= N`, `rn < N` or `rn = 1` on the rank column `col`: the N it keeps.
+fn rank_limit(predicate: &Expr, schema: &DFSchema, col: Option<usize>) -> Option<usize> {
+    // Type coercion may have wrapped either side in a cast.
+    fn uncast(e: &Expr) -> &Expr {
+        match e {
+            Expr::Cast(c) => uncast(&c.expr),
+            Expr::TryCast(c) => uncast(&c.expr),
+            other => other,
+        }
+    }
+    let Expr::BinaryExpr(b) = predicate else {
+        return None;
+    };
+    if column_index(uncast(&b.left), schema)? != col? {
+        return None;
+    }
+    let Expr::Literal(v, _) = uncast(&b.right) else {
+        return None;
+    };
+    let v = match v.cast_to(&DataType::Int64).ok()? {
+        ScalarValue::Int64(Some(v)) => v,
+        _ => return None,
+    };
+    let n = match b.op {
+        datafusion::logical_expr::Operator::LtEq => v,
+        datafusion::logical_expr::Operator::Lt => v - 1,
+        datafusion::logical_expr::Operator::Eq if v == 1 => 1,
+        _ => return None,
+    };
+    usize::try_from(n)
+        .ok()
+        .filter(|n| (1..=100_000).contains(n))
+}
+
 /// Index in `schema` of `e` if it is a plain column reference.
 fn column_index(e: &Expr, schema: &DFSchema) -> Option<usize> {
     match e {
@@ -531,7 +677,7 @@ fn finish(
     view: &CreateView,
     chain: Chain,
     inputs: &HashMap<String, PlanInputs>,
-    partitions: usize,
+    (partitions, max_groups): (usize, usize),
     plan: &LogicalPlan,
 ) -> Result<ViewPlan> {
     let mut chain = chain;
@@ -617,7 +763,45 @@ fn finish(
             forwards: true,
         },
     };
+    let top_n = match chain.rank.take() {
+        None => None,
+        Some(r) => {
+            let Some(n) = r.n else {
+                return Err(EddyError::InvalidParameter {
+                    message: "ROW_NUMBER() in a materialized view needs a filter that keeps the \
+                              first rows: rn <= N, rn < N or rn = 1 (Top-N)"
+                        .into(),
+                    hint: Some(
+                        "SELECT * FROM (SELECT …, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v \
+                         DESC) AS rn FROM t) WHERE rn <= 3"
+                            .into(),
+                    ),
+                });
+            };
+            if input.updating {
+                return Err(EddyError::NotSupported {
+                    message: format!(
+                        "Top-N over the updating view \"{}\" is not supported",
+                        chain.input
+                    ),
+                    hint: Some("Make the upstream view EMIT ON WINDOW CLOSE (append-only).".into()),
+                });
+            }
+            Some((
+                r.at,
+                Arc::new(TopNSpec {
+                    partition_by: r.partition_by,
+                    order_by: r.order_by,
+                    n,
+                    input_schema: r.input_schema,
+                    output_schema: r.output_schema,
+                    max_keys: max_groups,
+                }),
+            ))
+        }
+    };
     let updating = input.updating
+        || top_n.is_some()
         || chain
             .agg
             .as_ref()
@@ -634,5 +818,6 @@ fn finish(
         out_time,
         updating,
         partitions: partitions.max(1),
+        top_n,
     })
 }

@@ -59,4 +59,6 @@ pub struct ViewPlan {
     pub updating: bool,
     /// Partitions of the aggregate.
     pub partitions: usize,
+    /// A Top-N (ROW_NUMBER() … WHERE rn <= N) that runs after this many `pre` steps.
+    pub top_n: Option<(usize, Arc<crate::exec::top_n::TopNSpec>)>,
 }
