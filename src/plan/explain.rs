@@ -123,6 +123,16 @@ fn strip_placeholders(line: &str) -> String {
     out
 }
 
+fn top_n_line(t: &crate::exec::top_n::TopNSpec) -> String {
+    let list = |v: Vec<String>| v.join(", ");
+    format!(
+        "TopN: {} rows per [{}] by [{}], with their rank; state N rows per key",
+        t.n,
+        list(t.partition_by.iter().map(|e| e.to_string()).collect()),
+        list(t.order_by.iter().map(|e| e.to_string()).collect())
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::strip_placeholders;
@@ -134,14 +144,4 @@ mod tests {
             "max(price), x(a)"
         );
     }
-}
-
-fn top_n_line(t: &crate::exec::top_n::TopNSpec) -> String {
-    let list = |v: Vec<String>| v.join(", ");
-    format!(
-        "TopN: {} rows per [{}] by [{}], with their rank; state N rows per key",
-        t.n,
-        list(t.partition_by.iter().map(|e| e.to_string()).collect()),
-        list(t.order_by.iter().map(|e| e.to_string()).collect())
-    )
 }
