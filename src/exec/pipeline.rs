@@ -256,6 +256,10 @@ async fn run_front(
                         continue;
                     }
                     watermark = Some(t);
+                    if let Some(op) = top_n.as_mut() {
+                        op.on_watermark(t);
+                        view.state_bytes[0].store(op.state_bytes() as u64, Ordering::Relaxed);
+                    }
                 }
                 broadcast(&parts, sink.as_ref(), Message::Watermark(w)).await?;
             }

@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, UInt64Array};
-use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::array::{ArrayRef, Int64Array, UInt32Array, UInt64Array};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -36,6 +36,17 @@ pub struct TopNSpec {
     pub output_schema: SchemaRef,
     /// Most partition keys held.
     pub max_keys: usize,
+    /// When a `PARTITION BY` expression is a window bound: its index, whether
+    /// it is `window_end` (else `window_start`) and the window size (ns). A
+    /// partition is dropped once the watermark passes its window's end.
+    pub window: Option<(usize, bool, i64)>,
+}
+
+/// The rows of one partition key, and its window's end when windowed.
+#[derive(Default)]
+struct Partition {
+    entries: Vec<Entry>,
+    end: Option<i64>,
 }
 
 struct Entry {
@@ -50,7 +61,7 @@ pub struct TopNOperator {
     spec: Arc<TopNSpec>,
     partition_conv: Option<RowConverter>,
     order_conv: RowConverter,
-    parts: HashMap<Box<[u8]>, Vec<Entry>>,
+    parts: HashMap<Box<[u8]>, Partition>,
     seq: u64,
     bytes: usize,
 }
@@ -109,15 +120,20 @@ impl TopNOperator {
         let eval = |e: &Arc<dyn PhysicalExpr>| -> Result<ArrayRef> {
             Ok(e.evaluate(batch)?.into_array(n)?)
         };
+        let part_cols = self
+            .spec
+            .partition_by
+            .iter()
+            .map(eval)
+            .collect::<Result<Vec<_>>>()?;
         let parts = match &self.partition_conv {
-            Some(conv) => {
-                let cols = self
-                    .spec
-                    .partition_by
-                    .iter()
-                    .map(eval)
-                    .collect::<Result<Vec<_>>>()?;
-                Some(conv.convert_columns(&cols)?)
+            Some(conv) => Some(conv.convert_columns(&part_cols)?),
+            None => None,
+        };
+        let ends = match self.spec.window {
+            Some((i, is_end, size)) => {
+                let t = super::window::event_times_ns(&part_cols[i])?;
+                Some((t, if is_end { 0 } else { size }))
             }
             None => None,
         };
@@ -139,7 +155,11 @@ impl TopNOperator {
                     self.spec.max_keys
                 )));
             }
-            let entries = self.parts.entry(key).or_default();
+            let part = self.parts.entry(key).or_default();
+            if let Some((t, add)) = &ends {
+                part.end = Some(t.value(i).saturating_add(*add));
+            }
+            let entries = &mut part.entries;
             let order: Box<[u8]> = orders.row(i).as_ref().into();
             self.seq += 1;
             let seq = self.seq;
@@ -147,7 +167,8 @@ impl TopNOperator {
             if pos >= self.spec.n {
                 continue;
             }
-            let row = batch.slice(i, 1);
+            // A copy, not a slice: a slice would keep the whole input batch alive.
+            let row = take_record_batch(batch, &UInt32Array::from(vec![i as u32]))?;
             self.bytes += row.get_array_memory_size() + order.len();
             if emit {
                 out.push((row.clone(), pos as u64 + 1, 1));
@@ -196,11 +217,36 @@ impl TopNOperator {
 
     /// The rows held, best first per partition key (input schema).
     pub fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        let all: Vec<&RecordBatch> = self.parts.values().flatten().map(|e| &e.row).collect();
+        let all: Vec<&RecordBatch> = self
+            .parts
+            .values()
+            .flat_map(|p| p.entries.iter().map(|e| &e.row))
+            .collect();
         if all.is_empty() {
             return Ok(Vec::new());
         }
         Ok(vec![concat_batches(&self.spec.input_schema, all)?])
+    }
+
+    /// The watermark passed `w`: drop the partitions of windows that ended
+    /// (their ranked rows stay in the view; no later row can change them).
+    pub fn on_watermark(&mut self, w: i64) {
+        if self.spec.window.is_none() {
+            return;
+        }
+        let mut freed = 0;
+        self.parts.retain(|_, p| {
+            let keep = p.end.is_none_or(|end| end > w);
+            if !keep {
+                freed += p
+                    .entries
+                    .iter()
+                    .map(|e| e.row.get_array_memory_size() + e.order.len())
+                    .sum::<usize>();
+            }
+            keep
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
     }
 
     /// Hold checkpointed rows again (the view already has their ranked rows).
@@ -209,5 +255,95 @@ impl TopNOperator {
             self.insert(b, false)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{AsArray, TimestampNanosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit, UInt64Type};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    /// Top 2 by v DESC per window_start (the input's event time).
+    fn op() -> (TopNOperator, SchemaRef) {
+        let ts = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        let input = Arc::new(Schema::new(vec![
+            Field::new("window_start", ts, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("rn", DataType::UInt64, false));
+        let spec = TopNSpec {
+            partition_by: vec![Arc::new(Column::new("window_start", 0))],
+            order_by: vec![PhysicalSortExpr {
+                expr: Arc::new(Column::new("v", 1)),
+                options: datafusion::arrow::compute::SortOptions {
+                    descending: true,
+                    nulls_first: false,
+                },
+            }],
+            n: 2,
+            input_schema: input.clone(),
+            output_schema: Arc::new(Schema::new(fields)),
+            max_keys: 10,
+            window: Some((0, false, 1)),
+        };
+        (TopNOperator::new(Arc::new(spec)).unwrap(), input)
+    }
+
+    fn rows(schema: &SchemaRef, rows: &[(i64, i64)]) -> Changes {
+        let ts = TimestampNanosecondArray::from_iter_values(rows.iter().map(|r| r.0 * S));
+        let v = Int64Array::from_iter_values(rows.iter().map(|r| r.1));
+        Changes::inserts(
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(ts), Arc::new(v)]).unwrap(),
+        )
+    }
+
+    /// (v, rank, weight) of the output.
+    fn out(c: &Changes) -> Vec<(i64, u64, i64)> {
+        let v = c
+            .batch
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let rn = c.batch.column(2).as_primitive::<UInt64Type>();
+        (0..c.num_rows())
+            .map(|i| (v.value(i), rn.value(i), c.weight(i)))
+            .collect()
+    }
+
+    #[test]
+    fn entering_rows_shift_ranks_and_push_the_last_out() {
+        let (mut op, schema) = op();
+        assert_eq!(
+            out(&op.process(&rows(&schema, &[(10, 5), (10, 3)])).unwrap()),
+            vec![(5, 1, 1), (3, 2, 1)]
+        );
+        // 4 enters at rank 2: 3 leaves. 9 enters at rank 1: 5 moves to 2, 4 leaves.
+        assert_eq!(
+            out(&op
+                .process(&rows(&schema, &[(10, 4), (10, 9), (10, 1)]))
+                .unwrap()),
+            vec![
+                (4, 2, 1),
+                (3, 2, -1),
+                (9, 1, 1),
+                (5, 1, -1),
+                (5, 2, 1),
+                (4, 2, -1),
+            ]
+        );
+        let held = op.snapshot().unwrap();
+        assert_eq!(held[0].num_rows(), 2);
+        // Rows of window_start 10 s may still come at watermark 10 s; past it the partition goes.
+        assert!(op.state_bytes() > 0);
+        op.on_watermark(10 * S);
+        assert!(op.state_bytes() > 0);
+        op.on_watermark(10 * S + 1);
+        assert_eq!(op.state_bytes(), 0);
+        assert!(op.snapshot().unwrap().is_empty());
     }
 }

@@ -224,6 +224,10 @@ struct Chain {
 struct PendingRank {
     /// Runs after this many `pre` steps.
     at: usize,
+    /// A window bound among the partition keys: (index, is window_end, window size).
+    window: Option<(usize, bool, i64)>,
+    /// Column names of the partition keys (to find the input's event-time column).
+    partition_names: Vec<Option<String>>,
     partition_by: Vec<Arc<dyn PhysicalExpr>>,
     order_by: Vec<PhysicalSortExpr>,
     input_schema: SchemaRef,
@@ -333,8 +337,40 @@ impl Lowerer<'_> {
                 hint: topn_hint(),
             });
         }
+        // PARTITION BY window_start / window_end: the watermark frees closed windows.
+        let window = chain.window.as_ref().and_then(|(spec, _)| {
+            let sized = !matches!(
+                spec.kind,
+                WindowKind::Session | WindowKind::Rows | WindowKind::Cumulate
+            );
+            fun.params
+                .partition_by
+                .iter()
+                .enumerate()
+                .find_map(|(i, e)| {
+                    let c = column_index(e, in_schema)?;
+                    if Some(c) == chain.window_cols.1 {
+                        Some((i, true, 0))
+                    } else if Some(c) == chain.window_cols.0 && sized {
+                        Some((i, false, spec.size_ns))
+                    } else {
+                        None
+                    }
+                })
+        });
+        let partition_names = fun
+            .params
+            .partition_by
+            .iter()
+            .map(|e| match e {
+                Expr::Column(c) => Some(c.name.clone()),
+                _ => None,
+            })
+            .collect();
         chain.rank = Some(PendingRank {
             at: chain.pre.len(),
+            window,
+            partition_names,
             partition_by,
             order_by,
             input_schema: in_schema.inner().clone(),
@@ -796,6 +832,16 @@ fn finish(
                     input_schema: r.input_schema,
                     output_schema: r.output_schema,
                     max_keys: max_groups,
+                    // Or the input's event-time column (e.g. an EOWC view's window_start):
+                    // rows below the watermark never come, so such a partition is done.
+                    window: r.window.or_else(|| {
+                        let tc = input.time_column.as_deref()?;
+                        let i = r
+                            .partition_names
+                            .iter()
+                            .position(|n| n.as_deref() == Some(tc))?;
+                        Some((i, false, 1))
+                    }),
                 }),
             ))
         }
