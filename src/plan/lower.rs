@@ -567,6 +567,24 @@ impl Lowerer<'_> {
             }
         }
         let mut session = None;
+        // SESSION and TUMBLE_ROWS rows wait in a buffer and reach the aggregate
+        // with both bounds set, in windows that are already complete.
+        let buffered = |window: &mut Option<WindowKey>, gap_ns: i64, rows: Option<usize>| {
+            if let Some(w) = window.as_mut() {
+                w.size_ns = 0;
+                w.is_end = session_groups[1].is_some();
+                w.group_index = session_groups[1]
+                    .or(session_groups[0])
+                    .unwrap_or(w.group_index);
+            }
+            SessionSpec {
+                gap_ns,
+                rows,
+                start_col: chain.window_cols.0,
+                end_col: chain.window_cols.1,
+                window_groups: session_groups,
+            }
+        };
         if let Some((spec, _)) = &chain.window {
             if spec.kind == WindowKind::Rows {
                 if window.is_none() {
@@ -577,20 +595,7 @@ impl Lowerer<'_> {
                         hint: Some("GROUP BY key, window_start, window_end ….".into()),
                     });
                 }
-                session = Some(SessionSpec {
-                    gap_ns: 0,
-                    rows: usize::try_from(spec.size_ns).ok(),
-                    start_col: chain.window_cols.0,
-                    end_col: chain.window_cols.1,
-                    window_groups: session_groups,
-                });
-                if let Some(w) = window.as_mut() {
-                    w.size_ns = 0;
-                    w.is_end = session_groups[1].is_some();
-                    w.group_index = session_groups[1]
-                        .or(session_groups[0])
-                        .unwrap_or(w.group_index);
-                }
+                session = Some(buffered(&mut window, 0, usize::try_from(spec.size_ns).ok()));
             }
             if spec.kind == WindowKind::Session {
                 if window.is_none() || self.emit != EmitMode::OnWindowClose {
@@ -604,21 +609,7 @@ impl Lowerer<'_> {
                         ),
                     });
                 }
-                session = Some(SessionSpec {
-                    gap_ns: spec.size_ns,
-                    rows: None,
-                    start_col: chain.window_cols.0,
-                    end_col: chain.window_cols.1,
-                    window_groups: session_groups,
-                });
-                // Rows reach the aggregate once their session has closed, with both bounds set.
-                if let Some(w) = window.as_mut() {
-                    w.size_ns = 0;
-                    w.is_end = session_groups[1].is_some();
-                    w.group_index = session_groups[1]
-                        .or(session_groups[0])
-                        .unwrap_or(w.group_index);
-                }
+                session = Some(buffered(&mut window, spec.size_ns, None));
             }
             if spec.kind == WindowKind::Cumulate && window.is_none() {
                 return Err(EddyError::InvalidParameter {

@@ -159,17 +159,10 @@ impl KafkaSinkOptions {
     /// A transactional producer for these options (`transactional.id` as
     /// given in the properties, else `default_id`).
     pub fn transactional_producer(&self, default_id: &str) -> Result<FutureProducer> {
-        let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &self.bootstrap)
-            .set("transactional.id", default_id)
-            .set("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)
-            .set("message.timeout.ms", MESSAGE_TIMEOUT_MS)
-            .set("linger.ms", "5");
-        for (k, v) in &self.properties {
-            cfg.set(k, v);
-        }
-        cfg.create()
-            .map_err(|e| EddyError::Connector(format!("cannot create Kafka producer: {e}")))
+        self.create_producer(&[
+            ("transactional.id", default_id),
+            ("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS),
+        ])
     }
 
     /// The `transactional.id` a transactional producer uses.
@@ -182,12 +175,18 @@ impl KafkaSinkOptions {
 
     /// An idempotent producer for these options.
     pub fn producer(&self) -> Result<FutureProducer> {
+        self.create_producer(&[("enable.idempotence", "true"), ("acks", "all")])
+    }
+
+    /// A producer with eddy's defaults, `extra`, then the user's properties.
+    fn create_producer(&self, extra: &[(&str, &str)]) -> Result<FutureProducer> {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
             .set("message.timeout.ms", MESSAGE_TIMEOUT_MS)
             .set("linger.ms", "5");
+        for (k, v) in extra {
+            cfg.set(*k, *v);
+        }
         for (k, v) in &self.properties {
             cfg.set(k, v);
         }
