@@ -632,7 +632,10 @@ impl Lowerer<'_> {
                 return Err(unsupported("an aggregate with ORDER BY"));
             }
             // Bad constant arguments (approx_top_k's k, say) fail here, not in the running view.
-            func.create_accumulator()?;
+            func.create_accumulator().map_err(|e| match e {
+                datafusion::error::DataFusionError::Plan(m) => EddyError::invalid(m),
+                other => other.into(),
+            })?;
             let args = func.expressions();
             aggs.push(AggCall { func, args, filter });
         }
