@@ -200,7 +200,9 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
             &v.snapshot.sessions,
         )?;
         let top_n = write_file(&dir, &format!("view-{i}.topn.arrow"), &v.snapshot.top_n)?;
-        bytes += [&groups, &rows, &sessions, &top_n]
+        let join_l = write_file(&dir, &format!("view-{i}.join0.arrow"), &v.snapshot.join[0])?;
+        let join_r = write_file(&dir, &format!("view-{i}.join1.arrow"), &v.snapshot.join[1])?;
+        bytes += [&groups, &rows, &sessions, &top_n, &join_l, &join_r]
             .iter()
             .map(|f| f.as_ref().map_or(0, |f| f.bytes))
             .sum::<u64>();
@@ -212,6 +214,7 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
             "rows": rows.as_ref().map(FileRef::to_json),
             "sessions": sessions.as_ref().map(FileRef::to_json),
             "top_n": top_n.as_ref().map(FileRef::to_json),
+            "join": [join_l.as_ref().map(FileRef::to_json), join_r.as_ref().map(FileRef::to_json)],
         }));
     }
     let mut sinks = Vec::new();
@@ -319,6 +322,13 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
             Some(f) => read_file(&dir, &f)?,
             None => Vec::new(),
         };
+        // Absent in checkpoints written before joins.
+        let mut join = [Vec::new(), Vec::new()];
+        for (s, slot) in join.iter_mut().enumerate() {
+            if let Some(f) = file_from_json(&v["join"][s]).map_err(bad)? {
+                *slot = read_file(&dir, &f)?;
+            }
+        }
         contents.views.insert(
             name.to_string(),
             SavedView {
@@ -329,6 +339,7 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
                     rows,
                     sessions,
                     top_n,
+                    join,
                 },
             },
         );
@@ -449,6 +460,7 @@ mod tests {
                     rows: vec![batch.clone()],
                     sessions: vec![],
                     top_n: vec![],
+                    join: Default::default(),
                 },
             },
         );

@@ -57,6 +57,8 @@ pub struct ViewProgress {
     pub published_watermark: Option<i64>,
     /// Input rows dropped as late so far.
     pub rows_late: u64,
+    /// A join's watermark per input (left, right); empty for other views.
+    pub side_watermarks: Vec<Option<i64>>,
 }
 
 impl StreamPosition {
@@ -83,6 +85,7 @@ impl ViewProgress {
             "partition_watermarks": self.partition_watermarks,
             "published_watermark": self.published_watermark,
             "rows_late": self.rows_late,
+            "side_watermarks": self.side_watermarks,
         })
     }
 
@@ -97,6 +100,11 @@ impl ViewProgress {
                 .collect(),
             published_watermark: v["published_watermark"].as_i64(),
             rows_late: v["rows_late"].as_u64()?,
+            // Absent in checkpoints written before joins.
+            side_watermarks: v["side_watermarks"]
+                .as_array()
+                .map(|a| a.iter().map(Value::as_i64).collect())
+                .unwrap_or_default(),
         })
     }
 }
@@ -114,6 +122,8 @@ pub struct ViewSnapshot {
     pub sessions: Vec<RecordBatch>,
     /// Rows a Top-N holds (see [`crate::exec::top_n`]).
     pub top_n: Vec<RecordBatch>,
+    /// Rows a join holds, left and right (see [`crate::exec::join`]).
+    pub join: [Vec<RecordBatch>; 2],
 }
 
 /// An exactly-once sink's state at a barrier: the output it has not yet

@@ -175,12 +175,14 @@ impl Engine {
                             time_column: s.time_column().map(str::to_string),
                             updating: false,
                             kind: s.kind.noun().to_string(),
+                            upsert: false,
                         },
                         ObjectRef::View(v) => PlanInputs {
                             schema: v.schema.clone(),
                             time_column: v.plan.out_time.column.clone(),
                             updating: v.plan.updating,
                             kind: "materialized view".to_string(),
+                            upsert: false,
                         },
                         ObjectRef::Sink(_) => return None,
                     };
@@ -205,8 +207,8 @@ impl Engine {
 
     pub(super) async fn explain_view(&self, v: CreateView) -> Result<Outcome> {
         let (plan, inputs) = self.plan(&v).await?;
-        let kind = inputs.get(&plan.input).map_or("?", |i| i.kind.as_str());
-        let lines = explain(&plan, kind);
+        let kind = |name: &str| inputs.get(name).map_or("?".to_string(), |i| i.kind.clone());
+        let lines = explain(&plan, &kind);
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
             datafusion::arrow::datatypes::Field::new("plan", DataType::Utf8, false),
         ]));
@@ -225,8 +227,9 @@ impl Engine {
                 Err(self.duplicate(&v.name))
             };
         }
-        if !v.options.is_empty() {
-            let keys: Vec<&String> = v.options.keys().collect();
+        let unknown: Vec<&String> = v.options.keys().filter(|k| *k != "state_ttl").collect();
+        if !unknown.is_empty() {
+            let keys = unknown;
             return Err(EddyError::invalid(format!(
                 "unknown materialized view option(s): {keys:?}"
             )));
@@ -236,7 +239,7 @@ impl Engine {
         } else {
             None
         };
-        let (view, tasks, input_name) = match self.start_view(&v, restored).await {
+        let (view, tasks, input_names) = match self.start_view(&v, restored).await {
             Ok(started) => started,
             Err(StartError::Restored(e)) => {
                 tracing::warn!(view = %v.name, error = %e,
@@ -255,7 +258,7 @@ impl Engine {
                 Entry {
                     object: ObjectRef::View(view),
                     sql: v.sql.clone(),
-                    depends_on: vec![input_name],
+                    depends_on: input_names,
                     tasks,
                 },
             )
@@ -269,7 +272,7 @@ impl Engine {
         &self,
         v: &CreateView,
         restored: Option<crate::checkpoint::ViewSnapshot>,
-    ) -> std::result::Result<(Arc<MaterializedView>, JoinSet<()>, String), StartError> {
+    ) -> std::result::Result<(Arc<MaterializedView>, JoinSet<()>, Vec<String>), StartError> {
         let with_state = restored.is_some();
         let err = |e| {
             if with_state {
@@ -279,7 +282,7 @@ impl Engine {
             }
         };
         let (plan, _) = self.plan(v).await.map_err(StartError::Fresh)?;
-        let input_name = plan.input.clone();
+        let mut input_names = plan.inputs();
         let view = Arc::new(
             MaterializedView::new(plan, self.limits.view_max_rows, self.checkpoint_hub())
                 .map_err(StartError::Fresh)?,
@@ -287,27 +290,39 @@ impl Engine {
         if let Some(r) = &restored {
             view.restore_rows(&r.rows).map_err(err)?;
         }
-        let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
-        let mut snapshot = self
-            .subscribe_to(&input_name, &v.name, tx)
-            .await
-            .map_err(StartError::Fresh)?;
-        if with_state {
-            // The checkpointed state already holds what the input had published.
-            snapshot.clear();
+        let mut inputs = Vec::new();
+        for (i, input) in input_names.iter().enumerate() {
+            let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
+            let mut snapshot = match self.subscribe_to(input, &v.name, tx).await {
+                Ok(s) => s,
+                Err(e) => {
+                    for done in &input_names[..i] {
+                        self.unsubscribe_from(done, &v.name).await;
+                    }
+                    return Err(StartError::Fresh(e));
+                }
+            };
+            if with_state {
+                // The checkpointed state already holds what the input had published.
+                snapshot.clear();
+            }
+            inputs.push(ViewInput { snapshot, rx });
         }
+        input_names.dedup();
         let mut tasks = JoinSet::new();
         if let Err(e) = spawn_view(
             view.clone(),
-            ViewInput { snapshot, rx },
+            inputs,
             &mut tasks,
             self.limits.channel_capacity,
             restored,
         ) {
-            self.unsubscribe_from(&input_name, &v.name).await;
+            for input in &input_names {
+                self.unsubscribe_from(input, &v.name).await;
+            }
             return Err(err(e));
         }
-        Ok((view, tasks, input_name))
+        Ok((view, tasks, input_names))
     }
 
     pub(super) async fn drop_objects(

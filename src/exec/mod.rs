@@ -2,6 +2,8 @@
 
 pub mod agg_state;
 pub mod aggregate;
+mod front;
+pub mod join;
 pub mod message;
 pub mod pipeline;
 pub mod publish;

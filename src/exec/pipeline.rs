@@ -30,11 +30,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::aggregate::{AggregateOperator, AggregateSpec};
+use super::front::{run_front, run_join_front, Front};
+use super::join::JoinOperator;
 use super::message::{Changes, EventTime, Message, Watermark};
 use super::session::SessionBuffer;
 use super::stateless::apply_steps;
 use super::top_n::TopNOperator;
-use super::window::assign;
 use crate::checkpoint::{ViewProgress, ViewSnapshot};
 use crate::error::{EddyError, Result};
 use crate::views::MaterializedView;
@@ -51,7 +52,7 @@ pub struct ViewInput {
 /// a checkpoint (its rows are already in the view's store).
 pub fn spawn_view(
     view: Arc<MaterializedView>,
-    input: ViewInput,
+    inputs: Vec<ViewInput>,
     tasks: &mut JoinSet<()>,
     channel_capacity: usize,
     restored: Option<ViewSnapshot>,
@@ -119,10 +120,39 @@ pub fn spawn_view(
         }
         None => None,
     };
+    let join = match &view.plan.join {
+        Some(j) => {
+            let mut op = JoinOperator::new(j.spec.clone())?;
+            if let Some(r) = &restored {
+                op.restore(0, &r.join[0])?;
+                op.restore(1, &r.join[1])?;
+            }
+            Some(op)
+        }
+        None => None,
+    };
+    let expected = if join.is_some() { 2 } else { 1 };
+    if inputs.len() != expected {
+        return Err(EddyError::Internal(format!(
+            "view expects {expected} input(s), got {}",
+            inputs.len()
+        )));
+    }
     let v = view.clone();
     let watermark = progress.input_watermark;
+    let side_wms = match progress.side_watermarks.as_slice() {
+        [l, r] => [*l, *r],
+        _ => [None, None],
+    };
     tasks.spawn(guarded(view.clone(), async move {
-        run_front(&v, input, watermark, top_n, part_txs, front_sink).await
+        let front = Front::new(&v, top_n, part_txs, front_sink, watermark);
+        match join {
+            Some(op) => run_join_front(front, op, inputs, side_wms).await,
+            None => match inputs.into_iter().next() {
+                Some(input) => run_front(front, input).await,
+                None => Ok(()),
+            },
+        }
     }));
     let v = view.clone();
     tasks.spawn(guarded(view, async move {
@@ -186,100 +216,13 @@ async fn guarded(
 
 /// Seed of the hash that routes groups to partitions (fixed: checkpointed
 /// groups are routed the same way after a restart).
-const PARTITION_SEED: u64 = 0x5eed;
+pub(super) const PARTITION_SEED: u64 = 0x5eed;
 
-fn closed() -> EddyError {
+pub(super) fn closed() -> EddyError {
     EddyError::Shutdown("a view task stopped".into())
 }
 
-async fn run_front(
-    view: &MaterializedView,
-    input: ViewInput,
-    mut watermark: Option<EventTime>,
-    mut top_n: Option<TopNOperator>,
-    parts: Vec<mpsc::Sender<Message>>,
-    sink: Option<mpsc::Sender<Message>>,
-) -> Result<()> {
-    let plan = &view.plan;
-    let hasher = RandomState::with_seed(PARTITION_SEED);
-    let ViewInput { snapshot, mut rx } = input;
-    let mut snapshot = snapshot.into_iter();
-    loop {
-        let msg = match snapshot.next() {
-            Some(m) => m,
-            None => match rx.recv().await {
-                Some(m) => m,
-                None => return Ok(()),
-            },
-        };
-        match msg {
-            Message::Data(mut changes) => {
-                if let Some((spec, schema)) = &plan.window {
-                    let (windowed, late) = assign(spec, schema, &changes, watermark)?;
-                    if late > 0 {
-                        view.rows_late.fetch_add(late, Ordering::Relaxed);
-                    }
-                    changes = windowed;
-                }
-                let changes = match (&plan.top_n, top_n.as_mut()) {
-                    (Some((at, _)), Some(op)) => {
-                        let ranked = op.process(&apply_steps(&plan.pre[..*at], changes)?)?;
-                        view.state_bytes[0].store(op.state_bytes() as u64, Ordering::Relaxed);
-                        apply_steps(&plan.pre[*at..], ranked)?
-                    }
-                    _ => apply_steps(&plan.pre, changes)?,
-                };
-                if changes.num_rows() == 0 {
-                    continue;
-                }
-                match (&plan.agg, &sink) {
-                    (Some(spec), _) => {
-                        for (i, part) in partition(spec, &hasher, changes, parts.len())? {
-                            parts[i]
-                                .send(Message::Data(part))
-                                .await
-                                .map_err(|_| closed())?;
-                        }
-                    }
-                    (None, Some(sink)) => {
-                        let changes = apply_steps(&plan.post, changes)?;
-                        sink.send(Message::Data(changes))
-                            .await
-                            .map_err(|_| closed())?;
-                    }
-                    (None, None) => return Err(closed()),
-                }
-            }
-            Message::Watermark(w) => {
-                if let Watermark::EventTime(t) = w {
-                    if watermark.is_some_and(|cur| t <= cur) {
-                        continue;
-                    }
-                    watermark = Some(t);
-                    if let Some(op) = top_n.as_mut() {
-                        op.on_watermark(t);
-                        view.state_bytes[0].store(op.state_bytes() as u64, Ordering::Relaxed);
-                    }
-                }
-                broadcast(&parts, sink.as_ref(), Message::Watermark(w)).await?;
-            }
-            Message::Barrier(epoch) => {
-                {
-                    let mut pending = view.pending_checkpoint.lock();
-                    *pending = ViewSnapshot::default();
-                    pending.progress.input_watermark = watermark;
-                    pending.progress.rows_late = view.rows_late.load(Ordering::Relaxed);
-                    if let Some(op) = &top_n {
-                        pending.top_n = op.snapshot()?;
-                    }
-                }
-                broadcast(&parts, sink.as_ref(), Message::Barrier(epoch)).await?
-            }
-        }
-    }
-}
-
-async fn broadcast(
+pub(super) async fn broadcast(
     parts: &[mpsc::Sender<Message>],
     sink: Option<&mpsc::Sender<Message>>,
     msg: Message,
@@ -301,7 +244,7 @@ fn is_session_bound(spec: &AggregateSpec, i: usize) -> bool {
 }
 
 /// Split changes by hash of the group key into `n` partitions.
-fn partition(
+pub(super) fn partition(
     spec: &AggregateSpec,
     hasher: &RandomState,
     changes: Changes,
@@ -400,7 +343,7 @@ async fn run_partition(
 
 /// The next message from an input that is not waiting at a barrier, taking
 /// inputs in turn; `None` once any input has closed (the view is stopping).
-async fn next_unblocked(
+pub(super) async fn next_unblocked(
     rxs: &mut [mpsc::Receiver<Message>],
     blocked: &[bool],
     start: &mut usize,

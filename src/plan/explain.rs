@@ -5,29 +5,41 @@ use crate::exec::window::{fmt_ns, WindowKind};
 use crate::sql::window::PLACEHOLDER_PREFIX;
 
 /// Render `plan` as one operator per line, from the input to the view.
-pub fn explain(plan: &ViewPlan, input_kind: &str) -> Vec<String> {
-    let mut lines = vec![format!("Input: {} [{input_kind}]", plan.input)];
-    if let Some((w, _)) = &plan.window {
-        let what = match w.kind {
-            WindowKind::Tumble => format!("TUMBLE({}, size {})", w.time_column, fmt_ns(w.size_ns)),
-            WindowKind::Hop => format!(
-                "HOP({}, slide {}, size {})",
-                w.time_column,
-                fmt_ns(w.slide_ns),
-                fmt_ns(w.size_ns)
-            ),
-            WindowKind::Rows => format!("TUMBLE_ROWS({}, {} rows)", w.time_column, w.size_ns),
-            WindowKind::Session => format!("SESSION({}, gap {})", w.time_column, fmt_ns(w.size_ns)),
-            WindowKind::Cumulate => format!(
-                "CUMULATE({}, step {}, size {})",
-                w.time_column,
-                fmt_ns(w.slide_ns),
-                fmt_ns(w.size_ns)
-            ),
-        };
-        lines.push(format!(
-            "WindowAssign: {what}; drops rows below the watermark (counted as late)"
-        ));
+pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut lines = Vec::new();
+    match &plan.join {
+        Some(j) => {
+            let sides = ["left", "right"];
+            for (s, side) in j.sides.iter().enumerate() {
+                lines.push(format!(
+                    "Input ({}): {} [{}]",
+                    sides[s],
+                    side.input,
+                    input_kind(&side.input)
+                ));
+                if let Some((w, _)) = &side.window {
+                    lines.push(format!("  {}", window_line(w)));
+                } else if side.drop_late.is_some() {
+                    lines.push(
+                        "  DropLate: rows below this input's watermark (counted as late)".into(),
+                    );
+                }
+                for step in &side.steps {
+                    lines.push(format!("  {step:?}"));
+                }
+            }
+            lines.push(join_line(&j.spec));
+        }
+        None => {
+            lines.push(format!(
+                "Input: {} [{}]",
+                plan.input,
+                input_kind(&plan.input)
+            ));
+            if let Some((w, _)) = &plan.window {
+                lines.push(window_line(w));
+            }
+        }
     }
     for (i, s) in plan.pre.iter().enumerate() {
         if let Some((_, t)) = plan.top_n.as_ref().filter(|(at, _)| *at == i) {
@@ -121,6 +133,64 @@ fn strip_placeholders(line: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+fn window_line(w: &crate::exec::window::WindowSpec) -> String {
+    let what = match w.kind {
+        WindowKind::Tumble => format!("TUMBLE({}, size {})", w.time_column, fmt_ns(w.size_ns)),
+        WindowKind::Hop => format!(
+            "HOP({}, slide {}, size {})",
+            w.time_column,
+            fmt_ns(w.slide_ns),
+            fmt_ns(w.size_ns)
+        ),
+        WindowKind::Rows => format!("TUMBLE_ROWS({}, {} rows)", w.time_column, w.size_ns),
+        WindowKind::Session => format!("SESSION({}, gap {})", w.time_column, fmt_ns(w.size_ns)),
+        WindowKind::Cumulate => format!(
+            "CUMULATE({}, step {}, size {})",
+            w.time_column,
+            fmt_ns(w.slide_ns),
+            fmt_ns(w.size_ns)
+        ),
+    };
+    format!("WindowAssign: {what}; drops rows below the watermark (counted as late)")
+}
+
+fn join_line(j: &crate::exec::join::JoinSpec) -> String {
+    use crate::exec::join::{JoinKind, Retention};
+    let keys: Vec<String> = j.keys[0]
+        .iter()
+        .zip(&j.keys[1])
+        .map(|(l, r)| format!("{l} = {r}"))
+        .collect();
+    let keep = |s: usize| match j.retention[s] {
+        Retention::EventTime { col, after_ns } => format!(
+            "until the {} watermark passes {} {} {}",
+            ["right", "left"][s],
+            j.schemas[s].field(col).name(),
+            if after_ns < 0 { "-" } else { "+" },
+            fmt_ns(after_ns.saturating_abs())
+        ),
+        Retention::Ttl { ns } => format!("for state_ttl {}", fmt_ns(ns)),
+        Retention::UntilDeleted => "its current rows (a lookup table)".into(),
+        Retention::NotKept => "nothing (probes only)".into(),
+    };
+    format!(
+        "Join: {}{}, keys [{}]{}; left keeps {}; right keeps {}",
+        if j.kind == JoinKind::Left {
+            "LEFT"
+        } else {
+            "INNER"
+        },
+        if j.lookup.is_some() { " LOOKUP" } else { "" },
+        keys.join(", "),
+        j.filter
+            .as_ref()
+            .map(|f| format!(", condition {f}"))
+            .unwrap_or_default(),
+        keep(0),
+        keep(1)
+    )
 }
 
 fn top_n_line(t: &crate::exec::top_n::TopNSpec) -> String {

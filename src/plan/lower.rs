@@ -26,6 +26,8 @@ use crate::exec::window::{WindowKind, WindowSpec};
 use crate::sql::window::{extract_windows, WindowFnArgs, WindowTvf};
 use crate::sql::{CreateView, EmitMode};
 
+mod join;
+
 /// What the planner needs to know about an input object.
 #[derive(Debug, Clone)]
 pub struct PlanInputs {
@@ -37,6 +39,8 @@ pub struct PlanInputs {
     pub updating: bool,
     /// `table`, `source` or `materialized view` (for EXPLAIN).
     pub kind: String,
+    /// An upsert table (a `PRIMARY KEY`): joined as a lookup table.
+    pub upsert: bool,
 }
 
 /// Plan a view: rewrite window TVFs, plan with DataFusion, lower.
@@ -89,8 +93,11 @@ pub async fn plan_view(
     let lowerer = Lowerer {
         state: &state,
         specs: &specs,
+        inputs,
         emit: view.emit,
         max_groups,
+        partitions,
+        state_ttl: state_ttl(view)?,
     };
     let chain = lowerer.lower(&plan)?;
     finish(view, chain, inputs, (partitions, max_groups), &plan)
@@ -182,6 +189,44 @@ fn row_count(state: &SessionState, e: &ast::Expr) -> Result<i64> {
     Ok(n)
 }
 
+/// The `state_ttl` view option in nanoseconds (how long an unbounded join keeps a row).
+fn state_ttl(view: &CreateView) -> Result<Option<i64>> {
+    let Some(text) = view.options.get("state_ttl") else {
+        return Ok(None);
+    };
+    let bad = || EddyError::InvalidParameter {
+        message: format!("invalid state_ttl '{text}'"),
+        hint: Some("Give a duration such as '1 hour', '30 minutes' or '90 s'.".into()),
+    };
+    let v = datafusion::arrow::compute::cast(
+        &datafusion::arrow::array::StringArray::from(vec![text.as_str()]),
+        &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+    )
+    .map_err(|_| bad())?;
+    let v = ScalarValue::try_from_array(&v, 0)?;
+    match interval_value_ns(&v) {
+        Some(ns) if ns > 0 => Ok(Some(ns)),
+        _ => Err(bad()),
+    }
+}
+
+/// A fixed-length interval constant in nanoseconds.
+fn interval_value_ns(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.months == 0 => {
+            Some(v.days as i64 * 86_400_000_000_000 + v.nanoseconds)
+        }
+        ScalarValue::IntervalDayTime(Some(v)) => {
+            Some(v.days as i64 * 86_400_000_000_000 + v.milliseconds as i64 * 1_000_000)
+        }
+        ScalarValue::DurationNanosecond(Some(v)) => Some(*v),
+        ScalarValue::DurationMicrosecond(Some(v)) => Some(v * 1_000),
+        ScalarValue::DurationMillisecond(Some(v)) => Some(v * 1_000_000),
+        ScalarValue::DurationSecond(Some(v)) => Some(v * 1_000_000_000),
+        _ => None,
+    }
+}
+
 /// Evaluate a constant interval expression to nanoseconds.
 fn interval_ns(state: &SessionState, e: &ast::Expr) -> Result<i64> {
     let bad = |why: &str| EddyError::InvalidParameter {
@@ -218,6 +263,10 @@ struct Chain {
     window_cols: (Option<usize>, Option<usize>),
     /// A ROW_NUMBER() seen, waiting for the `rn <= N` filter that makes it a Top-N.
     rank: Option<PendingRank>,
+    /// Position of the input's event-time column in the current schema, while known.
+    time_col: Option<usize>,
+    /// A join of two inputs (the chain's steps run on its output).
+    join: Option<(crate::plan::JoinPlan, join::JoinFacts)>,
 }
 
 /// A `ROW_NUMBER() OVER (…)` on the way to becoming a Top-N step.
@@ -251,8 +300,12 @@ impl Chain {
 struct Lowerer<'a> {
     state: &'a SessionState,
     specs: &'a HashMap<String, (String, WindowSpec, SchemaRef)>,
+    inputs: &'a HashMap<String, PlanInputs>,
     emit: EmitMode,
     max_groups: usize,
+    partitions: usize,
+    /// How long an unbounded join keeps a row (ns), from `WITH (state_ttl = …)`.
+    state_ttl: Option<i64>,
 }
 
 fn unsupported(what: &str) -> EddyError {
@@ -396,9 +449,15 @@ impl Lowerer<'_> {
                             post: vec![],
                             window_cols: (Some(n - 2), Some(n - 1)),
                             rank: None,
+                            time_col: Some(spec.time_index),
+                            join: None,
                         }
                     }
                     None => Chain {
+                        time_col: self
+                            .inputs
+                            .get(&name)
+                            .and_then(|i| i.schema.index_of(i.time_column.as_deref()?).ok()),
                         input: name,
                         window: None,
                         pre: vec![],
@@ -406,6 +465,7 @@ impl Lowerer<'_> {
                         post: vec![],
                         window_cols: (None, None),
                         rank: None,
+                        join: None,
                     },
                 };
                 if let Some(proj) = &scan.projection {
@@ -420,6 +480,7 @@ impl Lowerer<'_> {
                     let remap =
                         |c: Option<usize>| c.and_then(|c| proj.iter().position(|&i| i == c));
                     chain.window_cols = (remap(chain.window_cols.0), remap(chain.window_cols.1));
+                    chain.time_col = remap(chain.time_col);
                     chain.push(Step::Project {
                         exprs,
                         schema: scan.projected_schema.inner().clone(),
@@ -449,6 +510,7 @@ impl Lowerer<'_> {
                     })
                 };
                 chain.window_cols = (pos(chain.window_cols.0), pos(chain.window_cols.1));
+                chain.time_col = pos(chain.time_col);
                 if let Some(r) = chain.rank.as_mut() {
                     r.col = pos(r.col);
                 }
@@ -459,6 +521,12 @@ impl Lowerer<'_> {
                 Ok(chain)
             }
             LogicalPlan::Filter(f) => {
+                // WHERE over an inner join is part of its condition (time bounds, keys).
+                if let LogicalPlan::Join(j) = f.input.as_ref() {
+                    if j.join_type == datafusion::logical_expr::JoinType::Inner {
+                        return self.join(j, Some(&f.predicate));
+                    }
+                }
                 let mut chain = self.lower(&f.input)?;
                 if let Some(r) = chain.rank.as_mut().filter(|r| r.n.is_none()) {
                     r.n = rank_limit(&f.predicate, f.input.schema(), r.col);
@@ -516,7 +584,7 @@ impl Lowerer<'_> {
                 message: "LIMIT is not supported in a materialized view".into(),
                 hint: Some("Apply LIMIT when you SELECT from the view.".into()),
             }),
-            LogicalPlan::Join(_) => Err(unsupported("JOIN")),
+            LogicalPlan::Join(j) => self.join(j, None),
             LogicalPlan::Union(_) => Err(unsupported("UNION")),
 
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
@@ -656,6 +724,7 @@ impl Lowerer<'_> {
             retract: false,
         }));
         chain.window_cols = (None, None);
+        chain.time_col = None;
         Ok(chain)
     }
 }
@@ -711,9 +780,24 @@ fn finish(
     plan: &LogicalPlan,
 ) -> Result<ViewPlan> {
     let mut chain = chain;
-    let input = inputs.get(&chain.input).ok_or_else(|| {
-        EddyError::UndefinedObject(format!("relation \"{}\" does not exist", chain.input))
-    })?;
+    let join = chain.join.take();
+    // A join's output stands in for the input in the checks below.
+    let joined;
+    let input = match &join {
+        Some((j, facts)) => {
+            joined = PlanInputs {
+                schema: j.spec.output_schema.clone(),
+                time_column: facts.watermarked.then(|| "(join)".to_string()),
+                updating: facts.updating,
+                kind: "join".into(),
+                upsert: false,
+            };
+            &joined
+        }
+        None => inputs.get(&chain.input).ok_or_else(|| {
+            EddyError::UndefinedObject(format!("relation \"{}\" does not exist", chain.input))
+        })?,
+    };
     let output_schema = plan.schema().inner().clone();
     if view.emit == EmitMode::OnWindowClose && chain.agg.is_none() {
         return Err(EddyError::InvalidParameter {
@@ -787,10 +871,13 @@ fn finish(
                 forwards: false,
             },
         },
-        None => OutputTime {
-            column: input.time_column.as_deref().and_then(has_col),
-            delay_ns: 0,
-            forwards: true,
+        None => match &join {
+            Some((_, facts)) => join_out_time(&chain, facts, &output_schema),
+            None => OutputTime {
+                column: input.time_column.as_deref().and_then(has_col),
+                delay_ns: 0,
+                forwards: true,
+            },
         },
     };
     let top_n = match chain.rank.take() {
@@ -849,7 +936,7 @@ fn finish(
     Ok(ViewPlan {
         name: view.name.clone(),
         input: chain.input,
-        window: chain.window,
+        window: if join.is_some() { None } else { chain.window },
         pre: chain.pre,
         agg: chain.agg,
         post: chain.post,
@@ -859,5 +946,33 @@ fn finish(
         updating,
         partitions: partitions.max(1),
         top_n,
+        join: join.map(|(j, _)| Arc::new(j)),
     })
+}
+
+/// The event time of a join view without an aggregate: the stream's (or
+/// the left input's) time column or window bound, if the view keeps one,
+/// delayed by how late a joined row can come out.
+fn join_out_time(chain: &Chain, facts: &join::JoinFacts, schema: &SchemaRef) -> OutputTime {
+    let name = |c: Option<usize>| c.map(|c| schema.field(c).name().clone());
+    let size = chain.window.as_ref().map_or(0, |(w, _)| w.size_ns);
+    let column = match facts.time_delay_ns.filter(|_| facts.watermarked) {
+        None => None,
+        Some(d) => name(chain.time_col)
+            .map(|c| (c, d))
+            .or_else(|| name(chain.window_cols.0).map(|c| (c, d.saturating_add(size))))
+            .or_else(|| name(chain.window_cols.1).map(|c| (c, d))),
+    };
+    match column {
+        Some((c, d)) => OutputTime {
+            column: Some(c),
+            delay_ns: d,
+            forwards: true,
+        },
+        None => OutputTime {
+            column: None,
+            delay_ns: 0,
+            forwards: facts.watermarked,
+        },
+    }
 }

@@ -61,4 +61,43 @@ pub struct ViewPlan {
     pub partitions: usize,
     /// A Top-N (ROW_NUMBER() … WHERE rn <= N) that runs after this many `pre` steps.
     pub top_n: Option<(usize, Arc<crate::exec::top_n::TopNSpec>)>,
+    /// A join of two inputs (then `input` is the left one and `window` is
+    /// unset: each side has its own); `pre` runs on the join's output.
+    pub join: Option<Arc<JoinPlan>>,
+}
+
+impl ViewPlan {
+    /// The objects the view reads: one, or two for a join.
+    pub fn inputs(&self) -> Vec<String> {
+        match &self.join {
+            Some(j) => j.sides.iter().map(|s| s.input.clone()).collect(),
+            None => vec![self.input.clone()],
+        }
+    }
+}
+
+/// One input of a join, with what runs on its rows before the join.
+#[derive(Debug, Clone)]
+pub struct JoinSide {
+    /// Name of the input object.
+    pub input: String,
+    /// Window assignment right after the input (a window join).
+    pub window: Option<(WindowSpec, SchemaRef)>,
+    /// Stateless steps before the join.
+    pub steps: Vec<Step>,
+    /// Drop rows below this side's watermark, by the input's event-time
+    /// column (its index in the input's schema): the other side frees rows
+    /// by this side's watermark, so a late row could miss its matches.
+    pub drop_late: Option<usize>,
+    /// The input has an event-time watermark.
+    pub watermarked: bool,
+}
+
+/// A join view's two inputs and the join itself.
+#[derive(Debug)]
+pub struct JoinPlan {
+    /// Left and right.
+    pub sides: [JoinSide; 2],
+    /// The join operator.
+    pub spec: Arc<crate::exec::join::JoinSpec>,
 }

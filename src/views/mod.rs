@@ -42,6 +42,8 @@ pub struct MaterializedView {
     pub rows_late: AtomicU64,
     /// Operator state bytes, per partition.
     pub state_bytes: Vec<AtomicU64>,
+    /// State bytes of the front task's operators (join, Top-N).
+    pub front_bytes: AtomicU64,
     /// Output watermark (ns), or NO_WATERMARK.
     pub watermark: AtomicI64,
     /// `running` or `failed`.
@@ -75,6 +77,7 @@ impl MaterializedView {
             publisher: Publisher::new(),
             rows_late: AtomicU64::new(0),
             state_bytes: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+            front_bytes: AtomicU64::new(0),
             watermark: AtomicI64::new(NO_WATERMARK),
             status: Mutex::new("running".into()),
             last_error: Mutex::new(None),
@@ -123,6 +126,7 @@ impl MaterializedView {
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
             .sum::<u64>()
+            + self.front_bytes.load(Ordering::Relaxed)
             + self.store.lock().bytes() as u64
     }
 

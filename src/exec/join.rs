@@ -1,0 +1,558 @@
+//! Stream joins: a symmetric hash join of two change streams.
+//!
+//! Each side keeps its rows in Arrow's row format, grouped by the equi-join
+//! key. A change on one side probes the other side's rows with the same key,
+//! the residual condition (time bounds, other predicates) filters the
+//! candidate pairs, and the pairs that pass are emitted with the change's
+//! weight; then the change updates its own side. That is the delta rule
+//! Δ(A ⋈ B) = ΔA ⋈ B + A' ⋈ ΔB, so updating inputs work too.
+//!
+//! How long a side keeps a row is its [`Retention`]:
+//! - interval and window joins: until the *other* side's watermark makes a
+//!   match impossible (the planner derives the bound from the time
+//!   condition);
+//! - regular joins: `state_ttl` of processing time;
+//! - lookup (stream–table) joins: the table side keeps its current rows
+//!   until they are deleted and emits nothing when it changes; the stream
+//!   side probes and keeps nothing.
+//!
+//! A LEFT join emits a left row padded with NULLs while it has no match; the
+//! first match retracts that row, and losing the last match brings it back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, AsArray, Int64Array, UInt32Array};
+use datafusion::arrow::compute::{interleave, take};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::message::Changes;
+use super::window::event_times_ns;
+use crate::error::{EddyError, Result};
+
+/// INNER or LEFT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Matching pairs only.
+    Inner,
+    /// Every left row; NULLs for the right columns while it has no match.
+    Left,
+}
+
+/// How long one side of a join keeps a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Until the other side's watermark passes `row[col] + after_ns`.
+    EventTime {
+        /// A timestamp column of this side.
+        col: usize,
+        /// How far past the column's value a match is still possible.
+        after_ns: i64,
+    },
+    /// For `ns` of processing time after the row arrived (`state_ttl`).
+    Ttl {
+        /// Nanoseconds.
+        ns: i64,
+    },
+    /// Until the row is deleted (the table side of a lookup join).
+    UntilDeleted,
+    /// Not kept: the stream side of a lookup join probes and moves on.
+    NotKept,
+}
+
+/// A join, fixed at planning time.
+#[derive(Debug)]
+pub struct JoinSpec {
+    /// INNER or LEFT.
+    pub kind: JoinKind,
+    /// Equi-join key expressions, per side, over that side's rows.
+    pub keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
+    /// The rest of the condition, over the output schema (left ++ right).
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Each side's row schema.
+    pub schemas: [SchemaRef; 2],
+    /// Left columns, then right columns.
+    pub output_schema: SchemaRef,
+    /// How long each side keeps its rows.
+    pub retention: [Retention; 2],
+    /// The table side of a lookup join: its changes update the state only.
+    pub lookup: Option<usize>,
+    /// Most rows one side may hold.
+    pub max_rows: usize,
+}
+
+struct Entry {
+    seq: u64,
+    row: OwnedRow,
+    expires: i64,
+    /// Pairs of this (left) row that passed the condition: a LEFT join
+    /// emits the NULL-padded row while this is 0.
+    matches: i64,
+}
+
+/// One side's rows, by key.
+struct Side {
+    conv: RowConverter,
+    by_key: HashMap<Box<[u8]>, Vec<Entry>>,
+    /// (expires, seq) → key, for rows that expire.
+    expiry: BTreeMap<(i64, u64), Box<[u8]>>,
+    rows: usize,
+    bytes: usize,
+}
+
+/// Per-row bookkeeping overhead counted in `state_bytes`.
+const ENTRY_OVERHEAD: usize = 64;
+
+impl Side {
+    fn new(schema: &Schema) -> Result<Self> {
+        let fields = schema
+            .fields()
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        Ok(Side {
+            conv: RowConverter::new(fields)?,
+            by_key: HashMap::new(),
+            expiry: BTreeMap::new(),
+            rows: 0,
+            bytes: 0,
+        })
+    }
+
+    fn remove_entry(&mut self, key: &[u8], pos: usize) {
+        let Some(list) = self.by_key.get_mut(key) else {
+            return;
+        };
+        let e = list.swap_remove(pos);
+        self.expiry.remove(&(e.expires, e.seq));
+        self.rows -= 1;
+        self.bytes = self
+            .bytes
+            .saturating_sub(e.row.as_ref().len() + key.len() + ENTRY_OVERHEAD);
+        if list.is_empty() {
+            self.by_key.remove(key);
+        }
+    }
+
+    /// Drop rows whose expiry is below `t`.
+    fn expire(&mut self, t: i64) {
+        while let Some(entry) = self.expiry.first_entry() {
+            if entry.key().0 >= t {
+                break;
+            }
+            let ((_, seq), key) = entry.remove_entry();
+            if let Some(pos) = self
+                .by_key
+                .get(&key)
+                .and_then(|l| l.iter().position(|e| e.seq == seq))
+            {
+                self.remove_entry(&key, pos);
+            }
+        }
+    }
+}
+
+/// The operator (one per view; it runs in the view's front task).
+pub struct JoinOperator {
+    spec: Arc<JoinSpec>,
+    key_conv: Option<RowConverter>,
+    sides: [Side; 2],
+    seq: u64,
+}
+
+/// Where an output row comes from: a candidate pair or a NULL-padded left row.
+#[derive(Clone, Copy)]
+enum Out {
+    Pair(usize),
+    Padded(usize),
+}
+
+impl JoinOperator {
+    /// An operator for `spec` with no state.
+    pub fn new(spec: Arc<JoinSpec>) -> Result<Self> {
+        let key_types = spec.keys[0]
+            .iter()
+            .map(|e| Ok(SortField::new(e.data_type(&spec.schemas[0])?)))
+            .collect::<Result<Vec<_>>>()?;
+        let key_conv = if key_types.is_empty() {
+            None
+        } else {
+            Some(RowConverter::new(key_types)?)
+        };
+        let sides = [Side::new(&spec.schemas[0])?, Side::new(&spec.schemas[1])?];
+        Ok(JoinOperator {
+            spec,
+            key_conv,
+            sides,
+            seq: 0,
+        })
+    }
+
+    /// Approximate bytes held (both sides).
+    pub fn state_bytes(&self) -> usize {
+        self.sides.iter().map(|s| s.bytes).sum()
+    }
+
+    /// Rows held per side.
+    pub fn rows_held(&self) -> [usize; 2] {
+        [self.sides[0].rows, self.sides[1].rows]
+    }
+
+    /// Key rows of `batch` (side `s`) and which rows have a NULL key (they never match).
+    fn keys(&self, s: usize, batch: &RecordBatch) -> Result<(Option<Rows>, Vec<bool>)> {
+        let n = batch.num_rows();
+        let Some(conv) = &self.key_conv else {
+            return Ok((None, vec![false; n]));
+        };
+        let mut cols = Vec::with_capacity(self.spec.keys[s].len());
+        for (i, e) in self.spec.keys[s].iter().enumerate() {
+            let mut col = e.evaluate(batch)?.into_array(n)?;
+            let want = e_type(&self.spec.keys[0][i], &self.spec.schemas[0])?;
+            if col.data_type() != &want {
+                col = datafusion::arrow::compute::cast(&col, &want)?;
+            }
+            cols.push(col);
+        }
+        let null: Vec<bool> = (0..n).map(|i| cols.iter().any(|c| c.is_null(i))).collect();
+        Ok((Some(conv.convert_columns(&cols)?), null))
+    }
+
+    /// Fold in changes of side `s` (0 = left, 1 = right); `now_ns` is the
+    /// processing time (for `state_ttl`). Returns the changes to the join's output.
+    pub fn process(&mut self, s: usize, changes: &Changes, now_ns: i64) -> Result<Changes> {
+        let spec = self.spec.clone();
+        let batch = &changes.batch;
+        let n = batch.num_rows();
+        let o = 1 - s;
+        let (keys, null_key) = self.keys(s, batch)?;
+        let key_of = |i: usize| -> &[u8] { keys.as_ref().map_or(&[], |k| k.row(i).data()) };
+        let emits = spec.lookup != Some(s);
+        // Candidate pairs: (row of the batch, position in the other side's key list).
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        if emits {
+            for i in 0..n {
+                if null_key[i] {
+                    continue;
+                }
+                if let Some(list) = self.sides[o].by_key.get(key_of(i)) {
+                    pairs.extend((0..list.len()).map(|j| (i, j)));
+                }
+            }
+        }
+        let cand = self.candidates(s, batch, &pairs, &key_of)?;
+        let pass: Vec<bool> = match (&spec.filter, &cand) {
+            (Some(f), Some(c)) if c.num_rows() > 0 => {
+                let mask = f.evaluate(c)?.into_array(c.num_rows())?;
+                let mask = mask
+                    .as_boolean_opt()
+                    .ok_or_else(|| EddyError::Internal("join condition is not boolean".into()))?;
+                (0..mask.len())
+                    .map(|k| mask.is_valid(k) && mask.value(k))
+                    .collect()
+            }
+            _ => vec![true; pairs.len()],
+        };
+        // Sequential bookkeeping, in row order.
+        let left_join = spec.kind == JoinKind::Left;
+        let mut out: Vec<(Out, i64)> = Vec::new();
+        let mut k = 0;
+        let rows = if spec.retention[s] == Retention::NotKept {
+            None
+        } else {
+            Some(self.sides[s].conv.convert_columns(batch.columns())?)
+        };
+        let expires = self.expiries(s, batch, now_ns)?;
+        for i in 0..n {
+            let w = changes.weight(i);
+            if w != 1 && w != -1 {
+                return Err(EddyError::Internal(format!("join input has weight {w}")));
+            }
+            let start = k;
+            while k < pairs.len() && pairs[k].0 == i {
+                k += 1;
+            }
+            if emits {
+                let mut passed = 0;
+                for p in start..k {
+                    if !pass[p] {
+                        continue;
+                    }
+                    passed += 1;
+                    if s == 1 {
+                        let list = self.sides[0]
+                            .by_key
+                            .get_mut(key_of(i))
+                            .ok_or_else(|| EddyError::Internal("join key vanished".into()))?;
+                        let l = &mut list[pairs[p].1];
+                        if left_join && w > 0 && l.matches == 0 {
+                            out.push((Out::Padded(p), -1));
+                        }
+                        out.push((Out::Pair(p), w));
+                        l.matches += w;
+                        if left_join && w < 0 && l.matches == 0 {
+                            out.push((Out::Padded(p), 1));
+                        }
+                    } else {
+                        out.push((Out::Pair(p), w));
+                    }
+                }
+                if s == 0 && left_join && passed == 0 {
+                    out.push((Out::Padded(i), w));
+                }
+                if let (Some(rows), true) = (&rows, w > 0) {
+                    self.insert(s, key_of(i), rows.row(i).owned(), expires[i], passed)?;
+                }
+            } else if let (Some(rows), true) = (&rows, w > 0) {
+                self.insert(s, key_of(i), rows.row(i).owned(), expires[i], 0)?;
+            }
+            if let (Some(rows), true) = (&rows, w < 0) {
+                let side = &mut self.sides[s];
+                let row = rows.row(i);
+                if let Some(pos) = side
+                    .by_key
+                    .get(key_of(i))
+                    .and_then(|l| l.iter().position(|e| e.row.row() == row))
+                {
+                    side.remove_entry(key_of(i), pos);
+                }
+            }
+        }
+        self.output(s, batch, cand, &out)
+    }
+
+    /// Timestamps at which this side's rows expire.
+    fn expiries(&self, s: usize, batch: &RecordBatch, now_ns: i64) -> Result<Vec<i64>> {
+        let n = batch.num_rows();
+        Ok(match self.spec.retention[s] {
+            Retention::EventTime { col, after_ns } => {
+                let t = event_times_ns(batch.column(col))?;
+                (0..n)
+                    .map(|i| {
+                        if t.is_null(i) {
+                            i64::MIN
+                        } else {
+                            t.value(i).saturating_add(after_ns)
+                        }
+                    })
+                    .collect()
+            }
+            Retention::Ttl { ns } => vec![now_ns.saturating_add(ns); n],
+            Retention::UntilDeleted | Retention::NotKept => vec![i64::MAX; n],
+        })
+    }
+
+    fn insert(
+        &mut self,
+        s: usize,
+        key: &[u8],
+        row: OwnedRow,
+        expires: i64,
+        matches: i64,
+    ) -> Result<()> {
+        let side = &mut self.sides[s];
+        if side.rows >= self.spec.max_rows {
+            let which = if s == 0 { "left" } else { "right" };
+            return Err(EddyError::LimitExceeded(format!(
+                "the join holds more than {} rows of its {which} input; bound it more tightly \
+                 (a smaller state_ttl or time interval) or raise --max-groups",
+                self.spec.max_rows
+            )));
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        side.bytes += row.as_ref().len() + key.len() + ENTRY_OVERHEAD;
+        side.rows += 1;
+        if expires != i64::MAX {
+            side.expiry.insert((expires, seq), key.into());
+        }
+        side.by_key.entry(key.into()).or_default().push(Entry {
+            seq,
+            row,
+            expires,
+            matches,
+        });
+        Ok(())
+    }
+
+    /// The candidate pairs as output rows (left columns, then right).
+    fn candidates<'a>(
+        &self,
+        s: usize,
+        batch: &RecordBatch,
+        pairs: &[(usize, usize)],
+        key_of: &dyn Fn(usize) -> &'a [u8],
+    ) -> Result<Option<RecordBatch>> {
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        let o = 1 - s;
+        let idx = UInt32Array::from_iter_values(pairs.iter().map(|p| p.0 as u32));
+        let mine = batch
+            .columns()
+            .iter()
+            .map(|c| Ok(take(c.as_ref(), &idx, None)?))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let side = &self.sides[o];
+        let stored = pairs
+            .iter()
+            .map(|&(i, j)| side.by_key[key_of(i)][j].row.row());
+        let theirs = side.conv.convert_rows(stored)?;
+        let cols = if s == 0 {
+            [mine, theirs].concat()
+        } else {
+            [theirs, mine].concat()
+        };
+        Ok(Some(RecordBatch::try_new(
+            self.spec.output_schema.clone(),
+            cols,
+        )?))
+    }
+
+    /// Assemble the output rows in order.
+    fn output(
+        &self,
+        s: usize,
+        batch: &RecordBatch,
+        cand: Option<RecordBatch>,
+        out: &[(Out, i64)],
+    ) -> Result<Changes> {
+        let schema = &self.spec.output_schema;
+        if out.is_empty() {
+            return Ok(Changes::inserts(RecordBatch::new_empty(schema.clone())));
+        }
+        let n_left = self.spec.schemas[0].fields().len();
+        // NULL-padded left rows: the batch's rows (left side) or the candidates' left columns.
+        let padded = if out.iter().any(|(o, _)| matches!(o, Out::Padded(_))) {
+            let left: Vec<ArrayRef> = if s == 0 {
+                batch.columns().to_vec()
+            } else {
+                cand.as_ref()
+                    .map(|c| c.columns()[..n_left].to_vec())
+                    .ok_or_else(|| EddyError::Internal("padded row without a pair".into()))?
+            };
+            let len = left.first().map_or(0, |c| c.len());
+            let mut cols = left;
+            for f in &schema.fields()[n_left..] {
+                cols.push(new_null_array(f.data_type(), len));
+            }
+            Some(cols)
+        } else {
+            None
+        };
+        let mut sources: Vec<&[ArrayRef]> = Vec::new();
+        let mut slot = [0usize; 2];
+        for (k, cols) in [cand.as_ref().map(|c| c.columns()), padded.as_deref()]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(cols) = cols {
+                slot[k] = sources.len();
+                sources.push(cols);
+            }
+        }
+        let idx: Vec<(usize, usize)> = out
+            .iter()
+            .map(|(o, _)| match o {
+                Out::Pair(p) => (slot[0], *p),
+                Out::Padded(p) => (slot[1], *p),
+            })
+            .collect();
+        let mut cols = Vec::with_capacity(schema.fields().len());
+        for c in 0..schema.fields().len() {
+            let arrays: Vec<&dyn Array> = sources.iter().map(|cols| cols[c].as_ref()).collect();
+            cols.push(interleave(&arrays, &idx)?);
+        }
+        let batch = RecordBatch::try_new(schema.clone(), cols)?;
+        let weights = Int64Array::from_iter_values(out.iter().map(|(_, w)| *w));
+        Ok(Changes::with_weights(batch, weights))
+    }
+
+    /// Side `s`'s watermark reached `w`: the other side drops rows no later row of `s` can match.
+    pub fn on_watermark(&mut self, s: usize, w: i64) {
+        let o = 1 - s;
+        if matches!(self.spec.retention[o], Retention::EventTime { .. }) {
+            self.sides[o].expire(w);
+        }
+    }
+
+    /// Processing time reached `now_ns`: rows past their `state_ttl` go.
+    pub fn on_time(&mut self, now_ns: i64) {
+        for s in 0..2 {
+            if matches!(self.spec.retention[s], Retention::Ttl { .. }) {
+                self.sides[s].expire(now_ns);
+            }
+        }
+    }
+
+    /// The rows side `s` holds, with their expiry and match count (see [`snapshot_schema`]).
+    pub fn snapshot(&self, s: usize) -> Result<Vec<RecordBatch>> {
+        let side = &self.sides[s];
+        if side.rows == 0 {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<&Entry> = side.by_key.values().flatten().collect();
+        let mut cols = side
+            .conv
+            .convert_rows(entries.iter().map(|e| e.row.row()))?;
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            entries.iter().map(|e| e.expires),
+        )));
+        cols.push(Arc::new(Int64Array::from_iter_values(
+            entries.iter().map(|e| e.matches),
+        )));
+        Ok(vec![RecordBatch::try_new(
+            snapshot_schema(&self.spec.schemas[s]),
+            cols,
+        )?])
+    }
+
+    /// Hold checkpointed rows of side `s` again.
+    pub fn restore(&mut self, s: usize, batches: &[RecordBatch]) -> Result<()> {
+        let width = self.spec.schemas[s].fields().len();
+        for b in batches {
+            if b.num_columns() != width + 2 {
+                return Err(EddyError::Internal(
+                    "checkpointed join state does not match the join".into(),
+                ));
+            }
+            let rows =
+                RecordBatch::try_new(self.spec.schemas[s].clone(), b.columns()[..width].to_vec())?;
+            let (keys, _) = self.keys(s, &rows)?;
+            let conv_rows = self.sides[s].conv.convert_columns(rows.columns())?;
+            let expires = b
+                .column(width)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let matches = b
+                .column(width + 1)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            for i in 0..b.num_rows() {
+                let key: Vec<u8> = keys
+                    .as_ref()
+                    .map_or(Vec::new(), |k| k.row(i).data().to_vec());
+                self.insert(
+                    s,
+                    &key,
+                    conv_rows.row(i).owned(),
+                    expires.value(i),
+                    matches.value(i),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn e_type(e: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Result<DataType> {
+    Ok(e.data_type(schema)?)
+}
+
+/// A side's checkpoint schema: its columns, then `__expires` and `__matches`.
+pub fn snapshot_schema(side: &Schema) -> SchemaRef {
+    let mut fields: Vec<Field> = side.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("__expires", DataType::Int64, false));
+    fields.push(Field::new("__matches", DataType::Int64, false));
+    Arc::new(Schema::new(fields))
+}

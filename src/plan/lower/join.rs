@@ -1,0 +1,500 @@
+//! Lowering a two-input `JOIN` into a [`JoinPlan`]: the equi-join keys, the
+//! residual condition, and how long each side keeps its rows.
+//!
+//! Each side's rows are kept only as long as a row of the other side can
+//! still match them. The bound comes from the time condition:
+//! `b.ts BETWEEN a.ts - INTERVAL '5' SECOND AND a.ts + INTERVAL '10' SECOND`
+//! (interval join), or equal window bounds (window join), read as
+//! `lo <= right_time - left_time <= hi`. A left row can then be dropped once
+//! the right watermark passes `left_time + hi`, a right row once the left
+//! watermark passes `right_time - lo`. Without a bound the view needs a
+//! `state_ttl`; a lookup join against an upsert table keeps only the table.
+
+use std::sync::Arc;
+
+use datafusion::common::{Column, DFSchema};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, JoinType, Operator};
+
+use super::{Chain, Lowerer};
+use crate::error::{EddyError, Result};
+use crate::exec::join::{JoinKind, JoinSpec, Retention};
+use crate::exec::window::WindowKind;
+use crate::plan::{JoinPlan, JoinSide};
+
+/// A column known to rise with a side's watermark: later rows have
+/// `col >= watermark + offset_ns`.
+#[derive(Debug, Clone, Copy)]
+struct TimeCol {
+    col: usize,
+    offset_ns: i64,
+    /// The window size when `col` is a window bound (0 for the event time).
+    window_ns: i64,
+}
+
+/// `lo <= right[r] - left[l] <= hi`.
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    l: TimeCol,
+    r: TimeCol,
+    lo: Option<i64>,
+    hi: Option<i64>,
+}
+
+/// What the rest of the planner needs to know about the join's output.
+pub(super) struct JoinFacts {
+    /// Its rows can be retracted.
+    pub updating: bool,
+    /// It has an event-time watermark.
+    pub watermarked: bool,
+    /// How far below the joined watermark an output row's `time_col` can be
+    /// (`None`: unbounded, e.g. a row kept by `state_ttl`).
+    pub time_delay_ns: Option<i64>,
+}
+
+fn not_supported(message: impl Into<String>, hint: &str) -> EddyError {
+    EddyError::NotSupported {
+        message: message.into(),
+        hint: Some(hint.into()),
+    }
+}
+
+impl Lowerer<'_> {
+    /// `left JOIN right ON …` (plus the `WHERE` conjuncts above an inner join).
+    pub(super) fn join(
+        &self,
+        j: &datafusion::logical_expr::Join,
+        extra: Option<&Expr>,
+    ) -> Result<Chain> {
+        let kind = match j.join_type {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            JoinType::Right => {
+                return Err(not_supported(
+                    "RIGHT JOIN is not supported in a materialized view",
+                    "Swap the inputs and write a LEFT JOIN.",
+                ))
+            }
+            other => {
+                return Err(not_supported(
+                    format!("{other} JOIN is not supported in a materialized view"),
+                    "Use an INNER or LEFT JOIN.",
+                ))
+            }
+        };
+        let mut sides = [self.lower(&j.left)?, self.lower(&j.right)?];
+        for s in &sides {
+            if s.agg.is_some() || s.rank.is_some() || s.join.is_some() {
+                return Err(not_supported(
+                    "a join input with an aggregate, ROW_NUMBER() or another join is not \
+                     supported in a materialized view",
+                    "Make that input its own materialized view (EMIT ON WINDOW CLOSE for \
+                     windows) and join the view.",
+                ));
+            }
+            if s.window
+                .as_ref()
+                .is_some_and(|(w, _)| matches!(w.kind, WindowKind::Session | WindowKind::Rows))
+            {
+                return Err(not_supported(
+                    "SESSION and TUMBLE_ROWS windows cannot be joined",
+                    "Join TUMBLE, HOP or CUMULATE windows, or aggregate the sessions in \
+                     their own view and join that view.",
+                ));
+            }
+        }
+        let schemas = [j.left.schema(), j.right.schema()];
+        // Split the condition: equalities across the sides are keys, the rest is residual.
+        let mut keys: [Vec<Expr>; 2] = [Vec::new(), Vec::new()];
+        for (l, r) in &j.on {
+            keys[0].push(l.clone());
+            keys[1].push(r.clone());
+        }
+        let mut residual = Vec::new();
+        let conjuncts = j
+            .filter
+            .iter()
+            .chain(extra)
+            .flat_map(|e| split_conjunction(e));
+        for c in conjuncts {
+            if let Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) = c
+            {
+                let (a, b) = (side_of(left, &schemas), side_of(right, &schemas));
+                if a == Some(0) && b == Some(1) {
+                    keys[0].push(left.as_ref().clone());
+                    keys[1].push(right.as_ref().clone());
+                    continue;
+                }
+                if a == Some(1) && b == Some(0) {
+                    keys[0].push(right.as_ref().clone());
+                    keys[1].push(left.as_ref().clone());
+                    continue;
+                }
+            }
+            // A condition on one side's columns filters that side before the join (not a
+            // LEFT join's left side: its rows stay, padded with NULLs).
+            match side_of(c, &schemas) {
+                Some(s) if s == 1 || kind == JoinKind::Inner => {
+                    let step = crate::exec::stateless::Step::Filter(self.phys(c, schemas[s])?);
+                    sides[s].push(step);
+                }
+                _ => residual.push(c.clone()),
+            }
+        }
+        // Time bounds between the sides.
+        let time_cols = [
+            self.time_cols(&sides[0], schemas[0]),
+            self.time_cols(&sides[1], schemas[1]),
+        ];
+        let mut bounds = Vec::new();
+        for (l, r) in keys[0].iter().zip(&keys[1]) {
+            if let (Some(lt), Some(rt)) = (
+                time_col_of(l, schemas[0], &time_cols[0]),
+                time_col_of(r, schemas[1], &time_cols[1]),
+            ) {
+                bounds.push(Bound {
+                    l: lt,
+                    r: rt,
+                    lo: Some(0),
+                    hi: Some(0),
+                });
+            }
+        }
+        for c in &residual {
+            self.bounds_of(c, &schemas, &time_cols, &mut bounds);
+        }
+        // The lookup join: one side is an upsert table, the other a stream.
+        let upsert = |c: &Chain| self.inputs.get(&c.input).is_some_and(|i| i.upsert);
+        let lookup = match (upsert(&sides[0]), upsert(&sides[1])) {
+            (false, true) => Some(1),
+            (true, false) if kind == JoinKind::Inner => Some(0),
+            (true, false) => {
+                return Err(not_supported(
+                    "a LEFT JOIN that keeps the rows of an upsert table is not supported",
+                    "Put the stream on the left: stream LEFT JOIN table.",
+                ))
+            }
+            _ => None,
+        };
+        if lookup.is_some() && keys[0].is_empty() {
+            return Err(EddyError::InvalidParameter {
+                message: "a join with an upsert table needs an equality condition on its columns"
+                    .into(),
+                hint: Some("JOIN t ON s.k = t.k".into()),
+            });
+        }
+        let left_bound = bounds.iter().find_map(|b| {
+            b.hi.map(|hi| Retention::EventTime {
+                col: b.l.col,
+                after_ns: hi.saturating_sub(b.r.offset_ns),
+            })
+        });
+        let right_bound = bounds.iter().find_map(|b| {
+            b.lo.map(|lo| Retention::EventTime {
+                col: b.r.col,
+                after_ns: lo.saturating_neg().saturating_sub(b.l.offset_ns),
+            })
+        });
+        let mut retention = [left_bound, right_bound];
+        if let Some(t) = lookup {
+            retention[t] = Some(Retention::UntilDeleted);
+            retention[1 - t] = Some(Retention::NotKept);
+        }
+        let retention = match retention {
+            [Some(l), Some(r)] => [l, r],
+            partial => {
+                let Some(ns) = self.state_ttl else {
+                    let which = match partial {
+                        [None, None] => "both inputs",
+                        [None, _] => "the left input",
+                        _ => "the right input",
+                    };
+                    return Err(EddyError::InvalidParameter {
+                        message: format!(
+                            "this join would keep the rows of {which} forever: nothing in its \
+                             condition bounds how long a row can still find a match"
+                        ),
+                        hint: Some(
+                            "Bound it in event time (b.ts BETWEEN a.ts - INTERVAL '1' MINUTE AND \
+                             a.ts + INTERVAL '1' MINUTE, or equal window bounds), or give the \
+                             view a state TTL: CREATE MATERIALIZED VIEW … WITH (state_ttl = \
+                             '1 hour') AS …"
+                                .into(),
+                        ),
+                    });
+                };
+                partial.map(|r| r.unwrap_or(Retention::Ttl { ns }))
+            }
+        };
+        let key_phys = |s: usize| {
+            keys[s]
+                .iter()
+                .map(|e| self.phys(e, schemas[s]))
+                .collect::<Result<Vec<_>>>()
+        };
+        let filter = match residual.into_iter().reduce(Expr::and) {
+            Some(f) => Some(self.phys(&f, &j.schema)?),
+            None => None,
+        };
+        let n_left = schemas[0].fields().len();
+        let max_rows = self.max_groups.saturating_mul(self.partitions.max(1));
+        let spec = Arc::new(JoinSpec {
+            kind,
+            keys: [key_phys(0)?, key_phys(1)?],
+            filter,
+            schemas: [schemas[0].inner().clone(), schemas[1].inner().clone()],
+            output_schema: j.schema.inner().clone(),
+            retention,
+            lookup,
+            max_rows,
+        });
+        // The output's event time: the stream's, else the left's.
+        let timed = match lookup {
+            Some(0) => 1,
+            _ => 0,
+        };
+        let shift = |c: Option<usize>| c.map(|c| if timed == 1 { c + n_left } else { c });
+        let time_col = shift(sides[timed].time_col);
+        let time_delay_ns = match retention[timed] {
+            Retention::NotKept => Some(0),
+            Retention::EventTime { col, after_ns } => {
+                let size = time_cols[timed]
+                    .iter()
+                    .find(|t| t.col == col)
+                    .map_or(0, |t| t.window_ns);
+                Some(after_ns.max(0).saturating_add(size))
+            }
+            Retention::Ttl { .. } | Retention::UntilDeleted => None,
+        };
+        let updating = (kind == JoinKind::Left && lookup.is_none())
+            || sides.iter().any(|s| {
+                self.inputs
+                    .get(&s.input)
+                    .is_some_and(|i| i.updating && !i.upsert)
+            });
+        let watermarked = match lookup {
+            Some(t) => self.watermarked(&sides[1 - t]),
+            None => sides.iter().all(|s| self.watermarked(s)),
+        };
+        let [l, r] = sides;
+        let window = l.window.clone().or_else(|| r.window.clone());
+        let window_cols = if l.window.is_some() {
+            l.window_cols
+        } else {
+            (
+                r.window_cols.0.map(|c| c + n_left),
+                r.window_cols.1.map(|c| c + n_left),
+            )
+        };
+        let side = |c: Chain, s: usize| JoinSide {
+            drop_late: match (retention[1 - s], &c.window) {
+                (Retention::EventTime { .. }, None) => self
+                    .inputs
+                    .get(&c.input)
+                    .and_then(|i| i.time_column.as_ref().map(|t| i.schema.index_of(t)))
+                    .and_then(|r| r.ok()),
+                _ => None,
+            },
+            watermarked: self.watermarked(&c),
+            input: c.input,
+            window: c.window,
+            steps: c.pre,
+        };
+        let plan = JoinPlan {
+            sides: [side(l, 0), side(r, 1)],
+            spec,
+        };
+        Ok(Chain {
+            input: plan.sides[0].input.clone(),
+            window,
+            pre: vec![],
+            agg: None,
+            post: vec![],
+            window_cols,
+            rank: None,
+            time_col,
+            join: Some((
+                plan,
+                JoinFacts {
+                    updating,
+                    watermarked,
+                    time_delay_ns,
+                },
+            )),
+        })
+    }
+
+    fn watermarked(&self, c: &Chain) -> bool {
+        self.inputs
+            .get(&c.input)
+            .is_some_and(|i| i.time_column.is_some())
+    }
+
+    /// The columns of a side that rise with its watermark.
+    fn time_cols(&self, c: &Chain, schema: &DFSchema) -> Vec<TimeCol> {
+        if !self.watermarked(c) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if let Some(col) = c.time_col {
+            out.push(TimeCol {
+                col,
+                offset_ns: 0,
+                window_ns: 0,
+            });
+        }
+        if let Some((w, _)) = &c.window {
+            if let Some(col) = c.window_cols.1 {
+                out.push(TimeCol {
+                    col,
+                    offset_ns: 0,
+                    window_ns: w.size_ns,
+                });
+            }
+            if let Some(col) = c.window_cols.0 {
+                out.push(TimeCol {
+                    col,
+                    offset_ns: -w.size_ns,
+                    window_ns: w.size_ns,
+                });
+            }
+        }
+        out.retain(|t| {
+            matches!(
+                schema.field(t.col).data_type(),
+                datafusion::arrow::datatypes::DataType::Timestamp(_, _)
+            )
+        });
+        out
+    }
+
+    /// Add the time bound a residual conjunct states, if it is one.
+    fn bounds_of(
+        &self,
+        c: &Expr,
+        schemas: &[&Arc<DFSchema>; 2],
+        time_cols: &[Vec<TimeCol>; 2],
+        out: &mut Vec<Bound>,
+    ) {
+        let mut cmp = |a: &Expr, op: Operator, b: &Expr| {
+            let (Some(x), Some(y)) = (
+                self.offset_term(a, schemas, time_cols),
+                self.offset_term(b, schemas, time_cols),
+            ) else {
+                return;
+            };
+            // x.col + x.k  op  y.col + y.k, as right - left  op'  v.
+            let (l, r, v, op) = match (x.0, y.0) {
+                (1, 0) => (y.1, x.1, y.2 - x.2, op),
+                (0, 1) => (x.1, y.1, x.2 - y.2, flip(op)),
+                _ => return,
+            };
+            let (lo, hi) = match op {
+                Operator::Lt | Operator::LtEq => (None, Some(v)),
+                Operator::Gt | Operator::GtEq => (Some(v), None),
+                Operator::Eq => (Some(v), Some(v)),
+                _ => return,
+            };
+            out.push(Bound { l, r, lo, hi });
+        };
+        match c {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => cmp(left, *op, right),
+            Expr::Between(Between {
+                expr,
+                negated: false,
+                low,
+                high,
+            }) => {
+                cmp(expr, Operator::GtEq, low);
+                cmp(expr, Operator::LtEq, high);
+            }
+            _ => {}
+        }
+    }
+
+    /// `col`, `col + interval` or `col - interval` over a side's time column:
+    /// (side, column, constant ns).
+    fn offset_term(
+        &self,
+        e: &Expr,
+        schemas: &[&Arc<DFSchema>; 2],
+        time_cols: &[Vec<TimeCol>; 2],
+    ) -> Option<(usize, TimeCol, i64)> {
+        match uncast(e) {
+            Expr::Column(c) => {
+                let (s, i) = locate(c, schemas)?;
+                let t = time_cols[s].iter().find(|t| t.col == i)?;
+                Some((s, *t, 0))
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right })
+                if matches!(op, Operator::Plus | Operator::Minus) =>
+            {
+                let (s, t, k) = self.offset_term(left, schemas, time_cols)?;
+                let Expr::Literal(v, _) = uncast(right) else {
+                    return None;
+                };
+                let ns = super::interval_value_ns(v)?;
+                Some((
+                    s,
+                    t,
+                    if *op == Operator::Plus {
+                        k + ns
+                    } else {
+                        k - ns
+                    },
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn flip(op: Operator) -> Operator {
+    match op {
+        Operator::Lt => Operator::Gt,
+        Operator::LtEq => Operator::GtEq,
+        Operator::Gt => Operator::Lt,
+        Operator::GtEq => Operator::LtEq,
+        other => other,
+    }
+}
+
+fn uncast(e: &Expr) -> &Expr {
+    match e {
+        Expr::Cast(c) => uncast(&c.expr),
+        Expr::TryCast(c) => uncast(&c.expr),
+        Expr::Alias(a) => uncast(&a.expr),
+        other => other,
+    }
+}
+
+/// Which side a column belongs to, and its index there.
+fn locate(c: &Column, schemas: &[&Arc<DFSchema>; 2]) -> Option<(usize, usize)> {
+    (0..2).find_map(|s| schemas[s].index_of_column(c).ok().map(|i| (s, i)))
+}
+
+/// The side every column of `e` comes from (`None` if none or both).
+fn side_of(e: &Expr, schemas: &[&Arc<DFSchema>; 2]) -> Option<usize> {
+    let mut side = None;
+    for c in e.column_refs() {
+        let (s, _) = locate(c, schemas)?;
+        if side.is_some_and(|x| x != s) {
+            return None;
+        }
+        side = Some(s);
+    }
+    side
+}
+
+/// The time column `e` is, if it is a plain reference to one.
+fn time_col_of(e: &Expr, schema: &DFSchema, cols: &[TimeCol]) -> Option<TimeCol> {
+    let Expr::Column(c) = uncast(e) else {
+        return None;
+    };
+    let i = schema.index_of_column(c).ok()?;
+    cols.iter().find(|t| t.col == i).copied()
+}
