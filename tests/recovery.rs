@@ -46,6 +46,10 @@ CREATE MATERIALIZED VIEW top3 AS
   SELECT k, v, rn FROM (
     SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t)
   WHERE rn <= 3;
+CREATE MATERIALIZED VIEW pairs AS
+  SELECT a.k, count(*) AS n, sum(b.v) AS s FROM t a JOIN t b
+    ON a.k = b.k AND b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '1' SECOND
+  GROUP BY a.k;
 CREATE MATERIALIZED VIEW sevens AS SELECT k, v, ts FROM t WHERE v % 7 = 0;
 CREATE MATERIALIZED VIEW busy AS SELECT k, n FROM totals WHERE n > 150;
 CREATE MATERIALIZED VIEW overall AS SELECT count(*) AS groups, sum(n) AS total FROM totals;
@@ -65,6 +69,7 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT * FROM every7 ORDER BY k, window_start, window_end, s",
     ),
     ("top3", "SELECT * FROM top3 ORDER BY k, rn"),
+    ("pairs", "SELECT * FROM pairs ORDER BY k"),
     ("sevens", "SELECT * FROM sevens ORDER BY ts, k, v"),
     ("busy", "SELECT * FROM busy ORDER BY k"),
     ("overall", "SELECT * FROM overall"),
@@ -217,7 +222,7 @@ async fn corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
     .unwrap();
     assert_eq!(done.len(), 2, "{done:?}");
     assert!(
-        done.iter().all(|r| r[1] == "completed" && r[2] == "9"),
+        done.iter().all(|r| r[1] == "completed" && r[2] == "10"),
         "{done:?}"
     );
     b.kill();
