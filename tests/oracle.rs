@@ -114,6 +114,11 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
         format!("session{n}"),
     );
     let vn = format!("top{n}");
+    let (vi, vw, vl) = (
+        format!("interval{n}"),
+        format!("wjoin{n}"),
+        format!("ljoin{n}"),
+    );
     client
         .batch_execute(&format!(
             "CREATE TABLE {t} (auction BIGINT NOT NULL, price BIGINT, ts TIMESTAMP NOT NULL, \
@@ -136,7 +141,21 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
              CREATE MATERIALIZED VIEW {vn} AS
                SELECT auction, price, rn FROM (SELECT auction, price,
                  ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM {t})
-               WHERE rn <= 3;",
+               WHERE rn <= 3;
+             CREATE MATERIALIZED VIEW {vi} AS
+               SELECT a.auction, a.price AS p1, b.price AS p2, a.ts AS t1, b.ts AS t2
+               FROM {t} a JOIN {t} b ON a.auction = b.auction
+                 AND b.ts BETWEEN a.ts - INTERVAL '1' SECOND AND a.ts + INTERVAL '2' SECOND;
+             CREATE MATERIALIZED VIEW {vw} AS
+               SELECT a.window_start, a.auction, a.price AS p1, b.price AS p2
+               FROM TUMBLE({t}, ts, INTERVAL '10' SECOND) a
+               JOIN TUMBLE({t}, ts, INTERVAL '10' SECOND) b
+                 ON a.auction = b.auction AND a.window_start = b.window_start
+                 AND a.window_end = b.window_end AND a.price <= b.price;
+             CREATE MATERIALIZED VIEW {vl} AS
+               SELECT a.auction, a.price AS p1, a.ts AS t1, b.price AS p2
+               FROM {t} a LEFT JOIN {t} b ON a.auction = b.auction
+                 AND b.ts > a.ts AND b.ts <= a.ts + INTERVAL '1' SECOND;",
             DELAY_MS
         ))
         .await
@@ -236,12 +255,48 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
         ),
     )
     .await;
-    let late = text_rows(
+    // Joins: the same SQL in batch over the table's rows.
+    converge(
         &client,
-        &format!("SELECT rows_late FROM eddy.views WHERE name IN ('{vt}', '{vh}', '{vc}', '{vs}')"),
+        &format!("SELECT auction, p1, p2, t1, t2 FROM {vi} WHERE auction <> 999"),
+        &format!(
+            "SELECT a.auction, a.price, b.price, a.ts, b.ts FROM {t} a JOIN {t} b \
+             ON a.auction = b.auction \
+             AND b.ts BETWEEN a.ts - INTERVAL '1' SECOND AND a.ts + INTERVAL '2' SECOND \
+             WHERE a.auction <> 999"
+        ),
     )
     .await;
-    assert_eq!(late, vec!["0", "0", "0", "0"], "no generated row is late");
+    converge(
+        &client,
+        &format!("SELECT window_start, auction, p1, p2 FROM {vw} WHERE auction <> 999"),
+        &format!(
+            "SELECT a.ws, a.auction, a.price, b.price FROM \
+             (SELECT date_bin(INTERVAL '10' SECOND, ts, {origin}) AS ws, auction, price FROM {t}) a \
+             JOIN (SELECT date_bin(INTERVAL '10' SECOND, ts, {origin}) AS ws, auction, price FROM {t}) b \
+             ON a.auction = b.auction AND a.ws = b.ws AND a.price <= b.price WHERE a.auction <> 999"
+        ),
+    )
+    .await;
+    converge(
+        &client,
+        &format!("SELECT auction, p1, t1, p2 FROM {vl} WHERE auction <> 999"),
+        &format!(
+            "SELECT a.auction, a.price, a.ts, b.price FROM {t} a LEFT JOIN {t} b \
+             ON a.auction = b.auction AND b.ts > a.ts AND b.ts <= a.ts + INTERVAL '1' SECOND \
+             WHERE a.auction <> 999"
+        ),
+    )
+    .await;
+    let late = text_rows(
+        &client,
+        &format!(
+            "SELECT rows_late FROM eddy.views WHERE name IN ('{vt}', '{vh}', '{vc}', '{vs}', \
+             '{vi}', '{vw}', '{vl}')"
+        ),
+    )
+    .await;
+    assert_eq!(late, vec!["0"; 7], "no generated row is late");
 }
 
 #[test]
