@@ -106,3 +106,77 @@ async fn catalog_survives_sigkill() {
     drop(c3);
     let _ = std::fs::remove_dir_all(dir.parent().unwrap());
 }
+
+/// An upsert table's rows (upserts and deletes, replayed from its log) and a
+/// lookup join on it survive a SIGKILL, with and after a checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_table_and_lookup_join_survive_sigkill() {
+    let dir = common::unique_temp_dir().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut a = Server::start_in(&dir).await;
+    let c = a.client().await;
+    let run = |sql: &'static str| {
+        let c = &c;
+        async move {
+            c.batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {}", common::error_text(&e)))
+        }
+    };
+    run("CREATE TABLE customers (id BIGINT, tier VARCHAR, PRIMARY KEY (id));
+         CREATE TABLE orders (id BIGINT NOT NULL, customer BIGINT, ts TIMESTAMP NOT NULL,
+                              WATERMARK FOR ts AS ts);
+         CREATE MATERIALIZED VIEW per_tier AS SELECT tier, count(*) AS n FROM customers GROUP BY tier;
+         CREATE MATERIALIZED VIEW enriched AS
+           SELECT o.id, c.tier FROM orders o LEFT JOIN customers c ON o.customer = c.id;
+         INSERT INTO customers VALUES (1, 'gold'), (2, 'basic'), (3, 'basic');
+         INSERT INTO orders VALUES (10, 1, '2026-01-01 00:00:01'), (11, 2, '2026-01-01 00:00:02');
+         CHECKPOINT;
+         INSERT INTO customers VALUES (2, 'gold');
+         DELETE FROM customers WHERE id = 3;
+         INSERT INTO orders VALUES (12, 2, '2026-01-01 00:00:03'), (13, 3, '2026-01-01 00:00:04');")
+    .await;
+    let tiers: &[&[&str]] = &[&["gold", "2"]];
+    let enriched: &[&[&str]] = &[
+        &["10", "gold"],
+        &["11", "basic"],
+        &["12", "gold"],
+        &["13", "NULL"],
+    ];
+    let tiers_sql = "SELECT tier, n FROM per_tier ORDER BY tier";
+    let enriched_sql = "SELECT id, tier FROM enriched ORDER BY id";
+    eventually(&c, tiers_sql, tiers).await;
+    eventually(&c, enriched_sql, enriched).await;
+    drop(c);
+    a.kill();
+
+    let b = Server::start_in(&dir).await;
+    assert!(
+        b.log_contains("recovering from checkpoint"),
+        "{}",
+        b.log_tail()
+    );
+    let c = b.client().await;
+    eventually(
+        &c,
+        "SELECT id, tier FROM customers ORDER BY id",
+        &[&["1", "gold"], &["2", "gold"]],
+    )
+    .await;
+    eventually(&c, tiers_sql, tiers).await;
+    eventually(&c, enriched_sql, enriched).await;
+    // Still an upsert table, and the join still looks up its current rows.
+    c.batch_execute(
+        "INSERT INTO customers VALUES (1, 'basic');
+         INSERT INTO orders VALUES (14, 1, '2026-01-01 00:00:05');",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}", common::error_text(&e)));
+    eventually(&c, tiers_sql, &[&["basic", "1"], &["gold", "1"]]).await;
+    eventually(
+        &c,
+        "SELECT id, tier FROM enriched WHERE id = 14",
+        &[&["14", "basic"]],
+    )
+    .await;
+}

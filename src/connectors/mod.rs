@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod runner;
 pub mod stream;
 pub mod table_log;
+pub mod upsert;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

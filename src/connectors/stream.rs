@@ -150,6 +150,8 @@ pub struct StreamObject {
     insert_lock: tokio::sync::Mutex<()>,
     /// Rows published and the connector's position (changed under `push_lock`).
     position: Mutex<Position>,
+    /// An upsert table's current rows (`PRIMARY KEY`); its pushes are log rows.
+    upsert: Option<Mutex<super::upsert::UpsertState>>,
 }
 
 /// How far a stream has got.
@@ -199,6 +201,31 @@ impl StreamObject {
             table_log: None,
             insert_lock: tokio::sync::Mutex::new(()),
             position: Mutex::new(Position::default()),
+            upsert: None,
+        }
+    }
+
+    /// Make this table an upsert table: rows pushed are log rows (see [`super::upsert`]).
+    pub fn with_upsert(mut self, state: super::upsert::UpsertState) -> Self {
+        self.upsert = Some(Mutex::new(state));
+        self
+    }
+
+    /// True for an upsert table (one with a `PRIMARY KEY`).
+    pub fn is_upsert(&self) -> bool {
+        self.upsert.is_some()
+    }
+
+    /// An upsert table's key columns.
+    pub fn primary_key(&self) -> Option<Vec<String>> {
+        self.upsert.as_ref().map(|u| u.lock().key_names())
+    }
+
+    /// An upsert table's current rows (empty for other streams).
+    pub fn current_rows(&self) -> Result<Vec<RecordBatch>> {
+        match &self.upsert {
+            Some(u) => u.lock().rows(),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -219,6 +246,9 @@ impl StreamObject {
     /// `INSERT`: log `batches` durably (fsync, on a blocking thread), then publish them.
     pub async fn insert(&self, batches: Vec<RecordBatch>) -> Result<()> {
         let _order = self.insert_lock.lock().await;
+        if let Some(u) = &self.upsert {
+            u.lock().check_capacity(&batches)?;
+        }
         if let Some(log) = &self.table_log {
             let log = log.clone();
             let to_log = batches.clone();
@@ -346,13 +376,22 @@ impl StreamObject {
             .rows_read
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         let retained = &self.retained;
-        self.publisher
-            .publish(Message::Data(Changes::inserts(batch)), |m| {
-                if let (Some(r), Message::Data(c)) = (retained, m) {
-                    r.lock().keep(c.batch.clone());
-                }
-            })
-            .await;
+        match &self.upsert {
+            Some(u) => {
+                self.publisher
+                    .publish_with(|| Ok(Message::Data(u.lock().apply(&batch)?)))
+                    .await?
+            }
+            None => {
+                self.publisher
+                    .publish(Message::Data(Changes::inserts(batch)), |m| {
+                        if let (Some(r), Message::Data(c)) = (retained, m) {
+                            r.lock().keep(c.batch.clone());
+                        }
+                    })
+                    .await
+            }
+        }
         {
             let mut p = self.position.lock();
             p.rows += rows;
@@ -412,6 +451,12 @@ impl StreamObject {
     /// Keep `batch` for `SELECT` without publishing it (a restored table's
     /// rows that its views' checkpointed state already holds).
     pub fn retain_only(&self, batch: RecordBatch) {
+        if let Some(u) = &self.upsert {
+            if let Err(e) = u.lock().apply(&batch) {
+                tracing::error!(table = %self.name, error = %e, "cannot restore the table's rows");
+            }
+            return;
+        }
         if let Some(r) = &self.retained {
             r.lock().keep(batch);
         }
@@ -438,6 +483,18 @@ impl StreamObject {
 
     /// Messages that bring a new subscriber up to date: a table's retained rows.
     pub fn snapshot_messages(&self) -> Vec<Message> {
+        if let Some(u) = &self.upsert {
+            return match u.lock().rows() {
+                Ok(rows) => rows
+                    .into_iter()
+                    .map(|b| Message::Data(Changes::inserts(b)))
+                    .collect(),
+                Err(e) => {
+                    tracing::error!(table = %self.name, error = %e, "cannot read the table's rows");
+                    Vec::new()
+                }
+            };
+        }
         match &self.retained {
             None => Vec::new(),
             Some(r) => r
@@ -477,6 +534,17 @@ impl TableProvider for StreamTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        if let Some(u) = &self.0.upsert {
+            let rows = u
+                .lock()
+                .rows()
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            return Ok(MemorySourceConfig::try_new_exec(
+                &[rows],
+                self.0.schema.clone(),
+                projection.cloned(),
+            )?);
+        }
         let Some(r) = &self.0.retained else {
             return Err(datafusion::error::DataFusionError::External(Box::new(
                 EddyError::NotSupported {

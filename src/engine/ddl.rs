@@ -100,7 +100,8 @@ impl Engine {
                 Err(self.duplicate(&c.name))
             };
         }
-        let columns = self.stream_columns(&c).await?;
+        let mut columns = self.stream_columns(&c).await?;
+        let key_cols = primary_key_columns(&c, &mut columns.schema)?;
         let schema = columns.schema.clone();
         let watermark = self.watermark_gen(&c, &schema)?;
         let mut tasks = JoinSet::new();
@@ -138,7 +139,18 @@ impl Engine {
             if !self.restoring() {
                 let _ = std::fs::remove_dir_all(&dir);
             }
-            stream = stream.with_table_log(TableLog::open(dir, schema.clone())?);
+            let log_schema = match key_cols {
+                Some(_) => crate::connectors::upsert::log_schema(&schema),
+                None => schema.clone(),
+            };
+            stream = stream.with_table_log(TableLog::open(dir, log_schema)?);
+        }
+        if let Some(keys) = key_cols {
+            stream = stream.with_upsert(crate::connectors::upsert::UpsertState::new(
+                schema.clone(),
+                keys,
+                self.limits.table_retain_rows,
+            )?);
         }
         let stream = Arc::new(stream);
         if self.restoring() {
@@ -173,9 +185,13 @@ impl Engine {
                         ObjectRef::Stream(s) => PlanInputs {
                             schema: s.schema.clone(),
                             time_column: s.time_column().map(str::to_string),
-                            updating: false,
-                            kind: s.kind.noun().to_string(),
-                            upsert: false,
+                            updating: s.is_upsert(),
+                            kind: if s.is_upsert() {
+                                "upsert table".to_string()
+                            } else {
+                                s.kind.noun().to_string()
+                            },
+                            upsert: s.is_upsert(),
                         },
                         ObjectRef::View(v) => PlanInputs {
                             schema: v.schema.clone(),
@@ -485,4 +501,45 @@ impl Engine {
 pub(super) enum InputRef {
     Stream(Arc<StreamObject>),
     View(Arc<MaterializedView>),
+}
+
+/// The key column positions of an upsert table (`None` without a `PRIMARY
+/// KEY`); the key columns become NOT NULL, as in Postgres.
+fn primary_key_columns(
+    c: &crate::sql::CreateStream,
+    schema: &mut SchemaRef,
+) -> Result<Option<Vec<usize>>> {
+    if c.primary_key.is_empty() {
+        return Ok(None);
+    }
+    let mut keys = Vec::new();
+    for k in &c.primary_key {
+        let i = schema.index_of(k).map_err(|_| {
+            EddyError::UndefinedColumn(format!(
+                "column \"{k}\" named in key does not exist in table \"{}\"",
+                c.name
+            ))
+        })?;
+        if keys.contains(&i) {
+            return Err(EddyError::DuplicateObject(format!(
+                "column \"{k}\" appears twice in primary key constraint"
+            )));
+        }
+        keys.push(i);
+    }
+    let fields: Vec<datafusion::arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = f.as_ref().clone();
+            if keys.contains(&i) {
+                f.with_nullable(false)
+            } else {
+                f
+            }
+        })
+        .collect();
+    *schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    Ok(Some(keys))
 }

@@ -104,6 +104,12 @@ impl Engine {
             }
             let batch = fit(&name, &schema, &targets, &b)?;
             total += batch.num_rows();
+            // An upsert table logs operations: these rows are upserts.
+            let batch = if stream.is_upsert() {
+                crate::connectors::upsert::with_op(&batch, true)?
+            } else {
+                batch
+            };
             fitted.push(batch);
         }
         stream.insert(fitted).await?;

@@ -4,6 +4,7 @@
 mod catalog;
 mod checkpointing;
 mod ddl;
+mod delete;
 pub mod durable;
 mod insert;
 mod pg_compat;
@@ -427,6 +428,7 @@ impl Engine {
                 self.drop_objects(kind, names, if_exists, cascade).await
             }
             Statement::Insert(ins) => self.insert(*ins, params).await,
+            Statement::Delete(d) => self.delete(*d, params).await,
             Statement::Query(_, text) => Ok(Outcome::Rows(self.query(&text).await?)),
             Statement::ShowObjects(kind) => self.show_objects(kind),
             Statement::ShowCreate(kind, name) => self.show_create(kind, &name),

@@ -232,6 +232,11 @@ pub(super) async fn run_join_front(
     let mut blocked = [false; 2];
     let mut start = 0;
     loop {
+        // A lookup join drains the table's changes before the next stream row, so a
+        // row sees every table change published before it.
+        if let Some(t) = join.spec.lookup {
+            start = t;
+        }
         let (s, msg) = match catch_up.next() {
             Some(m) => m,
             None => match next_unblocked(&mut rxs, &blocked, &mut start).await {

@@ -58,6 +58,28 @@ impl Publisher {
         }
     }
 
+    /// Like [`Publisher::publish`], with the message built under the lock
+    /// by `make` (an upsert table turns log rows into changes against its
+    /// rows, which a new subscriber's snapshot must see either before or
+    /// after, never halfway).
+    pub async fn publish_with(
+        &self,
+        make: impl FnOnce() -> crate::error::Result<Message>,
+    ) -> crate::error::Result<()> {
+        let mut inner = self.inner.lock().await;
+        let msg = make()?;
+        let mut closed = Vec::new();
+        for (i, sub) in inner.subscribers.iter().enumerate() {
+            if sub.tx.send(msg.clone()).await.is_err() {
+                closed.push(i);
+            }
+        }
+        for i in closed.into_iter().rev() {
+            inner.subscribers.remove(i);
+        }
+        Ok(())
+    }
+
     /// Set the watermark new subscribers start from (after a restore).
     pub async fn set_watermark(&self, w: Watermark) {
         self.inner.lock().await.watermark = Some(w);

@@ -242,6 +242,10 @@ impl QueryParser for EddyParser {
             Statement::Insert(ins) => {
                 prepared.param_types = self.engine.insert_param_types(ins).map_err(pg)?;
             }
+            Statement::Delete(d) => {
+                let (_, plan) = self.engine.delete_plan(d).await.map_err(pg)?;
+                prepared.param_types = ordered_params(&plan).map_err(pg)?;
+            }
             Statement::ShowObjects(_)
             | Statement::ShowCreate(_, _)
             | Statement::Describe(_)

@@ -77,6 +77,8 @@ pub struct CreateStream {
     pub watermark: Option<WatermarkDef>,
     /// `INCLUDE item [AS name], …`: metadata columns (item, column name), in order.
     pub includes: Vec<(String, String)>,
+    /// `PRIMARY KEY (…)` of an upsert table (empty: append-only).
+    pub primary_key: Vec<String>,
     /// `WITH (…)` options, keys lower-cased.
     pub options: BTreeMap<String, String>,
     /// The statement text, for `SHOW CREATE`.
@@ -147,6 +149,8 @@ pub enum Statement {
     ExplainView(CreateView),
     /// `INSERT INTO table …`.
     Insert(Box<ast::Statement>),
+    /// `DELETE FROM table [WHERE …]` (upsert tables).
+    Delete(Box<ast::Statement>),
     /// A query DataFusion answers (`SELECT`, `VALUES`, `EXPLAIN SELECT`, …),
     /// with its original text (psql's catalog queries are matched on it).
     Query(Box<ast::Statement>, String),
@@ -245,6 +249,17 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
             Statement::Query(Box::new(stmt), st.text.clone())
         }
         S::Insert(_) => Statement::Insert(Box::new(stmt)),
+        S::Delete(_) => Statement::Delete(Box::new(stmt)),
+        S::Update(_) => {
+            return Err(EddyError::NotSupported {
+                message: "UPDATE is not supported".into(),
+                hint: Some(
+                    "INSERT a row with the same key into an upsert table (PRIMARY KEY) to \
+                     replace it."
+                        .into(),
+                ),
+            })
+        }
         S::Set(_)
         | S::ShowVariable { .. }
         | S::ShowStatus { .. }
@@ -308,6 +323,8 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
     p.expect_token(&Token::LParen).map_err(perr)?;
     let mut columns = Vec::new();
     let mut watermark = None;
+    let mut primary_key = Vec::new();
+    let mut key_clauses = 0;
     loop {
         if is_word(&p.peek_token().token, "WATERMARK") {
             p.next_token();
@@ -323,12 +340,24 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
             }
             watermark = Some(WatermarkDef { column, expr });
         } else if p.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
-            return Err(EddyError::NotSupported {
-                message: "PRIMARY KEY (upsert tables) is not supported yet".into(),
-                hint: Some("Tables are append-only streams for now.".into()),
-            });
+            let cols = p
+                .parse_parenthesized_column_list(
+                    datafusion::sql::sqlparser::parser::IsOptional::Mandatory,
+                    false,
+                )
+                .map_err(perr)?;
+            primary_key.extend(cols.iter().map(normalize_ident));
+            key_clauses += 1;
         } else {
-            columns.push(p.parse_column_def().map_err(perr)?);
+            let mut col = p.parse_column_def().map_err(perr)?;
+            let before = col.options.len();
+            col.options
+                .retain(|o| !matches!(o.option, ast::ColumnOption::PrimaryKey(_)));
+            if col.options.len() != before {
+                primary_key.push(normalize_ident(&col.name));
+                key_clauses += 1;
+            }
+            columns.push(col);
         }
         if p.consume_token(&Token::Comma) {
             continue;
@@ -385,6 +414,24 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
             hint: Some("Use CREATE SOURCE for a connector.".into()),
         });
     }
+    if key_clauses > 1 {
+        return Err(EddyError::InvalidParameter {
+            message: format!("multiple primary keys for table \"{name}\" are not allowed"),
+            hint: None,
+        });
+    }
+    if kind == ObjectKind::Source && !primary_key.is_empty() {
+        return Err(EddyError::NotSupported {
+            message: format!(
+                "source \"{name}\" cannot have a PRIMARY KEY: upsert semantics are for tables"
+            ),
+            hint: Some(
+                "Create a TABLE … (…, PRIMARY KEY (k)) and INSERT into it, or keep the latest \
+                 row per key with ROW_NUMBER() … = 1 in a view."
+                    .into(),
+            ),
+        });
+    }
     Ok(Statement::CreateStream(Box::new(CreateStream {
         kind,
         name,
@@ -392,6 +439,7 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
         columns,
         watermark,
         includes,
+        primary_key,
         options,
         sql: st.text,
     })))
