@@ -556,3 +556,133 @@ pub fn snapshot_schema(side: &Schema) -> SchemaRef {
     fields.push(Field::new("__matches", DataType::Int64, false));
     Arc::new(Schema::new(fields))
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::TimestampNanosecondArray;
+    use datafusion::arrow::datatypes::{Int64Type, TimeUnit};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn side() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+        ]))
+    }
+
+    /// `l LEFT JOIN r ON l.k = r.k`, left rows kept until the right watermark
+    /// passes l.ts + 10 s, right rows until the left watermark passes r.ts.
+    fn op(kind: JoinKind) -> JoinOperator {
+        let mut fields: Vec<Field> = side().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(
+            side()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true)),
+        );
+        let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
+        let spec = JoinSpec {
+            kind,
+            keys: [vec![key.clone()], vec![key]],
+            filter: None,
+            schemas: [side(), side()],
+            output_schema: Arc::new(Schema::new(fields)),
+            retention: [
+                Retention::EventTime {
+                    col: 1,
+                    after_ns: 10 * S,
+                },
+                Retention::EventTime {
+                    col: 1,
+                    after_ns: 0,
+                },
+            ],
+            lookup: None,
+            max_rows: 4,
+        };
+        JoinOperator::new(Arc::new(spec)).unwrap()
+    }
+
+    fn rows(rows: &[(i64, i64)], weight: i64) -> Changes {
+        let b = RecordBatch::try_new(
+            side(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampNanosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1 * S),
+                )),
+            ],
+        )
+        .unwrap();
+        Changes::with_weights(b, Int64Array::from(vec![weight; rows.len()]))
+    }
+
+    /// (left k, right ts in s or -1 for NULL, weight).
+    fn out(c: &Changes) -> Vec<(i64, i64, i64)> {
+        let k = c.batch.column(0).as_primitive::<Int64Type>();
+        let rt = c
+            .batch
+            .column(3)
+            .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>();
+        (0..c.num_rows())
+            .map(|i| {
+                let t = if rt.is_null(i) { -1 } else { rt.value(i) / S };
+                (k.value(i), t, c.weight(i))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn left_join_pads_then_retracts_and_watermarks_free_state() {
+        let mut j = op(JoinKind::Left);
+        // No match yet: the left row comes out padded with NULLs.
+        assert_eq!(
+            out(&j.process(0, &rows(&[(1, 0)], 1), 0).unwrap()),
+            vec![(1, -1, 1)]
+        );
+        // Its first match retracts the padded row; a second match adds a pair.
+        assert_eq!(
+            out(&j
+                .process(1, &rows(&[(1, 3), (1, 4), (2, 4)], 1), 0)
+                .unwrap()),
+            vec![(1, -1, -1), (1, 3, 1), (1, 4, 1)]
+        );
+        // Retracting both matches brings the padded row back.
+        assert_eq!(
+            out(&j.process(1, &rows(&[(1, 3), (1, 4)], -1), 0).unwrap()),
+            vec![(1, 3, -1), (1, 4, -1), (1, -1, 1)]
+        );
+        assert_eq!(j.rows_held(), [1, 1]);
+        // The left watermark passes the right row's time: it can match no later left row.
+        j.on_watermark(0, 4 * S);
+        assert_eq!(j.rows_held(), [1, 1]);
+        j.on_watermark(0, 4 * S + 1);
+        assert_eq!(j.rows_held(), [1, 0]);
+        // The right watermark passes 0 s + 10 s: the left row goes too.
+        j.on_watermark(1, 10 * S + 1);
+        assert_eq!(j.rows_held(), [0, 0]);
+        assert_eq!(j.state_bytes(), 0);
+    }
+
+    #[test]
+    fn state_round_trips_through_a_snapshot_and_is_bounded() {
+        let mut j = op(JoinKind::Inner);
+        j.process(0, &rows(&[(1, 0), (2, 1)], 1), 0).unwrap();
+        let snap = [j.snapshot(0).unwrap(), j.snapshot(1).unwrap()];
+        let mut k = op(JoinKind::Inner);
+        k.restore(0, &snap[0]).unwrap();
+        k.restore(1, &snap[1]).unwrap();
+        assert_eq!(k.rows_held(), [2, 0]);
+        assert_eq!(
+            out(&k.process(1, &rows(&[(2, 5)], 1), 0).unwrap()),
+            vec![(2, 5, 1)]
+        );
+        // At most 4 rows per side.
+        let err = k.process(0, &rows(&[(3, 0), (4, 0), (5, 0)], 1), 0);
+        assert!(matches!(err, Err(EddyError::LimitExceeded(_))), "{err:?}");
+    }
+}
