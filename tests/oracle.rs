@@ -114,6 +114,7 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
         format!("session{n}"),
     );
     let vn = format!("top{n}");
+    let (vr, vcnt, vbusy) = (format!("dense{n}"), format!("cnt{n}"), format!("busy{n}"));
     let (vi, vw, vl) = (
         format!("interval{n}"),
         format!("wjoin{n}"),
@@ -142,6 +143,16 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
                SELECT auction, price, rn FROM (SELECT auction, price,
                  ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM {t})
                WHERE rn <= 3;
+             CREATE MATERIALIZED VIEW {vr} AS
+               SELECT auction, price, r FROM (SELECT auction, price,
+                 DENSE_RANK() OVER (PARTITION BY auction ORDER BY price DESC) AS r FROM {t})
+               WHERE r <= 2;
+             CREATE MATERIALIZED VIEW {vcnt} AS
+               SELECT auction, count(*) AS c FROM {t} WHERE auction <> 999 GROUP BY auction;
+             CREATE MATERIALIZED VIEW {vbusy} AS
+               SELECT auction, c, rn FROM (SELECT auction, c,
+                 ROW_NUMBER() OVER (ORDER BY c DESC, auction) AS rn FROM {vcnt})
+               WHERE rn <= 2;
              CREATE MATERIALIZED VIEW {vi} AS
                SELECT a.auction, a.price AS p1, b.price AS p2, a.ts AS t1, b.ts AS t2
                FROM {t} a JOIN {t} b ON a.auction = b.auction
@@ -252,6 +263,28 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
             "SELECT auction, price, rn FROM (SELECT auction, price, \
                ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn FROM {t}) \
              WHERE rn <= 3 AND auction <> 999"
+        ),
+    )
+    .await;
+    // DENSE_RANK() ties, and a Top-N over an updating view (live counts).
+    converge(
+        &client,
+        &format!("SELECT auction, price, r FROM {vr} WHERE auction <> 999"),
+        &format!(
+            "SELECT auction, price, r FROM (SELECT auction, price, \
+               DENSE_RANK() OVER (PARTITION BY auction ORDER BY price DESC) AS r FROM {t}) \
+             WHERE r <= 2 AND auction <> 999"
+        ),
+    )
+    .await;
+    converge(
+        &client,
+        &format!("SELECT auction, c, rn FROM {vbusy}"),
+        &format!(
+            "SELECT auction, c, rn FROM (SELECT auction, c, \
+               ROW_NUMBER() OVER (ORDER BY c DESC, auction) AS rn FROM \
+               (SELECT auction, count(*) AS c FROM {t} WHERE auction <> 999 GROUP BY auction)) \
+             WHERE rn <= 2"
         ),
     )
     .await;

@@ -1,14 +1,18 @@
-//! Top-N per partition key: `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)`
-//! filtered to `rn <= N` (also dedup: `rn = 1`).
+//! Top-N per partition key: `ROW_NUMBER()`, `RANK()` or `DENSE_RANK()`
+//! `OVER (PARTITION BY … ORDER BY …)` filtered to `rank <= N` (also dedup:
+//! `ROW_NUMBER() … = 1`).
 //!
-//! For each partition key the operator keeps the N best rows in order (an
-//! append-only input can never bring back a row that fell out, so that is
-//! all the state there is). A row that enters the top N is inserted with its
-//! rank, every row it pushes down is retracted at its old rank and inserted
-//! at the new one, and the row pushed out is retracted. The output has the
+//! Per partition key the operator holds rows in order. For each batch it
+//! takes the ranked top N of every partition the batch touches before and
+//! after applying it, and emits the difference: a row that left the top N
+//! or changed rank is retracted at its old rank, a row that entered or
+//! moved is inserted at its new one. Over an append-only input a row below
+//! the top N can never come back, so only the top N are kept; over an
+//! updating input (a view whose rows are retracted) every row is kept, since
+//! a retraction in the top N brings the next row up. The output has the
 //! input's columns plus the rank (UInt64), like DataFusion's window node.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, UInt32Array, UInt64Array};
@@ -21,39 +25,81 @@ use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use super::message::Changes;
 use crate::error::{EddyError, Result};
 
+/// Which ranking function numbers the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RankKind {
+    /// 1, 2, 3, … (ties in arrival order).
+    RowNumber,
+    /// Ties share a rank; the next rank skips (1, 1, 3).
+    Rank,
+    /// Ties share a rank; the next rank follows (1, 1, 2).
+    DenseRank,
+}
+
 /// A Top-N step, fixed at planning time.
 #[derive(Debug)]
 pub struct TopNSpec {
+    /// The ranking function.
+    pub kind: RankKind,
     /// `PARTITION BY` expressions over the input.
     pub partition_by: Vec<Arc<dyn PhysicalExpr>>,
     /// `ORDER BY` expressions over the input, with direction and nulls order.
     pub order_by: Vec<PhysicalSortExpr>,
-    /// Rows kept per partition key.
+    /// Rows with a rank up to this are kept.
     pub n: usize,
     /// The input schema.
     pub input_schema: SchemaRef,
     /// The output schema: the input's columns, then the rank.
     pub output_schema: SchemaRef,
-    /// Most partition keys held.
+    /// Most partition keys held (and, over an updating input, most rows).
     pub max_keys: usize,
     /// When a `PARTITION BY` expression is a window bound: its index, whether
     /// it is `window_end` (else `window_start`) and the window size (ns). A
     /// partition is dropped once the watermark passes its window's end.
     pub window: Option<(usize, bool, i64)>,
+    /// The input is updating: every row is kept, not just the top N.
+    pub keep_all: bool,
 }
+
+/// Position of a row in its partition: order key, then arrival number.
+type Slot = (Box<[u8]>, u64);
 
 /// The rows of one partition key, and its window's end when windowed.
 #[derive(Default)]
 struct Partition {
-    entries: Vec<Entry>,
+    entries: BTreeMap<Slot, RecordBatch>,
+    /// Full-row key → slots holding that row (to find a retracted row).
+    by_row: HashMap<Box<[u8]>, Vec<Slot>>,
     end: Option<i64>,
 }
 
-struct Entry {
-    /// Row-format sort key (comparable bytes), then arrival number as a tiebreak.
-    order: Box<[u8]>,
-    seq: u64,
-    row: RecordBatch,
+impl Partition {
+    /// The ranked top N: (slot, rank, row).
+    fn top(&self, kind: RankKind, n: usize) -> Vec<(Slot, u64, RecordBatch)> {
+        let mut out = Vec::new();
+        let mut prev: Option<&[u8]> = None;
+        let mut rank = 0u64;
+        for (i, (slot, row)) in self.entries.iter().enumerate() {
+            let tie = prev == Some(&slot.0[..]);
+            rank = match kind {
+                RankKind::RowNumber => i as u64 + 1,
+                RankKind::Rank if tie => rank,
+                RankKind::Rank => i as u64 + 1,
+                RankKind::DenseRank if tie => rank,
+                RankKind::DenseRank => rank + 1,
+            };
+            if rank > n as u64 {
+                break;
+            }
+            prev = Some(&slot.0);
+            out.push((slot.clone(), rank, row.clone()));
+        }
+        out
+    }
+}
+
+fn row_bytes(row: &RecordBatch, order: &[u8]) -> usize {
+    row.get_array_memory_size() + order.len()
 }
 
 /// The operator (one per view; it runs in the view's front task).
@@ -61,8 +107,10 @@ pub struct TopNOperator {
     spec: Arc<TopNSpec>,
     partition_conv: Option<RowConverter>,
     order_conv: RowConverter,
+    row_conv: Option<RowConverter>,
     parts: HashMap<Box<[u8]>, Partition>,
     seq: u64,
+    rows: usize,
     bytes: usize,
 }
 
@@ -90,12 +138,25 @@ impl TopNOperator {
                 .map(|(t, s)| SortField::new_with_options(t, s.options))
                 .collect(),
         )?;
+        let row_conv = if spec.keep_all {
+            Some(RowConverter::new(
+                spec.input_schema
+                    .fields()
+                    .iter()
+                    .map(|f| SortField::new(f.data_type().clone()))
+                    .collect(),
+            )?)
+        } else {
+            None
+        };
         Ok(TopNOperator {
             spec,
             partition_conv,
             order_conv,
+            row_conv,
             parts: HashMap::new(),
             seq: 0,
+            rows: 0,
             bytes: 0,
         })
     }
@@ -105,17 +166,18 @@ impl TopNOperator {
         self.bytes
     }
 
-    /// Fold in append-only rows; returns the changes to the ranked output.
+    /// Fold in changes; returns the changes to the ranked output.
     pub fn process(&mut self, changes: &Changes) -> Result<Changes> {
-        if !changes.is_append_only() {
+        if !self.spec.keep_all && !changes.is_append_only() {
             return Err(EddyError::Internal(
-                "Top-N over retracted rows is not supported".into(),
+                "Top-N planned for an append-only input got a retraction".into(),
             ));
         }
-        self.insert(&changes.batch, true)
+        self.apply(changes, true)
     }
 
-    fn insert(&mut self, batch: &RecordBatch, emit: bool) -> Result<Changes> {
+    fn apply(&mut self, changes: &Changes, emit: bool) -> Result<Changes> {
+        let batch = &changes.batch;
         let n = batch.num_rows();
         let eval = |e: &Arc<dyn PhysicalExpr>| -> Result<ArrayRef> {
             Ok(e.evaluate(batch)?.into_array(n)?)
@@ -144,7 +206,13 @@ impl TopNOperator {
             .map(|s| eval(&s.expr))
             .collect::<Result<Vec<_>>>()?;
         let orders = self.order_conv.convert_columns(&order_cols)?;
-        let mut out: Vec<(RecordBatch, u64, i64)> = Vec::new();
+        let full = match &self.row_conv {
+            Some(conv) => Some(conv.convert_columns(batch.columns())?),
+            None => None,
+        };
+        // The top N of each touched partition before the batch.
+        let mut before: Vec<(Box<[u8]>, Vec<(Slot, u64, RecordBatch)>)> = Vec::new();
+        let (kind, limit) = (self.spec.kind, self.spec.n);
         for i in 0..n {
             let key: Box<[u8]> = parts
                 .as_ref()
@@ -155,42 +223,71 @@ impl TopNOperator {
                     self.spec.max_keys
                 )));
             }
-            let part = self.parts.entry(key).or_default();
+            let part = self.parts.entry(key.clone()).or_default();
+            if emit && !before.iter().any(|(k, _)| *k == key) {
+                before.push((key.clone(), part.top(kind, limit)));
+            }
             if let Some((t, add)) = &ends {
                 part.end = Some(t.value(i).saturating_add(*add));
             }
-            let entries = &mut part.entries;
             let order: Box<[u8]> = orders.row(i).as_ref().into();
-            self.seq += 1;
-            let seq = self.seq;
-            let pos = entries.partition_point(|e| (&e.order, e.seq) < (&order, seq));
-            if pos >= self.spec.n {
-                continue;
-            }
-            // A copy, not a slice: a slice would keep the whole input batch alive.
-            let row = take_record_batch(batch, &UInt32Array::from(vec![i as u32]))?;
-            self.bytes += row.get_array_memory_size() + order.len();
-            if emit {
-                out.push((row.clone(), pos as u64 + 1, 1));
-                for (j, e) in entries
-                    .iter()
-                    .enumerate()
-                    .skip(pos)
-                    .take(self.spec.n - 1 - pos)
-                {
-                    out.push((e.row.clone(), j as u64 + 1, -1));
-                    out.push((e.row.clone(), j as u64 + 2, 1));
+            let row_key: Option<Box<[u8]>> = full.as_ref().map(|f| f.row(i).as_ref().into());
+            if changes.weight(i) > 0 {
+                if self.spec.keep_all && self.rows >= self.spec.max_keys {
+                    return Err(EddyError::LimitExceeded(format!(
+                        "Top-N over an updating input holds more than {} rows",
+                        self.spec.max_keys
+                    )));
+                }
+                self.seq += 1;
+                // A copy, not a slice: a slice would keep the whole input batch alive.
+                let row = take_record_batch(batch, &UInt32Array::from(vec![i as u32]))?;
+                self.bytes += row_bytes(&row, &order);
+                self.rows += 1;
+                let slot = (order, self.seq);
+                if let Some(rk) = row_key {
+                    self.bytes += rk.len();
+                    part.by_row.entry(rk).or_default().push(slot.clone());
+                }
+                part.entries.insert(slot, row);
+            } else if let Some(rk) = row_key {
+                // Retract one copy of an identical row (absent: nothing to do).
+                let slot = part.by_row.get_mut(&rk).and_then(|v| v.pop());
+                if part.by_row.get(&rk).is_some_and(|v| v.is_empty()) {
+                    part.by_row.remove(&rk);
+                    self.bytes = self.bytes.saturating_sub(rk.len());
+                }
+                if let Some(row) = slot.and_then(|s| part.entries.remove(&s).map(|r| (s, r))) {
+                    self.bytes = self.bytes.saturating_sub(row_bytes(&row.1, &row.0 .0));
+                    self.rows -= 1;
                 }
             }
-            entries.insert(pos, Entry { order, seq, row });
-            if entries.len() > self.spec.n {
-                if let Some(gone) = entries.pop() {
-                    self.bytes = self
-                        .bytes
-                        .saturating_sub(gone.row.get_array_memory_size() + gone.order.len());
-                    if emit {
-                        out.push((gone.row, self.spec.n as u64, -1));
+            if !self.spec.keep_all {
+                // Append-only: a row below the top N never comes back.
+                let kept = part.top(kind, limit).len();
+                while part.entries.len() > kept {
+                    if let Some((slot, row)) = part.entries.pop_last() {
+                        self.bytes = self.bytes.saturating_sub(row_bytes(&row, &slot.0));
+                        self.rows -= 1;
                     }
+                }
+            }
+        }
+        let mut out: Vec<(RecordBatch, u64, i64)> = Vec::new();
+        for (key, old) in before {
+            let new = self
+                .parts
+                .get(&key)
+                .map(|p| p.top(kind, limit))
+                .unwrap_or_default();
+            for (slot, rank, row) in &old {
+                if !new.iter().any(|(s, r, _)| s == slot && r == rank) {
+                    out.push((row.clone(), *rank, -1));
+                }
+            }
+            for (slot, rank, row) in &new {
+                if !old.iter().any(|(s, r, _)| s == slot && r == rank) {
+                    out.push((row.clone(), *rank, 1));
                 }
             }
         }
@@ -215,12 +312,12 @@ impl TopNOperator {
         Ok(Changes::with_weights(batch, weights))
     }
 
-    /// The rows held, best first per partition key (input schema).
+    /// The rows held, in order per partition key (input schema).
     pub fn snapshot(&self) -> Result<Vec<RecordBatch>> {
         let all: Vec<&RecordBatch> = self
             .parts
             .values()
-            .flat_map(|p| p.entries.iter().map(|e| &e.row))
+            .flat_map(|p| p.entries.values())
             .collect();
         if all.is_empty() {
             return Ok(Vec::new());
@@ -234,25 +331,28 @@ impl TopNOperator {
         if self.spec.window.is_none() {
             return;
         }
-        let mut freed = 0;
+        let (mut freed, mut rows) = (0, 0);
         self.parts.retain(|_, p| {
             let keep = p.end.is_none_or(|end| end > w);
             if !keep {
+                rows += p.entries.len();
                 freed += p
                     .entries
                     .iter()
-                    .map(|e| e.row.get_array_memory_size() + e.order.len())
-                    .sum::<usize>();
+                    .map(|(slot, row)| row_bytes(row, &slot.0))
+                    .sum::<usize>()
+                    + p.by_row.keys().map(|k| k.len()).sum::<usize>();
             }
             keep
         });
         self.bytes = self.bytes.saturating_sub(freed);
+        self.rows = self.rows.saturating_sub(rows);
     }
 
     /// Hold checkpointed rows again (the view already has their ranked rows).
     pub fn restore(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for b in batches {
-            self.insert(b, false)?;
+            self.apply(&Changes::inserts(b.clone()), false)?;
         }
         Ok(())
     }
@@ -291,6 +391,8 @@ mod tests {
             output_schema: Arc::new(Schema::new(fields)),
             max_keys: 10,
             window: Some((0, false, 1)),
+            kind: RankKind::RowNumber,
+            keep_all: false,
         };
         (TopNOperator::new(Arc::new(spec)).unwrap(), input)
     }
@@ -322,19 +424,12 @@ mod tests {
             out(&op.process(&rows(&schema, &[(10, 5), (10, 3)])).unwrap()),
             vec![(5, 1, 1), (3, 2, 1)]
         );
-        // 4 enters at rank 2: 3 leaves. 9 enters at rank 1: 5 moves to 2, 4 leaves.
+        // 9 enters at rank 1, 5 moves to 2, 3 leaves (4 came and went within the batch).
         assert_eq!(
             out(&op
                 .process(&rows(&schema, &[(10, 4), (10, 9), (10, 1)]))
                 .unwrap()),
-            vec![
-                (4, 2, 1),
-                (3, 2, -1),
-                (9, 1, 1),
-                (5, 1, -1),
-                (5, 2, 1),
-                (4, 2, -1),
-            ]
+            vec![(5, 1, -1), (3, 2, -1), (9, 1, 1), (5, 2, 1)]
         );
         let held = op.snapshot().unwrap();
         assert_eq!(held[0].num_rows(), 2);

@@ -194,12 +194,22 @@ fn join_line(j: &crate::exec::join::JoinSpec) -> String {
 }
 
 fn top_n_line(t: &crate::exec::top_n::TopNSpec) -> String {
+    use crate::exec::top_n::RankKind;
     let list = |v: Vec<String>| v.join(", ");
+    let what = match t.kind {
+        RankKind::RowNumber => format!("{} rows", t.n),
+        RankKind::Rank => format!("rank() <= {}", t.n),
+        RankKind::DenseRank => format!("dense_rank() <= {}", t.n),
+    };
     format!(
-        "TopN: {} rows per [{}] by [{}], with their rank; state N rows per key",
-        t.n,
+        "TopN: {what} per [{}] by [{}], with their rank; state {}",
         list(t.partition_by.iter().map(|e| e.to_string()).collect()),
-        list(t.order_by.iter().map(|e| e.to_string()).collect())
+        list(t.order_by.iter().map(|e| e.to_string()).collect()),
+        if t.keep_all {
+            "every row (the input is updating)"
+        } else {
+            "the top rows per key"
+        }
     )
 }
 

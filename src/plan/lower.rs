@@ -271,6 +271,8 @@ struct Chain {
 
 /// A `ROW_NUMBER() OVER (…)` on the way to becoming a Top-N step.
 struct PendingRank {
+    /// ROW_NUMBER, RANK or DENSE_RANK.
+    kind: crate::exec::top_n::RankKind,
     /// Runs after this many `pre` steps.
     at: usize,
     /// A window bound among the partition keys: (index, is window_end, window size).
@@ -344,15 +346,20 @@ impl Lowerer<'_> {
                 })
             }
         };
-        if !fun.fun.name().eq_ignore_ascii_case("row_number") {
-            return Err(EddyError::NotSupported {
-                message: format!(
-                    "window function {}() is not supported in a materialized view",
-                    fun.fun.name()
-                ),
-                hint: topn_hint(),
-            });
-        }
+        let kind = match fun.fun.name().to_ascii_lowercase().as_str() {
+            "row_number" => crate::exec::top_n::RankKind::RowNumber,
+            "rank" => crate::exec::top_n::RankKind::Rank,
+            "dense_rank" => crate::exec::top_n::RankKind::DenseRank,
+            _ => {
+                return Err(EddyError::NotSupported {
+                    message: format!(
+                        "window function {}() is not supported in a materialized view",
+                        fun.fun.name()
+                    ),
+                    hint: topn_hint(),
+                })
+            }
+        };
         if chain.agg.is_some() || chain.rank.is_some() {
             return Err(EddyError::NotSupported {
                 message: "ROW_NUMBER() over an aggregate in the same view is not supported".into(),
@@ -421,6 +428,7 @@ impl Lowerer<'_> {
             })
             .collect();
         chain.rank = Some(PendingRank {
+            kind,
             at: chain.pre.len(),
             window,
             partition_names,
@@ -895,18 +903,11 @@ fn finish(
                     ),
                 });
             };
-            if input.updating {
-                return Err(EddyError::NotSupported {
-                    message: format!(
-                        "Top-N over the updating view \"{}\" is not supported",
-                        chain.input
-                    ),
-                    hint: Some("Make the upstream view EMIT ON WINDOW CLOSE (append-only).".into()),
-                });
-            }
             Some((
                 r.at,
                 Arc::new(TopNSpec {
+                    kind: r.kind,
+                    keep_all: input.updating,
                     partition_by: r.partition_by,
                     order_by: r.order_by,
                     n,
