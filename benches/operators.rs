@@ -54,6 +54,7 @@ fn plan(sql: &str) -> ViewPlan {
             time_column: Some("ts".into()),
             updating: false,
             kind: "table".into(),
+            upsert: false,
         },
     );
     let rt = tokio::runtime::Runtime::new().expect("runtime");

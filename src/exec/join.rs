@@ -225,7 +225,6 @@ impl JoinOperator {
     pub fn process(&mut self, s: usize, changes: &Changes, now_ns: i64) -> Result<Changes> {
         let spec = self.spec.clone();
         let batch = &changes.batch;
-        let n = batch.num_rows();
         let o = 1 - s;
         let (keys, null_key) = self.keys(s, batch)?;
         let key_of = |i: usize| -> &[u8] { keys.as_ref().map_or(&[], |k| k.row(i).data()) };
@@ -233,10 +232,7 @@ impl JoinOperator {
         // Candidate pairs: (row of the batch, position in the other side's key list).
         let mut pairs: Vec<(usize, usize)> = Vec::new();
         if emits {
-            for i in 0..n {
-                if null_key[i] {
-                    continue;
-                }
+            for (i, _) in null_key.iter().enumerate().filter(|(_, null)| !**null) {
                 if let Some(list) = self.sides[o].by_key.get(key_of(i)) {
                     pairs.extend((0..list.len()).map(|j| (i, j)));
                 }
@@ -265,7 +261,7 @@ impl JoinOperator {
             Some(self.sides[s].conv.convert_columns(batch.columns())?)
         };
         let expires = self.expiries(s, batch, now_ns)?;
-        for i in 0..n {
+        for (i, &expires_at) in expires.iter().enumerate() {
             let w = changes.weight(i);
             if w != 1 && w != -1 {
                 return Err(EddyError::Internal(format!("join input has weight {w}")));
@@ -303,10 +299,10 @@ impl JoinOperator {
                     out.push((Out::Padded(i), w));
                 }
                 if let (Some(rows), true) = (&rows, w > 0) {
-                    self.insert(s, key_of(i), rows.row(i).owned(), expires[i], passed)?;
+                    self.insert(s, key_of(i), rows.row(i).owned(), expires_at, passed)?;
                 }
             } else if let (Some(rows), true) = (&rows, w > 0) {
-                self.insert(s, key_of(i), rows.row(i).owned(), expires[i], 0)?;
+                self.insert(s, key_of(i), rows.row(i).owned(), expires_at, 0)?;
             }
             if let (Some(rows), true) = (&rows, w < 0) {
                 let side = &mut self.sides[s];

@@ -64,6 +64,9 @@ pub struct TopNSpec {
 /// Position of a row in its partition: order key, then arrival number.
 type Slot = (Box<[u8]>, u64);
 
+/// A partition's ranked top N: (slot, rank, row).
+type Ranked = Vec<(Slot, u64, RecordBatch)>;
+
 /// The rows of one partition key, and its window's end when windowed.
 #[derive(Default)]
 struct Partition {
@@ -75,7 +78,7 @@ struct Partition {
 
 impl Partition {
     /// The ranked top N: (slot, rank, row).
-    fn top(&self, kind: RankKind, n: usize) -> Vec<(Slot, u64, RecordBatch)> {
+    fn top(&self, kind: RankKind, n: usize) -> Ranked {
         let mut out = Vec::new();
         let mut prev: Option<&[u8]> = None;
         let mut rank = 0u64;
@@ -211,7 +214,7 @@ impl TopNOperator {
             None => None,
         };
         // The top N of each touched partition before the batch.
-        let mut before: Vec<(Box<[u8]>, Vec<(Slot, u64, RecordBatch)>)> = Vec::new();
+        let mut before: Vec<(Box<[u8]>, Ranked)> = Vec::new();
         let (kind, limit) = (self.spec.kind, self.spec.n);
         for i in 0..n {
             let key: Box<[u8]> = parts
