@@ -4,7 +4,9 @@
 //!
 //! Run: `cargo bench --bench e2e` (EDDY_BENCH_EVENTS=N to change the size,
 //! default 2,000,000). Prints events/s for each query: filter, TUMBLE, HOP,
-//! CUMULATE, approx_top_k.
+//! CUMULATE, approx_top_k, and joins (each bid joined with itself by its
+//! unique id, so the join emits one row per event; and a lookup join with a
+//! 1,000-row upsert table).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +34,9 @@ async fn measure(name: &str, view_sql: &str, count_sql: &str, events: i64) {
     run(
         &engine,
         &format!(
-            "CREATE SOURCE bids (auction BIGINT NOT NULL, price BIGINT, ts TIMESTAMP NOT NULL, \
-             WATERMARK FOR ts AS ts - INTERVAL '4' SECOND) WITH (connector = 'datagen', \
+            "CREATE SOURCE bids (id BIGINT NOT NULL, auction BIGINT NOT NULL, price BIGINT, \
+             ts TIMESTAMP NOT NULL, WATERMARK FOR ts AS ts - INTERVAL '4' SECOND) \
+             WITH (connector = 'datagen', 'fields.id.kind' = 'sequence', \
              rows_per_second = '0', number_of_rows = '{events}', seed = '1', \
              'fields.auction.min' = '0', 'fields.auction.max' = '999', \
              'fields.price.min' = '1', 'fields.price.max' = '10000')"
@@ -109,6 +112,34 @@ fn main() {
             "approx_top_k(auction, 10)",
             "CREATE MATERIALIZED VIEW v AS SELECT approx_top_k(auction, 10) AS top, \
              count(*) AS n FROM bids",
+            "SELECT n FROM v",
+            events,
+        )
+        .await;
+        measure(
+            "interval self-join (±1 s)",
+            "CREATE MATERIALIZED VIEW v AS SELECT count(*) AS n FROM bids a JOIN bids b \
+             ON a.id = b.id AND b.ts BETWEEN a.ts - INTERVAL '1' SECOND AND a.ts + INTERVAL '1' SECOND",
+            "SELECT n FROM v",
+            events,
+        )
+        .await;
+        measure(
+            "window self-join (tumble 10s)",
+            "CREATE MATERIALIZED VIEW v AS SELECT count(*) AS n \
+             FROM TUMBLE(bids, ts, INTERVAL '10' SECOND) a \
+             JOIN TUMBLE(bids, ts, INTERVAL '10' SECOND) b ON a.id = b.id \
+             AND a.window_start = b.window_start AND a.window_end = b.window_end",
+            "SELECT n FROM v",
+            events,
+        )
+        .await;
+        measure(
+            "lookup join (1000-row table)",
+            "CREATE TABLE auctions (id BIGINT, seller BIGINT, PRIMARY KEY (id)); \
+             INSERT INTO auctions SELECT value, value % 100 FROM generate_series(0, 999); \
+             CREATE MATERIALIZED VIEW v AS SELECT count(*) AS n, count(DISTINCT a.seller) AS s \
+             FROM bids b JOIN auctions a ON b.auction = a.id",
             "SELECT n FROM v",
             events,
         )
