@@ -46,6 +46,11 @@ CREATE MATERIALIZED VIEW top3 AS
   SELECT k, v, rn FROM (
     SELECT k, v, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t)
   WHERE rn <= 3;
+CREATE MATERIALIZED VIEW busiest AS
+  SELECT k, n, rn FROM (
+    SELECT k, count(*) AS n, ROW_NUMBER() OVER (ORDER BY count(*) DESC, k) AS rn
+    FROM t GROUP BY k)
+  WHERE rn <= 3;
 CREATE MATERIALIZED VIEW pairs AS
   SELECT a.k, count(*) AS n, sum(b.v) AS s FROM t a JOIN t b
     ON a.k = b.k AND b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '1' SECOND
@@ -70,6 +75,7 @@ const VIEWS: &[(&str, &str)] = &[
     ),
     ("top3", "SELECT * FROM top3 ORDER BY k, rn"),
     ("pairs", "SELECT * FROM pairs ORDER BY k"),
+    ("busiest", "SELECT * FROM busiest ORDER BY rn"),
     ("sevens", "SELECT * FROM sevens ORDER BY ts, k, v"),
     ("busy", "SELECT * FROM busy ORDER BY k"),
     ("overall", "SELECT * FROM overall"),
@@ -222,7 +228,7 @@ async fn corrupt_latest_checkpoint_falls_back_to_the_previous_one() {
     .unwrap();
     assert_eq!(done.len(), 2, "{done:?}");
     assert!(
-        done.iter().all(|r| r[1] == "completed" && r[2] == "10"),
+        done.iter().all(|r| r[1] == "completed" && r[2] == "11"),
         "{done:?}"
     );
     b.kill();

@@ -138,6 +138,12 @@ pub fn spawn_view(
             inputs.len()
         )));
     }
+    // A Top-N of the aggregate's output runs in the sink, over every partition's rows.
+    let (top_n, sink_top_n) = if view.plan.top_n_after_agg {
+        (None, top_n)
+    } else {
+        (top_n, None)
+    };
     let v = view.clone();
     let watermark = progress.input_watermark;
     let side_wms = match progress.side_watermarks.as_slice() {
@@ -156,7 +162,7 @@ pub fn spawn_view(
     }));
     let v = view.clone();
     tasks.spawn(guarded(view, async move {
-        run_sink(&v, sink_rxs, progress).await
+        run_sink(&v, sink_rxs, progress, sink_top_n).await
     }));
     Ok(())
 }
@@ -301,7 +307,10 @@ async fn run_partition(
     mut rx: mpsc::Receiver<Message>,
     sink: mpsc::Sender<Message>,
 ) -> Result<()> {
-    let post = &view.plan.post;
+    let post = match (&view.plan.top_n, view.plan.top_n_after_agg) {
+        (Some((at, _)), true) => &view.plan.post[..*at],
+        _ => &view.plan.post[..],
+    };
     while let Some(msg) = rx.recv().await {
         let out = match (&msg, sessions.as_mut()) {
             (Message::Data(changes), Some(buf)) => match buf.insert(changes)? {
@@ -373,8 +382,13 @@ async fn run_sink(
     view: &MaterializedView,
     mut rxs: Vec<mpsc::Receiver<Message>>,
     progress: ViewProgress,
+    mut top_n: Option<TopNOperator>,
 ) -> Result<()> {
     let out_time = &view.plan.out_time;
+    let after_top_n = match &view.plan.top_n {
+        Some((at, _)) if top_n.is_some() => &view.plan.post[*at..],
+        _ => &[],
+    };
     let n = rxs.len();
     let mut wms: Vec<Option<EventTime>> = if progress.partition_watermarks.len() == n {
         progress.partition_watermarks
@@ -402,7 +416,17 @@ async fn run_sink(
     let mut start = 0;
     while let Some((i, msg)) = next_unblocked(&mut rxs, &blocked, &mut start).await {
         match msg {
-            Message::Data(changes) => view.apply(changes).await?,
+            Message::Data(changes) => match top_n.as_mut() {
+                Some(op) => {
+                    let ranked = apply_steps(after_top_n, op.process(&changes)?)?;
+                    view.front_bytes
+                        .store(op.state_bytes() as u64, Ordering::Relaxed);
+                    if ranked.num_rows() > 0 {
+                        view.apply(ranked).await?;
+                    }
+                }
+                None => view.apply(changes).await?,
+            },
             Message::Watermark(Watermark::EventTime(t)) => {
                 if let Some(slot) = wms.get_mut(i) {
                     *slot = Some(t);
@@ -415,6 +439,11 @@ async fn run_sink(
                 };
                 // eddy.views shows the input's event-time progress.
                 view.watermark.fetch_max(min, Ordering::Relaxed);
+                if let Some(op) = top_n.as_mut() {
+                    op.on_watermark(min);
+                    view.front_bytes
+                        .store(op.state_bytes() as u64, Ordering::Relaxed);
+                }
                 let out = min.saturating_sub(out_time.delay_ns);
                 if !out_time.forwards || published.is_some_and(|p| out <= p) {
                     continue;
@@ -429,6 +458,9 @@ async fn run_sink(
                 blocked[i] = true;
                 if blocked.iter().all(|b| *b) {
                     blocked.iter_mut().for_each(|b| *b = false);
+                    if let Some(op) = &top_n {
+                        view.pending_checkpoint.lock().top_n = op.snapshot()?;
+                    }
                     checkpoint_view(view, epoch, &wms, published).await?;
                 }
             }

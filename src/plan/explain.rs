@@ -41,15 +41,17 @@ pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Vec<Stri
             }
         }
     }
+    let top_n_at = |after_agg: bool, i: usize| {
+        plan.top_n
+            .as_ref()
+            .filter(|(at, _)| plan.top_n_after_agg == after_agg && *at == i)
+            .map(|(_, t)| top_n_line(t))
+    };
     for (i, s) in plan.pre.iter().enumerate() {
-        if let Some((_, t)) = plan.top_n.as_ref().filter(|(at, _)| *at == i) {
-            lines.push(top_n_line(t));
-        }
+        lines.extend(top_n_at(false, i));
         lines.push(format!("{s:?}"));
     }
-    if let Some((_, t)) = plan.top_n.as_ref().filter(|(at, _)| *at == plan.pre.len()) {
-        lines.push(top_n_line(t));
-    }
+    lines.extend(top_n_at(false, plan.pre.len()));
     if let Some(agg) = &plan.agg {
         // SESSION / TUMBLE_ROWS bounds are not known before the buffer: rows route by the rest.
         let bound = |i: usize| {
@@ -96,9 +98,11 @@ pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Vec<Stri
             plan.emit.name().replace('_', " ")
         ));
     }
-    for s in &plan.post {
+    for (i, s) in plan.post.iter().enumerate() {
+        lines.extend(top_n_at(true, i));
         lines.push(format!("{s:?}"));
     }
+    lines.extend(top_n_at(true, plan.post.len()));
     let fields: Vec<String> = plan
         .output_schema
         .fields()

@@ -273,7 +273,9 @@ struct Chain {
 struct PendingRank {
     /// ROW_NUMBER, RANK or DENSE_RANK.
     kind: crate::exec::top_n::RankKind,
-    /// Runs after this many `pre` steps.
+    /// It ranks the aggregate's output (runs in the view's sink, after `post[..at]`).
+    after_agg: bool,
+    /// Runs after this many `pre` (or, after an aggregate, `post`) steps.
     at: usize,
     /// A window bound among the partition keys: (index, is window_end, window size).
     window: Option<(usize, bool, i64)>,
@@ -360,14 +362,10 @@ impl Lowerer<'_> {
                 })
             }
         };
-        if chain.agg.is_some() || chain.rank.is_some() {
+        if chain.rank.is_some() {
             return Err(EddyError::NotSupported {
-                message: "ROW_NUMBER() over an aggregate in the same view is not supported".into(),
-                hint: Some(
-                    "Put the aggregate in its own view (EMIT ON WINDOW CLOSE) and rank its rows \
-                     in a view on it."
-                        .into(),
-                ),
+                message: "more than one ranking in a materialized view is not supported".into(),
+                hint: Some("Rank in a view on this view.".into()),
             });
         }
         let in_schema = w.input.schema();
@@ -427,9 +425,15 @@ impl Lowerer<'_> {
                 _ => None,
             })
             .collect();
+        let after_agg = chain.agg.is_some();
         chain.rank = Some(PendingRank {
             kind,
-            at: chain.pre.len(),
+            after_agg,
+            at: if after_agg {
+                chain.post.len()
+            } else {
+                chain.pre.len()
+            },
             window,
             partition_names,
             partition_by,
@@ -731,7 +735,12 @@ impl Lowerer<'_> {
             max_groups: self.max_groups,
             retract: false,
         }));
-        chain.window_cols = (None, None);
+        // The window bound among the group keys, by its position in the aggregate's output.
+        chain.window_cols = match window {
+            Some(w) if w.is_end => (None, Some(w.group_index)),
+            Some(w) => (Some(w.group_index), None),
+            None => (None, None),
+        };
         chain.time_col = None;
         Ok(chain)
     }
@@ -888,6 +897,7 @@ fn finish(
             },
         },
     };
+    let mut top_n_after_agg = false;
     let top_n = match chain.rank.take() {
         None => None,
         Some(r) => {
@@ -903,11 +913,21 @@ fn finish(
                     ),
                 });
             };
+            // An aggregate that updates its rows feeds the ranking retractions.
+            let updating_in = if r.after_agg {
+                chain
+                    .agg
+                    .as_ref()
+                    .is_some_and(|a| a.emit == EmitMode::OnUpdate)
+            } else {
+                input.updating
+            };
+            top_n_after_agg = r.after_agg;
             Some((
                 r.at,
                 Arc::new(TopNSpec {
                     kind: r.kind,
-                    keep_all: input.updating,
+                    keep_all: updating_in,
                     partition_by: r.partition_by,
                     order_by: r.order_by,
                     n,
@@ -917,7 +937,7 @@ fn finish(
                     // Or the input's event-time column (e.g. an EOWC view's window_start):
                     // rows below the watermark never come, so such a partition is done.
                     window: r.window.or_else(|| {
-                        let tc = input.time_column.as_deref()?;
+                        let tc = input.time_column.as_deref().filter(|_| !r.after_agg)?;
                         let i = r
                             .partition_names
                             .iter()
@@ -947,6 +967,7 @@ fn finish(
         updating,
         partitions: partitions.max(1),
         top_n,
+        top_n_after_agg,
         join: join.map(|(j, _)| Arc::new(j)),
     })
 }

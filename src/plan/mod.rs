@@ -59,8 +59,12 @@ pub struct ViewPlan {
     pub updating: bool,
     /// Partitions of the aggregate.
     pub partitions: usize,
-    /// A Top-N (ROW_NUMBER() … WHERE rn <= N) that runs after this many `pre` steps.
+    /// A Top-N (ROW_NUMBER() … WHERE rn <= N) that runs after this many `pre`
+    /// steps, or (with `top_n_after_agg`) `post` steps.
     pub top_n: Option<(usize, Arc<crate::exec::top_n::TopNSpec>)>,
+    /// The Top-N ranks the aggregate's output: it runs in the view's sink,
+    /// over the rows of every partition.
+    pub top_n_after_agg: bool,
     /// A join of two inputs (then `input` is the left one and `window` is
     /// unset: each side has its own); `pre` runs on the join's output.
     pub join: Option<Arc<JoinPlan>>,
