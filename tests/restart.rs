@@ -134,7 +134,11 @@ async fn upsert_table_and_lookup_join_survive_sigkill() {
          CHECKPOINT;
          INSERT INTO customers VALUES (2, 'gold');
          DELETE FROM customers WHERE id = 3;
-         INSERT INTO orders VALUES (12, 2, '2026-01-01 00:00:03'), (13, 3, '2026-01-01 00:00:04');")
+         INSERT INTO orders VALUES (12, 2, '2026-01-01 00:00:03'), (13, 3, '2026-01-01 00:00:04');
+         SET state_ttl = '1 hour';
+         CREATE MATERIALIZED VIEW same_customer AS
+           SELECT a.id, b.id AS other FROM orders a JOIN orders b
+             ON a.customer = b.customer AND a.id < b.id;")
     .await;
     let tiers: &[&[&str]] = &[&["gold", "2"]];
     let enriched: &[&[&str]] = &[
@@ -165,6 +169,13 @@ async fn upsert_table_and_lookup_join_survive_sigkill() {
     .await;
     eventually(&c, tiers_sql, tiers).await;
     eventually(&c, enriched_sql, enriched).await;
+    // The session's state_ttl was written into the view's definition.
+    eventually(
+        &c,
+        "SELECT name, status FROM eddy.views WHERE name = 'same_customer'",
+        &[&["same_customer", "running"]],
+    )
+    .await;
     // Still an upsert table, and the join still looks up its current rows.
     c.batch_execute(
         "INSERT INTO customers VALUES (1, 'basic');

@@ -191,21 +191,26 @@ fn row_count(state: &SessionState, e: &ast::Expr) -> Result<i64> {
 
 /// The `state_ttl` view option in nanoseconds (how long an unbounded join keeps a row).
 fn state_ttl(view: &CreateView) -> Result<Option<i64>> {
-    let Some(text) = view.options.get("state_ttl") else {
-        return Ok(None);
-    };
+    view.options
+        .get("state_ttl")
+        .map(|text| parse_state_ttl(text))
+        .transpose()
+}
+
+/// A `state_ttl` value (`'1 hour'`, `'30 minutes'`, `'90 s'`) in nanoseconds.
+pub fn parse_state_ttl(text: &str) -> Result<i64> {
     let bad = || EddyError::InvalidParameter {
         message: format!("invalid state_ttl '{text}'"),
         hint: Some("Give a duration such as '1 hour', '30 minutes' or '90 s'.".into()),
     };
     let v = datafusion::arrow::compute::cast(
-        &datafusion::arrow::array::StringArray::from(vec![text.as_str()]),
+        &datafusion::arrow::array::StringArray::from(vec![text]),
         &DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
     )
     .map_err(|_| bad())?;
     let v = ScalarValue::try_from_array(&v, 0)?;
     match interval_value_ns(&v) {
-        Some(ns) if ns > 0 => Ok(Some(ns)),
+        Some(ns) if ns > 0 => Ok(ns),
         _ => Err(bad()),
     }
 }

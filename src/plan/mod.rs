@@ -15,7 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 
 pub use explain::explain;
-pub use lower::{plan_view, PlanInputs};
+pub use lower::{parse_state_ttl, plan_view, PlanInputs};
 
 use crate::exec::aggregate::AggregateSpec;
 use crate::exec::stateless::Step;

@@ -122,8 +122,12 @@ impl EddyHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let stmt = super::session::with_session_defaults(stmt, client.metadata());
         match stmt {
             Statement::Session(s) => {
+                if let Some(r) = super::session::set_state_ttl(&s, client.metadata_mut()) {
+                    return r.map(|_| Response::Execution(Tag::new("SET"))).map_err(pg);
+                }
                 for hook in &self.hooks {
                     if let Some(r) = hook
                         .handle_simple_query(&s, self.engine.context(), client)

@@ -6,6 +6,7 @@
 //! period to finish, then are aborted.
 
 mod handler;
+mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
