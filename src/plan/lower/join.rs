@@ -22,14 +22,16 @@ use crate::exec::join::{JoinKind, JoinSpec, Retention};
 use crate::exec::window::WindowKind;
 use crate::plan::{JoinPlan, JoinSide};
 
-/// A column known to rise with a side's watermark: later rows have
-/// `col >= watermark + offset_ns`.
+/// A timestamp column of one side. When `rising`, it rises with the side's
+/// watermark: later rows have `col >= watermark + offset_ns`.
 #[derive(Debug, Clone, Copy)]
 struct TimeCol {
     col: usize,
     offset_ns: i64,
     /// The window size when `col` is a window bound (0 for the event time).
     window_ns: i64,
+    /// Bounded below by the watermark (else just a timestamp, say an auction's `expires`).
+    rising: bool,
 }
 
 /// `lo <= right[r] - left[l] <= hi`.
@@ -187,13 +189,15 @@ impl Lowerer<'_> {
                 hint: Some("JOIN t ON s.k = t.k".into()),
             });
         }
-        let left_bound = bounds.iter().find_map(|b| {
+        // A left row can go once no later right row can be low enough for it: that needs
+        // the right term to rise with the right watermark (and vice versa).
+        let left_bound = bounds.iter().filter(|b| b.r.rising).find_map(|b| {
             b.hi.map(|hi| Retention::EventTime {
                 col: b.l.col,
                 after_ns: hi.saturating_sub(b.r.offset_ns),
             })
         });
-        let right_bound = bounds.iter().find_map(|b| {
+        let right_bound = bounds.iter().filter(|b| b.l.rising).find_map(|b| {
             b.lo.map(|lo| Retention::EventTime {
                 col: b.r.col,
                 after_ns: lo.saturating_neg().saturating_sub(b.l.offset_ns),
@@ -261,13 +265,12 @@ impl Lowerer<'_> {
         let time_col = shift(sides[timed].time_col);
         let time_delay_ns = match retention[timed] {
             Retention::NotKept => Some(0),
-            Retention::EventTime { col, after_ns } => {
-                let size = time_cols[timed]
-                    .iter()
-                    .find(|t| t.col == col)
-                    .map_or(0, |t| t.window_ns);
-                Some(after_ns.max(0).saturating_add(size))
-            }
+            // Kept by a column that rises with the watermark: its rows come out at most
+            // this far below it (kept by another timestamp, say `expires`: unbounded).
+            Retention::EventTime { col, after_ns } => time_cols[timed]
+                .iter()
+                .find(|t| t.col == col)
+                .map(|t| after_ns.max(0).saturating_add(t.window_ns)),
             Retention::Ttl { .. } | Retention::UntilDeleted => None,
         };
         let updating = (kind == JoinKind::Left && lookup.is_none())
@@ -345,6 +348,7 @@ impl Lowerer<'_> {
                 col,
                 offset_ns: 0,
                 window_ns: 0,
+                rising: true,
             });
         }
         if let Some((w, _)) = &c.window {
@@ -353,6 +357,7 @@ impl Lowerer<'_> {
                     col,
                     offset_ns: 0,
                     window_ns: w.size_ns,
+                    rising: true,
                 });
             }
             if let Some(col) = c.window_cols.0 {
@@ -360,6 +365,7 @@ impl Lowerer<'_> {
                     col,
                     offset_ns: -w.size_ns,
                     window_ns: w.size_ns,
+                    rising: true,
                 });
             }
         }
@@ -427,8 +433,24 @@ impl Lowerer<'_> {
         match uncast(e) {
             Expr::Column(c) => {
                 let (s, i) = locate(c, schemas)?;
-                let t = time_cols[s].iter().find(|t| t.col == i)?;
-                Some((s, *t, 0))
+                let t = match time_cols[s].iter().find(|t| t.col == i) {
+                    Some(t) => *t,
+                    // Any other timestamp column can still be the bound of a row of its side.
+                    None if matches!(
+                        schemas[s].field(i).data_type(),
+                        datafusion::arrow::datatypes::DataType::Timestamp(_, _)
+                    ) =>
+                    {
+                        TimeCol {
+                            col: i,
+                            offset_ns: 0,
+                            window_ns: 0,
+                            rising: false,
+                        }
+                    }
+                    None => return None,
+                };
+                Some((s, t, 0))
             }
             Expr::BinaryExpr(BinaryExpr { left, op, right })
                 if matches!(op, Operator::Plus | Operator::Minus) =>
