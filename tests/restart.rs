@@ -138,7 +138,12 @@ async fn upsert_table_and_lookup_join_survive_sigkill() {
          SET state_ttl = '1 hour';
          CREATE MATERIALIZED VIEW same_customer AS
            SELECT a.id, b.id AS other FROM orders a JOIN orders b
-             ON a.customer = b.customer AND a.id < b.id;")
+             ON a.customer = b.customer AND a.id < b.id;
+         CREATE MATERIALIZED VIEW per_customer AS
+           SELECT a.customer, a.n, b.m
+           FROM (SELECT customer, count(*) AS n FROM orders GROUP BY customer) a
+           JOIN (SELECT customer, max(id) AS m FROM orders GROUP BY customer) b
+             ON a.customer = b.customer;")
     .await;
     let tiers: &[&[&str]] = &[&["gold", "2"]];
     let enriched: &[&[&str]] = &[
@@ -176,6 +181,14 @@ async fn upsert_table_and_lookup_join_survive_sigkill() {
         &[&["same_customer", "running"]],
     )
     .await;
+    // A view whose join inputs were hoisted into views of their own comes back with them.
+    let per_customer = "SELECT customer, n, m FROM per_customer ORDER BY customer";
+    eventually(
+        &c,
+        per_customer,
+        &[&["1", "1", "10"], &["2", "2", "12"], &["3", "1", "13"]],
+    )
+    .await;
     // Still an upsert table, and the join still looks up its current rows.
     c.batch_execute(
         "INSERT INTO customers VALUES (1, 'basic');
@@ -188,6 +201,12 @@ async fn upsert_table_and_lookup_join_survive_sigkill() {
         &c,
         "SELECT id, tier FROM enriched WHERE id = 14",
         &[&["14", "basic"]],
+    )
+    .await;
+    eventually(
+        &c,
+        per_customer,
+        &[&["1", "2", "14"], &["2", "2", "12"], &["3", "1", "13"]],
     )
     .await;
 }

@@ -209,7 +209,17 @@ impl Engine {
     }
 
     async fn plan(&self, v: &CreateView) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
-        let inputs = self.plan_inputs();
+        self.plan_with(v, Vec::new()).await
+    }
+
+    /// Plan `v` with `extra` inputs besides the catalog's (views not created yet).
+    async fn plan_with(
+        &self,
+        v: &CreateView,
+        extra: Vec<(String, PlanInputs)>,
+    ) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
+        let mut inputs = self.plan_inputs();
+        inputs.extend(extra);
         let plan = plan_view(
             v,
             &inputs,
@@ -222,9 +232,32 @@ impl Engine {
     }
 
     pub(super) async fn explain_view(&self, v: CreateView) -> Result<Outcome> {
-        let (plan, inputs) = self.plan(&v).await?;
+        // Join inputs that are queries of their own would become views: show those first.
+        let (v, subs) = crate::sql::hoist::hoist_join_inputs(v)?;
+        let mut lines = Vec::new();
+        let mut extra = Vec::new();
+        for sub in &subs {
+            let (plan, inputs) = self.plan(sub).await?;
+            let kind = |name: &str| inputs.get(name).map_or("?".to_string(), |i| i.kind.clone());
+            lines.push(format!("-- view {} (created with this view)", sub.name));
+            lines.extend(explain(&plan, &kind));
+            extra.push((
+                sub.name.clone(),
+                PlanInputs {
+                    schema: plan.output_schema.clone(),
+                    time_column: plan.out_time.column.clone(),
+                    updating: plan.updating,
+                    kind: "materialized view".into(),
+                    upsert: false,
+                },
+            ));
+        }
+        if !subs.is_empty() {
+            lines.push(format!("-- view {}", v.name));
+        }
+        let (plan, inputs) = self.plan_with(&v, extra).await?;
         let kind = |name: &str| inputs.get(name).map_or("?".to_string(), |i| i.kind.clone());
-        let lines = explain(&plan, &kind);
+        lines.extend(explain(&plan, &kind));
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
             datafusion::arrow::datatypes::Field::new("plan", DataType::Utf8, false),
         ]));
@@ -389,6 +422,27 @@ impl Engine {
             if !order.contains(name) {
                 order.push(name.clone());
             }
+        }
+        // Views hoisted out of a dropped view's joins (`<view>__<alias>`) go with it,
+        // unless something else reads them.
+        let mut i = 0;
+        while i < order.len() {
+            let prefix = format!("{}__", order[i]);
+            let subs: Vec<String> = self.catalog.with(|e| {
+                e.iter()
+                    .filter(|(n, e)| {
+                        n.starts_with(&prefix) && matches!(e.object, ObjectRef::View(_))
+                    })
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            });
+            for sub in subs {
+                let users = self.catalog.dependants(&sub);
+                if !order.contains(&sub) && users.iter().all(|u| order.contains(u)) {
+                    order.push(sub);
+                }
+            }
+            i += 1;
         }
         self.drop_names(&order).await?;
         Ok(command(&tag))

@@ -882,8 +882,15 @@ fn finish(
                 delay_ns: 0,
                 forwards: false,
             },
+            // The window bound the view keeps, under whatever name it was given.
             Some(wk) => OutputTime {
-                column: has_col("window_start").or_else(|| has_col("window_end")),
+                column: chain
+                    .window_cols
+                    .0
+                    .or(chain.window_cols.1)
+                    .map(|i| output_schema.field(i).name().clone())
+                    .or_else(|| has_col("window_start"))
+                    .or_else(|| has_col("window_end")),
                 delay_ns: wk.size_ns,
                 forwards: true,
             },

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use datafusion::sql::sqlparser::ast;
 
 use crate::error::Result;
-use crate::sql::{CreateView, EmitMode, Statement};
+#[cfg(test)]
+use crate::sql::EmitMode;
+use crate::sql::{CreateView, Statement};
 
 /// Connection metadata key of the session's `state_ttl`.
 const STATE_TTL: &str = "eddy.state_ttl";
@@ -64,33 +66,7 @@ fn with_ttl(mut v: CreateView, ttl: &str) -> CreateView {
     }
     v.options.insert("state_ttl".into(), ttl.to_string());
     // The stored statement carries the option (the session's setting is gone after a restart).
-    let options: Vec<String> = v
-        .options
-        .iter()
-        .map(|(k, val)| {
-            format!(
-                "\"{}\" = '{}'",
-                k.replace('"', "\"\""),
-                val.replace('\'', "''")
-            )
-        })
-        .collect();
-    v.sql = format!(
-        "CREATE MATERIALIZED VIEW {}\"{}\" WITH ({}) AS {}{}",
-        if v.if_not_exists {
-            "IF NOT EXISTS "
-        } else {
-            ""
-        },
-        v.name.replace('"', "\"\""),
-        options.join(", "),
-        v.query,
-        if v.emit == EmitMode::OnWindowClose {
-            " EMIT ON WINDOW CLOSE"
-        } else {
-            ""
-        }
-    );
+    v.sql = crate::sql::hoist::canonical_sql(&v);
     v
 }
 

@@ -169,12 +169,14 @@ impl Lowerer<'_> {
         for c in &residual {
             self.bounds_of(c, &schemas, &time_cols, &mut bounds);
         }
-        // The lookup join: one side is an upsert table, the other a stream.
+        // The lookup join: one side is an upsert table, the other an append-only stream (a
+        // retraction could not be matched against the table version its insert saw).
         let upsert = |c: &Chain| self.inputs.get(&c.input).is_some_and(|i| i.upsert);
+        let appends = |c: &Chain| self.inputs.get(&c.input).is_some_and(|i| !i.updating);
         let lookup = match (upsert(&sides[0]), upsert(&sides[1])) {
-            (false, true) => Some(1),
-            (true, false) if kind == JoinKind::Inner => Some(0),
-            (true, false) => {
+            (false, true) if appends(&sides[0]) => Some(1),
+            (true, false) if appends(&sides[1]) && kind == JoinKind::Inner => Some(0),
+            (true, false) if appends(&sides[1]) => {
                 return Err(not_supported(
                     "a LEFT JOIN that keeps the rows of an upsert table is not supported",
                     "Put the stream on the left: stream LEFT JOIN table.",
