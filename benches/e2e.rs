@@ -2,8 +2,9 @@
 //! materialized view, in-process (the same engine the server runs, without
 //! the wire protocol).
 //!
-//! Run: `cargo bench --bench e2e` (EDDY_BENCH_EVENTS=N to change the size,
-//! default 2,000,000). Prints events/s for each query: filter, TUMBLE, HOP,
+//! Run: `cargo bench --bench e2e` (`EDDY_BENCH_EVENTS=N` to change the size,
+//! default 2,000,000; `EDDY_BENCH_ONLY=<part of a name>` to run some of the
+//! queries). Prints events/s for each query: filter, TUMBLE, HOP,
 //! CUMULATE, approx_top_k, and joins (each bid joined with itself by its
 //! unique id, so the join emits one row per event; and a lookup join with a
 //! 1,000-row upsert table).
@@ -30,6 +31,9 @@ async fn run(engine: &Engine, sql: &str) -> Option<i64> {
 }
 
 async fn measure(name: &str, view_sql: &str, count_sql: &str, events: i64) {
+    if std::env::var("EDDY_BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        return;
+    }
     let engine = Arc::new(Engine::new(Limits::default()).expect("engine"));
     run(
         &engine,

@@ -27,6 +27,7 @@ use datafusion::arrow::compute::{interleave, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use datafusion::common::hash_utils::RandomState;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::message::Changes;
@@ -93,12 +94,15 @@ struct Entry {
     matches: i64,
 }
 
+/// A join key in row format, shared by the key map and the expiry index.
+type Key = Arc<[u8]>;
+
 /// One side's rows, by key.
 struct Side {
     conv: RowConverter,
-    by_key: HashMap<Box<[u8]>, Vec<Entry>>,
+    by_key: HashMap<Key, Vec<Entry>, RandomState>,
     /// (expires, seq) → key, for rows that expire.
-    expiry: BTreeMap<(i64, u64), Box<[u8]>>,
+    expiry: BTreeMap<(i64, u64), Key>,
     rows: usize,
     bytes: usize,
 }
@@ -115,7 +119,7 @@ impl Side {
             .collect();
         Ok(Side {
             conv: RowConverter::new(fields)?,
-            by_key: HashMap::new(),
+            by_key: HashMap::with_hasher(RandomState::with_seed(0x6a6f_696e)),
             expiry: BTreeMap::new(),
             rows: 0,
             bytes: 0,
@@ -361,10 +365,15 @@ impl JoinOperator {
         let seq = self.seq;
         side.bytes += row.as_ref().len() + key.len() + ENTRY_OVERHEAD;
         side.rows += 1;
+        // One allocation of the key, shared with the expiry index.
+        let key: Key = match side.by_key.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None => key.into(),
+        };
         if expires != i64::MAX {
-            side.expiry.insert((expires, seq), key.into());
+            side.expiry.insert((expires, seq), key.clone());
         }
-        side.by_key.entry(key.into()).or_default().push(Entry {
+        side.by_key.entry(key).or_default().push(Entry {
             seq,
             row,
             expires,
