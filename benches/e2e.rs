@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, Int64Array};
 use eddy::engine::{Engine, Limits, Outcome};
+
+/// The server's allocator (see `src/main.rs`), so the figures match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use eddy::sql::parse;
 
 async fn run(engine: &Engine, sql: &str) -> Option<i64> {
