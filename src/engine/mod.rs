@@ -402,7 +402,8 @@ impl Engine {
             Statement::CreateView(v) => {
                 let _g = self.ddl_lock.lock().await;
                 let existed = self.catalog.with(|e| e.contains_key(&v.name));
-                if existed && v.if_not_exists {
+                if existed {
+                    // IF NOT EXISTS, or the duplicate error (before creating any hoisted view).
                     return self.create_view(v).await;
                 }
                 // Join inputs that are queries of their own become views first.
