@@ -115,6 +115,7 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
     );
     let vn = format!("top{n}");
     let (vr, vcnt, vbusy) = (format!("dense{n}"), format!("cnt{n}"), format!("busy{n}"));
+    let vrj = format!("rjoin{n}");
     let (vi, vw, vl) = (
         format!("interval{n}"),
         format!("wjoin{n}"),
@@ -166,7 +167,11 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
              CREATE MATERIALIZED VIEW {vl} AS
                SELECT a.auction, a.price AS p1, a.ts AS t1, b.price AS p2
                FROM {t} a LEFT JOIN {t} b ON a.auction = b.auction
-                 AND b.ts > a.ts AND b.ts <= a.ts + INTERVAL '1' SECOND;",
+                 AND b.ts > a.ts AND b.ts <= a.ts + INTERVAL '1' SECOND;
+             CREATE MATERIALIZED VIEW {vrj} AS
+               SELECT a.price AS p1, b.auction, b.price AS p2, b.ts AS t2
+               FROM {t} a RIGHT JOIN {t} b ON a.auction = b.auction
+                 AND a.ts > b.ts AND a.ts <= b.ts + INTERVAL '1' SECOND;",
             DELAY_MS
         ))
         .await
@@ -318,6 +323,16 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
             "SELECT a.auction, a.price, a.ts, b.price FROM {t} a LEFT JOIN {t} b \
              ON a.auction = b.auction AND b.ts > a.ts AND b.ts <= a.ts + INTERVAL '1' SECOND \
              WHERE a.auction <> 999"
+        ),
+    )
+    .await;
+    converge(
+        &client,
+        &format!("SELECT p1, auction, p2, t2 FROM {vrj} WHERE auction <> 999"),
+        &format!(
+            "SELECT a.price, b.auction, b.price, b.ts FROM {t} a RIGHT JOIN {t} b \
+             ON a.auction = b.auction AND a.ts > b.ts AND a.ts <= b.ts + INTERVAL '1' SECOND \
+             WHERE b.auction <> 999"
         ),
     )
     .await;

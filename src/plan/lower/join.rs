@@ -71,12 +71,7 @@ impl Lowerer<'_> {
         let kind = match j.join_type {
             JoinType::Inner => JoinKind::Inner,
             JoinType::Left => JoinKind::Left,
-            JoinType::Right => {
-                return Err(not_supported(
-                    "RIGHT JOIN is not supported in a materialized view",
-                    "Swap the inputs and write a LEFT JOIN.",
-                ))
-            }
+            JoinType::Right => return self.right_join(j),
             other => {
                 return Err(not_supported(
                     format!("{other} JOIN is not supported in a materialized view"),
@@ -331,6 +326,50 @@ impl Lowerer<'_> {
                 },
             )),
         })
+    }
+
+    /// `a RIGHT JOIN b` is `b LEFT JOIN a` with the columns put back in order.
+    fn right_join(&self, j: &datafusion::logical_expr::Join) -> Result<Chain> {
+        let swapped = datafusion::logical_expr::Join::try_new(
+            j.right.clone(),
+            j.left.clone(),
+            j.on.iter().map(|(l, r)| (r.clone(), l.clone())).collect(),
+            j.filter.clone(),
+            JoinType::Left,
+            j.join_constraint,
+            j.null_equality,
+            false,
+        )?;
+        let mut chain = self.join(&swapped, None)?;
+        let (n_left, n_right) = (
+            j.left.schema().fields().len(),
+            j.right.schema().fields().len(),
+        );
+        // Position in the swapped output (right ++ left) of output column `i` (left ++ right).
+        let from = |i: usize| if i < n_left { n_right + i } else { i - n_left };
+        let to = |p: usize| {
+            if p >= n_right {
+                p - n_right
+            } else {
+                p + n_left
+            }
+        };
+        let exprs = (0..n_left + n_right)
+            .map(|i| {
+                let p = from(i);
+                Arc::new(datafusion::physical_expr::expressions::Column::new(
+                    swapped.schema.field(p).name(),
+                    p,
+                )) as Arc<dyn datafusion::physical_expr::PhysicalExpr>
+            })
+            .collect();
+        chain.window_cols = (chain.window_cols.0.map(to), chain.window_cols.1.map(to));
+        chain.time_col = chain.time_col.map(to);
+        chain.push(crate::exec::stateless::Step::Project {
+            exprs,
+            schema: j.schema.inner().clone(),
+        });
+        Ok(chain)
     }
 
     fn watermarked(&self, c: &Chain) -> bool {
