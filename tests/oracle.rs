@@ -115,7 +115,7 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
     );
     let vn = format!("top{n}");
     let (vr, vcnt, vbusy) = (format!("dense{n}"), format!("cnt{n}"), format!("busy{n}"));
-    let vrj = format!("rjoin{n}");
+    let (vrj, vfj) = (format!("rjoin{n}"), format!("fjoin{n}"));
     let (vi, vw, vl) = (
         format!("interval{n}"),
         format!("wjoin{n}"),
@@ -171,7 +171,11 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
              CREATE MATERIALIZED VIEW {vrj} AS
                SELECT a.price AS p1, b.auction, b.price AS p2, b.ts AS t2
                FROM {t} a RIGHT JOIN {t} b ON a.auction = b.auction
-                 AND a.ts > b.ts AND a.ts <= b.ts + INTERVAL '1' SECOND;",
+                 AND a.ts > b.ts AND a.ts <= b.ts + INTERVAL '1' SECOND;
+             CREATE MATERIALIZED VIEW {vfj} AS
+               SELECT a.auction AS a1, a.price AS p1, b.auction AS a2, b.price AS p2
+               FROM {t} a FULL JOIN {t} b ON a.auction = b.auction AND a.price = b.price + 1
+                 AND b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '2' SECOND;",
             DELAY_MS
         ))
         .await
@@ -333,6 +337,20 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
             "SELECT a.price, b.auction, b.price, b.ts FROM {t} a RIGHT JOIN {t} b \
              ON a.auction = b.auction AND a.ts > b.ts AND a.ts <= b.ts + INTERVAL '1' SECOND \
              WHERE b.auction <> 999"
+        ),
+    )
+    .await;
+    converge(
+        &client,
+        &format!(
+            "SELECT a1, p1, a2, p2 FROM {vfj} \
+             WHERE coalesce(a1, 0) <> 999 AND coalesce(a2, 0) <> 999"
+        ),
+        &format!(
+            "SELECT a.auction, a.price, b.auction, b.price FROM {t} a FULL JOIN {t} b \
+             ON a.auction = b.auction AND a.price = b.price + 1 \
+             AND b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '2' SECOND \
+             WHERE coalesce(a.auction, 0) <> 999 AND coalesce(b.auction, 0) <> 999"
         ),
     )
     .await;

@@ -34,13 +34,26 @@ use super::message::Changes;
 use super::window::event_times_ns;
 use crate::error::{EddyError, Result};
 
-/// INNER or LEFT.
+/// INNER, LEFT or FULL (a RIGHT join is planned as a LEFT one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
     /// Matching pairs only.
     Inner,
     /// Every left row; NULLs for the right columns while it has no match.
     Left,
+    /// Every row of both sides; NULLs for the other side's columns while it has no match.
+    Full,
+}
+
+impl JoinKind {
+    /// Whether rows of `side` without a match come out padded with NULLs.
+    pub fn pads(self, side: usize) -> bool {
+        match self {
+            JoinKind::Inner => false,
+            JoinKind::Left => side == 0,
+            JoinKind::Full => true,
+        }
+    }
 }
 
 /// How long one side of a join keeps a row.
@@ -67,7 +80,7 @@ pub enum Retention {
 /// A join, fixed at planning time.
 #[derive(Debug)]
 pub struct JoinSpec {
-    /// INNER or LEFT.
+    /// INNER, LEFT or FULL.
     pub kind: JoinKind,
     /// Equi-join key expressions, per side, over that side's rows.
     pub keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
@@ -89,8 +102,8 @@ struct Entry {
     seq: u64,
     row: OwnedRow,
     expires: i64,
-    /// Pairs of this (left) row that passed the condition: a LEFT join
-    /// emits the NULL-padded row while this is 0.
+    /// Pairs of this row that passed the condition: an outer join emits the
+    /// NULL-padded row while this is 0.
     matches: i64,
 }
 
@@ -167,11 +180,13 @@ pub struct JoinOperator {
     seq: u64,
 }
 
-/// Where an output row comes from: a candidate pair or a NULL-padded left row.
+/// Where an output row comes from: a candidate pair, or a row of one side
+/// padded with NULLs: of the arriving side (its index in the batch) or of
+/// the other side (the index of its candidate pair).
 #[derive(Clone, Copy)]
 enum Out {
     Pair(usize),
-    Padded(usize),
+    Padded { side: usize, index: usize },
 }
 
 impl JoinOperator {
@@ -256,7 +271,7 @@ impl JoinOperator {
             _ => vec![true; pairs.len()],
         };
         // Sequential bookkeeping, in row order.
-        let left_join = spec.kind == JoinKind::Left;
+        let (pad_mine, pad_theirs) = (spec.kind.pads(s), spec.kind.pads(o));
         let mut out: Vec<(Out, i64)> = Vec::new();
         let mut k = 0;
         let rows = if spec.retention[s] == Retention::NotKept {
@@ -281,26 +296,23 @@ impl JoinOperator {
                         continue;
                     }
                     passed += 1;
-                    if s == 1 {
-                        let list = self.sides[0]
-                            .by_key
-                            .get_mut(key_of(i))
-                            .ok_or_else(|| EddyError::Internal("join key vanished".into()))?;
-                        let l = &mut list[pairs[p].1];
-                        if left_join && w > 0 && l.matches == 0 {
-                            out.push((Out::Padded(p), -1));
-                        }
-                        out.push((Out::Pair(p), w));
-                        l.matches += w;
-                        if left_join && w < 0 && l.matches == 0 {
-                            out.push((Out::Padded(p), 1));
-                        }
-                    } else {
-                        out.push((Out::Pair(p), w));
+                    let list = self.sides[o]
+                        .by_key
+                        .get_mut(key_of(i))
+                        .ok_or_else(|| EddyError::Internal("join key vanished".into()))?;
+                    let theirs = &mut list[pairs[p].1];
+                    let padded = Out::Padded { side: o, index: p };
+                    if pad_theirs && w > 0 && theirs.matches == 0 {
+                        out.push((padded, -1));
+                    }
+                    out.push((Out::Pair(p), w));
+                    theirs.matches += w;
+                    if pad_theirs && w < 0 && theirs.matches == 0 {
+                        out.push((padded, 1));
                     }
                 }
-                if s == 0 && left_join && passed == 0 {
-                    out.push((Out::Padded(i), w));
+                if pad_mine && passed == 0 {
+                    out.push((Out::Padded { side: s, index: i }, w));
                 }
                 if let (Some(rows), true) = (&rows, w > 0) {
                     self.insert(s, key_of(i), rows.row(i).owned(), expires_at, passed)?;
@@ -429,29 +441,51 @@ impl JoinOperator {
             return Ok(Changes::inserts(RecordBatch::new_empty(schema.clone())));
         }
         let n_left = self.spec.schemas[0].fields().len();
-        // NULL-padded left rows: the batch's rows (left side) or the candidates' left columns.
-        let padded = if out.iter().any(|(o, _)| matches!(o, Out::Padded(_))) {
-            let left: Vec<ArrayRef> = if s == 0 {
+        // Rows of `side` padded with NULLs: the batch's rows (the arriving side) or the
+        // other side's columns of the candidate pairs.
+        let padded = |side: usize| -> Result<Option<Vec<ArrayRef>>> {
+            if !out
+                .iter()
+                .any(|(o, _)| matches!(o, Out::Padded { side: x, .. } if *x == side))
+            {
+                return Ok(None);
+            }
+            let own: Vec<ArrayRef> = if side == s {
                 batch.columns().to_vec()
             } else {
-                cand.as_ref()
-                    .map(|c| c.columns()[..n_left].to_vec())
-                    .ok_or_else(|| EddyError::Internal("padded row without a pair".into()))?
+                let c = cand
+                    .as_ref()
+                    .ok_or_else(|| EddyError::Internal("padded row without a pair".into()))?;
+                if side == 0 {
+                    c.columns()[..n_left].to_vec()
+                } else {
+                    c.columns()[n_left..].to_vec()
+                }
             };
-            let len = left.first().map_or(0, |c| c.len());
-            let mut cols = left;
-            for f in &schema.fields()[n_left..] {
-                cols.push(new_null_array(f.data_type(), len));
-            }
-            Some(cols)
-        } else {
-            None
+            let len = own.first().map_or(0, |c| c.len());
+            let (before, after) = schema.fields().split_at(n_left);
+            let nulls = |fields: &[datafusion::arrow::datatypes::FieldRef]| -> Vec<ArrayRef> {
+                fields
+                    .iter()
+                    .map(|f| new_null_array(f.data_type(), len))
+                    .collect()
+            };
+            Ok(Some(if side == 0 {
+                [own, nulls(after)].concat()
+            } else {
+                [nulls(before), own].concat()
+            }))
         };
+        let pads = [padded(0)?, padded(1)?];
         let mut sources: Vec<&[ArrayRef]> = Vec::new();
-        let mut slot = [0usize; 2];
-        for (k, cols) in [cand.as_ref().map(|c| c.columns()), padded.as_deref()]
-            .into_iter()
-            .enumerate()
+        let mut slot = [0usize; 3];
+        for (k, cols) in [
+            cand.as_ref().map(|c| c.columns()),
+            pads[0].as_deref(),
+            pads[1].as_deref(),
+        ]
+        .into_iter()
+        .enumerate()
         {
             if let Some(cols) = cols {
                 slot[k] = sources.len();
@@ -462,7 +496,7 @@ impl JoinOperator {
             .iter()
             .map(|(o, _)| match o {
                 Out::Pair(p) => (slot[0], *p),
-                Out::Padded(p) => (slot[1], *p),
+                Out::Padded { side, index } => (slot[1 + side], *index),
             })
             .collect();
         let mut cols = Vec::with_capacity(schema.fields().len());
@@ -582,7 +616,12 @@ mod tests {
     /// `l LEFT JOIN r ON l.k = r.k`, left rows kept until the right watermark
     /// passes l.ts + 10 s, right rows until the left watermark passes r.ts.
     fn op(kind: JoinKind) -> JoinOperator {
-        let mut fields: Vec<Field> = side().fields().iter().map(|f| f.as_ref().clone()).collect();
+        // As DataFusion's join schema: a side that can be padded is nullable.
+        let mut fields: Vec<Field> = side()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(kind == JoinKind::Full))
+            .collect();
         fields.extend(
             side()
                 .fields()
@@ -671,6 +710,27 @@ mod tests {
         j.on_watermark(1, 10 * S + 1);
         assert_eq!(j.rows_held(), [0, 0]);
         assert_eq!(j.state_bytes(), 0);
+    }
+
+    #[test]
+    fn full_join_pads_both_sides() {
+        let mut j = op(JoinKind::Full);
+        // A right row with no match: padded on the left (out() shows the left key as 0 for NULL).
+        let c = j.process(1, &rows(&[(1, 3)], 1), 0).unwrap();
+        assert_eq!(c.batch.column(0).null_count(), 1);
+        assert_eq!(c.weight(0), 1);
+        // A left row matching it retracts the right's padded row and emits the pair.
+        let c = j.process(0, &rows(&[(1, 0)], 1), 0).unwrap();
+        let nulls: Vec<bool> = (0..c.num_rows())
+            .map(|i| c.batch.column(0).is_null(i))
+            .collect();
+        let weights: Vec<i64> = (0..c.num_rows()).map(|i| c.weight(i)).collect();
+        assert_eq!((nulls, weights), (vec![true, false], vec![-1, 1]));
+        // A left row without a match: padded on the right.
+        assert_eq!(
+            out(&j.process(0, &rows(&[(2, 0)], 1), 0).unwrap()),
+            vec![(2, -1, 1)]
+        );
     }
 
     #[test]

@@ -181,10 +181,10 @@ fn join_line(j: &crate::exec::join::JoinSpec) -> String {
     };
     format!(
         "Join: {}{}, keys [{}]{}; left keeps {}; right keeps {}",
-        if j.kind == JoinKind::Left {
-            "LEFT"
-        } else {
-            "INNER"
+        match j.kind {
+            JoinKind::Inner => "INNER",
+            JoinKind::Left => "LEFT",
+            JoinKind::Full => "FULL",
         },
         if j.lookup.is_some() { " LOOKUP" } else { "" },
         keys.join(", "),

@@ -72,6 +72,7 @@ impl Lowerer<'_> {
             JoinType::Inner => JoinKind::Inner,
             JoinType::Left => JoinKind::Left,
             JoinType::Right => return self.right_join(j),
+            JoinType::Full => JoinKind::Full,
             other => {
                 return Err(not_supported(
                     format!("{other} JOIN is not supported in a materialized view"),
@@ -133,9 +134,9 @@ impl Lowerer<'_> {
                 }
             }
             // A condition on one side's columns filters that side before the join (not a
-            // LEFT join's left side: its rows stay, padded with NULLs).
+            // side whose rows stay, padded with NULLs, when they do not match).
             match side_of(c, &schemas) {
-                Some(s) if s == 1 || kind == JoinKind::Inner => {
+                Some(s) if !kind.pads(s) => {
                     let step = crate::exec::stateless::Step::Filter(self.phys(c, schemas[s])?);
                     sides[s].push(step);
                 }
@@ -169,6 +170,12 @@ impl Lowerer<'_> {
         let upsert = |c: &Chain| self.inputs.get(&c.input).is_some_and(|i| i.upsert);
         let appends = |c: &Chain| self.inputs.get(&c.input).is_some_and(|i| !i.updating);
         let lookup = match (upsert(&sides[0]), upsert(&sides[1])) {
+            (false, true) | (true, false) if kind == JoinKind::Full => {
+                return Err(not_supported(
+                    "a FULL JOIN with an upsert table is not supported",
+                    "Join the stream with the table (LEFT JOIN keeps every stream row).",
+                ))
+            }
             (false, true) if appends(&sides[0]) => Some(1),
             (true, false) if appends(&sides[1]) && kind == JoinKind::Inner => Some(0),
             (true, false) if appends(&sides[1]) => {
@@ -270,7 +277,7 @@ impl Lowerer<'_> {
                 .map(|t| after_ns.max(0).saturating_add(t.window_ns)),
             Retention::Ttl { .. } | Retention::UntilDeleted => None,
         };
-        let updating = (kind == JoinKind::Left && lookup.is_none())
+        let updating = (kind != JoinKind::Inner && lookup.is_none())
             || sides.iter().any(|s| {
                 self.inputs
                     .get(&s.input)
