@@ -1,5 +1,5 @@
 //! Where streams come from: tables fed by `INSERT`, and connectors
-//! (`datagen`, `file`, `kafka`). File and Kafka records go through one ingest
+//! (`datagen`, `nexmark`, `file`, `kafka`). File and Kafka records go through one ingest
 //! path: [`format`] decoding, the [`contract`], and [`dead_letter`]s.
 
 pub mod contract;
@@ -9,6 +9,7 @@ pub mod file;
 pub mod format;
 pub mod ingest;
 pub mod kafka;
+pub mod nexmark;
 pub mod runner;
 pub mod stream;
 pub mod table_log;

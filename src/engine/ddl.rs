@@ -100,6 +100,7 @@ impl Engine {
                 Err(self.duplicate(&c.name))
             };
         }
+        let c = crate::connectors::nexmark::with_standard_columns(c)?;
         let mut columns = self.stream_columns(&c).await?;
         let key_cols = primary_key_columns(&c, &mut columns.schema)?;
         let schema = columns.schema.clone();

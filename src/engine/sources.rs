@@ -22,6 +22,7 @@ use crate::connectors::file::{read_files, FileOptions};
 use crate::connectors::format::Format;
 use crate::connectors::ingest::{Ingest, IngestSpec, Meta, OnError};
 use crate::connectors::kafka::{read_kafka, DeadLetterTopic, KafkaOptions};
+use crate::connectors::nexmark::{read_nexmark, NexmarkBatches, NexmarkOptions};
 use crate::connectors::runner::{publish_reader, run_datagen, READER_CHANNEL_CAPACITY};
 use crate::connectors::{BatchBounds, StreamObject};
 use crate::error::{EddyError, Result};
@@ -179,14 +180,22 @@ impl Engine {
                 tasks.spawn(publish_reader(stream.clone(), rx));
             }
             "nexmark" => {
-                return Err(EddyError::not_supported(format!(
-                    "connector '{connector}' is not available yet"
-                )))
+                if !columns.includes.is_empty() || !columns.checks.is_empty() {
+                    return Err(EddyError::invalid(
+                        "connector 'nexmark' takes no INCLUDE and no CHECK constraints",
+                    ));
+                }
+                let options = NexmarkOptions::parse(&opts)?;
+                let batches = NexmarkBatches::new(columns.schema.clone(), options)?;
+                let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);
+                let resume = stream.resume_position();
+                tasks.spawn_blocking(move || read_nexmark(batches, tx, resume));
+                tasks.spawn(publish_reader(stream.clone(), rx));
             }
             other => {
                 return Err(EddyError::InvalidParameter {
                     message: format!("unknown connector '{other}'"),
-                    hint: Some("Available connectors: datagen, file, kafka.".into()),
+                    hint: Some("Available connectors: datagen, nexmark, file, kafka.".into()),
                 })
             }
         }

@@ -2,6 +2,7 @@
 
 pub mod agg_state;
 pub mod aggregate;
+pub mod detach;
 mod front;
 pub mod join;
 pub mod message;

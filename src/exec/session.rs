@@ -184,7 +184,7 @@ impl SessionBuffer {
                     .iter()
                     .map(|c| take(c.as_ref(), &idx, None))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
-                let rows = RecordBatch::try_new(batch.schema(), cols)?;
+                let rows = super::detach::detach(RecordBatch::try_new(batch.schema(), cols)?)?;
                 self.rows += rows.num_rows();
                 self.bytes += rows.get_array_memory_size();
                 s.batches.push(rows);
@@ -258,7 +258,7 @@ impl SessionBuffer {
             if w.pending.is_empty() {
                 continue;
             }
-            let rows = take_rows(std::mem::take(&mut w.pending))?;
+            let rows = super::detach::detach(take_rows(std::mem::take(&mut w.pending))?)?;
             self.rows += rows.num_rows();
             self.bytes += rows.get_array_memory_size();
             w.batches.push(rows);

@@ -244,7 +244,10 @@ impl TopNOperator {
                 }
                 self.seq += 1;
                 // A copy, not a slice: a slice would keep the whole input batch alive.
-                let row = take_record_batch(batch, &UInt32Array::from(vec![i as u32]))?;
+                let row = super::detach::detach(take_record_batch(
+                    batch,
+                    &UInt32Array::from(vec![i as u32]),
+                )?)?;
                 self.bytes += row_bytes(&row, &order);
                 self.rows += 1;
                 let slot = (order, self.seq);

@@ -1,18 +1,21 @@
-//! Aggregate functions eddy adds to DataFusion's.
+//! Functions eddy adds to DataFusion's.
 //!
+//! - `mod(a, b)`: Postgres's remainder function ([`modulo`]).
 //! - `approx_top_k(expr, k [, capacity])`: heavy hitters in fixed memory,
 //!   with per-item error bounds ([`approx_top_k`]).
 //! - `reservoir_sample(expr, k)`: a uniform sample ([`reservoir_sample`]).
 
 pub mod approx_top_k;
+pub mod modulo;
 pub mod reservoir_sample;
 pub mod space_saving;
 
-use datafusion::logical_expr::AggregateUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 /// Register eddy's functions with `ctx`.
 pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(ScalarUDF::from(modulo::Mod::default()));
     ctx.register_udaf(AggregateUDF::from(approx_top_k::ApproxTopK::default()));
     ctx.register_udaf(AggregateUDF::from(
         reservoir_sample::ReservoirSample::default(),

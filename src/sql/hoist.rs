@@ -1,9 +1,14 @@
-//! Join inputs that are queries of their own (an aggregate, a ranking, a
-//! join, a set operation) become materialized views of their own, named
-//! `<view>__<alias>`, and the view joins those: Nexmark q7 and q8 join two
-//! windowed aggregates. The hoisted views are ordinary views (they show in
-//! `eddy.views`, are checkpointed and restored); they are created before the
-//! view, recorded before it, and dropped with it.
+//! Inputs that are queries of their own become materialized views of their own, named
+//! `<view>__<alias>`, and the view reads those:
+//! - a join input that aggregates, ranks or joins (Nexmark q7 and q8 join two windowed
+//!   aggregates);
+//! - the derived table an aggregate reads, when that table aggregates too (an aggregate over an
+//!   aggregate: Nexmark q4 averages per-auction maxima, q5 takes the maximum of per-auction counts).
+//!
+//! Hoisting is recursive: a hoisted query's own inputs become views first
+//! (`<view>__<alias>__<alias>`). The hoisted views are ordinary views (they show in `eddy.views`,
+//! are checkpointed and restored); they are created before the view, recorded before it, and
+//! dropped with it.
 
 use datafusion::sql::sqlparser::ast;
 
@@ -11,14 +16,16 @@ use super::statement::normalize_ident;
 use super::{CreateView, EmitMode};
 use crate::error::Result;
 
-/// The views to create first, and `v` reading them instead of its subqueries.
+/// The views to create first, in creation order, and `v` reading them instead of its subqueries.
 pub fn hoist_join_inputs(mut v: CreateView) -> Result<(CreateView, Vec<CreateView>)> {
     let mut subs = Vec::new();
     let ast::SetExpr::Select(select) = v.query.body.as_mut() else {
         return Ok((v, subs));
     };
+    let grouped = !matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+    let mut hoisted = 0;
     for twj in select.from.iter_mut() {
-        if twj.joins.is_empty() {
+        if twj.joins.is_empty() && !grouped {
             continue;
         }
         let mut factors: Vec<&mut ast::TableFactor> = vec![&mut twj.relation];
@@ -36,20 +43,23 @@ pub fn hoist_join_inputs(mut v: CreateView) -> Result<(CreateView, Vec<CreateVie
             if !needs_view(subquery) {
                 continue;
             }
+            hoisted += 1;
             let suffix = match alias {
                 Some(a) => normalize_ident(&a.name),
-                None => format!("in{}", subs.len() + 1),
+                None => format!("in{hoisted}"),
             };
             let name = format!("{}__{suffix}", v.name);
             let sql = format!("CREATE MATERIALIZED VIEW {} AS {subquery}", quote(&name));
-            subs.push(CreateView {
+            let (sub, nested) = hoist_join_inputs(CreateView {
                 name: name.clone(),
                 if_not_exists: false,
                 query: subquery.clone(),
                 emit: EmitMode::OnUpdate,
                 options: Default::default(),
                 sql,
-            });
+            })?;
+            subs.extend(nested);
+            subs.push(sub);
             *f = ast::TableFactor::Table {
                 name: ast::ObjectName::from(vec![ast::Ident::with_quote('"', name)]),
                 alias: alias.clone(),
@@ -64,7 +74,7 @@ pub fn hoist_join_inputs(mut v: CreateView) -> Result<(CreateView, Vec<CreateVie
             };
         }
     }
-    if !subs.is_empty() {
+    if hoisted > 0 {
         // The stored statement reads the hoisted views (a restart creates them from their own).
         v.sql = canonical_sql(&v);
     }
@@ -168,5 +178,34 @@ mod tests {
         let (plain, subs) = hoist_join_inputs(plain).unwrap();
         assert!(subs.is_empty());
         assert_eq!(plain.sql, sql);
+    }
+
+    #[test]
+    fn aggregates_over_aggregates_become_views_recursively() {
+        let v = view(
+            "CREATE MATERIALIZED VIEW q5 AS SELECT a.auction FROM (
+               SELECT auction, count(*) AS num, window_start AS s FROM bid GROUP BY auction, window_start) a
+             JOIN (SELECT max(c.num) AS maxn, c.s FROM (
+                     SELECT count(*) AS num, window_start AS s FROM bid GROUP BY auction, window_start) c
+                   GROUP BY c.s) m
+             ON a.s = m.s AND a.num >= m.maxn",
+        );
+        let (v, subs) = hoist_join_inputs(v).unwrap();
+        let names: Vec<&str> = subs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["q5__a", "q5__m__c", "q5__m"]);
+        assert!(
+            subs[2].sql.contains("FROM \"q5__m__c\" c"),
+            "{}",
+            subs[2].sql
+        );
+        assert!(v.sql.contains("JOIN \"q5__m\" m"), "{}", v.sql);
+        // An aggregate over a plain derived table, and a Top-N over one, stay in one view.
+        for sql in [
+            "CREATE MATERIALIZED VIEW t AS SELECT k, count(*) FROM (SELECT k FROM s WHERE x > 1) d GROUP BY k",
+            "CREATE MATERIALIZED VIEW t AS SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY x) AS r FROM s) WHERE r <= 1",
+        ] {
+            let (_, subs) = hoist_join_inputs(view(sql)).unwrap();
+            assert!(subs.is_empty(), "{sql}");
+        }
     }
 }

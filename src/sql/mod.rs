@@ -7,4 +7,6 @@ pub mod tokens;
 pub mod unnest;
 pub mod window;
 
-pub use statement::{parse, CreateSink, CreateStream, CreateView, EmitMode, ObjectKind, Statement};
+pub use statement::{
+    parse, CreateSink, CreateStream, CreateView, EmitMode, ObjectKind, Statement, WatermarkDef,
+};

@@ -320,12 +320,14 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
     };
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
-    p.expect_token(&Token::LParen).map_err(perr)?;
     let mut columns = Vec::new();
     let mut watermark = None;
     let mut primary_key = Vec::new();
     let mut key_clauses = 0;
-    loop {
+    // The column list is optional for connectors with standard columns (nexmark); others say
+    // they need columns when the source is created.
+    let has_columns = p.consume_token(&Token::LParen);
+    while has_columns {
         if is_word(&p.peek_token().token, "WATERMARK") {
             p.next_token();
             p.expect_keyword(Keyword::FOR).map_err(perr)?;

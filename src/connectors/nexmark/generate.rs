@@ -1,0 +1,297 @@
+//! Nexmark events to Arrow batches, and the reader thread that delivers them at the configured rate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{
+    ArrayRef, Int64Array, LargeStringArray, StringArray, StringViewArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::{can_cast_types, cast};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use nexmark::event::Event;
+use nexmark::EventGenerator;
+use tokio::sync::mpsc;
+
+use super::{EventKind, NexmarkOptions};
+use crate::connectors::runner::Produced;
+use crate::error::{EddyError, Result};
+
+/// How a standard column's values are read from an event.
+#[derive(Clone, Copy)]
+enum Read {
+    Int(fn(&Event) -> i64),
+    Str(fn(&Event) -> &str),
+    /// Milliseconds since the epoch.
+    Time(fn(&Event) -> i64),
+}
+
+impl Read {
+    fn natural_type(self) -> DataType {
+        match self {
+            Read::Int(_) => DataType::Int64,
+            Read::Str(_) => DataType::Utf8,
+            Read::Time(_) => DataType::Timestamp(TimeUnit::Millisecond, None),
+        }
+    }
+}
+
+/// The generator never produces a mismatched event for a type-filtered stream; these defaults
+/// only satisfy the match.
+macro_rules! field {
+    ($variant:ident, $e:ident => $body:expr, $default:expr) => {
+        |ev: &Event| match ev {
+            Event::$variant($e) => $body,
+            _ => $default,
+        }
+    };
+}
+
+fn standard(kind: EventKind) -> Vec<(&'static str, Read)> {
+    match kind {
+        EventKind::Person => vec![
+            ("id", Read::Int(field!(Person, p => p.id as i64, 0))),
+            ("name", Read::Str(field!(Person, p => p.name.as_str(), ""))),
+            (
+                "email_address",
+                Read::Str(field!(Person, p => p.email_address.as_str(), "")),
+            ),
+            (
+                "credit_card",
+                Read::Str(field!(Person, p => p.credit_card.as_str(), "")),
+            ),
+            ("city", Read::Str(field!(Person, p => p.city.as_str(), ""))),
+            (
+                "state",
+                Read::Str(field!(Person, p => p.state.as_str(), "")),
+            ),
+            (
+                "date_time",
+                Read::Time(field!(Person, p => p.date_time as i64, 0)),
+            ),
+            (
+                "extra",
+                Read::Str(field!(Person, p => p.extra.as_str(), "")),
+            ),
+        ],
+        EventKind::Auction => vec![
+            ("id", Read::Int(field!(Auction, a => a.id as i64, 0))),
+            (
+                "item_name",
+                Read::Str(field!(Auction, a => a.item_name.as_str(), "")),
+            ),
+            (
+                "description",
+                Read::Str(field!(Auction, a => a.description.as_str(), "")),
+            ),
+            (
+                "initial_bid",
+                Read::Int(field!(Auction, a => a.initial_bid as i64, 0)),
+            ),
+            (
+                "reserve",
+                Read::Int(field!(Auction, a => a.reserve as i64, 0)),
+            ),
+            (
+                "date_time",
+                Read::Time(field!(Auction, a => a.date_time as i64, 0)),
+            ),
+            (
+                "expires",
+                Read::Time(field!(Auction, a => a.expires as i64, 0)),
+            ),
+            (
+                "seller",
+                Read::Int(field!(Auction, a => a.seller as i64, 0)),
+            ),
+            (
+                "category",
+                Read::Int(field!(Auction, a => a.category as i64, 0)),
+            ),
+            (
+                "extra",
+                Read::Str(field!(Auction, a => a.extra.as_str(), "")),
+            ),
+        ],
+        EventKind::Bid => vec![
+            ("auction", Read::Int(field!(Bid, b => b.auction as i64, 0))),
+            ("bidder", Read::Int(field!(Bid, b => b.bidder as i64, 0))),
+            ("price", Read::Int(field!(Bid, b => b.price as i64, 0))),
+            (
+                "channel",
+                Read::Str(field!(Bid, b => b.channel.as_str(), "")),
+            ),
+            ("url", Read::Str(field!(Bid, b => b.url.as_str(), ""))),
+            (
+                "date_time",
+                Read::Time(field!(Bid, b => b.date_time as i64, 0)),
+            ),
+            ("extra", Read::Str(field!(Bid, b => b.extra.as_str(), ""))),
+        ],
+    }
+}
+
+/// Batches of one event kind, in the declared schema, from a position that checkpoints record.
+pub struct NexmarkBatches {
+    schema: SchemaRef,
+    /// One reader per schema column.
+    reads: Vec<Read>,
+    options: NexmarkOptions,
+    generator: EventGenerator,
+}
+
+impl NexmarkBatches {
+    /// Batches of `options.kind` with the columns of `schema`: each must be a standard column of
+    /// the kind (by name) whose values cast to the declared type.
+    pub fn new(schema: SchemaRef, options: NexmarkOptions) -> Result<Self> {
+        let columns = standard(options.kind);
+        let mut reads = Vec::new();
+        for field in schema.fields() {
+            let Some((_, read)) = columns.iter().find(|(n, _)| n == field.name()) else {
+                let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+                return Err(EddyError::UndefinedColumn(
+                    format!(
+                        "column \"{}\" is not a nexmark {:?} column; they are: {}",
+                        field.name(),
+                        options.kind,
+                        names.join(", ")
+                    )
+                    .to_lowercase(),
+                ));
+            };
+            if !can_cast_types(&read.natural_type(), field.data_type()) {
+                return Err(EddyError::DatatypeMismatch(format!(
+                    "nexmark column \"{}\" is {} and cannot be declared {}",
+                    field.name(),
+                    read.natural_type(),
+                    field.data_type()
+                )));
+            }
+            reads.push(*read);
+        }
+        let generator = Self::generator(&options, 0);
+        Ok(NexmarkBatches {
+            schema,
+            reads,
+            options,
+            generator,
+        })
+    }
+
+    fn generator(options: &NexmarkOptions, offset: u64) -> EventGenerator {
+        EventGenerator::new(options.config.clone())
+            .with_type_filter(options.kind.event_type())
+            .with_offset(offset)
+    }
+
+    /// Events of this kind produced so far: the position a checkpoint records.
+    pub fn position(&self) -> u64 {
+        self.generator.offset()
+    }
+
+    /// Resume after `position` events of this kind.
+    pub fn set_position(&mut self, position: u64) {
+        self.generator = Self::generator(&self.options, position);
+    }
+
+    /// Whether the generator has emitted all `nexmark.events` (events of every kind).
+    pub fn exhausted(&self) -> bool {
+        self.options
+            .events
+            .is_some_and(|n| self.generator.global_offset() >= n)
+    }
+
+    /// The next batch: at most `batch_rows` rows, and only events whose global offset (counting
+    /// events of all kinds) is below `due`. `None` once the source is exhausted; an empty batch
+    /// when no event is due yet.
+    pub fn next_batch(&mut self, due: u64) -> Result<Option<RecordBatch>> {
+        if self.exhausted() {
+            return Ok(None);
+        }
+        let mut events = Vec::with_capacity(self.options.batch_rows.min(1024));
+        while events.len() < self.options.batch_rows
+            && !self.exhausted()
+            && self.generator.global_offset() < due
+        {
+            match self.generator.next() {
+                Some(e) => events.push(e),
+                None => break,
+            }
+        }
+        let columns = self
+            .reads
+            .iter()
+            .zip(self.schema.fields())
+            .map(|(read, field)| column(*read, &events, field.data_type()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), columns)?))
+    }
+}
+
+fn column(read: Read, events: &[Event], target: &DataType) -> Result<ArrayRef> {
+    let array: ArrayRef = match read {
+        Read::Int(f) => Arc::new(Int64Array::from_iter_values(events.iter().map(f))),
+        Read::Time(f) => Arc::new(TimestampMillisecondArray::from_iter_values(
+            events.iter().map(f),
+        )),
+        Read::Str(f) => match target {
+            DataType::Utf8View => Arc::new(StringViewArray::from_iter_values(events.iter().map(f))),
+            DataType::LargeUtf8 => {
+                Arc::new(LargeStringArray::from_iter_values(events.iter().map(f)))
+            }
+            _ => Arc::new(StringArray::from_iter_values(events.iter().map(f))),
+        },
+    };
+    if array.data_type() == target {
+        Ok(array)
+    } else {
+        Ok(cast(&array, target)?)
+    }
+}
+
+/// How often a throttled reader delivers a batch at most.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Generate batches and hand them to the publisher until the source is exhausted or dropped
+/// (the channel closes). Runs on a blocking thread. At the end the watermark moves to the end of
+/// time, so every window of a bounded run closes, as for a bounded source in Flink.
+pub fn read_nexmark(
+    mut batches: NexmarkBatches,
+    tx: mpsc::Sender<Produced>,
+    resume: Option<serde_json::Value>,
+) {
+    if let Some(p) = resume.as_ref().and_then(|p| p["position"].as_u64()) {
+        batches.set_position(p);
+    }
+    let rate = batches.options.rate;
+    let start = Instant::now();
+    // Events of all kinds at the start: the rate counts events of all kinds, as the generator does.
+    let first = batches.generator.global_offset();
+    loop {
+        let due = match rate {
+            0 => u64::MAX,
+            r => first + (start.elapsed().as_secs_f64() * r as f64) as u64,
+        };
+        let produced = match batches.next_batch(due) {
+            Ok(Some(batch)) if batch.num_rows() == 0 => {
+                std::thread::sleep(TICK);
+                continue;
+            }
+            Ok(Some(batch)) => {
+                let position = serde_json::json!({ "position": batches.position() });
+                Produced::Rows(batch, None, Some(position))
+            }
+            Ok(None) => {
+                if tx.blocking_send(Produced::Watermark(i64::MAX)).is_ok() {
+                    let _ = tx.blocking_send(Produced::Finished);
+                }
+                return;
+            }
+            Err(e) => Produced::Failed(e),
+        };
+        let failed = matches!(produced, Produced::Failed(_));
+        if tx.blocking_send(produced).is_err() || failed {
+            return;
+        }
+    }
+}
