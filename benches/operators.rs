@@ -28,18 +28,28 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-/// A batch of bids: `keys` distinct auctions, event times 1 ms apart from `start_ms`.
-fn batch(keys: i64, start_ms: i64) -> Changes {
-    let n = BATCH_ROWS as i64;
+/// Event-time step between consecutive bids: 100,000 bids per second, 1 M in a 10 s window (so
+/// the window state can hold up to 1 M keys).
+const STEP_NS: i64 = 10_000;
+
+/// A batch of `rows` bids: `keys` distinct auctions, event times [`STEP_NS`] apart from bid
+/// number `start`.
+fn batch_of(rows: usize, keys: i64, start: i64) -> Changes {
+    let n = rows as i64;
     let auction = Int64Array::from_iter_values((0..n).map(|i| (i * 7919) % keys));
     let price = Int64Array::from_iter_values((0..n).map(|i| (i * 31) % 1000));
-    let ts = TimestampNanosecondArray::from_iter_values((0..n).map(|i| (start_ms + i) * 1_000_000));
+    let ts = TimestampNanosecondArray::from_iter_values((0..n).map(|i| (start + i) * STEP_NS));
     let b = RecordBatch::try_new(
         schema(),
         vec![Arc::new(auction), Arc::new(price), Arc::new(ts)],
     )
     .expect("batch");
     Changes::inserts(b)
+}
+
+/// A batch of [`BATCH_ROWS`] bids.
+fn batch(keys: i64, start: i64) -> Changes {
+    batch_of(BATCH_ROWS, keys, start)
 }
 
 fn plan(sql: &str) -> ViewPlan {
@@ -71,8 +81,8 @@ const HOP: &str = "CREATE MATERIALIZED VIEW v AS SELECT window_start, auction, c
 
 /// Window assignment + pre-aggregate steps + the aggregate, per batch.
 fn run_view(plan: &ViewPlan, op: &mut AggregateOperator, changes: &Changes) -> usize {
-    let changes = match &plan.window {
-        Some((spec, schema)) => assign(spec, schema, changes, None).expect("assign").0,
+    let changes = match plan.assignment() {
+        Some((spec, schema)) => assign(&spec, &schema, changes, None).expect("assign").0,
         None => changes.clone(),
     };
     let changes = apply_steps(&plan.pre, changes).expect("steps");
@@ -83,20 +93,28 @@ fn run_view(plan: &ViewPlan, op: &mut AggregateOperator, changes: &Changes) -> u
 
 fn aggregate(c: &mut Criterion) {
     let mut group = c.benchmark_group("window_aggregate");
-    group.throughput(Throughput::Elements(BATCH_ROWS as u64));
     for (name, sql) in [("tumble_10s", TUMBLE), ("hop_10s_2s", HOP)] {
         let plan = plan(sql);
-        for keys in [10i64, 10_000] {
+        for (rows, keys) in [
+            (BATCH_ROWS, 10i64),
+            (BATCH_ROWS, 10_000),
+            (BATCH_ROWS, 1_000_000),
+            (256, 10_000),
+            (1024, 10_000),
+            (65_536, 10_000),
+        ] {
+            group.throughput(Throughput::Elements(rows as u64));
             let spec = plan.agg.clone().expect("aggregate");
             let mut op = AggregateOperator::new(spec).expect("operator");
             let mut start = 0i64;
-            group.bench_with_input(BenchmarkId::new(name, keys), &keys, |b, &keys| {
+            let id = BenchmarkId::new(name, format!("{rows}rows_{keys}keys"));
+            group.bench_function(id, |b| {
                 b.iter(|| {
                     // Advance time so windows close and state stays bounded.
-                    let input = batch(keys, start);
-                    start += BATCH_ROWS as i64;
+                    let input = batch_of(rows, keys, start);
+                    start += rows as i64;
                     let out = run_view(&plan, &mut op, &input);
-                    op.on_watermark(start * 1_000_000 - 1_000_000_000)
+                    op.on_watermark(start * STEP_NS - 1_000_000_000)
                         .expect("watermark");
                     out
                 })

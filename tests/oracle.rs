@@ -116,6 +116,7 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
     let vn = format!("top{n}");
     let (vr, vcnt, vbusy) = (format!("dense{n}"), format!("cnt{n}"), format!("busy{n}"));
     let (vrj, vfj) = (format!("rjoin{n}"), format!("fjoin{n}"));
+    let vhu = format!("hopu{n}");
     let (vi, vw, vl) = (
         format!("interval{n}"),
         format!("wjoin{n}"),
@@ -132,6 +133,10 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
                SELECT window_start, auction, count(*) AS n, min(price) AS lo, avg(price) AS mean
                FROM TABLE(HOP(TABLE {t}, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '10' SECOND))
                GROUP BY window_start, auction EMIT ON WINDOW CLOSE;
+             CREATE MATERIALIZED VIEW {vhu} AS
+               SELECT window_end, auction, count(*) AS n, sum(price) AS s
+               FROM HOP({t}, ts, INTERVAL '2' SECOND, INTERVAL '6' SECOND)
+               WHERE price > 100 GROUP BY window_end, auction;
              CREATE MATERIALIZED VIEW {vc} AS
                SELECT window_start, window_end, auction, count(*) AS n, sum(price) AS s
                FROM CUMULATE({t}, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND)
@@ -223,6 +228,27 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
                UNION ALL \
                SELECT date_bin(INTERVAL '5' SECOND, ts, {origin}) - INTERVAL '5' SECOND AS ws, auction, price FROM {t}) \
              WHERE auction <> 999 GROUP BY ws, auction"
+        ),
+    )
+    .await;
+    // Emitting on update, by window_end: each row is in the windows ending 2, 4 and 6 s after
+    // the start of its 2 s slide.
+    let hop_ends: Vec<String> = (1..=3)
+        .map(|k| {
+            format!(
+                "SELECT date_bin(INTERVAL '2' SECOND, ts, {origin}) + INTERVAL '{}' SECOND AS we, \
+                 auction, price FROM {t} WHERE price > 100",
+                2 * k
+            )
+        })
+        .collect();
+    converge(
+        &client,
+        &format!("SELECT window_end, auction, n, s FROM {vhu} WHERE auction <> 999"),
+        &format!(
+            "SELECT we, auction, count(*), sum(price) FROM ({}) WHERE auction <> 999 \
+             GROUP BY we, auction",
+            hop_ends.join(" UNION ALL ")
         ),
     )
     .await;

@@ -98,6 +98,10 @@ pub struct WatermarkGen {
     pub time_column: String,
     /// The watermark expression (evaluated per row; the watermark is the max).
     pub expr: Arc<dyn PhysicalExpr>,
+    /// The expression rises with the time column alone (`ts`, `ts - INTERVAL '4' SECOND`): a
+    /// batch's candidate is its value at the row with the greatest event time, so only that row
+    /// is evaluated.
+    pub monotone: bool,
 }
 
 /// Rows of a table kept for `SELECT` (most recent first out when full).
@@ -300,6 +304,24 @@ impl StreamObject {
     /// The watermark candidate of a batch: the largest value of the watermark
     /// expression over its rows.
     pub fn batch_watermark(&self, batch: &RecordBatch) -> Result<Option<i64>> {
+        if let Some(wm) = self.watermark.as_ref().filter(|w| w.monotone) {
+            if batch.num_rows() == 0 {
+                return Ok(None);
+            }
+            let ts = event_times_ns(batch.column(wm.time_index))?;
+            let latest = ts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| Some((t?, i)))
+                .max();
+            let Some((_, row)) = latest else {
+                return Ok(None);
+            };
+            return Ok(match self.watermark_candidates(&batch.slice(row, 1))? {
+                Some(c) => max(&c),
+                None => None,
+            });
+        }
         Ok(match self.watermark_candidates(batch)? {
             Some(c) => max(&c),
             None => None,

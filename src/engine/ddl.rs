@@ -41,6 +41,21 @@ fn command(tag: &str) -> Outcome {
     }
 }
 
+/// Whether `expr` is `column`, or `column` plus or minus constants: it then rises with `column`
+/// alone.
+fn rises_with(expr: &datafusion::logical_expr::Expr, column: &str) -> bool {
+    use datafusion::logical_expr::{Expr, Operator};
+    match expr {
+        Expr::Column(c) => c.name == column,
+        Expr::BinaryExpr(b) => {
+            matches!(b.op, Operator::Plus | Operator::Minus)
+                && matches!(b.right.as_ref(), Expr::Literal(..))
+                && rises_with(&b.left, column)
+        }
+        _ => false,
+    }
+}
+
 impl Engine {
     fn exists(&self, name: &str) -> Option<ObjectKind> {
         self.catalog.with(|e| e.get(name).map(|e| e.kind()))
@@ -73,6 +88,7 @@ impl Engine {
         let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
         let state = self.ctx.state();
         let expr = state.create_logical_expr(&wm.expr.to_string(), &df_schema)?;
+        let monotone = rises_with(&expr, &wm.column);
         let phys = state.create_physical_expr(expr, &df_schema)?;
         let out_type = phys.data_type(schema)?;
         if !matches!(out_type, DataType::Timestamp(_, _)) {
@@ -84,6 +100,7 @@ impl Engine {
         Ok(Some(WatermarkGen {
             time_index,
             time_column: wm.column.clone(),
+            monotone,
             expr: phys,
         }))
     }

@@ -22,16 +22,17 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32Array};
 use datafusion::arrow::compute::{cast, concat_batches, take};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::hash_utils::RandomState;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::message::{Changes, EventTime};
-use super::window::event_times_ns;
+use super::window::{event_times_ns, nanos_per_unit, WindowKind, WindowSpec};
 use crate::error::{EddyError, Result};
 use crate::sql::EmitMode;
 
@@ -75,6 +76,46 @@ pub struct SessionSpec {
     pub window_groups: [Option<usize>; 2],
 }
 
+/// A HOP aggregate that shares work per slide. Rows arrive assigned to their *pane* (the slide
+/// they fall in: a TUMBLE of the slide); each group of a batch's rows in one pane is folded into
+/// the `size / slide` windows that contain the pane, once per window, instead of every row
+/// being copied into each window first. Group keys are the window's bounds, as without panes.
+#[derive(Debug, Clone, Copy)]
+pub struct PaneSpec {
+    /// The HOP slide: the pane length (ns).
+    pub slide_ns: i64,
+    /// The HOP size, a multiple of the slide (ns).
+    pub size_ns: i64,
+    /// Group expressions that are `window_start` / `window_end` (pane bounds on input).
+    pub start_group: Option<usize>,
+    /// See `start_group`.
+    pub end_group: Option<usize>,
+}
+
+impl PaneSpec {
+    /// The window assignment that puts each row in its pane.
+    pub fn pane_window(&self, hop: &WindowSpec) -> WindowSpec {
+        WindowSpec {
+            kind: WindowKind::Tumble,
+            size_ns: self.slide_ns,
+            slide_ns: self.slide_ns,
+            time_index: hop.time_index,
+            time_column: hop.time_column.clone(),
+        }
+    }
+
+    /// Whether group expression `i` is a window bound (it does not route rows to partitions:
+    /// a pane's groups feed windows that other panes feed too).
+    pub fn is_bound(&self, i: usize) -> bool {
+        self.start_group == Some(i) || self.end_group == Some(i)
+    }
+
+    /// Windows per pane.
+    fn windows(&self) -> i64 {
+        self.size_ns / self.slide_ns
+    }
+}
+
 /// Everything the operator needs, fixed at planning time.
 #[derive(Debug)]
 pub struct AggregateSpec {
@@ -95,6 +136,8 @@ pub struct AggregateSpec {
     pub max_groups: usize,
     /// The input can retract rows: use DataFusion's retractable ("sliding") accumulators.
     pub retract: bool,
+    /// A HOP window aggregated per pane.
+    pub panes: Option<PaneSpec>,
 }
 
 pub(super) struct GroupState {
@@ -114,7 +157,7 @@ pub(super) const NO_WINDOW: EventTime = EventTime::MAX;
 pub struct AggregateOperator {
     pub(super) spec: Arc<AggregateSpec>,
     pub(super) converter: RowConverter,
-    pub(super) windows: BTreeMap<EventTime, HashMap<Box<[u8]>, GroupState>>,
+    pub(super) windows: BTreeMap<EventTime, HashMap<Box<[u8]>, GroupState, RandomState>>,
     pub(super) groups: usize,
     pub(super) state_bytes: usize,
 }
@@ -224,7 +267,7 @@ impl AggregateOperator {
             .collect::<datafusion::error::Result<_>>()?;
 
         // Group the batch's rows: (window end, key) -> (insert rows, delete rows).
-        let mut slots: HashMap<(EventTime, &[u8]), usize> = HashMap::new();
+        let mut slots: HashMap<(EventTime, &[u8]), usize, RandomState> = HashMap::default();
         let mut keys: Vec<(EventTime, &[u8])> = Vec::new();
         let mut inserts: Vec<Vec<u32>> = Vec::new();
         let mut deletes: Vec<Vec<u32>> = Vec::new();
@@ -244,27 +287,20 @@ impl AggregateOperator {
             }
         }
 
-        for (slot, (end, key)) in keys.iter().enumerate() {
-            let exists = self.windows.get(end).is_some_and(|w| w.contains_key(*key));
-            if !exists {
-                if self.groups >= self.spec.max_groups {
-                    return Err(EddyError::LimitExceeded(format!(
-                        "aggregate state is full: {} groups in one partition (limit {})",
-                        self.groups, self.spec.max_groups
-                    )));
-                }
-                let g = self.new_group()?;
-                self.windows
-                    .entry(*end)
-                    .or_default()
-                    .insert(Box::from(*key), g);
-                self.groups += 1;
-            }
-            let Some(group) = self.windows.get_mut(end).and_then(|w| w.get_mut(*key)) else {
-                return Err(EddyError::Internal("group vanished".into()));
-            };
-            for (j, acc) in group.accs.iter_mut().enumerate() {
-                for (list, retract) in [(&inserts[slot], false), (&deletes[slot], true)] {
+        // Where each slot's rows go: its own group or, per pane, every window containing it.
+        let targets: Vec<Vec<(EventTime, Box<[u8]>)>> = match self.spec.panes {
+            None => keys
+                .iter()
+                .map(|(e, k)| vec![(*e, Box::from(*k))])
+                .collect(),
+            Some(p) => self.pane_targets(&p, &keys)?,
+        };
+        for (slot, slot_targets) in targets.iter().enumerate() {
+            // Each aggregate's (inserted, deleted) values, taken once for all targets.
+            let mut vals: Vec<[Option<Vec<ArrayRef>>; 2]> = Vec::with_capacity(args.len());
+            for (j, arg) in args.iter().enumerate() {
+                let mut pair = [None, None];
+                for (side, list) in [&inserts[slot], &deletes[slot]].into_iter().enumerate() {
                     let idx: Vec<u32> = match &masks[j] {
                         None => list.clone(),
                         Some(m) => list
@@ -277,29 +313,95 @@ impl AggregateOperator {
                         continue;
                     }
                     let idx = UInt32Array::from(idx);
-                    let vals = args[j]
-                        .iter()
-                        .map(|a| take(a.as_ref(), &idx, None))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
-                    if retract {
-                        acc.retract_batch(&vals)?;
-                    } else {
-                        acc.update_batch(&vals)?;
+                    pair[side] = Some(
+                        arg.iter()
+                            .map(|a| take(a.as_ref(), &idx, None))
+                            .collect::<std::result::Result<Vec<_>, _>>()?,
+                    );
+                }
+                vals.push(pair);
+            }
+            let net = inserts[slot].len() as i64 - deletes[slot].len() as i64;
+            for (end, key) in slot_targets {
+                let exists = self.windows.get(end).is_some_and(|w| w.contains_key(key));
+                if !exists {
+                    if self.groups >= self.spec.max_groups {
+                        return Err(EddyError::LimitExceeded(format!(
+                            "aggregate state is full: {} groups in one partition (limit {})",
+                            self.groups, self.spec.max_groups
+                        )));
+                    }
+                    let g = self.new_group()?;
+                    self.windows.entry(*end).or_default().insert(key.clone(), g);
+                    self.groups += 1;
+                }
+                let Some(group) = self.windows.get_mut(end).and_then(|w| w.get_mut(key)) else {
+                    return Err(EddyError::Internal("group vanished".into()));
+                };
+                for (acc, [ins, del]) in group.accs.iter_mut().zip(&vals) {
+                    if let Some(v) = ins {
+                        acc.update_batch(v)?;
+                    }
+                    if let Some(v) = del {
+                        acc.retract_batch(v)?;
                     }
                 }
+                group.rows += net;
+                let bytes = key.len() + group.accs.iter().map(|a| a.size()).sum::<usize>();
+                self.state_bytes = self.state_bytes.saturating_sub(group.bytes) + bytes;
+                group.bytes = bytes;
             }
-            group.rows += inserts[slot].len() as i64 - deletes[slot].len() as i64;
-            let bytes = key.len() + group.accs.iter().map(|a| a.size()).sum::<usize>();
-            self.state_bytes = self.state_bytes.saturating_sub(group.bytes) + bytes;
-            group.bytes = bytes;
         }
 
         if self.spec.emit == EmitMode::OnWindowClose {
             return Ok(None);
         }
-        let changed: Vec<(EventTime, Box<[u8]>)> =
-            keys.iter().map(|(e, k)| (*e, Box::from(*k))).collect();
+        let changed: Vec<(EventTime, Box<[u8]>)> = targets.into_iter().flatten().collect();
         self.emit_updates(&changed)
+    }
+
+    /// For each slot key (groups of one pane), the windows containing its pane: (window end,
+    /// the key with the window's bounds in place of the pane's).
+    fn pane_targets(
+        &self,
+        p: &PaneSpec,
+        keys: &[(EventTime, &[u8])],
+    ) -> Result<Vec<Vec<(EventTime, Box<[u8]>)>>> {
+        let parser = self.converter.parser();
+        let cols = self
+            .converter
+            .convert_rows(keys.iter().map(|(_, k)| parser.parse(k)))?;
+        let (bound, is_end) = match (p.start_group, p.end_group) {
+            (Some(i), _) => (i, false),
+            (None, Some(i)) => (i, true),
+            (None, None) => {
+                return Err(EddyError::Internal(
+                    "a pane aggregate without window bounds".into(),
+                ))
+            }
+        };
+        let pane_starts: Vec<i64> = event_times_ns(&cols[bound])?
+            .values()
+            .iter()
+            .map(|v| if is_end { v - p.slide_ns } else { *v })
+            .collect();
+        let mut out: Vec<Vec<(EventTime, Box<[u8]>)>> = (0..keys.len())
+            .map(|_| Vec::with_capacity(p.windows() as usize))
+            .collect();
+        for k in 0..p.windows() {
+            let starts: Vec<i64> = pane_starts.iter().map(|s| s - k * p.slide_ns).collect();
+            let mut window_cols = cols.clone();
+            for (group, add) in [(p.start_group, 0), (p.end_group, p.size_ns)] {
+                if let Some(g) = group {
+                    window_cols[g] = timestamps_like(&cols[g], starts.iter().map(|s| s + add))?;
+                }
+            }
+            let rows = self.converter.convert_columns(&window_cols)?;
+            for (i, o) in out.iter_mut().enumerate() {
+                o.push((starts[i] + p.size_ns, Box::from(rows.row(i).data())));
+            }
+        }
+        Ok(out)
     }
 
     /// Re-evaluate `changed` groups and emit retractions/insertions for those whose result changed.
@@ -365,6 +467,19 @@ impl AggregateOperator {
         }
         out.finish(&self.converter, &self.spec.output_schema)
     }
+}
+
+/// Nanosecond times as an array of `like`'s timestamp type.
+fn timestamps_like(like: &ArrayRef, ns: impl Iterator<Item = i64>) -> Result<ArrayRef> {
+    let DataType::Timestamp(unit, _) = like.data_type() else {
+        return Err(EddyError::Internal(format!(
+            "window bound of type {}",
+            like.data_type()
+        )));
+    };
+    let per = nanos_per_unit(*unit);
+    let raw: ArrayRef = Arc::new(Int64Array::from_iter_values(ns.map(|v| v / per)));
+    Ok(cast(&raw, like.data_type())?)
 }
 
 /// Collects output rows and turns them into one [`Changes`] batch.

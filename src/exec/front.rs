@@ -133,6 +133,7 @@ pub(super) async fn run_front(mut front: Front<'_>, input: ViewInput) -> Result<
     let plan = front.plan;
     let ViewInput { snapshot, mut rx } = input;
     let mut snapshot = snapshot.into_iter();
+    let assignment = plan.assignment();
     loop {
         let msg = match snapshot.next() {
             Some(m) => m,
@@ -143,7 +144,7 @@ pub(super) async fn run_front(mut front: Front<'_>, input: ViewInput) -> Result<
         };
         match msg {
             Message::Data(mut changes) => {
-                if let Some((spec, schema)) = &plan.window {
+                if let Some((spec, schema)) = &assignment {
                     let (windowed, late) = assign(spec, schema, &changes, front.watermark)?;
                     if late > 0 {
                         view.rows_late.fetch_add(late, Ordering::Relaxed);

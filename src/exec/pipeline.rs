@@ -242,11 +242,13 @@ pub(super) async fn broadcast(
     Ok(())
 }
 
-/// Whether group expression `i` is a SESSION window bound: rows of one
-/// session key must meet in one partition whatever their times.
+/// Whether group expression `i` is a SESSION window bound (rows of one
+/// session key must meet in one partition whatever their times) or a window
+/// bound of a pane aggregate (a key's panes feed the same windows).
 fn is_session_bound(spec: &AggregateSpec, i: usize) -> bool {
     spec.session
         .is_some_and(|s| s.window_groups.contains(&Some(i)))
+        || spec.panes.is_some_and(|p| p.is_bound(i))
 }
 
 /// Split changes by hash of the group key into `n` partitions.
@@ -267,6 +269,9 @@ pub(super) fn partition(
         .filter(|(i, _)| !is_session_bound(spec, *i))
         .map(|(_, e)| e.evaluate(&changes.batch).and_then(|v| v.into_array(rows)))
         .collect::<datafusion::error::Result<_>>()?;
+    if keys.is_empty() {
+        return Ok(vec![(0, changes)]);
+    }
     let mut hashes = vec![0u64; rows];
     create_hashes(&keys, hasher, &mut hashes)?;
     let mut idx: Vec<Vec<u32>> = vec![Vec::new(); n];

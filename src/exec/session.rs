@@ -27,6 +27,7 @@ use datafusion::arrow::compute::{cast, concat_batches, take};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::hash_utils::RandomState;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::aggregate::{AggregateSpec, SessionSpec};
@@ -48,7 +49,7 @@ pub struct SessionBuffer {
     spec: SessionSpec,
     key_exprs: Vec<Arc<dyn PhysicalExpr>>,
     converter: Option<RowConverter>,
-    sessions: HashMap<Box<[u8]>, Vec<Session>>,
+    sessions: HashMap<Box<[u8]>, Vec<Session>, RandomState>,
     /// No session ends before this (skips scans on most watermarks).
     min_end: EventTime,
     rows: usize,
@@ -82,7 +83,7 @@ impl SessionBuffer {
             spec,
             key_exprs,
             converter,
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             min_end: EventTime::MAX,
             rows: 0,
             bytes: 0,
@@ -389,6 +390,7 @@ mod tests {
             emit: EmitMode::OnWindowClose,
             max_groups: 100,
             retract: false,
+            panes: None,
         };
         let session = SessionSpec {
             gap_ns: 5 * S,

@@ -20,6 +20,7 @@ use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::hash_utils::RandomState;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 
 use super::message::Changes;
@@ -72,7 +73,7 @@ type Ranked = Vec<(Slot, u64, RecordBatch)>;
 struct Partition {
     entries: BTreeMap<Slot, RecordBatch>,
     /// Full-row key → slots holding that row (to find a retracted row).
-    by_row: HashMap<Box<[u8]>, Vec<Slot>>,
+    by_row: HashMap<Box<[u8]>, Vec<Slot>, RandomState>,
     end: Option<i64>,
 }
 
@@ -111,7 +112,7 @@ pub struct TopNOperator {
     partition_conv: Option<RowConverter>,
     order_conv: RowConverter,
     row_conv: Option<RowConverter>,
-    parts: HashMap<Box<[u8]>, Partition>,
+    parts: HashMap<Box<[u8]>, Partition, RandomState>,
     seq: u64,
     rows: usize,
     bytes: usize,
@@ -157,7 +158,7 @@ impl TopNOperator {
             partition_conv,
             order_conv,
             row_conv,
-            parts: HashMap::new(),
+            parts: HashMap::default(),
             seq: 0,
             rows: 0,
             bytes: 0,

@@ -37,7 +37,16 @@ pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Vec<Stri
                 input_kind(&plan.input)
             ));
             if let Some((w, _)) = &plan.window {
-                lines.push(window_line(w));
+                match plan.agg.as_ref().and_then(|a| a.panes) {
+                    Some(p) => lines.push(format!(
+                        "{}; each row once, in its {} pane, whose groups feed the {} windows \
+                         holding it",
+                        window_line(w),
+                        fmt_ns(p.slide_ns),
+                        p.size_ns / p.slide_ns
+                    )),
+                    None => lines.push(window_line(w)),
+                }
             }
         }
     }
@@ -54,9 +63,11 @@ pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Vec<Stri
     lines.extend(top_n_at(false, plan.pre.len()));
     if let Some(agg) = &plan.agg {
         // SESSION / TUMBLE_ROWS bounds are not known before the buffer: rows route by the rest.
+        // Neither do a pane aggregate's window bounds (a key's panes feed the same windows).
         let bound = |i: usize| {
             agg.session
                 .is_some_and(|s| s.window_groups.contains(&Some(i)))
+                || agg.panes.is_some_and(|p| p.is_bound(i))
         };
         let routing: Vec<String> = agg
             .group_exprs

@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast;
 
 use super::{OutputTime, ViewPlan};
 use crate::error::{EddyError, Result};
-use crate::exec::aggregate::{AggCall, AggregateSpec, SessionSpec, WindowKey};
+use crate::exec::aggregate::{AggCall, AggregateSpec, PaneSpec, SessionSpec, WindowKey};
 use crate::exec::stateless::Step;
 use crate::exec::top_n::TopNSpec;
 use crate::exec::window::{WindowKind, WindowSpec};
@@ -294,6 +294,79 @@ struct PendingRank {
     col: Option<usize>,
     /// Rows kept, once the filter is found.
     n: Option<usize>,
+}
+
+/// A HOP aggregate can share work per slide ([`PaneSpec`]) when nothing between the window
+/// assignment and the aggregate, and nothing in the aggregate but plain group keys, reads the
+/// window bounds (they hold the pane's bounds there, not the window's).
+fn pane_spec(
+    chain: &Chain,
+    group_exprs: &[Arc<dyn PhysicalExpr>],
+    aggs: &[AggCall],
+) -> Option<PaneSpec> {
+    use datafusion::physical_expr::expressions::Column as PhysColumn;
+    use datafusion::physical_expr::utils::collect_columns;
+    let (spec, schema) = chain.window.as_ref()?;
+    if spec.kind != WindowKind::Hop
+        || spec.slide_ns <= 0
+        || spec.size_ns <= spec.slide_ns
+        || spec.size_ns % spec.slide_ns != 0
+        || chain.rank.is_some()
+        || chain.join.is_some()
+    {
+        return None;
+    }
+    // Where window_start (false) and window_end (true) are, step by step.
+    let n = schema.fields().len();
+    let mut bounds: HashMap<usize, bool> = HashMap::from([(n - 2, false), (n - 1, true)]);
+    let reads = |e: &Arc<dyn PhysicalExpr>, bounds: &HashMap<usize, bool>| {
+        collect_columns(e)
+            .iter()
+            .any(|c| bounds.contains_key(&c.index()))
+    };
+    let plain = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<PhysColumn>().map(|c| c.index());
+    for step in &chain.pre {
+        match step {
+            Step::Filter(e) if !reads(e, &bounds) => {}
+            Step::Project { exprs, .. } => {
+                let mut next = HashMap::new();
+                for (j, e) in exprs.iter().enumerate() {
+                    match plain(e).and_then(|i| bounds.get(&i)) {
+                        Some(is_end) => {
+                            next.insert(j, *is_end);
+                        }
+                        None if reads(e, &bounds) => return None,
+                        None => {}
+                    }
+                }
+                bounds = next;
+            }
+            _ => return None,
+        }
+    }
+    let (mut start_group, mut end_group) = (None, None);
+    for (g, e) in group_exprs.iter().enumerate() {
+        match plain(e).and_then(|i| bounds.get(&i)) {
+            Some(true) if end_group.is_none() => end_group = Some(g),
+            Some(false) if start_group.is_none() => start_group = Some(g),
+            Some(_) => return None,
+            None if reads(e, &bounds) => return None,
+            None => {}
+        }
+    }
+    let agg_reads = aggs.iter().any(|a| {
+        a.args.iter().any(|e| reads(e, &bounds))
+            || a.filter.as_ref().is_some_and(|f| reads(f, &bounds))
+    });
+    if agg_reads || (start_group.is_none() && end_group.is_none()) {
+        return None;
+    }
+    Some(PaneSpec {
+        slide_ns: spec.slide_ns,
+        size_ns: spec.size_ns,
+        start_group,
+        end_group,
+    })
 }
 
 impl Chain {
@@ -730,6 +803,7 @@ impl Lowerer<'_> {
                 hint: Some("Drop EMIT ON WINDOW CLOSE for an always-updating result.".into()),
             });
         }
+        let panes = pane_spec(&chain, &group_exprs, &aggs);
         chain.agg = Some(Arc::new(AggregateSpec {
             group_exprs,
             aggs,
@@ -739,6 +813,7 @@ impl Lowerer<'_> {
             emit: self.emit,
             max_groups: self.max_groups,
             retract: false,
+            panes,
         }));
         // The window bound among the group keys, by its position in the aggregate's output.
         chain.window_cols = match window {

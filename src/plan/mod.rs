@@ -71,6 +71,16 @@ pub struct ViewPlan {
 }
 
 impl ViewPlan {
+    /// The window assignment the view's rows get: the view's window, or, when its HOP aggregate
+    /// shares work per slide, a TUMBLE of the slide (each row in its one pane).
+    pub fn assignment(&self) -> Option<(WindowSpec, SchemaRef)> {
+        let (spec, schema) = self.window.clone()?;
+        match self.agg.as_ref().and_then(|a| a.panes) {
+            Some(p) => Some((p.pane_window(&spec), schema)),
+            None => Some((spec, schema)),
+        }
+    }
+
     /// The objects the view reads: one, or two for a join.
     pub fn inputs(&self) -> Vec<String> {
         match &self.join {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::hash_utils::RandomState;
 
 use crate::error::{EddyError, Result};
 use crate::exec::Changes;
@@ -23,7 +24,7 @@ const SNAPSHOT_BATCH_ROWS: usize = 8192;
 pub struct ViewStore {
     schema: SchemaRef,
     converter: RowConverter,
-    rows: HashMap<Box<[u8]>, u64>,
+    rows: HashMap<Box<[u8]>, u64, RandomState>,
     total_rows: u64,
     bytes: usize,
     max_rows: u64,
@@ -41,7 +42,7 @@ impl ViewStore {
         Ok(ViewStore {
             converter: RowConverter::new(fields)?,
             schema,
-            rows: HashMap::new(),
+            rows: HashMap::default(),
             total_rows: 0,
             bytes: 0,
             max_rows,

@@ -132,6 +132,7 @@ fn standard(kind: EventKind) -> Vec<(&'static str, Read)> {
 }
 
 /// Batches of one event kind, in the declared schema, from a position that checkpoints record.
+#[derive(Clone)]
 pub struct NexmarkBatches {
     schema: SchemaRef,
     /// One reader per schema column.
@@ -255,6 +256,10 @@ const TICK: Duration = Duration::from_millis(5);
 /// Generate batches and hand them to the publisher until the source is exhausted or dropped
 /// (the channel closes). Runs on a blocking thread. At the end the watermark moves to the end of
 /// time, so every window of a bounded run closes, as for a bounded source in Flink.
+///
+/// An unthrottled source generates on `nexmark.threads` threads (the generator costs about a
+/// CPU-microsecond per event): thread `w` makes batches `w`, `w + threads`, … and they are
+/// delivered in order, so the stream is the same as from one thread.
 pub fn read_nexmark(
     mut batches: NexmarkBatches,
     tx: mpsc::Sender<Produced>,
@@ -263,6 +268,39 @@ pub fn read_nexmark(
     if let Some(p) = resume.as_ref().and_then(|p| p["position"].as_u64()) {
         batches.set_position(p);
     }
+    let threads = batches.options.threads;
+    let end = if batches.options.rate == 0 && threads > 1 {
+        generate_parallel(batches, &tx, threads)
+    } else {
+        generate_paced(batches, &tx)
+    };
+    if let Some(last) = end {
+        let failed = matches!(last, Produced::Failed(_));
+        if tx.blocking_send(last).is_ok() && !failed {
+            let _ = tx.blocking_send(Produced::Finished);
+        }
+    }
+}
+
+/// What ends a run: the end-of-time watermark when the source is exhausted, or the failure.
+fn ending(result: Result<()>) -> Produced {
+    match result {
+        Ok(()) => Produced::Watermark(i64::MAX),
+        Err(e) => Produced::Failed(e),
+    }
+}
+
+fn rows(batch: RecordBatch, position: u64) -> Produced {
+    Produced::Rows(
+        batch,
+        None,
+        Some(serde_json::json!({ "position": position })),
+    )
+}
+
+/// One thread, at `nexmark.rate` events per second (0: as fast as it can). `None` when the
+/// channel closed.
+fn generate_paced(mut batches: NexmarkBatches, tx: &mpsc::Sender<Produced>) -> Option<Produced> {
     let rate = batches.options.rate;
     let start = Instant::now();
     // Events of all kinds at the start: the rate counts events of all kinds, as the generator does.
@@ -272,26 +310,147 @@ pub fn read_nexmark(
             0 => u64::MAX,
             r => first + (start.elapsed().as_secs_f64() * r as f64) as u64,
         };
-        let produced = match batches.next_batch(due) {
-            Ok(Some(batch)) if batch.num_rows() == 0 => {
-                std::thread::sleep(TICK);
-                continue;
-            }
+        match batches.next_batch(due) {
+            Ok(Some(batch)) if batch.num_rows() == 0 => std::thread::sleep(TICK),
             Ok(Some(batch)) => {
-                let position = serde_json::json!({ "position": batches.position() });
-                Produced::Rows(batch, None, Some(position))
-            }
-            Ok(None) => {
-                if tx.blocking_send(Produced::Watermark(i64::MAX)).is_ok() {
-                    let _ = tx.blocking_send(Produced::Finished);
+                if tx.blocking_send(rows(batch, batches.position())).is_err() {
+                    return None;
                 }
-                return;
             }
-            Err(e) => Produced::Failed(e),
-        };
-        let failed = matches!(produced, Produced::Failed(_));
-        if tx.blocking_send(produced).is_err() || failed {
-            return;
+            Ok(None) => return Some(ending(Ok(()))),
+            Err(e) => return Some(ending(Err(e))),
         }
+    }
+}
+
+/// A worker's batch and the position after it; `None` past the end.
+type Chunk = Result<Option<(RecordBatch, u64)>>;
+
+/// `threads` workers, each making every `threads`-th batch, merged back in order.
+fn generate_parallel(
+    batches: NexmarkBatches,
+    tx: &mpsc::Sender<Produced>,
+    threads: usize,
+) -> Option<Produced> {
+    let base = batches.position();
+    let chunk = batches.options.batch_rows as u64;
+    std::thread::scope(|scope| {
+        let mut inboxes = Vec::with_capacity(threads);
+        for w in 0..threads {
+            let (out, inbox) = std::sync::mpsc::sync_channel::<Chunk>(2);
+            inboxes.push(inbox);
+            let mut mine = batches.clone();
+            scope.spawn(move || {
+                let mut c = w as u64;
+                loop {
+                    mine.set_position(base + c * chunk);
+                    let made = mine
+                        .next_batch(u64::MAX)
+                        .map(|b| b.map(|b| (b, mine.position())));
+                    let last = !matches!(made, Ok(Some(_)));
+                    // A closed inbox: the merger stopped.
+                    if out.send(made).is_err() || last {
+                        return;
+                    }
+                    c += threads as u64;
+                }
+            });
+        }
+        let mut c = 0;
+        let end = loop {
+            let Ok(made) = inboxes[c % threads].recv() else {
+                break Some(ending(Err(EddyError::Internal(
+                    "a nexmark generator thread stopped".into(),
+                ))));
+            };
+            match made {
+                Ok(Some((batch, position))) => {
+                    if tx.blocking_send(rows(batch, position)).is_err() {
+                        break None;
+                    }
+                }
+                Ok(None) => break Some(ending(Ok(()))),
+                Err(e) => break Some(ending(Err(e))),
+            }
+            c += 1;
+        };
+        // Workers blocked on a full inbox see it closed and return; the scope joins them.
+        drop(inboxes);
+        end
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use datafusion::arrow::compute::concat_batches;
+
+    use super::*;
+
+    fn batches(threads: usize) -> NexmarkBatches {
+        let options: BTreeMap<String, String> = [
+            ("nexmark.table.type", "bid"),
+            ("nexmark.events", "5000"),
+            ("nexmark.rate", "0"),
+            ("nexmark.batch.rows", "300"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([("nexmark.threads".to_string(), threads.to_string())])
+        .collect();
+        let options = NexmarkOptions::parse(&options).unwrap();
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new("auction", DataType::Int64, false),
+            datafusion::arrow::datatypes::Field::new(
+                "date_time",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+            datafusion::arrow::datatypes::Field::new("extra", DataType::Utf8View, false),
+        ]));
+        NexmarkBatches::new(schema, options).unwrap()
+    }
+
+    /// Everything a reader delivers: the rows, the last position, and whether it ended with the
+    /// end-of-time watermark and `Finished`.
+    fn read(b: NexmarkBatches, resume: Option<u64>) -> (RecordBatch, u64, bool) {
+        let schema = b.schema.clone();
+        let (tx, mut rx) = mpsc::channel(4);
+        let resume = resume.map(|p| serde_json::json!({ "position": p }));
+        let reader = std::thread::spawn(move || read_nexmark(b, tx, resume));
+        let (mut out, mut position) = (Vec::new(), 0);
+        let (mut end_of_time, mut finished) = (false, false);
+        while let Some(p) = rx.blocking_recv() {
+            match p {
+                Produced::Rows(batch, _, pos) => {
+                    out.push(batch);
+                    position = pos.and_then(|p| p["position"].as_u64()).unwrap();
+                }
+                Produced::Watermark(w) => end_of_time = w == i64::MAX,
+                Produced::Finished => finished = true,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        reader.join().unwrap();
+        let rows = concat_batches(&schema, &out).unwrap();
+        (rows, position, end_of_time && finished)
+    }
+
+    #[test]
+    fn threads_and_resume_give_the_same_stream() {
+        let (one, end, ended) = read(batches(1), None);
+        // 5,000 events of all kinds hold 4,600 bids (proportions 1:3:46).
+        assert_eq!((one.num_rows(), end, ended), (4600, 4600, true));
+        let times = one
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>();
+        assert!(times.unwrap().values().windows(2).all(|w| w[0] <= w[1]));
+        let (three, end, ended) = read(batches(3), None);
+        assert_eq!((end, ended), (4600, true));
+        assert_eq!(one, three);
+        let (tail, _, _) = read(batches(3), Some(1000));
+        assert_eq!(tail, one.slice(1000, 3600));
     }
 }

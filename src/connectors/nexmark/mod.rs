@@ -13,9 +13,10 @@
 //!
 //! Options ([`NexmarkOptions`]): the kind, how many events of all kinds the generator emits (the
 //! source ends after them, and its watermark then moves to the end of time so that every window
-//! closes), the delivery rate, the event-time rate, the base time and the generator's proportions
-//! and ratios. Output is a pure function of the options: the same options give the same rows, in
-//! the same order, however they are batched, and a checkpoint resumes at the next event.
+//! closes), the delivery rate, the event-time rate, the base time, the generator's proportions
+//! and ratios, and how many threads generate an unthrottled source. Output is a pure function of
+//! the options (except `'nexmark.base.time' = 'now'`): the same options give the same rows, in the
+//! same order, however many threads make them, and a checkpoint resumes at the next event.
 
 mod generate;
 mod options;

@@ -75,6 +75,8 @@ pub struct NexmarkOptions {
     pub rate: u64,
     /// Rows per batch.
     pub batch_rows: usize,
+    /// Threads generating an unthrottled source (default: the number of cores).
+    pub threads: usize,
     /// The generator's configuration (event-time rate, base time, proportions, ratios).
     pub config: NexmarkConfig,
 }
@@ -114,7 +116,10 @@ const OTHER_OPTIONS: &[&str] = &[
     "nexmark.base.time",
     "nexmark.seed",
     "nexmark.batch.rows",
+    "nexmark.threads",
 ];
+/// Most generator threads per source.
+const MAX_THREADS: u64 = 64;
 
 fn number(key: &str, value: &str) -> Result<u64> {
     value.trim().parse::<u64>().map_err(|_| {
@@ -163,6 +168,15 @@ impl NexmarkOptions {
                 "option 'nexmark.batch.rows' must be between 1 and {MAX_BATCH_ROWS}"
             )));
         }
+        let threads = match get("nexmark.threads")? {
+            Some(t) if (1..=MAX_THREADS).contains(&t) => t as usize,
+            Some(_) => {
+                return Err(EddyError::invalid(format!(
+                    "option 'nexmark.threads' must be between 1 and {MAX_THREADS}"
+                )))
+            }
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
         let base_time = match options.get("nexmark.base.time").map(|s| s.trim()) {
             None => DEFAULT_BASE_TIME_MS,
             Some(s) if s.eq_ignore_ascii_case("now") => {
@@ -217,6 +231,7 @@ impl NexmarkOptions {
             events,
             rate,
             batch_rows,
+            threads,
             config,
         })
     }
