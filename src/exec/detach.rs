@@ -34,6 +34,30 @@ pub fn detach(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(batch.schema(), columns)
 }
 
+/// `batch`, with a view column copied only when it references less than half of the string
+/// bytes it keeps alive (a filtered or sliced batch): rows kept for long stay compact, and a
+/// batch that owns its strings is not copied.
+pub fn compact_if_sparse(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let sparse = |c: &ArrayRef| match c.data_type() {
+        DataType::Utf8View => {
+            let a = c.as_string_view();
+            let held: usize = a.data_buffers().iter().map(|b| b.len()).sum();
+            a.total_buffer_bytes_used() * 2 < held
+        }
+        DataType::BinaryView => {
+            let a = c.as_binary_view();
+            let held: usize = a.data_buffers().iter().map(|b| b.len()).sum();
+            a.total_buffer_bytes_used() * 2 < held
+        }
+        _ => false,
+    };
+    if batch.columns().iter().any(sparse) {
+        detach(batch)
+    } else {
+        Ok(batch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +83,10 @@ mod tests {
         let row = detach(row).unwrap();
         assert!(row.get_array_memory_size() * 100 < pinned, "{pinned}");
         assert_eq!(row.column(0).as_string_view().value(0), long[7]);
+        // A whole batch owns its strings: kept as it is; one row of it is copied.
+        let whole = compact_if_sparse(batch.clone()).unwrap();
+        assert_eq!(whole.get_array_memory_size(), batch.get_array_memory_size());
+        let one = compact_if_sparse(batch.slice(3, 1)).unwrap();
+        assert!(one.get_array_memory_size() * 100 < pinned);
     }
 }

@@ -72,7 +72,11 @@ impl MaterializedView {
             name: plan.name.clone(),
             schema: plan.output_schema.clone(),
             emit: plan.emit,
-            store: Mutex::new(ViewStore::new(plan.output_schema.clone(), max_rows)?),
+            store: Mutex::new(if plan.updating {
+                ViewStore::new(plan.output_schema.clone(), max_rows)?
+            } else {
+                ViewStore::append_only(plan.output_schema.clone(), max_rows)?
+            }),
             plan,
             publisher: Publisher::new(),
             rows_late: AtomicU64::new(0),

@@ -5,6 +5,12 @@
 //! row, -1 remove one, so the same store serves append-only views and views
 //! whose rows are updated (retract old, insert new). `SELECT` reads an
 //! immutable snapshot of record batches, rebuilt lazily after changes.
+//!
+//! An append-only view (its plan never retracts) keeps its batches as they
+//! come instead: no per-row hashing, no rehash pauses as the view grows, and
+//! the snapshot is the list of batches. A retraction or a multiplicity above
+//! one still arrives correctly: the store then moves its rows into the
+//! multiset and goes on from there.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,9 +35,18 @@ pub struct ViewStore {
     bytes: usize,
     max_rows: u64,
     snapshot: Option<Arc<Vec<RecordBatch>>>,
+    /// Append-only mode: the rows, as batches (`None`: multiset mode).
+    appended: Option<Vec<RecordBatch>>,
 }
 
 impl ViewStore {
+    /// An empty store for rows of a view that only ever appends.
+    pub fn append_only(schema: SchemaRef, max_rows: u64) -> Result<Self> {
+        let mut store = Self::new(schema, max_rows)?;
+        store.appended = Some(Vec::new());
+        Ok(store)
+    }
+
     /// An empty store for rows of `schema`, holding at most `max_rows` rows.
     pub fn new(schema: SchemaRef, max_rows: u64) -> Result<Self> {
         let fields = schema
@@ -47,6 +62,7 @@ impl ViewStore {
             bytes: 0,
             max_rows,
             snapshot: Some(Arc::new(Vec::new())),
+            appended: None,
         })
     }
 
@@ -66,6 +82,12 @@ impl ViewStore {
     pub fn apply(&mut self, changes: &Changes) -> Result<()> {
         if changes.num_rows() == 0 {
             return Ok(());
+        }
+        if self.appended.is_some() {
+            if changes.is_append_only() {
+                return self.append(changes);
+            }
+            self.to_multiset()?;
         }
         let rows = self.converter.convert_columns(changes.batch.columns())?;
         for i in 0..changes.num_rows() {
@@ -110,10 +132,48 @@ impl ViewStore {
         Ok(())
     }
 
+    /// Append-only mode: keep the batch (copied out of its input's string buffers when it holds
+    /// a small part of them).
+    fn append(&mut self, changes: &Changes) -> Result<()> {
+        let n = changes.num_rows() as u64;
+        if self.total_rows + n > self.max_rows {
+            return Err(EddyError::LimitExceeded(format!(
+                "materialized view is full: {} rows (limit {})",
+                self.total_rows, self.max_rows
+            )));
+        }
+        let batch = crate::exec::detach::compact_if_sparse(changes.batch.clone())?;
+        self.bytes += batch.get_array_memory_size();
+        self.total_rows += n;
+        if let Some(list) = self.appended.as_mut() {
+            list.push(batch);
+        }
+        self.snapshot = None;
+        Ok(())
+    }
+
+    /// Leave append-only mode: the rows so far go into the multiset.
+    fn to_multiset(&mut self) -> Result<()> {
+        let Some(list) = self.appended.take() else {
+            return Ok(());
+        };
+        self.total_rows = 0;
+        self.bytes = 0;
+        for batch in list {
+            self.apply(&Changes::inserts(batch))?;
+        }
+        Ok(())
+    }
+
     /// The current rows as record batches (cached until the next change).
     pub fn snapshot(&mut self) -> Result<Arc<Vec<RecordBatch>>> {
         if let Some(s) = &self.snapshot {
             return Ok(s.clone());
+        }
+        if let Some(list) = &self.appended {
+            let snap = Arc::new(list.clone());
+            self.snapshot = Some(snap.clone());
+            return Ok(snap);
         }
         let parser = self.converter.parser();
         let mut batches = Vec::new();
@@ -188,6 +248,34 @@ mod tests {
             .collect();
         vals.sort();
         assert_eq!(vals, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn append_only_store_moves_to_the_multiset_on_a_retraction() {
+        let (schema, c) = changes(&[1, 1, 2], &[1, 1, 1]);
+        let mut s = ViewStore::append_only(schema, 100).unwrap();
+        s.apply(&c).unwrap();
+        assert_eq!((s.row_count(), s.snapshot().unwrap().len()), (3, 1));
+        let (_, d) = changes(&[1, 3], &[-1, 1]);
+        s.apply(&d).unwrap();
+        assert!(s.appended.is_none());
+        let mut vals: Vec<i64> = s
+            .snapshot()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        vals.sort();
+        assert_eq!(vals, vec![1, 2, 3]);
+        let (_, e) = changes(&[4; 98], &[1; 98]);
+        assert_eq!(s.apply(&e).unwrap_err().sqlstate(), "53400");
     }
 
     #[test]
