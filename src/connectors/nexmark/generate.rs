@@ -257,9 +257,10 @@ const TICK: Duration = Duration::from_millis(5);
 /// (the channel closes). Runs on a blocking thread. At the end the watermark moves to the end of
 /// time, so every window of a bounded run closes, as for a bounded source in Flink.
 ///
-/// An unthrottled source generates on `nexmark.threads` threads (the generator costs about a
-/// CPU-microsecond per event): thread `w` makes batches `w`, `w + threads`, … and they are
-/// delivered in order, so the stream is the same as from one thread.
+/// A source generates on `nexmark.threads` threads (the generator costs about a CPU-microsecond
+/// per event): thread `w` makes batches `w`, `w + threads`, … and they are delivered in order,
+/// so the stream is the same as from one thread. A throttled source delivers each batch when its
+/// last event is due, in batches of a few milliseconds of events.
 pub fn read_nexmark(
     mut batches: NexmarkBatches,
     tx: mpsc::Sender<Produced>,
@@ -269,7 +270,7 @@ pub fn read_nexmark(
         batches.set_position(p);
     }
     let threads = batches.options.threads;
-    let end = if batches.options.rate == 0 && threads > 1 {
+    let end = if threads > 1 {
         generate_parallel(batches, &tx, threads)
     } else {
         generate_paced(batches, &tx)
@@ -323,8 +324,14 @@ fn generate_paced(mut batches: NexmarkBatches, tx: &mpsc::Sender<Produced>) -> O
     }
 }
 
-/// A worker's batch and the position after it; `None` past the end.
-type Chunk = Result<Option<(RecordBatch, u64)>>;
+/// A worker's batch, the position after it and the global offset (events of all kinds) after
+/// it; `None` past the end.
+type Chunk = Result<Option<(RecordBatch, u64, u64)>>;
+
+/// Rows of a throttled source's batches: about 2.5 ms of events at `rate`.
+fn paced_batch_rows(rate: u64, batch_rows: usize) -> u64 {
+    (rate / 400).clamp(64, batch_rows as u64)
+}
 
 /// `threads` workers, each making every `threads`-th batch, merged back in order.
 fn generate_parallel(
@@ -333,20 +340,27 @@ fn generate_parallel(
     threads: usize,
 ) -> Option<Produced> {
     let base = batches.position();
-    let chunk = batches.options.batch_rows as u64;
+    let rate = batches.options.rate;
+    let chunk = match rate {
+        0 => batches.options.batch_rows as u64,
+        r => paced_batch_rows(r, batches.options.batch_rows),
+    };
+    let first = batches.generator.global_offset();
+    let start = Instant::now();
     std::thread::scope(|scope| {
         let mut inboxes = Vec::with_capacity(threads);
         for w in 0..threads {
             let (out, inbox) = std::sync::mpsc::sync_channel::<Chunk>(2);
             inboxes.push(inbox);
             let mut mine = batches.clone();
+            mine.options.batch_rows = chunk as usize;
             scope.spawn(move || {
                 let mut c = w as u64;
                 loop {
                     mine.set_position(base + c * chunk);
                     let made = mine
                         .next_batch(u64::MAX)
-                        .map(|b| b.map(|b| (b, mine.position())));
+                        .map(|b| b.map(|b| (b, mine.position(), mine.generator.global_offset())));
                     let last = !matches!(made, Ok(Some(_)));
                     // A closed inbox: the merger stopped.
                     if out.send(made).is_err() || last {
@@ -364,7 +378,13 @@ fn generate_parallel(
                 ))));
             };
             match made {
-                Ok(Some((batch, position))) => {
+                Ok(Some((batch, position, global))) => {
+                    if rate > 0 {
+                        let due = Duration::from_secs_f64((global - first) as f64 / rate as f64);
+                        if let Some(wait) = due.checked_sub(start.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
                     if tx.blocking_send(rows(batch, position)).is_err() {
                         break None;
                     }
