@@ -19,7 +19,7 @@
 //! A LEFT join emits a left row padded with NULLs while it has no match; the
 //! first match retracts that row, and losing the last match brings it back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, AsArray, Int64Array, UInt32Array};
@@ -113,7 +113,8 @@ type Key = Arc<[u8]>;
 /// One side's rows, by key.
 struct Side {
     conv: RowConverter,
-    by_key: HashMap<Key, Vec<Entry>, RandomState>,
+    /// Per key, its rows in arrival order (expiry mostly takes the oldest: the front).
+    by_key: HashMap<Key, VecDeque<Entry>, RandomState>,
     /// (expires, seq) → key, for rows that expire.
     expiry: BTreeMap<(i64, u64), Key>,
     rows: usize,
@@ -143,7 +144,9 @@ impl Side {
         let Some(list) = self.by_key.get_mut(key) else {
             return;
         };
-        let e = list.swap_remove(pos);
+        let Some(e) = list.remove(pos) else {
+            return;
+        };
         self.expiry.remove(&(e.expires, e.seq));
         self.rows -= 1;
         self.bytes = self
@@ -385,7 +388,7 @@ impl JoinOperator {
         if expires != i64::MAX {
             side.expiry.insert((expires, seq), key.clone());
         }
-        side.by_key.entry(key).or_default().push(Entry {
+        side.by_key.entry(key).or_default().push_back(Entry {
             seq,
             row,
             expires,
