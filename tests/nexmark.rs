@@ -510,3 +510,81 @@ async fn nexmark_source_columns_options_and_errors() {
         assert!(db.message().contains(text), "{sql}: {}", db.message());
     }
 }
+
+/// `n` of the `totals` view (0 before its first row).
+async fn count(c: &common::PgClient) -> i64 {
+    let got = rows(c, "SELECT n FROM totals").await.expect("totals");
+    got.first()
+        .and_then(|r| r.first())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A nexmark source resumes from its checkpointed position after a SIGKILL: the view counts every
+/// bid once (and sums the same prices as the generator gives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_source_resumes_after_sigkill() {
+    const N: usize = 100_000;
+    let dir = common::unique_temp_dir().join("data");
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let mut a = Server::start_in(&dir).await;
+    let c = a.client().await;
+    rows(
+        &c,
+        &format!(
+            "CREATE SOURCE bid WITH (connector = 'nexmark', 'nexmark.table.type' = 'bid', \
+             'nexmark.events' = {N}, 'nexmark.rate' = 40000)"
+        ),
+    )
+    .await
+    .expect("source");
+    rows(
+        &c,
+        "CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n, sum(price) AS s FROM bid",
+    )
+    .await
+    .expect("view");
+    // Part of the stream, then a checkpoint, then more, then the kill.
+    let start = Instant::now();
+    loop {
+        if count(&c).await > 20_000 {
+            break;
+        }
+        assert!(start.elapsed() < CONVERGE, "the source did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rows(&c, "CHECKPOINT").await.expect("checkpoint");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = count(&c).await;
+    assert!(before < 92_000, "the run ended before the kill: {before}");
+    drop(c);
+    a.kill();
+
+    let config = NexmarkConfig {
+        base_time: BASE_TIME_MS,
+        first_rate: 40_000,
+        next_rate: 40_000,
+        rate_shape: RateShape::Square,
+        ..NexmarkConfig::default()
+    };
+    let sum: usize = EventGenerator::new(config)
+        .take(N)
+        .filter_map(|e| match e {
+            Event::Bid(b) => Some(b.price),
+            _ => None,
+        })
+        .sum();
+    let b = Server::start_in(&dir).await;
+    assert!(
+        b.log_contains("recovering from checkpoint"),
+        "{}",
+        b.log_tail()
+    );
+    let c = b.client().await;
+    common::eventually(
+        &c,
+        "SELECT n, s FROM totals",
+        &[&["92000", &sum.to_string()]],
+    )
+    .await;
+}

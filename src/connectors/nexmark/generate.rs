@@ -260,7 +260,7 @@ const TICK: Duration = Duration::from_millis(5);
 /// A source generates on `nexmark.threads` threads (the generator costs about a CPU-microsecond
 /// per event): thread `w` makes batches `w`, `w + threads`, … and they are delivered in order,
 /// so the stream is the same as from one thread. A throttled source delivers each batch when its
-/// last event is due, in batches of a few milliseconds of events.
+/// last event is due, in batches of about 5 ms of events.
 pub fn read_nexmark(
     mut batches: NexmarkBatches,
     tx: mpsc::Sender<Produced>,
@@ -328,9 +328,9 @@ fn generate_paced(mut batches: NexmarkBatches, tx: &mpsc::Sender<Produced>) -> O
 /// it; `None` past the end.
 type Chunk = Result<Option<(RecordBatch, u64, u64)>>;
 
-/// Rows of a throttled source's batches: about 2.5 ms of events at `rate`.
+/// Rows of a throttled source's batches: about 5 ms of events at `rate`.
 fn paced_batch_rows(rate: u64, batch_rows: usize) -> u64 {
-    (rate / 400).clamp(64, batch_rows as u64)
+    (rate / 200).clamp(64, batch_rows as u64)
 }
 
 /// `threads` workers, each making every `threads`-th batch, merged back in order.
