@@ -165,7 +165,12 @@ fn cores() -> f64 {
 
 /// CPU seconds (user + system) this process has used.
 fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    process_cpu_secs("self")
+}
+
+/// CPU seconds (user + system) process `pid` (or `self`) has used.
+fn process_cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<f64> = rest
@@ -485,7 +490,10 @@ mod kafka_load {
     }
 }
 
-async fn kafka_throughput(q: &str, bootstrap: &str, topic: &str, bids: u64) {
+async fn kafka_throughput(q: &str, broker: &Broker, topic: &str, bids: u64) {
+    let bootstrap = broker.bootstrap.as_str();
+    let broker_pid = broker.child.as_ref().map(|c| c.id().to_string());
+    let broker_cpu = || broker_pid.as_deref().map_or(0.0, process_cpu_secs);
     let engine = engine();
     run(
         &engine,
@@ -503,6 +511,7 @@ async fn kafka_throughput(q: &str, bootstrap: &str, topic: &str, bids: u64) {
     let view = format!("nexmark_{q}");
     reset_peak_memory();
     let (cpu0, start) = (cpu_secs(), Instant::now());
+    let broker0 = broker_cpu();
     if let Err(e) = run(&engine, &query_sql(q)).await {
         println!("{q:<4} (kafka) not run: {e}");
         return;
@@ -527,6 +536,7 @@ async fn kafka_throughput(q: &str, bootstrap: &str, topic: &str, bids: u64) {
     };
     let secs = (end - start).as_secs_f64();
     let cpu = cpu_secs() - cpu0;
+    let broker_used = broker_cpu() - broker0;
     let rejected = one_i64(
         &engine,
         "SELECT CAST(sum(rows_rejected) AS BIGINT) FROM eddy.sources",
@@ -536,7 +546,8 @@ async fn kafka_throughput(q: &str, bootstrap: &str, topic: &str, bids: u64) {
     let rate = bids as f64 / secs;
     println!(
         "{q:<4} kafka+json {bids:>10} records {secs:>7.2} s {:>10.0} records/s {:>9.0} /core | \
-         {rejected} rejected | {cpu:>6.1} CPU-s {:>9.0} records/CPU-s | peak RSS {} MiB",
+         {rejected} rejected | {cpu:>6.1} CPU-s {:>9.0} records/CPU-s (broker: {broker_used:.1} CPU-s) \
+         | peak RSS {} MiB",
         rate,
         rate / cores(),
         bids as f64 / cpu.max(1e-9),
@@ -566,7 +577,7 @@ fn main() {
         let bids = kafka_load::load(&broker.bootstrap, &topic, args.events);
         rt.block_on(async {
             for q in &args.queries {
-                kafka_throughput(q, &broker.bootstrap, &topic, bids).await;
+                kafka_throughput(q, &broker, &topic, bids).await;
             }
         });
         return;
