@@ -235,12 +235,10 @@ async fn wait_done(engine: &Engine, view: &str) {
         "SELECT count(*) FROM eddy.views WHERE name = '{view}' \
          AND watermark > TIMESTAMP '2200-01-01 00:00:00'"
     );
-    let failed = format!(
-        "SELECT name || ': ' || last_error FROM eddy.views WHERE last_error IS NOT NULL \
-         UNION ALL SELECT name || ': ' || last_error FROM eddy.sources WHERE last_error IS NOT NULL"
-    );
+    let failed = "SELECT name || ': ' || last_error FROM eddy.views WHERE last_error IS NOT NULL \
+         UNION ALL SELECT name || ': ' || last_error FROM eddy.sources WHERE last_error IS NOT NULL";
     while one_i64(engine, &sql).await != Some(1) {
-        if let Ok(errors) = run(engine, &failed).await {
+        if let Ok(errors) = run(engine, failed).await {
             assert!(errors.is_empty(), "{view} failed: {errors:?}");
         }
         assert!(start.elapsed() < RUN_LIMIT, "{view} did not finish");

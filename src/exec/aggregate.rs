@@ -150,6 +150,9 @@ pub(super) struct GroupState {
     pub(super) bytes: usize,
 }
 
+/// A group of the state: (window end, key in row format).
+type GroupRef = (EventTime, Box<[u8]>);
+
 /// Not-windowed state lives under this "window end".
 pub(super) const NO_WINDOW: EventTime = EventTime::MAX;
 
@@ -288,7 +291,7 @@ impl AggregateOperator {
         }
 
         // Where each slot's rows go: its own group or, per pane, every window containing it.
-        let targets: Vec<Vec<(EventTime, Box<[u8]>)>> = match self.spec.panes {
+        let targets: Vec<Vec<GroupRef>> = match self.spec.panes {
             None => keys
                 .iter()
                 .map(|(e, k)| vec![(*e, Box::from(*k))])
@@ -366,7 +369,7 @@ impl AggregateOperator {
         &self,
         p: &PaneSpec,
         keys: &[(EventTime, &[u8])],
-    ) -> Result<Vec<Vec<(EventTime, Box<[u8]>)>>> {
+    ) -> Result<Vec<Vec<GroupRef>>> {
         let parser = self.converter.parser();
         let cols = self
             .converter
@@ -385,7 +388,7 @@ impl AggregateOperator {
             .iter()
             .map(|v| if is_end { v - p.slide_ns } else { *v })
             .collect();
-        let mut out: Vec<Vec<(EventTime, Box<[u8]>)>> = (0..keys.len())
+        let mut out: Vec<Vec<GroupRef>> = (0..keys.len())
             .map(|_| Vec::with_capacity(p.windows() as usize))
             .collect();
         for k in 0..p.windows() {

@@ -326,8 +326,8 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
     let mut key_clauses = 0;
     // The column list is optional for connectors with standard columns (nexmark); others say
     // they need columns when the source is created.
-    let has_columns = p.consume_token(&Token::LParen);
-    while has_columns {
+    let mut in_columns = p.consume_token(&Token::LParen);
+    while in_columns {
         if is_word(&p.peek_token().token, "WATERMARK") {
             p.next_token();
             p.expect_keyword(Keyword::FOR).map_err(perr)?;
@@ -365,7 +365,7 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
             continue;
         }
         p.expect_token(&Token::RParen).map_err(perr)?;
-        break;
+        in_columns = false;
     }
     let mut includes = Vec::new();
     if p.parse_keyword(Keyword::INCLUDE) {

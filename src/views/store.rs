@@ -87,7 +87,7 @@ impl ViewStore {
             if changes.is_append_only() {
                 return self.append(changes);
             }
-            self.to_multiset()?;
+            self.switch_to_multiset()?;
         }
         let rows = self.converter.convert_columns(changes.batch.columns())?;
         for i in 0..changes.num_rows() {
@@ -153,7 +153,7 @@ impl ViewStore {
     }
 
     /// Leave append-only mode: the rows so far go into the multiset.
-    fn to_multiset(&mut self) -> Result<()> {
+    fn switch_to_multiset(&mut self) -> Result<()> {
         let Some(list) = self.appended.take() else {
             return Ok(());
         };
