@@ -3,7 +3,7 @@
 --
 -- Run:
 --   cargo run --release -- serve --embedded-kafka        # prints bootstrap.servers = HOST:PORT
---   kcat -b HOST:PORT -t meetup-raw-rsvps -P -l ../shared/fixtures/meetup/rsvps.jsonl
+--   kcat -b HOST:PORT -t meetup-raw-rsvps -P -l sql/data/meetup/rsvps.jsonl
 --   psql -h 127.0.0.1 -p 5488 -U eddy eddy -v broker=HOST:PORT -f examples/kafka_meetup.sql
 -- (With a real Kafka, pass its address as broker.)
 

@@ -12,8 +12,7 @@ use common::{eventually, rows, Server};
 /// The fixture's 2,000 lines: 1,960 rows and 40 dead letters, each at its line number.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meetup_fixture_from_a_file() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meetup/rsvps.jsonl");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql/data/meetup/rsvps.jsonl");
     let text = std::fs::read_to_string(&path).expect("Meetup fixture");
     let server = Server::start().await;
     let c = server.client().await;
@@ -63,8 +62,7 @@ async fn meetup_fixture_from_a_file() {
 /// every estimate brackets the true count and the heavy topics are all there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meetup_top_topics_against_an_exact_count() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meetup/rsvps.jsonl");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql/data/meetup/rsvps.jsonl");
     let server = Server::start().await;
     let c = server.client().await;
     c.batch_execute(&format!(

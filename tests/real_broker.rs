@@ -130,8 +130,7 @@ async fn meetup_fixture_through_tansu() {
     for r in created {
         r.expect("topic created");
     }
-    let fixture =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meetup/rsvps.jsonl");
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql/data/meetup/rsvps.jsonl");
     let text = std::fs::read_to_string(fixture).expect("Meetup fixture");
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &tansu.bootstrap)
