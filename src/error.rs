@@ -21,6 +21,17 @@ pub enum EddyError {
         /// 1-based character position in the statement, when known.
         position: Option<usize>,
     },
+    /// A name that cannot name an object (42602).
+    #[error("{0}")]
+    InvalidName(String),
+    /// A statement nests too deeply to be planned safely (54001).
+    #[error("{message}")]
+    TooComplex {
+        /// What bound was crossed.
+        message: String,
+        /// 1-based character position where it was crossed, when known.
+        position: Option<usize>,
+    },
     /// A named object does not exist (42P01).
     #[error("{0}")]
     UndefinedObject(String),
@@ -57,6 +68,9 @@ pub enum EddyError {
     /// A NOT NULL column received a NULL (23502).
     #[error("{0}")]
     NotNullViolation(String),
+    /// A date/time value out of the range eddy can carry (22008).
+    #[error("{0}")]
+    DatetimeOverflow(String),
     /// Wrong data type for a value (42804).
     #[error("{0}")]
     DatatypeMismatch(String),
@@ -72,6 +86,15 @@ pub enum EddyError {
     /// A connector failed (58000).
     #[error("{0}")]
     Connector(String),
+    /// The statement was canceled: a cancel request or `statement_timeout` (57014).
+    #[error("{0}")]
+    Canceled(String),
+    /// Memory for a query ran out (53200).
+    #[error("{message}")]
+    OutOfMemory {
+        /// What could not be allocated.
+        message: String,
+    },
     /// The server is shutting down or an object is being dropped (57P01).
     #[error("{0}")]
     Shutdown(String),
@@ -109,6 +132,8 @@ impl EddyError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             EddyError::Syntax { .. } => "42601",
+            EddyError::InvalidName(_) => "42602",
+            EddyError::TooComplex { .. } => "54001",
             EddyError::UndefinedObject(_) => "42P01",
             EddyError::UndefinedColumn(_) => "42703",
             EddyError::DuplicateObject(_) => "42P07",
@@ -117,10 +142,13 @@ impl EddyError {
             EddyError::DependentObjects { .. } => "2BP01",
             EddyError::NotNullViolation(_) => "23502",
             EddyError::DatatypeMismatch(_) => "42804",
+            EddyError::DatetimeOverflow(_) => "22008",
             EddyError::LimitExceeded(_) => "53400",
             EddyError::Plan(_) => "42000",
             EddyError::Execution(_) => "XX000",
             EddyError::Connector(_) => "58000",
+            EddyError::Canceled(_) => "57014",
+            EddyError::OutOfMemory { .. } => "53200",
             EddyError::Shutdown(_) => "57P01",
             EddyError::Internal(_) => "XX000",
         }
@@ -134,8 +162,23 @@ impl EddyError {
             EddyError::Syntax {
                 position: Some(p), ..
             } => info.position = Some(p.to_string()),
+            EddyError::TooComplex { position, .. } => {
+                info.position = position.map(|p| p.to_string());
+                info.hint = Some(format!(
+                    "Split the expression into smaller ones (e.g. over several views), or \
+                     use IN (...) instead of a long chain of OR. At most {} levels are allowed.",
+                    crate::sql::complexity::MAX_EXPRESSION_DEPTH
+                ));
+            }
             EddyError::NotSupported { hint, .. } | EddyError::InvalidParameter { hint, .. } => {
                 info.hint = hint
+            }
+            EddyError::OutOfMemory { .. } => {
+                info.hint = Some(
+                    "Ad-hoc queries share the memory set by --query-memory-mb; narrow the query \
+                     (filters, LIMIT, fewer columns) or start eddy with more."
+                        .into(),
+                )
             }
             EddyError::DependentObjects { detail, .. } => {
                 info.detail = Some(detail);
@@ -181,7 +224,9 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
         DataFusionError::NotImplemented(msg) => EddyError::not_supported(msg.clone()),
         DataFusionError::ArrowError(err, _) => EddyError::Execution(err.to_string()),
         DataFusionError::Execution(msg) => EddyError::Execution(msg.clone()),
-        DataFusionError::ResourcesExhausted(msg) => EddyError::LimitExceeded(msg.clone()),
+        DataFusionError::ResourcesExhausted(msg) => EddyError::OutOfMemory {
+            message: format!("out of memory for queries: {msg}"),
+        },
         DataFusionError::External(err) => match err.downcast_ref::<EddyError>() {
             Some(eddy) => eddy.clone(),
             None => EddyError::Execution(err.to_string()),

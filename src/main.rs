@@ -50,6 +50,14 @@ struct ServeArgs {
     /// Everything in it is lost on exit.
     #[arg(long, env = "EDDY_EMBEDDED_KAFKA")]
     embedded_kafka: bool,
+    /// Memory (MiB) that ad-hoc queries share; sorts, aggregates and joins
+    /// spill to disk beyond it where they can, else the query fails (53200).
+    #[arg(long, env = "EDDY_QUERY_MEMORY_MB", default_value_t = 2048)]
+    query_memory_mb: usize,
+    /// Memory (KiB) an at-least-once sink may fill with messages its broker has
+    /// not acknowledged; beyond it the sink stops holding up its view (`stalled`).
+    #[arg(long, env = "EDDY_SINK_BUFFER_KB", default_value_t = 65536)]
+    sink_buffer_kb: usize,
     /// Seconds between checkpoints (0: only on CHECKPOINT and at shutdown).
     #[arg(long, env = "EDDY_CHECKPOINT_INTERVAL", default_value_t = 10)]
     checkpoint_interval: u64,
@@ -105,6 +113,8 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
         table_retain_rows: args.table_retain_rows,
         dead_letter_max_rows: args.dead_letter_max_rows,
         checkpoint_interval_secs: args.checkpoint_interval,
+        query_memory_bytes: args.query_memory_mb.max(1).saturating_mul(1 << 20),
+        sink_buffer_bytes: args.sink_buffer_kb.max(1).saturating_mul(1 << 10),
         ..Limits::default()
     };
     if let Some(p) = args.parallelism {

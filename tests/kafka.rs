@@ -28,7 +28,7 @@ async fn exec(client: &PgClient, sql: &str) {
 }
 
 fn meetup_fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meetup/rsvps.jsonl")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql/data/meetup/rsvps.jsonl")
 }
 
 /// The Meetup source of the issue, reading `topic` on `bootstrap`.
@@ -1086,4 +1086,113 @@ async fn sink_delivery_follows_checkpointing() {
             .unwrap(),
         vec![vec!["s3", "at_least_once", "NULL"]]
     );
+}
+
+/// A stuck at-least-once sink affects only itself (issue 14, hole 5): while
+/// its broker is down it keeps reading its view into a bounded buffer, and
+/// once that is full it lets go of the view (`stalled`, with the reason)
+/// instead of holding the view, the table, INSERT, checkpoints and DDL up.
+/// When the broker is back it delivers what it held and resumes from the
+/// view's rows: every row reaches the topic. A second sink whose broker never
+/// answers is dropped while stalled, promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_sink_affects_only_itself() {
+    const STEP: Duration = Duration::from_secs(10);
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("all-rows", 1, 1).expect("topic");
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    let server =
+        Server::start_with_args(&["--checkpoint-interval", "0", "--sink-buffer-kb", "16"]).await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE t (v BIGINT);
+             CREATE MATERIALIZED VIEW all_rows AS SELECT v FROM t;
+             CREATE MATERIALIZED VIEW total AS SELECT count(*) AS n FROM t;
+             CREATE SINK out FROM all_rows WITH (connector = 'kafka', topic = 'all-rows',
+                 'bootstrap.servers' = '{bootstrap}', delivery = 'at_least_once',
+                 'properties.message.timeout.ms' = '1000');
+             CREATE SINK nowhere FROM all_rows WITH (connector = 'kafka', topic = 'x',
+                 'bootstrap.servers' = '{dead}', delivery = 'at_least_once',
+                 'properties.message.timeout.ms' = '1000');
+             INSERT INTO t VALUES (1), (2), (3);"
+        ),
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT messages_written FROM eddy.sinks WHERE name = 'out'",
+        &[&["3"]],
+    )
+    .await;
+    cluster.broker_down(1).expect("broker down");
+    // 3,000 rows of about 75 buffered bytes each: far beyond 16 KiB.
+    for chunk in 0..30 {
+        let from = 4 + chunk * 100;
+        let sql = format!(
+            "INSERT INTO t SELECT value FROM generate_series({from}, {})",
+            from + 99
+        );
+        let started = Instant::now();
+        tokio::time::timeout(STEP, c.simple_query(&sql))
+            .await
+            .unwrap_or_else(|_| panic!("INSERT hung behind the stuck sinks: {sql}"))
+            .unwrap_or_else(|e| panic!("{sql}: {}", common::error_text(&e)));
+        assert!(started.elapsed() < STEP);
+    }
+    eventually(
+        &c,
+        "SELECT name, status FROM eddy.sinks ORDER BY name",
+        &[&["nowhere", "stalled"], &["out", "stalled"]],
+    )
+    .await;
+    let why = rows(&c, "SELECT last_error FROM eddy.sinks WHERE name = 'out'")
+        .await
+        .unwrap();
+    assert!(why[0][0].contains("buffer full"), "{why:?}");
+    // Everything else goes on: views, DDL, the view store.
+    eventually(&c, "SELECT n FROM total", &[&["3003"]]).await;
+    eventually(&c, "SELECT count(*) FROM all_rows", &[&["3003"]]).await;
+    let ddl = "CREATE MATERIALIZED VIEW later AS SELECT max(v) AS m FROM t";
+    tokio::time::timeout(STEP, c.batch_execute(ddl))
+        .await
+        .expect("CREATE while sinks are stalled hung")
+        .expect("CREATE while sinks are stalled");
+    eventually(&c, "SELECT m FROM later", &[&["3003"]]).await;
+    tokio::time::timeout(STEP, c.batch_execute("CHECKPOINT"))
+        .await
+        .expect("CHECKPOINT while sinks are stalled hung")
+        .expect("CHECKPOINT while sinks are stalled");
+    tokio::time::timeout(STEP, c.batch_execute("DROP SINK nowhere"))
+        .await
+        .expect("DROP SINK of a stalled sink hung")
+        .expect("DROP SINK of a stalled sink");
+    // The broker comes back: the held messages go out, then the view's rows.
+    cluster.broker_up(1).expect("broker up");
+    eventually(&c, "SELECT status FROM eddy.sinks", &[&["running"]]).await;
+    exec(&c, "INSERT INTO t VALUES (3004)").await;
+    let start = Instant::now();
+    loop {
+        let got: std::collections::BTreeSet<i64> =
+            common::kafka::read_all(&bootstrap, "all-rows", 1)
+                .into_iter()
+                .map(|r| {
+                    let v: serde_json::Value = serde_json::from_str(&r.3).expect("JSON");
+                    v["v"].as_i64().expect("v")
+                })
+                .collect();
+        if got.len() == 3004 {
+            assert_eq!(got.first(), Some(&1));
+            assert_eq!(got.last(), Some(&3004));
+            break;
+        }
+        assert!(
+            start.elapsed() < EVENTUALLY,
+            "the topic holds {} of the 3004 rows",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -225,6 +225,47 @@ fn psql_stops_on_error_with_nonzero_exit() {
     );
 }
 
+/// eddy has no transactions: `ROLLBACK` says, as a WARNING psql prints, that
+/// it undid nothing (the row stays). `SET datafusion.*` would change every
+/// session's settings and is refused (0A000); PostgreSQL settings still work.
+#[test]
+fn rollback_warns_and_shared_settings_are_refused() {
+    let rt = runtime();
+    let server = rt.block_on(Server::start());
+    let out = psql(
+        server.port,
+        &[
+            "-c",
+            "CREATE TABLE r (v INT)",
+            "-c",
+            "BEGIN",
+            "-c",
+            "INSERT INTO r VALUES (1)",
+            "-c",
+            "ROLLBACK",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_contains(
+        &text(&out.stderr),
+        &["WARNING:  ROLLBACK undid nothing"],
+        "psql stderr",
+    );
+    psql_eventually(&server, "SELECT count(*) FROM r", "1\n");
+    let out = psql(
+        server.port,
+        &["-c", "SET datafusion.execution.batch_size = 1"],
+    );
+    assert!(!out.status.success());
+    assert_contains(
+        &text(&out.stderr),
+        &["SET datafusion.* is not supported", "HINT:"],
+        "psql stderr",
+    );
+    let out = psql_ok(&server, &["-c", "SET statement_timeout = '5s'"]);
+    assert_contains(&out, &["SET"], "psql stdout");
+}
+
 /// Polls a query until it returns exactly `expected_rows` rows, bounded by [`EVENTUAL_TIMEOUT`].
 async fn query_eventually(
     client: &tokio_postgres::Client,

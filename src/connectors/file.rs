@@ -35,6 +35,9 @@ const READ_CHUNK_BYTES: usize = 1 << 20;
 pub const RECORD_BYTES_MAX: usize = 16 << 20;
 /// How often a sleeping reader checks whether its source was dropped.
 const DROP_CHECK: Duration = Duration::from_millis(50);
+/// Longest `file.poll_interval_ms` (one hour): larger values would overflow
+/// the reader's clock arithmetic and say nothing useful.
+const POLL_INTERVAL_MS_MAX: u64 = 3_600_000;
 /// How much of an over-long line is kept in its dead letter.
 const REJECTED_PREFIX_BYTES: usize = 4096;
 
@@ -67,9 +70,14 @@ impl FileOptions {
         };
         let poll_ms = match options.remove("file.poll_interval_ms") {
             None => 200,
-            Some(v) => v.parse::<u64>().ok().filter(|&ms| ms > 0).ok_or(format!(
-                "file.poll_interval_ms must be a positive integer, got '{v}'"
-            ))?,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (1..=POLL_INTERVAL_MS_MAX).contains(ms))
+                .ok_or(format!(
+                    "file.poll_interval_ms must be a whole number from 1 to \
+                     {POLL_INTERVAL_MS_MAX} (one hour), got '{v}'"
+                ))?,
         };
         Ok(FileOptions {
             path: PathBuf::from(path),

@@ -195,7 +195,15 @@ impl Ingest {
                 cols.push(m.column(records, &rows_from));
             }
             let full = RecordBatch::try_new(nullable(&self.stream.schema), cols)?;
-            let violations = self.spec.contract.violations(&full);
+            let mut violations = self.spec.contract.violations(&full);
+            // Event times the watermark cannot carry are bad records too (the first
+            // reason per row is kept).
+            let time = self.stream.event_time_violations(&full);
+            if !time.is_empty() {
+                violations.extend(time);
+                violations.sort_by_key(|(row, _)| *row);
+                violations.dedup_by_key(|(row, _)| *row);
+            }
             let mut rows_from = rows_from;
             let full = if violations.is_empty() {
                 full

@@ -105,7 +105,8 @@ pub const READER_CHANNEL_CAPACITY: usize = 4;
 
 /// Publish what a reader produces. Waits for the first subscriber so the first
 /// view sees the stream from its start (the reader blocks on the bounded
-/// channel meanwhile). Ends when the reader ends.
+/// channel meanwhile). Ends when the reader ends; a reader that vanishes
+/// without saying why (its thread panicked) leaves the source `failed`.
 pub async fn publish_reader(stream: Arc<StreamObject>, mut rx: mpsc::Receiver<Produced>) {
     *stream.metrics.status.lock() = "idle".into();
     stream.started().await;
@@ -159,5 +160,48 @@ pub async fn publish_reader(stream: Arc<StreamObject>, mut rx: mpsc::Receiver<Pr
             stream.fail(&e);
             return;
         }
+    }
+    // A reader ends by saying `Finished` or `Failed`; a closed channel without
+    // either means its thread died (a panic, logged where it happened).
+    let e = EddyError::Connector(format!(
+        "the reader of source \"{}\" stopped unexpectedly (see the server log); \
+         drop and create the source again to restart it",
+        stream.name
+    ));
+    tracing::error!(source = %stream.name, error = %e, "source reader died");
+    stream.fail(&e);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::sql::ObjectKind;
+
+    #[tokio::test]
+    async fn a_reader_that_vanishes_fails_its_source() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let stream = Arc::new(StreamObject::new(
+            "s".into(),
+            ObjectKind::Source,
+            "file".into(),
+            schema,
+            None,
+            0,
+        ));
+        let (sub_tx, _sub_rx) = mpsc::channel(4);
+        stream.publisher.subscribe("v", sub_tx, Vec::new).await;
+        let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);
+        let publisher = tokio::spawn(publish_reader(stream.clone(), rx));
+        tx.send(Produced::Healthy).await.unwrap();
+        // The reader thread panics: its sender is dropped without a word.
+        drop(tx);
+        publisher.await.unwrap();
+        assert_eq!(stream.metrics.status.lock().as_str(), "failed");
+        let e = stream.metrics.last_error.lock().clone().unwrap();
+        assert!(e.contains("stopped unexpectedly"), "{e}");
     }
 }

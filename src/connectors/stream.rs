@@ -240,11 +240,25 @@ impl StreamObject {
     }
 
     /// Rows logged by earlier runs of the server (empty without a log).
-    pub fn logged_batches(&self) -> Result<Vec<RecordBatch>> {
+    pub fn logged_batches(&self) -> Result<super::table_log::Replayed> {
         match &self.table_log {
             Some(log) => log.lock().replay(),
-            None => Ok(Vec::new()),
+            None => Ok(super::table_log::Replayed::default()),
         }
+    }
+
+    /// Drop the parts of the table's log before row `row` (see
+    /// [`TableLog::compact`]); returns the bytes freed. Blocking (file removal).
+    pub fn compact_log(&self, row: u64) -> u64 {
+        match &self.table_log {
+            Some(log) => log.lock().compact(row),
+            None => 0,
+        }
+    }
+
+    /// Rows ever logged by the table (0 without a log).
+    pub fn log_next_row(&self) -> u64 {
+        self.table_log.as_ref().map_or(0, |l| l.lock().next_row())
     }
 
     /// `INSERT`: log `batches` durably (fsync, on a blocking thread), then publish them.
@@ -326,6 +340,67 @@ impl StreamObject {
             Some(c) => max(&c),
             None => None,
         })
+    }
+
+    /// Rows of `batch` that cannot enter the stream because of their event
+    /// time, with why, ascending: an event time outside the nanosecond range
+    /// watermarks are kept in (1677-09-21 to 2262-04-11), or one whose
+    /// watermark expression cannot be computed (`ts - INTERVAL '1' SECOND`
+    /// at the bottom of that range). Checked before a row is logged or
+    /// published, so such a row is refused (INSERT) or dead-lettered
+    /// (sources), never half-accepted.
+    pub fn event_time_violations(&self, batch: &RecordBatch) -> Vec<(usize, String)> {
+        let Some(wm) = &self.watermark else {
+            return Vec::new();
+        };
+        if batch.num_rows() == 0 || self.event_times_computable(wm, batch) {
+            return Vec::new();
+        }
+        // Some row fails: find which, one row at a time (rare).
+        let mut out = Vec::new();
+        for row in 0..batch.num_rows() {
+            let one = batch.slice(row, 1);
+            let result = event_times_ns(one.column(wm.time_index))
+                .and_then(|_| self.watermark_candidates(&one).map(|_| ()));
+            if let Err(e) = result {
+                out.push((
+                    row,
+                    format!(
+                        "event time {} = {} cannot be used: {e} (event times must lie between \
+                         1677-09-21 00:12:44 and 2262-04-11 23:47:16, where the watermark \
+                         `{}` can be computed too)",
+                        wm.time_column,
+                        display_value(one.column(wm.time_index)),
+                        wm.expr
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
+    /// True when every row's event time and watermark can be computed. A
+    /// monotone watermark is checked at the earliest and latest event time only.
+    fn event_times_computable(&self, wm: &WatermarkGen, batch: &RecordBatch) -> bool {
+        let Ok(ts) = event_times_ns(batch.column(wm.time_index)) else {
+            return false;
+        };
+        if !wm.monotone {
+            return self.watermark_candidates(batch).is_ok();
+        }
+        let rows = [
+            ts.iter()
+                .enumerate()
+                .filter_map(|(i, t)| Some((t?, i)))
+                .min(),
+            ts.iter()
+                .enumerate()
+                .filter_map(|(i, t)| Some((t?, i)))
+                .max(),
+        ];
+        rows.into_iter()
+            .flatten()
+            .all(|(_, row)| self.watermark_candidates(&batch.slice(row, 1)).is_ok())
     }
 
     /// The watermark expression evaluated on each row of `batch` (ns), or
@@ -528,11 +603,37 @@ impl StreamObject {
         }
     }
 
+    /// Count `rows` logged rows as consumed without publishing them (rows of a
+    /// table's log that could not be replayed), so the checkpointed row count
+    /// keeps matching the log.
+    pub async fn skip_logged_rows(&self, rows: u64) {
+        let _guard = self.push_lock.lock().await;
+        self.position.lock().rows += rows;
+    }
+
+    /// Count `rows` rejected rows and show why in `eddy.sources.last_error`
+    /// (the stream keeps running).
+    pub fn note_rejected(&self, rows: u64, why: String) {
+        self.metrics
+            .rows_rejected
+            .fetch_add(rows, Ordering::Relaxed);
+        *self.metrics.last_error.lock() = Some(why);
+    }
+
     /// Mark the stream failed with an error (shown in `eddy.sources`).
     pub fn fail(&self, error: &EddyError) {
         *self.metrics.status.lock() = "failed".into();
         *self.metrics.last_error.lock() = Some(error.to_string());
     }
+}
+
+/// One value as text, for messages.
+fn display_value(col: &datafusion::arrow::array::ArrayRef) -> String {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let opts = FormatOptions::default().with_null("NULL");
+    ArrayFormatter::try_new(col.as_ref(), &opts)
+        .map(|f| f.value(0).to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// `SELECT` over a table reads its retained rows; sources are not stored.

@@ -2,6 +2,7 @@
 //! shutdown), restoring from the latest one, and `eddy.checkpoints`.
 //! The protocol is described in [`crate::checkpoint`].
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -98,6 +99,13 @@ impl Engine {
         let result = self
             .take_checkpoint(&data_dir, epoch, started, &mut rec)
             .await;
+        let result = match result {
+            Ok(tables) => {
+                self.compact_table_logs(tables).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
         rec.duration_ms = started.elapsed().as_millis() as u64;
         // Exactly-once sinks commit what they pre-committed for this epoch, or keep it open.
         self.hub.decide(epoch, result.is_ok());
@@ -122,13 +130,14 @@ impl Engine {
         result.map(|_| rec)
     }
 
+    /// Take checkpoint `epoch`; returns the rows each table had published at it.
     async fn take_checkpoint(
         &self,
         data_dir: &Path,
         epoch: u64,
         started: Instant,
         rec: &mut CheckpointRecord,
-    ) -> Result<()> {
+    ) -> Result<HashMap<String, u64>> {
         let durable = self
             .durable
             .as_ref()
@@ -187,6 +196,11 @@ impl Engine {
             }
         }
         rec.views = contents.views.len();
+        let tables: HashMap<String, u64> = contents
+            .streams
+            .iter()
+            .map(|(name, saved)| (name.clone(), saved.position.rows))
+            .collect();
         let root = files::root(data_dir);
         rec.bytes = tokio::task::spawn_blocking(move || {
             let bytes = files::write(&root, epoch, &contents)?;
@@ -195,7 +209,48 @@ impl Engine {
         })
         .await
         .map_err(|e| EddyError::Internal(format!("checkpoint writer: {e}")))??;
-        Ok(())
+        Ok(tables)
+    }
+
+    /// After a checkpoint: remember what it covers of each table, and drop
+    /// the parts of table logs that every kept checkpoint covers (a restore
+    /// from any of them replays only later rows) and that `SELECT` no longer
+    /// keeps. Upsert tables keep their whole log (their state is rebuilt
+    /// from it).
+    async fn compact_table_logs(&self, tables: HashMap<String, u64>) {
+        let oldest = {
+            let mut kept = self.table_checkpoints.lock();
+            kept.push_back(tables);
+            while kept.len() > files::KEEP {
+                kept.pop_front();
+            }
+            if kept.len() < files::KEEP {
+                return;
+            }
+            kept.front().cloned().unwrap_or_default()
+        };
+        let retain = self.limits.table_retain_rows as u64;
+        let streams: Vec<_> = self
+            .catalog
+            .streams()
+            .into_iter()
+            .filter(|s| s.kind == crate::sql::ObjectKind::Table && !s.is_upsert())
+            .filter_map(|s| oldest.get(&s.name).map(|&rows| (s, rows)))
+            .collect();
+        let freed = tokio::task::spawn_blocking(move || {
+            streams
+                .into_iter()
+                .map(|(s, covered)| {
+                    let keep_for_select = s.log_next_row().saturating_sub(retain);
+                    s.compact_log(covered.min(keep_for_select))
+                })
+                .sum::<u64>()
+        })
+        .await
+        .unwrap_or(0);
+        if freed > 0 {
+            tracing::info!(bytes = freed, "table logs compacted");
+        }
     }
 
     /// Take a checkpoint every `interval`, forever (run it beside the server).

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, TableReference};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -105,7 +105,10 @@ impl Engine {
         }))
     }
 
-    pub(super) async fn create_stream(&self, c: CreateStream) -> Result<Outcome> {
+    /// Create a table or source. `id` is its catalog id (reserved for a new
+    /// object, recorded for one being restored): a table's log is stored
+    /// under it.
+    pub(super) async fn create_stream(&self, c: CreateStream, id: Option<u64>) -> Result<Outcome> {
         let tag = match c.kind {
             ObjectKind::Table => "CREATE TABLE",
             _ => "CREATE SOURCE",
@@ -152,9 +155,14 @@ impl Engine {
         )
         .with_start_gate(self.start_gate());
         if let (ObjectKind::Table, Some(data_dir)) = (c.kind, &self.data_dir) {
-            let dir = TableLog::dir(data_dir, &c.name);
-            // A new table starts a new log; during a restart the old one is replayed.
-            if !self.restoring() {
+            let id = id.ok_or_else(|| {
+                EddyError::Internal(format!("table \"{}\" has no catalog id", c.name))
+            })?;
+            let dir = TableLog::dir(data_dir, id);
+            if self.restoring() {
+                adopt_legacy_log(data_dir, &c.name, &dir);
+            } else {
+                // A new table starts a new log (ids are never reused; this is only tidying).
                 let _ = std::fs::remove_dir_all(&dir);
             }
             let log_schema = match key_cols {
@@ -179,8 +187,10 @@ impl Engine {
         if c.kind == ObjectKind::Source {
             self.start_connector(&c, &columns, &stream, &mut tasks)?;
         }
-        self.ctx
-            .register_table(c.name.as_str(), Arc::new(StreamTable(stream.clone())))?;
+        self.ctx.register_table(
+            TableReference::bare(c.name.as_str()),
+            Arc::new(StreamTable(stream.clone())),
+        )?;
         self.catalog.with(|e| {
             e.insert(
                 c.name.clone(),
@@ -317,8 +327,10 @@ impl Engine {
             }
             Err(StartError::Fresh(e)) => return Err(e),
         };
-        self.ctx
-            .register_table(v.name.as_str(), Arc::new(ViewTable(view.clone())))?;
+        self.ctx.register_table(
+            TableReference::bare(v.name.as_str()),
+            Arc::new(ViewTable(view.clone())),
+        )?;
         self.catalog.with(|e| {
             e.insert(
                 v.name.clone(),
@@ -504,37 +516,12 @@ impl Engine {
         name: &str,
         tx: mpsc::Sender<crate::exec::Message>,
     ) -> Result<Vec<crate::exec::Message>> {
-        let snapshot = match self.input_ref(input) {
-            Some(InputRef::Stream(s)) => {
-                s.publisher
-                    .subscribe(name, tx, || s.snapshot_messages())
-                    .await
-            }
-            Some(InputRef::View(up)) => {
-                let mut err = None;
-                let snap = up
-                    .publisher
-                    .subscribe(name, tx, || match up.snapshot_messages() {
-                        Ok(m) => m,
-                        Err(e) => {
-                            err = Some(e);
-                            Vec::new()
-                        }
-                    })
-                    .await;
-                if let Some(e) = err {
-                    up.publisher.unsubscribe(name).await;
-                    return Err(e);
-                }
-                snap
-            }
-            None => {
-                return Err(EddyError::UndefinedObject(format!(
-                    "relation \"{input}\" does not exist"
-                )))
-            }
-        };
-        Ok(snapshot)
+        match self.input_ref(input) {
+            Some(i) => subscribe_input(&i, name, tx).await,
+            None => Err(EddyError::UndefinedObject(format!(
+                "relation \"{input}\" does not exist"
+            ))),
+        }
     }
 
     /// The object `name` as something that can be read (not a sink).
@@ -552,8 +539,9 @@ impl Engine {
         let Some(mut entry) = self.catalog.with(|e| e.remove(name)) else {
             return Ok(());
         };
-        if let (ObjectKind::Table, Some(data_dir)) = (entry.kind(), &self.data_dir) {
-            let dir = TableLog::dir(data_dir, name);
+        let id = self.durable.as_ref().and_then(|d| d.id_of(name));
+        if let (ObjectKind::Table, Some(data_dir), Some(id)) = (entry.kind(), &self.data_dir, id) {
+            let dir = TableLog::dir(data_dir, id);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(table = %name, error = %e, "cannot remove the table's log");
@@ -561,7 +549,7 @@ impl Engine {
             }
         }
         entry.tasks.shutdown().await;
-        self.ctx.deregister_table(name)?;
+        self.ctx.deregister_table(TableReference::bare(name))?;
         for dep in &entry.depends_on {
             self.unsubscribe_from(dep, name).await;
         }
@@ -569,7 +557,60 @@ impl Engine {
     }
 }
 
+/// Move a table log written by a version that named log directories after
+/// tables (`tables/<name>`) to its catalog-id directory, once.
+fn adopt_legacy_log(data_dir: &std::path::Path, name: &str, dir: &std::path::Path) {
+    let Some(legacy) = TableLog::legacy_dir(data_dir, name) else {
+        return;
+    };
+    if dir.exists() || !legacy.is_dir() {
+        return;
+    }
+    match std::fs::rename(&legacy, dir) {
+        Ok(()) => {
+            tracing::info!(table = %name, to = %dir.display(), "table log moved to its catalog-id directory")
+        }
+        Err(e) => {
+            tracing::error!(table = %name, error = %e, "cannot move the table's log to its catalog-id directory")
+        }
+    }
+}
+
+/// Subscribe `tx` (named `name`) to `input`; returns the messages that bring
+/// it up to date (a table's retained rows, a view's current rows).
+pub(super) async fn subscribe_input(
+    input: &InputRef,
+    name: &str,
+    tx: mpsc::Sender<crate::exec::Message>,
+) -> Result<Vec<crate::exec::Message>> {
+    match input {
+        InputRef::Stream(s) => Ok(s
+            .publisher
+            .subscribe(name, tx, || s.snapshot_messages())
+            .await),
+        InputRef::View(up) => {
+            let mut err = None;
+            let snap = up
+                .publisher
+                .subscribe(name, tx, || match up.snapshot_messages() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        err = Some(e);
+                        Vec::new()
+                    }
+                })
+                .await;
+            if let Some(e) = err {
+                up.publisher.unsubscribe(name).await;
+                return Err(e);
+            }
+            Ok(snap)
+        }
+    }
+}
+
 /// Something a view or sink can read.
+#[derive(Clone)]
 pub(super) enum InputRef {
     Stream(Arc<StreamObject>),
     View(Arc<MaterializedView>),

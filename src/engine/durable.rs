@@ -70,16 +70,29 @@ impl DurableCatalog {
         self.objects.lock().clone()
     }
 
+    /// Take the next id for an object about to be created (its storage is
+    /// named by it before the object is recorded). An id reserved but never
+    /// recorded is simply skipped: ids are never reused.
+    pub fn reserve_id(&self) -> u64 {
+        let mut next = self.next_id.lock();
+        let id = *next;
+        *next += 1;
+        id
+    }
+
     /// Record a created object (replacing one of the same name) and write
-    /// the file. Its `id` is assigned here.
+    /// the file. Its `id` is assigned here unless it was reserved (non-zero).
     pub fn created(&self, mut object: Persisted) -> Result<()> {
         let mut g = self.objects.lock();
         let mut next = self.next_id.lock();
-        object.id = *next;
+        if object.id == 0 {
+            object.id = *next;
+        }
+        let next_after = (*next).max(object.id + 1);
         g.retain(|o| o.name != object.name);
         g.push(object);
-        write_atomically(&self.path, &render(&g, *next + 1))?;
-        *next += 1;
+        write_atomically(&self.path, &render(&g, next_after))?;
+        *next = next_after;
         Ok(())
     }
 
@@ -195,6 +208,19 @@ mod tests {
         // Ids are never reused, even after a restart.
         again.created(obj("a")).unwrap();
         assert_eq!(again.id_of("a"), Some(4));
+        // A reserved id is the one recorded; one reserved and never used is skipped.
+        let reserved = again.reserve_id();
+        assert_eq!(reserved, 5);
+        assert_eq!(again.reserve_id(), 6);
+        again
+            .created(Persisted {
+                id: reserved,
+                ..obj("d")
+            })
+            .unwrap();
+        assert_eq!(again.id_of("d"), Some(5));
+        again.created(obj("e")).unwrap();
+        assert_eq!(again.id_of("e"), Some(7));
         std::fs::write(
             dir.join(CATALOG_FILE),
             b"{\"format\": \"eddy-catalog\", \"version\": 9}",

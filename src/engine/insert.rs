@@ -11,7 +11,11 @@ use datafusion::common::ParamValues;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
 
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use futures::StreamExt;
+
 use super::catalog::ObjectRef;
+use super::interrupt::Interrupt;
 use super::{Engine, Outcome};
 use crate::error::{EddyError, Result};
 use crate::sql::statement::{normalize_ident, normalize_object_name};
@@ -26,10 +30,17 @@ fn column_name(c: &ast::ObjectName) -> String {
 use crate::sql::ObjectKind;
 
 impl Engine {
+    /// `INSERT`: the rows are computed as a stream and inserted in chunks of
+    /// at most [`INSERT_CHUNK_BYTES`] (each checked whole, then logged and
+    /// published), so `INSERT … SELECT` of any size runs in bounded memory.
+    /// An INSERT that fits in one chunk is all or nothing; a larger one that
+    /// fails midway says how many rows went in before the error. A cancel or
+    /// `statement_timeout` stops it between chunks.
     pub(super) async fn insert(
         &self,
         stmt: ast::Statement,
         params: Option<ParamValues>,
+        interrupt: &mut Interrupt,
     ) -> Result<Outcome> {
         let ast::Statement::Insert(ins) = stmt else {
             return Err(EddyError::Internal("not an INSERT".into()));
@@ -91,32 +102,120 @@ impl Engine {
             Some(p) => plan.with_param_values(p)?,
             None => plan,
         };
-        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
-        let mut fitted = Vec::with_capacity(batches.len());
-        let mut total = 0usize;
-        for b in batches {
-            if b.num_columns() != targets.len() {
-                return Err(EddyError::DatatypeMismatch(format!(
-                    "INSERT has {} expressions but {} target columns",
-                    b.num_columns(),
-                    targets.len()
-                )));
+        let df = interrupt
+            .run(async { Ok(self.ctx.execute_logical_plan(plan).await?) })
+            .await?;
+        let mut rows = interrupt
+            .run(async { Ok(df.execute_stream().await?) })
+            .await?;
+        let mut chunk = Chunk::new(&self.ctx);
+        let mut inserted = 0usize;
+        let result: Result<()> = async {
+            loop {
+                let next = interrupt.run(async { Ok(rows.next().await) }).await?;
+                let Some(b) = next else { break };
+                let b = b?;
+                if b.num_columns() != targets.len() {
+                    return Err(EddyError::DatatypeMismatch(format!(
+                        "INSERT has {} expressions but {} target columns",
+                        b.num_columns(),
+                        targets.len()
+                    )));
+                }
+                let batch = fit(&name, &schema, &targets, &b)?;
+                // Refused before anything is logged: a logged row must replay.
+                if let Some((row, why)) = stream.event_time_violations(&batch).into_iter().next() {
+                    return Err(EddyError::DatetimeOverflow(format!(
+                        "row {} of the INSERT into \"{name}\": {why}",
+                        inserted + chunk.rows + row + 1
+                    )));
+                }
+                // An upsert table logs operations: these rows are upserts.
+                let batch = if stream.is_upsert() {
+                    crate::connectors::upsert::with_op(&batch, true)?
+                } else {
+                    batch
+                };
+                if !chunk.add(batch) {
+                    inserted += chunk.flush(&stream).await?;
+                }
             }
-            let batch = fit(&name, &schema, &targets, &b)?;
-            total += batch.num_rows();
-            // An upsert table logs operations: these rows are upserts.
-            let batch = if stream.is_upsert() {
-                crate::connectors::upsert::with_op(&batch, true)?
-            } else {
-                batch
-            };
-            fitted.push(batch);
+            inserted += chunk.flush(&stream).await?;
+            Ok(())
         }
-        stream.insert(fitted).await?;
-        Ok(Outcome::Command {
-            tag: "INSERT".into(),
-            rows: Some(total),
-        })
+        .await;
+        match result {
+            Ok(()) => Ok(Outcome::Command {
+                tag: "INSERT".into(),
+                rows: Some(inserted),
+            }),
+            Err(e) if inserted == 0 => Err(e),
+            Err(e) => Err(partial_insert(e, inserted)),
+        }
+    }
+}
+
+/// Most bytes of rows an INSERT holds before logging and publishing them;
+/// an INSERT up to this size is all or nothing.
+pub const INSERT_CHUNK_BYTES: usize = 64 << 20;
+
+/// Rows of an INSERT not yet logged, counted against the query memory pool.
+struct Chunk {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+    reservation: MemoryReservation,
+}
+
+impl Chunk {
+    fn new(ctx: &datafusion::prelude::SessionContext) -> Self {
+        let pool = ctx.runtime_env().memory_pool.clone();
+        Chunk {
+            batches: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            reservation: MemoryConsumer::new("INSERT").register(&pool),
+        }
+    }
+
+    /// Add `batch`; false when the chunk should be flushed now (it is full,
+    /// or the query memory pool has no room for more).
+    fn add(&mut self, batch: RecordBatch) -> bool {
+        let size = batch.get_array_memory_size();
+        let granted = self.reservation.try_grow(size).is_ok();
+        self.bytes += size;
+        self.rows += batch.num_rows();
+        self.batches.push(batch);
+        granted && self.bytes < INSERT_CHUNK_BYTES
+    }
+
+    /// Log and publish the rows held; returns how many.
+    async fn flush(&mut self, stream: &crate::connectors::StreamObject) -> Result<usize> {
+        let rows = self.rows;
+        if rows > 0 {
+            stream.insert(std::mem::take(&mut self.batches)).await?;
+        }
+        self.rows = 0;
+        self.bytes = 0;
+        self.reservation.free();
+        Ok(rows)
+    }
+}
+
+/// The error of an INSERT that failed after some of its chunks went in.
+fn partial_insert(e: EddyError, inserted: usize) -> EddyError {
+    let note = format!(
+        " ({inserted} rows were inserted before this: an INSERT larger than {} MiB goes in \
+         chunks)",
+        INSERT_CHUNK_BYTES >> 20
+    );
+    match e {
+        EddyError::DatatypeMismatch(m) => EddyError::DatatypeMismatch(m + &note),
+        EddyError::DatetimeOverflow(m) => EddyError::DatetimeOverflow(m + &note),
+        EddyError::NotNullViolation(m) => EddyError::NotNullViolation(m + &note),
+        EddyError::Canceled(m) => EddyError::Canceled(m + &note),
+        EddyError::Execution(m) => EddyError::Execution(m + &note),
+        other => other,
     }
 }
 

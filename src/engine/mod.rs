@@ -7,12 +7,14 @@ mod ddl;
 mod delete;
 pub mod durable;
 mod insert;
+pub mod interrupt;
 mod pg_compat;
 mod show;
 mod sinks;
 mod sources;
 mod system;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -58,6 +60,14 @@ pub struct Limits {
     /// Seconds between periodic checkpoints (0: none). Exactly-once sinks
     /// commit with checkpoints, so they are the default only when this is set.
     pub checkpoint_interval_secs: u64,
+    /// Memory all ad-hoc queries (`SELECT`, `INSERT … SELECT`) share. Sorts,
+    /// aggregates and joins that can spill to disk do; an allocation beyond
+    /// it fails the query with 53200. Views are bounded by their own limits.
+    pub query_memory_bytes: usize,
+    /// Bytes of unacknowledged messages an at-least-once sink holds while its
+    /// broker is slow or away; beyond it the sink lets go of its view
+    /// (`stalled`) instead of holding the view up.
+    pub sink_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +81,8 @@ impl Default for Limits {
             dead_letter_max_rows: 100_000,
             dead_letter_max_bytes: 256 << 20,
             checkpoint_interval_secs: 10,
+            query_memory_bytes: 2 << 30,
+            sink_buffer_bytes: 64 << 20,
         }
     }
 }
@@ -114,12 +126,44 @@ pub struct Engine {
     next_epoch: std::sync::atomic::AtomicU64,
     /// The checkpoint being restored from, until [`Engine::restore`] is done.
     recovered: parking_lot::Mutex<Option<crate::checkpoint::files::Recovered>>,
+    /// Rows each table had published at the checkpoints this run completed,
+    /// newest last (at most as many as are kept on disk): table logs are
+    /// compacted up to the oldest.
+    table_checkpoints: parking_lot::Mutex<std::collections::VecDeque<HashMap<String, u64>>>,
 }
 
 /// Split a table's logged batches at the rows it had published when the
 /// checkpoint was taken: the head is kept for `SELECT` only, the tail returned.
-fn split_log(s: &crate::connectors::StreamObject, batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
-    let mut skip = s.rows_published() as usize;
+/// `first_row` is the log number of the first batch's first row (earlier rows
+/// were compacted away: every kept checkpoint covered them).
+fn split_log(
+    s: &crate::connectors::StreamObject,
+    log: crate::connectors::table_log::Replayed,
+) -> (Vec<RecordBatch>, u64) {
+    let (first_row, batches) = (log.first_row, log.batches);
+    let published = s.rows_published();
+    // Rows of corrupt frames are missing from `batches`: those before the
+    // split shift it; those after it are skipped when the tail is replayed.
+    let (mut lost_before, mut lost_after) = (0, 0);
+    for (row, rows, _) in &log.corrupt {
+        if *row < published {
+            lost_before += rows;
+        } else {
+            lost_after += rows;
+        }
+    }
+    if published < first_row {
+        let missing = first_row - published;
+        let why = format!(
+            "{missing} rows of the table's log were compacted away but the checkpoint restored \
+             does not cover them (an older checkpoint was restored): views over it miss them"
+        );
+        tracing::error!(table = %s.name, "{why}");
+        s.note_rejected(missing, why);
+    }
+    let mut skip = published
+        .saturating_sub(first_row)
+        .saturating_sub(lost_before) as usize;
     let mut tail = Vec::new();
     for b in batches {
         if skip >= b.num_rows() {
@@ -133,7 +177,7 @@ fn split_log(s: &crate::connectors::StreamObject, batches: Vec<RecordBatch>) -> 
             tail.push(b);
         }
     }
-    tail
+    (tail, lost_after)
 }
 
 /// Keeps connectors from starting while it lives (see [`Engine::hold_connector_starts`]).
@@ -153,7 +197,10 @@ impl Engine {
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true);
         config = config.set_str("datafusion.sql_parser.dialect", "PostgreSQL");
-        let ctx = SessionContext::new_with_config(config);
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.query_memory_bytes, 1.0)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         crate::functions::register(&ctx);
         setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|e| *e)?;
         let catalog = Arc::new(Catalog::default());
@@ -204,6 +251,7 @@ impl Engine {
             checkpoint_lock: tokio::sync::Mutex::new(()),
             next_epoch: std::sync::atomic::AtomicU64::new(1),
             recovered: parking_lot::Mutex::new(None),
+            table_checkpoints: parking_lot::Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -258,28 +306,35 @@ impl Engine {
                 .find(|s| s.name == o.name)
             {
                 match s.logged_batches() {
-                    Ok(batches) if !batches.is_empty() => {
-                        let tail = split_log(&s, batches);
-                        tails.push((s, tail));
+                    Ok(log) => {
+                        if !log.corrupt.is_empty() {
+                            let rows: u64 = log.corrupt.iter().map(|c| c.1).sum();
+                            let places: Vec<&str> =
+                                log.corrupt.iter().map(|c| c.2.as_str()).collect();
+                            let why = format!(
+                                "{rows} logged rows in {} corrupt frames of the table's log were \
+                                 skipped: {}",
+                                log.corrupt.len(),
+                                places.join("; ")
+                            );
+                            tracing::error!(table = %s.name, "{why}");
+                            s.note_rejected(rows, why);
+                        }
+                        let (tail, lost_after) = split_log(&s, log);
+                        if !tail.is_empty() || lost_after > 0 {
+                            tails.push((s, tail, lost_after));
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         tracing::error!(table = %s.name, error = %e, "cannot restore the table's rows")
                     }
                 }
             }
         }
-        for (s, tail) in tails {
-            let rows: usize = tail.iter().map(|b| b.num_rows()).sum();
-            for b in tail {
-                if let Err(e) = s.push(b).await {
-                    tracing::error!(table = %s.name, error = %e, "cannot replay the table's rows");
-                    break;
-                }
-            }
-            if rows > 0 {
-                tracing::info!(table = %s.name, rows, "table rows replayed from its log");
-            }
+        for (s, tail, lost) in tails {
+            self.replay_tail(&s, tail).await;
+            // Keep the checkpointed row count in step with the log.
+            s.skip_logged_rows(lost).await;
         }
         *self.recovered.lock() = None;
         if self
@@ -292,6 +347,91 @@ impl Engine {
             tracing::info!(restored = ok, failed, "catalog restored from the data dir");
         }
         (ok, failed)
+    }
+
+    /// Publish a restored table's logged rows that its views do not hold yet.
+    /// Replay never stops at a bad row: a row that cannot be replayed (logged
+    /// by a version that did not check event times before logging) goes to
+    /// `eddy.dead_letters`, is counted as rejected and named in the table's
+    /// `last_error`; every other row is replayed.
+    async fn replay_tail(&self, s: &crate::connectors::StreamObject, tail: Vec<RecordBatch>) {
+        let (mut replayed, mut rejected) = (0usize, 0usize);
+        for b in tail {
+            let bad = s.event_time_violations(&b);
+            let b = if bad.is_empty() {
+                b
+            } else {
+                rejected += bad.len();
+                self.reject_logged_rows(s, &b, &bad);
+                s.skip_logged_rows(bad.len() as u64).await;
+                let mut keep = vec![true; b.num_rows()];
+                for (row, _) in &bad {
+                    keep[*row] = false;
+                }
+                match datafusion::arrow::compute::filter_record_batch(
+                    &b,
+                    &datafusion::arrow::array::BooleanArray::from(keep),
+                ) {
+                    Ok(good) => good,
+                    Err(e) => {
+                        tracing::error!(table = %s.name, error = %e, "cannot replay the table's rows");
+                        continue;
+                    }
+                }
+            };
+            let n = b.num_rows();
+            match s.push(b).await {
+                Ok(()) => replayed += n,
+                Err(e) => {
+                    rejected += n;
+                    let msg = format!("{n} logged rows could not be replayed: {e}");
+                    tracing::error!(table = %s.name, error = %msg, "table log replay");
+                    s.note_rejected(n as u64, msg);
+                    s.skip_logged_rows(n as u64).await;
+                }
+            }
+        }
+        if replayed > 0 || rejected > 0 {
+            tracing::info!(table = %s.name, replayed, rejected, "table rows replayed from its log");
+        }
+    }
+
+    /// Keep logged rows that cannot be replayed in `eddy.dead_letters` (as JSON).
+    fn reject_logged_rows(
+        &self,
+        s: &crate::connectors::StreamObject,
+        batch: &RecordBatch,
+        bad: &[(usize, String)],
+    ) {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let letters: Vec<_> = bad
+            .iter()
+            .map(|(row, why)| {
+                let payload = crate::connectors::kafka::rows_as_json(&batch.slice(*row, 1))
+                    .ok()
+                    .and_then(|mut v| v.pop())
+                    .unwrap_or_default();
+                crate::connectors::dead_letter::DeadLetter {
+                    source: s.name.as_str().into(),
+                    partition: None,
+                    offset: None,
+                    key: None,
+                    payload: payload.into_bytes(),
+                    error: format!("logged row could not be replayed: {why}"),
+                    received_at_ns: now,
+                    evicted: s.metrics.dead_letters_evicted.clone(),
+                }
+            })
+            .collect();
+        let first = bad.first().map(|(_, why)| why.clone()).unwrap_or_default();
+        s.note_rejected(
+            bad.len() as u64,
+            format!(
+                "{} logged rows could not be replayed and are in eddy.dead_letters: {first}",
+                bad.len()
+            ),
+        );
+        self.dead_letters.push(letters);
     }
 
     /// True while a restart is recreating objects.
@@ -324,7 +464,10 @@ impl Engine {
     async fn create(&self, stmt: Statement) -> Result<Outcome> {
         let _g = self.ddl_lock.lock().await;
         match stmt {
-            Statement::CreateStream(c) => self.create_stream(*c).await,
+            Statement::CreateStream(c) => {
+                let id = self.durable.as_ref().and_then(|d| d.id_of(&c.name));
+                self.create_stream(*c, id).await
+            }
             Statement::CreateView(v) => self.create_view(v).await,
             Statement::CreateSink(s) => self.create_sink(s).await,
             other => Err(EddyError::Internal(format!(
@@ -340,6 +483,7 @@ impl Engine {
         name: &str,
         kind: ObjectKind,
         sql: &str,
+        id: Option<u64>,
     ) -> Result<()> {
         let Some(d) = &self.durable else {
             return Ok(());
@@ -351,7 +495,7 @@ impl Engine {
             name: name.to_string(),
             kind: kind.noun().to_string(),
             sql: sql.to_string(),
-            id: 0,
+            id: id.unwrap_or(0),
         };
         if let Err(e) = d.created(rec) {
             let _ = self.drop_names(&[name.to_string()]).await;
@@ -390,13 +534,30 @@ impl Engine {
         stmt: Statement,
         params: Option<ParamValues>,
     ) -> Result<Outcome> {
+        self.execute_interruptible(stmt, params, &mut interrupt::Interrupt::none())
+            .await
+    }
+
+    /// Execute one statement that a cancel request or `statement_timeout`
+    /// may stop where stopping is safe (see [`interrupt`]). For a query only
+    /// planning happens here: the caller runs its rows under `interrupt`.
+    pub async fn execute_interruptible(
+        &self,
+        stmt: Statement,
+        params: Option<ParamValues>,
+        interrupt: &mut interrupt::Interrupt,
+    ) -> Result<Outcome> {
         match stmt {
             Statement::CreateStream(c) => {
                 let _g = self.ddl_lock.lock().await;
                 let (name, kind, sql) = (c.name.clone(), c.kind, c.sql.clone());
                 let existed = self.catalog.with(|e| e.contains_key(&name));
-                let out = self.create_stream(*c).await?;
-                self.record_created(existed, &name, kind, &sql).await?;
+                let id = match (&self.durable, existed) {
+                    (Some(d), false) => Some(d.reserve_id()),
+                    _ => None,
+                };
+                let out = self.create_stream(*c, id).await?;
+                self.record_created(existed, &name, kind, &sql, id).await?;
                 Ok(out)
             }
             Statement::CreateView(v) => {
@@ -415,7 +576,7 @@ impl Engine {
                     result = self.create_view(sub).await.map(|_| ());
                     if result.is_ok() {
                         result = self
-                            .record_created(false, &name, ObjectKind::MaterializedView, &sql)
+                            .record_created(false, &name, ObjectKind::MaterializedView, &sql, None)
                             .await;
                     }
                     match &result {
@@ -430,7 +591,7 @@ impl Engine {
                 };
                 let out = match out {
                     Ok(out) => self
-                        .record_created(existed, &name, ObjectKind::MaterializedView, &sql)
+                        .record_created(existed, &name, ObjectKind::MaterializedView, &sql, None)
                         .await
                         .map(|_| out),
                     Err(e) => Err(e),
@@ -446,7 +607,7 @@ impl Engine {
                 let (name, sql) = (s.name.clone(), s.sql.clone());
                 let existed = self.catalog.with(|e| e.contains_key(&name));
                 let out = self.create_sink(s).await?;
-                self.record_created(existed, &name, ObjectKind::Sink, &sql)
+                self.record_created(existed, &name, ObjectKind::Sink, &sql, None)
                     .await?;
                 Ok(out)
             }
@@ -460,9 +621,9 @@ impl Engine {
                 let _g = self.ddl_lock.lock().await;
                 self.drop_objects(kind, names, if_exists, cascade).await
             }
-            Statement::Insert(ins) => self.insert(*ins, params).await,
+            Statement::Insert(ins) => self.insert(*ins, params, interrupt).await,
             Statement::Delete(d) => self.delete(*d, params).await,
-            Statement::Query(_, text) => Ok(Outcome::Rows(self.query(&text).await?)),
+            Statement::Query(_, text) => Ok(Outcome::Rows(interrupt.run(self.query(&text)).await?)),
             Statement::ShowObjects(kind) => self.show_objects(kind),
             Statement::ShowCreate(kind, name) => self.show_create(kind, &name),
             Statement::Describe(name) => self.describe(&name).await,

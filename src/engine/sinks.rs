@@ -7,11 +7,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::catalog::{Entry, ObjectRef};
-use super::ddl::InputRef;
+use super::ddl::{subscribe_input, InputRef};
 use super::{Engine, Outcome};
 use crate::connectors::kafka::{
-    run_exactly_once_sink, run_kafka_sink, Delivery, KafkaSinkOptions, SinkMetrics, SinkMode,
-    SinkObject,
+    run_exactly_once_sink, run_kafka_sink, Delivery, KafkaSinkOptions, Resubscribe, SinkMetrics,
+    SinkMode, SinkObject, SinkRun,
 };
 use crate::error::{EddyError, Result};
 use crate::sql::CreateSink;
@@ -135,8 +135,11 @@ impl Engine {
             Delivery::ExactlyOnce if self.restoring() => self.recovered_sink(&s.name),
             _ => None,
         };
+        let input = self.input_ref(&s.from).ok_or_else(|| {
+            EddyError::UndefinedObject(format!("relation \"{}\" does not exist", s.from))
+        })?;
         let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
-        let snapshot = self.subscribe_to(&s.from, &s.name, tx).await?;
+        let snapshot = subscribe_input(&input, &s.name, tx).await?;
         let mut tasks = JoinSet::new();
         match delivery {
             // With `restored`, the view's rows up to the checkpoint are committed
@@ -151,7 +154,21 @@ impl Engine {
                 rx,
             )),
             Delivery::AtLeastOnce => {
-                tasks.spawn(run_kafka_sink(sink.clone(), kafka, key_cols, snapshot, rx))
+                let name = s.name.clone();
+                let resubscribe: Resubscribe = Arc::new(move |tx| {
+                    let (input, name) = (input.clone(), name.clone());
+                    Box::pin(async move { subscribe_input(&input, &name, tx).await })
+                });
+                tasks.spawn(run_kafka_sink(SinkRun {
+                    sink: sink.clone(),
+                    opts: kafka,
+                    key_cols,
+                    snapshot,
+                    rx,
+                    resubscribe,
+                    buffer_max_bytes: self.limits.sink_buffer_bytes,
+                    channel_capacity: self.limits.channel_capacity,
+                }))
             }
         };
         self.catalog.with(|e| {

@@ -43,6 +43,12 @@ pub enum WindowKind {
     Rows,
 }
 
+/// Most windows one row may belong to: `size / slide` for HOP, `size / step` for CUMULATE.
+/// Every window a row falls in holds state of its own (and, where rows are expanded per
+/// window, a row of its own), so one row must not reach an unbounded number of them. A
+/// day in 10-second slides is 8,640 windows.
+pub const MAX_WINDOWS_PER_ROW: i64 = 10_000;
+
 /// A validated window definition (sizes in nanoseconds).
 #[derive(Debug, Clone)]
 pub struct WindowSpec {
@@ -88,6 +94,27 @@ impl WindowSpec {
                 ),
                 hint: Some(format!(
                     "Pick a size that is a whole multiple of the {what}."
+                )),
+            });
+        }
+        if matches!(kind, WindowKind::Hop | WindowKind::Cumulate)
+            && size_ns / slide_ns > MAX_WINDOWS_PER_ROW
+        {
+            let (name, what) = match kind {
+                WindowKind::Cumulate => ("CUMULATE", "step"),
+                _ => ("HOP", "slide"),
+            };
+            return Err(EddyError::InvalidParameter {
+                message: format!(
+                    "{name} puts every row in {} windows (size {} / {what} {}); at most \
+                     {MAX_WINDOWS_PER_ROW} are allowed",
+                    size_ns / slide_ns,
+                    fmt_ns(size_ns),
+                    fmt_ns(slide_ns)
+                ),
+                hint: Some(format!(
+                    "Use a larger {what} or a smaller size, so that size / {what} is at most \
+                     {MAX_WINDOWS_PER_ROW}."
                 )),
             });
         }
@@ -312,5 +339,19 @@ mod tests {
         assert!(WindowSpec::new(WindowKind::Tumble, 0, 0, 0, "ts".into()).is_err());
         let e = WindowSpec::new(WindowKind::Hop, 10 * S, 3 * S, 0, "ts".into()).unwrap_err();
         assert_eq!(e.sqlstate(), "22023");
+        // 100 days in 1 ms slides would put each row in 8.64 billion windows.
+        let day = 86_400 * S;
+        let e = WindowSpec::new(WindowKind::Hop, 100 * day, 1_000_000, 0, "ts".into()).unwrap_err();
+        assert_eq!(e.sqlstate(), "22023");
+        assert!(e.to_string().contains("8640000000 windows"), "{e}");
+        assert!(e.to_string().contains("at most 10000"), "{e}");
+        let e = WindowSpec::new(WindowKind::Cumulate, day, 1_000_000, 0, "ts".into()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("CUMULATE puts every row in"),
+            "{e}"
+        );
+        // The limit itself is allowed: a day in 10-second slides.
+        assert!(WindowSpec::new(WindowKind::Hop, day, 10 * S, 0, "ts".into()).is_ok());
+        assert!(WindowSpec::new(WindowKind::Hop, 10_001 * S, S, 0, "ts".into()).is_err());
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
-use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::common::{DFSchema, ScalarValue, TableReference};
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
@@ -65,8 +65,9 @@ pub async fn plan_view(
         ctx.register_catalog(&catalog, cat);
     }
     for (name, input) in inputs {
+        // Names are already normalized (a quoted "Events" keeps its case).
         ctx.register_table(
-            name.as_str(),
+            TableReference::bare(name.as_str()),
             Arc::new(EmptyTable::new(input.schema.clone())),
         )?;
     }
@@ -79,7 +80,7 @@ pub async fn plan_view(
         let time_type = input.schema.field(spec.time_index).data_type().clone();
         let schema = WindowSpec::output_schema(&input.schema, &time_type);
         ctx.register_table(
-            w.placeholder.as_str(),
+            TableReference::bare(w.placeholder.as_str()),
             Arc::new(EmptyTable::new(schema.clone())),
         )?;
         specs.insert(w.placeholder.clone(), (w.input.clone(), spec, schema));

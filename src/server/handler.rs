@@ -11,20 +11,21 @@ use datafusion::prelude::DataFrame;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::hooks::QueryHook;
-use futures::{stream, Sink, StreamExt};
+use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
 
+use crate::engine::interrupt::{interruptible, Interrupt};
 use crate::engine::{Engine, Outcome};
 use crate::error::EddyError;
 use crate::sql::{self, Statement};
@@ -76,17 +77,21 @@ fn tag_for(outcome_tag: &str, rows: Option<usize>) -> Tag {
 }
 
 /// Encode a DataFrame's rows, mapping planning errors to their SQLSTATE.
+/// The rows stop with 57014 when `interrupt` fires (cancel request or
+/// `statement_timeout`); the query's execution stops with them.
 async fn encode(
     df: DataFrame,
     format: &Format,
     opts: Arc<FormatOptions>,
+    mut interrupt: Interrupt,
 ) -> PgWireResult<QueryResponse> {
     let schema = df.schema().inner().clone();
     let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(opts))?);
-    let batches = df
-        .execute_stream()
+    let batches = interrupt
+        .run(async { Ok(df.execute_stream().await?) })
         .await
-        .map_err(|e| pg(EddyError::from(e)))?;
+        .map_err(pg)?;
+    let batches = interruptible(Box::pin(batches), interrupt);
     let f = fields.clone();
     let rows = batches
         .map(move |b| match b {
@@ -95,6 +100,26 @@ async fn encode(
         })
         .flatten();
     Ok(QueryResponse::new(fields, rows))
+}
+
+/// Connection metadata key where `SET statement_timeout` keeps its value
+/// (milliseconds), as datafusion-postgres' set/show hook writes it.
+const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
+
+/// What may stop the statement about to run on `client`: a cancel request
+/// for this connection, and its `statement_timeout` (0 or unset: none).
+fn statement_interrupt<C: ClientInfo>(client: &C) -> Interrupt {
+    let cancel = client
+        .session_extensions()
+        .get::<super::cancel::CancelCounter>()
+        .map(|c| c.0.clone());
+    let timeout = client
+        .metadata()
+        .get(STATEMENT_TIMEOUT_MS)
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(std::time::Duration::from_millis);
+    Interrupt::new(cancel, timeout)
 }
 
 /// The command word of a session statement (`SET`, `BEGIN`, …).
@@ -123,8 +148,29 @@ impl EddyHandler {
     {
         let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let stmt = super::session::with_session_defaults(stmt, client.metadata());
+        let mut interrupt = match &stmt {
+            Statement::Query(..) | Statement::Insert(_) => statement_interrupt(client),
+            _ => Interrupt::none(),
+        };
         match stmt {
             Statement::Session(s) => {
+                super::session::refuse_shared_settings(&s).map_err(pg)?;
+                if matches!(
+                    s.as_ref(),
+                    datafusion::sql::sqlparser::ast::Statement::Rollback { .. }
+                ) {
+                    // Every statement took effect when it ran: say so rather than pretend.
+                    let notice = ErrorInfo::new(
+                        "WARNING".into(),
+                        "01000".into(),
+                        "ROLLBACK undid nothing: eddy applies each statement when it runs \
+                         and has no transactions"
+                            .into(),
+                    );
+                    client
+                        .send(PgWireBackendMessage::NoticeResponse(notice.into()))
+                        .await?;
+                }
                 if let Some(r) = super::session::set_state_ttl(&s, client.metadata_mut()) {
                     return r.map(|_| Response::Execution(Tag::new("SET"))).map_err(pg);
                 }
@@ -147,22 +193,23 @@ impl EddyHandler {
                 if let Some(p) = params {
                     plan = plan.with_param_values(p).map_err(|e| pg(e.into()))?;
                 }
-                let df = self
-                    .engine
-                    .context()
-                    .execute_logical_plan(plan)
+                let ctx = self.engine.context();
+                let df = interrupt
+                    .run(async { Ok(ctx.execute_logical_plan(plan).await?) })
                     .await
-                    .map_err(|e| pg(e.into()))?;
-                Ok(Response::Query(encode(df, format, opts).await?))
+                    .map_err(pg)?;
+                Ok(Response::Query(encode(df, format, opts, interrupt).await?))
             }
             other => match self
                 .engine
-                .execute_with_params(other, params)
+                .execute_interruptible(other, params, &mut interrupt)
                 .await
                 .map_err(pg)?
             {
                 Outcome::Command { tag, rows } => Ok(Response::Execution(tag_for(&tag, rows))),
-                Outcome::Rows(df) => Ok(Response::Query(encode(df, format, opts).await?)),
+                Outcome::Rows(df) => {
+                    Ok(Response::Query(encode(df, format, opts, interrupt).await?))
+                }
             },
         }
     }

@@ -2,9 +2,11 @@
 //!
 //! Connections run in a [`JoinSet`] (no detached tasks). A semaphore bounds
 //! concurrent connections; one over the limit is told so with SQLSTATE 53300
-//! and closed. On shutdown the listener stops, open connections get a grace
+//! and closed. A cancel request (sent on its own connection, as libpq does)
+//! stops the statement running on the connection it names. On shutdown the listener stops, open connections get a grace
 //! period to finish, then are aborted.
 
+mod cancel;
 mod handler;
 mod session;
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{auth::StartupHandler, PgWireServerHandlers};
 use tokio::io::AsyncWriteExt;
@@ -20,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use cancel::{CancelRegistry, Canceller};
 pub use handler::{EddyHandler, Prepared};
 
 use crate::engine::Engine;
@@ -46,12 +50,35 @@ impl Default for ServerConfig {
 struct Handlers {
     handler: Arc<EddyHandler>,
     startup: Arc<Startup>,
+    cancel: Arc<Canceller>,
 }
 
 /// Accepts any user and database (no authentication yet; bind to loopback).
-struct Startup;
+/// Registers every connection for cancel requests.
+struct Startup {
+    cancels: Arc<CancelRegistry>,
+}
 
-impl NoopStartupHandler for Startup {}
+#[async_trait::async_trait]
+impl NoopStartupHandler for Startup {
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: pgwire::messages::PgWireFrontendMessage,
+    ) -> pgwire::error::PgWireResult<()>
+    where
+        C: pgwire::api::ClientInfo
+            + futures::Sink<pgwire::messages::PgWireBackendMessage>
+            + Unpin
+            + Send,
+        C::Error: std::fmt::Debug,
+        pgwire::error::PgWireError:
+            From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
+    {
+        self.cancels.register(client);
+        Ok(())
+    }
+}
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
@@ -65,6 +92,10 @@ impl PgWireServerHandlers for Handlers {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.startup.clone()
     }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
 }
 
 /// Serve Postgres clients on `listener` until `shutdown` resolves.
@@ -74,9 +105,13 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let cancels = Arc::new(CancelRegistry::default());
     let handlers = Arc::new(Handlers {
         handler: Arc::new(EddyHandler::new(engine)),
-        startup: Arc::new(Startup),
+        startup: Arc::new(Startup {
+            cancels: cancels.clone(),
+        }),
+        cancel: Arc::new(Canceller(cancels)),
     });
     let limiter = Arc::new(Semaphore::new(config.max_connections));
     let mut connections = JoinSet::new();

@@ -47,6 +47,34 @@ pub fn set_state_ttl(
     }))
 }
 
+/// Refuse `SET datafusion.…`: DataFusion's settings belong to the context
+/// every connection shares, so one session's `SET` would change every
+/// other session's queries (and views planned after it).
+pub fn refuse_shared_settings(s: &ast::Statement) -> Result<()> {
+    let text = s.to_string().to_lowercase();
+    let Some(rest) = text.strip_prefix("set ") else {
+        return Ok(());
+    };
+    let rest = rest
+        .trim_start()
+        .trim_start_matches("session ")
+        .trim_start_matches("local ")
+        .trim_start();
+    if rest.starts_with("datafusion.") {
+        return Err(crate::error::EddyError::NotSupported {
+            message: "SET datafusion.* is not supported: DataFusion settings are shared by \
+                      every connection, so one session would change them for all"
+                .into(),
+            hint: Some(
+                "eddy sets them for the whole server; per-session settings are \
+                 statement_timeout, state_ttl, TimeZone and the other PostgreSQL ones."
+                    .into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Give a `CREATE` / `EXPLAIN CREATE MATERIALIZED VIEW` without its own
 /// `state_ttl` the session's.
 pub fn with_session_defaults(stmt: Statement, metadata: &HashMap<String, String>) -> Statement {
@@ -94,6 +122,21 @@ mod tests {
         assert!(set("SET state_ttl = 'soon'", &mut m).unwrap().is_err());
         assert!(set("SET state_ttl = DEFAULT", &mut m).unwrap().is_ok());
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn datafusion_settings_are_not_per_session() {
+        let refuse = |sql: &str| {
+            let Statement::Session(s) = crate::sql::parse(sql).unwrap().remove(0) else {
+                panic!("not a session statement: {sql}");
+            };
+            refuse_shared_settings(&s)
+        };
+        let e = refuse("SET datafusion.execution.batch_size = 1").unwrap_err();
+        assert_eq!(e.sqlstate(), "0A000");
+        assert!(refuse("SET SESSION datafusion.execution.batch_size TO 1").is_err());
+        assert!(refuse("SET statement_timeout = '1s'").is_ok());
+        assert!(refuse("SET TimeZone = 'UTC'").is_ok());
     }
 
     #[test]

@@ -297,13 +297,47 @@ pub fn normalize_object_name(name: &ast::ObjectName) -> Result<String> {
         .iter()
         .filter_map(|p| p.as_ident().map(normalize_ident))
         .collect();
-    match parts.as_slice() {
-        [one] => Ok(one.clone()),
-        [schema, one] if schema == "public" => Ok(one.clone()),
-        _ => Err(EddyError::not_supported(format!(
-            "qualified name \"{name}\": eddy objects live in schema public"
+    let one = match parts.as_slice() {
+        [one] => one.clone(),
+        [schema, one] if schema == "public" => one.clone(),
+        _ => {
+            return Err(EddyError::not_supported(format!(
+                "qualified name \"{name}\": eddy objects live in schema public"
+            )))
+        }
+    };
+    check_object_name(&one)?;
+    Ok(one)
+}
+
+/// Refuse object names that could be mistaken for paths or break logs and
+/// messages: empty names, `/` or `\\`, `..`, NUL and other control
+/// characters (SQLSTATE 42602). eddy never builds a path from a name (storage
+/// is named by catalog id); this keeps such names out of the catalog too.
+pub fn check_object_name(name: &str) -> Result<()> {
+    let bad = if name.is_empty() {
+        Some("it is empty")
+    } else if name.contains(['/', '\\']) {
+        Some("it contains a slash")
+    } else if name.contains("..") {
+        Some("it contains \"..\"")
+    } else if name.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else {
+        None
+    };
+    match bad {
+        Some(why) => Err(EddyError::InvalidName(format!(
+            "invalid object name {}: {why}",
+            quote_for_message(name)
         ))),
+        None => Ok(()),
     }
+}
+
+/// `name` in double quotes for a message, control characters escaped.
+fn quote_for_message(name: &str) -> String {
+    format!("\"{}\"", name.escape_debug())
 }
 
 fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {

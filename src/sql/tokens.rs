@@ -34,25 +34,31 @@ pub fn split_statements(sql: &str) -> Result<Vec<StatementTokens>> {
     let mut current: Vec<TokenWithSpan> = Vec::new();
     for t in tokens {
         if matches!(t.token, Token::SemiColon) {
-            push_statement(sql, &mut out, std::mem::take(&mut current));
+            push_statement(sql, &mut out, std::mem::take(&mut current))?;
         } else if !matches!(t.token, Token::EOF) {
             current.push(t);
         }
     }
-    push_statement(sql, &mut out, current);
+    push_statement(sql, &mut out, current)?;
     Ok(out)
 }
 
-fn push_statement(sql: &str, out: &mut Vec<StatementTokens>, tokens: Vec<TokenWithSpan>) {
+fn push_statement(
+    sql: &str,
+    out: &mut Vec<StatementTokens>,
+    tokens: Vec<TokenWithSpan>,
+) -> Result<()> {
     let significant: Vec<&TokenWithSpan> =
         tokens.iter().filter(|t| !is_whitespace(&t.token)).collect();
     let (Some(first), Some(last)) = (significant.first(), significant.last()) else {
-        return;
+        return Ok(());
     };
+    super::complexity::check_depth(sql, &tokens)?;
     let start = byte_offset(sql, first.span.start);
     let end = byte_offset(sql, last.span.end);
     let text = sql.get(start..end).unwrap_or_default().trim().to_string();
     out.push(StatementTokens { tokens, text });
+    Ok(())
 }
 
 /// True for whitespace and comments.
@@ -91,7 +97,14 @@ pub fn char_position(sql: &str, loc: Location) -> usize {
 pub fn parser_error(sql: &str, e: ParserError) -> EddyError {
     let raw = match &e {
         ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
-        ParserError::RecursionLimitExceeded => "statement nests too deeply".to_string(),
+        ParserError::RecursionLimitExceeded => {
+            return EddyError::TooComplex {
+                message: "statement too complex: it nests more than 50 levels of brackets, \
+                          subqueries or prefix operators"
+                    .into(),
+                position: None,
+            }
+        }
     };
     // sqlparser appends " at Line: L, Column: C"; turn that into a position.
     let (message, position) = match raw.rfind(" at Line: ") {

@@ -11,17 +11,18 @@
 //!         'scan.startup.mode' = 'earliest', format = 'json');
 //! ```
 
+mod at_least_once;
 mod dead_letter_topic;
 mod options;
 mod sink;
 mod source;
 mod txn_sink;
 
+pub use at_least_once::{run_kafka_sink, Resubscribe, SinkRun};
 pub use dead_letter_topic::DeadLetterTopic;
 pub use options::{KafkaOptions, StartupMode};
 pub use sink::{
-    encode, rows_as_json, run_kafka_sink, Delivery, KafkaSinkOptions, OutMessage, SinkMetrics,
-    SinkMode, SinkObject,
+    encode, rows_as_json, Delivery, KafkaSinkOptions, OutMessage, SinkMetrics, SinkMode, SinkObject,
 };
 pub use source::read_kafka;
 pub use txn_sink::run_exactly_once_sink;

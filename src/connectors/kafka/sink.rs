@@ -14,26 +14,24 @@
 //!   Kafka transactions committed with checkpoints, see [`super::txn_sink`].
 //! - `at_least_once`: an idempotent producer (`acks=all`); what the broker
 //!   does not acknowledge is produced again (status `retrying` in
-//!   `eddy.sinks`); after a restart the view's rows are written again.
+//!   `eddy.sinks`), and a sink whose broker stays away lets go of its view
+//!   (`stalled`), see [`super::at_least_once`]; after a restart the view's
+//!   rows are written again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::mpsc;
+use rdkafka::producer::FutureProducer;
 
 use super::options::{take_properties, take_topic_and_brokers};
 use crate::error::{EddyError, Result};
-use crate::exec::{Changes, Message};
+use crate::exec::Changes;
 
-/// Messages in flight before the sink waits for acknowledgements.
-const IN_FLIGHT_MAX: usize = 10_000;
 /// How long librdkafka keeps retrying one message before eddy produces it again.
 const MESSAGE_TIMEOUT_MS: &str = "30000";
 /// Backoff between attempts to deliver what the broker did not acknowledge.
@@ -277,113 +275,10 @@ pub fn encode(changes: &Changes, mode: SinkMode, key_cols: &[usize]) -> Result<V
     Ok(out)
 }
 
-/// Write the view's changes to Kafka until the sink is dropped. Messages the
-/// broker does not acknowledge (outage, missing topic) are produced again, in
-/// order, with backoff, while `eddy.sinks` shows `retrying` and the reason;
-/// the view upstream waits meanwhile (bounded channels), nothing is skipped.
-pub async fn run_kafka_sink(
-    sink: Arc<SinkObject>,
-    opts: KafkaSinkOptions,
-    key_cols: Vec<usize>,
-    snapshot: Vec<Message>,
-    mut rx: mpsc::Receiver<Message>,
-) {
-    *sink.metrics.status.lock() = "running".into();
-    let result = async {
-        let producer = opts.producer()?;
-        let mut feed = snapshot.into_iter();
-        loop {
-            let msg = match feed.next() {
-                Some(m) => m,
-                None => match rx.recv().await {
-                    Some(m) => m,
-                    None => break,
-                },
-            };
-            let Message::Data(changes) = msg else {
-                continue;
-            };
-            let messages = encode(&changes, sink.mode, &key_cols)?;
-            for chunk in messages.chunks(IN_FLIGHT_MAX) {
-                deliver(&sink, &producer, &opts.topic, chunk).await;
-            }
-        }
-        Ok::<(), EddyError>(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(sink = %sink.name, error = %e, "sink failed");
-        *sink.metrics.status.lock() = "failed".into();
-        *sink.metrics.last_error.lock() = Some(e.to_string());
-    }
-}
-
-/// Produce `messages` and wait for their acknowledgements; from the first one
-/// not acknowledged on, produce again after a backoff, until all are.
-async fn deliver(
-    sink: &SinkObject,
-    producer: &FutureProducer,
-    topic: &str,
-    messages: &[OutMessage],
-) {
-    let mut rest = messages;
-    let mut backoff = RETRY_BACKOFF_MIN;
-    while !rest.is_empty() {
-        let mut futures = Vec::with_capacity(rest.len());
-        let mut error = None;
-        for m in rest {
-            let mut rec = FutureRecord::to(topic).payload(m.value.as_bytes());
-            if let Some(k) = &m.key {
-                rec = rec.key(k.as_bytes());
-            }
-            match producer.send_result(rec) {
-                Ok(f) => futures.push(f),
-                Err((e, _)) => {
-                    error = Some(format!("cannot produce to '{topic}': {e}"));
-                    break;
-                }
-            }
-        }
-        let mut delivered = 0;
-        for fut in futures {
-            match fut.await {
-                Ok(Ok(_)) => {
-                    delivered += 1;
-                    sink.metrics
-                        .messages_written
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Err((e, _))) => {
-                    error = Some(format!("delivery to '{topic}' failed: {e}"));
-                    break;
-                }
-                Err(_) => {
-                    error = Some(format!("delivery to '{topic}' was cancelled"));
-                    break;
-                }
-            }
-        }
-        rest = &rest[delivered..];
-        match error {
-            None => {
-                if sink.metrics.status.lock().as_str() == "retrying" {
-                    *sink.metrics.status.lock() = "running".into();
-                    *sink.metrics.last_error.lock() = None;
-                }
-            }
-            Some(e) => {
-                tracing::warn!(sink = %sink.name, error = %e, "sink retrying");
-                *sink.metrics.status.lock() = "retrying".into();
-                *sink.metrics.last_error.lock() = Some(e);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use datafusion::arrow::array::{Int64Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
