@@ -101,6 +101,9 @@ pub struct Contents {
     pub views: HashMap<String, SavedView>,
     /// Exactly-once sinks by name.
     pub sinks: HashMap<String, SavedSink>,
+    /// `eddy.dead_letters` as it was (sources resume after the records they
+    /// rejected, so these are not produced again).
+    pub dead_letters: Vec<RecordBatch>,
 }
 
 /// A checkpoint read back from disk.
@@ -249,6 +252,8 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
             json!({"name": name, "id": s.id, "position": s.position.to_json()})
         })
         .collect();
+    let dead_letters = write_file(&dir, "dead_letters.arrow", &contents.dead_letters)?;
+    bytes += dead_letters.as_ref().map_or(0, |f| f.bytes);
     let manifest = json!({
         "format": FORMAT,
         "version": VERSION,
@@ -257,6 +262,7 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
         "streams": streams,
         "views": views,
         "sinks": sinks,
+        "dead_letters": dead_letters.as_ref().map(FileRef::to_json),
     });
     let text = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| EddyError::Internal(format!("cannot encode manifest: {e}")))?;
@@ -344,6 +350,10 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
             },
         );
     }
+    // Absent in checkpoints written before dead letters were kept.
+    if let Some(f) = file_from_json(&m["dead_letters"]).map_err(bad)? {
+        contents.dead_letters = read_file(&dir, &f)?;
+    }
     // Checkpoints written before sinks took part have no "sinks" list.
     for k in m["sinks"].as_array().cloned().unwrap_or_default() {
         let (Some(name), Some(id)) = (k["name"].as_str(), k["id"].as_u64()) else {
@@ -386,9 +396,11 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
     Ok(Recovered { epoch, contents })
 }
 
-/// The newest checkpoint that reads back whole; newer ones that do not are
-/// logged and skipped.
-pub fn load_latest(root: &Path) -> Option<Recovered> {
+/// The newest checkpoint that reads back whole, and the complete ones newer
+/// than it that do not (epoch, why), newest first. Those are skipped, and the
+/// caller must say so where users look (`eddy.checkpoints`, sinks).
+pub fn load_latest(root: &Path) -> (Option<Recovered>, Vec<(Epoch, String)>) {
+    let mut corrupt = Vec::new();
     for epoch in epochs(root) {
         if !epoch_dir(root, epoch).join(MANIFEST).exists() {
             tracing::info!(
@@ -398,15 +410,18 @@ pub fn load_latest(root: &Path) -> Option<Recovered> {
             continue;
         }
         match read(root, epoch) {
-            Ok(r) => return Some(r),
-            Err(e) => tracing::warn!(
-                epoch,
-                error = %e,
-                "checkpoint is corrupt; falling back to an older checkpoint"
-            ),
+            Ok(r) => return (Some(r), corrupt),
+            Err(e) => {
+                tracing::error!(
+                    epoch,
+                    error = %e,
+                    "checkpoint is corrupt; falling back to an older checkpoint"
+                );
+                corrupt.push((epoch, e.to_string()));
+            }
         }
     }
-    None
+    (None, corrupt)
 }
 
 /// Remove all but the newest [`KEEP`] complete checkpoints, and any
@@ -484,14 +499,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("eddy-ckpt-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let root = root(&dir);
-        assert!(load_latest(&root).is_none());
+        assert!(load_latest(&root).0.is_none());
         for e in 1..=5 {
             assert_eq!(next_epoch(&root), e);
             write(&root, e, &contents(e as i64)).unwrap();
             prune(&root);
         }
         assert_eq!(epochs(&root), vec![5, 4, 3]);
-        let r = load_latest(&root).unwrap();
+        let (r, corrupt) = load_latest(&root);
+        let r = r.unwrap();
+        assert!(corrupt.is_empty());
         assert_eq!(r.epoch, 5);
         assert_eq!(r.contents.streams["t"].position.rows, 5);
         assert_eq!(r.contents.views["v"].snapshot.rows[0].num_rows(), 2);
@@ -505,10 +522,16 @@ mod tests {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
         std::fs::write(&f, bytes).unwrap();
-        assert_eq!(load_latest(&root).unwrap().epoch, 4);
-        // An epoch directory without a manifest (a crash mid-write) is skipped too.
+        let (r, corrupt) = load_latest(&root);
+        assert_eq!(r.unwrap().epoch, 4);
+        assert_eq!(corrupt.len(), 1);
+        assert_eq!(corrupt[0].0, 5);
+        assert!(corrupt[0].1.contains("checksum"), "{corrupt:?}");
+        // An epoch directory without a manifest (a crash mid-write) is skipped
+        // too, and is not corrupt: it never completed.
         std::fs::create_dir_all(epoch_dir(&root, 6)).unwrap();
-        assert_eq!(load_latest(&root).unwrap().epoch, 4);
+        let (r, corrupt) = load_latest(&root);
+        assert_eq!((r.unwrap().epoch, corrupt.len()), (4, 1));
         assert_eq!(next_epoch(&root), 7);
         std::fs::remove_dir_all(&dir).unwrap();
     }

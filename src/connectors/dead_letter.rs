@@ -2,7 +2,7 @@
 //! bytes, where it came from and why, in a bounded store (oldest out first;
 //! evictions are counted per source in `eddy.sources.dead_letters_evicted`).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -56,6 +56,8 @@ struct Inner {
     rows: VecDeque<(u64, DeadLetter)>,
     bytes: usize,
     next_id: u64,
+    /// Each source's count of its dead letters evicted by the bound.
+    evicted_by_source: HashMap<Arc<str>, Arc<AtomicU64>>,
 }
 
 /// The bounded store behind `eddy.dead_letters`.
@@ -82,6 +84,7 @@ impl DeadLetterStore {
                 rows: VecDeque::new(),
                 bytes: 0,
                 next_id: 1,
+                evicted_by_source: HashMap::new(),
             }),
             max_rows,
             max_bytes,
@@ -105,6 +108,74 @@ impl DeadLetterStore {
                 self.evicted_total.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The counter of `source`'s dead letters evicted by the bound (shared
+    /// by every source of that name, and by letters restored from a checkpoint).
+    pub fn evicted_counter(&self, source: &str) -> Arc<AtomicU64> {
+        self.inner
+            .lock()
+            .evicted_by_source
+            .entry(source.into())
+            .or_default()
+            .clone()
+    }
+
+    /// The kept dead letters as batches of `eddy.dead_letters` rows, for a checkpoint.
+    pub fn snapshot(&self) -> datafusion::error::Result<Vec<RecordBatch>> {
+        let b = self.batch()?;
+        Ok(if b.num_rows() == 0 {
+            Vec::new()
+        } else {
+            vec![b]
+        })
+    }
+
+    /// Put back dead letters from a checkpoint (before any source runs).
+    pub fn restore(&self, batches: &[RecordBatch]) -> crate::error::Result<()> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType};
+        let mut letters = Vec::new();
+        for b in batches {
+            let col = |name: &str| {
+                b.column_by_name(name).ok_or_else(|| {
+                    crate::error::EddyError::Internal(format!(
+                        "checkpointed dead letters have no column {name}"
+                    ))
+                })
+            };
+            let id = col("id")?.as_primitive::<Int64Type>();
+            let source = col("source")?.as_string::<i32>();
+            let partition = col("partition")?.as_primitive::<Int32Type>();
+            let offset = col("offset")?.as_primitive::<Int64Type>();
+            let key = col("key")?.as_string::<i32>();
+            let error = col("error")?.as_string::<i32>();
+            let at = col("received_at")?.as_primitive::<TimestampNanosecondType>();
+            let payload = col("payload_bytes")?.as_binary::<i32>();
+            for i in 0..b.num_rows() {
+                let source: Arc<str> = source.value(i).into();
+                letters.push((
+                    id.value(i) as u64,
+                    DeadLetter {
+                        evicted: self.evicted_counter(&source),
+                        source,
+                        partition: partition.is_valid(i).then(|| partition.value(i)),
+                        offset: offset.is_valid(i).then(|| offset.value(i)),
+                        key: key.is_valid(i).then(|| key.value(i).as_bytes().to_vec()),
+                        payload: payload.value(i).to_vec(),
+                        error: error.value(i).to_string(),
+                        received_at_ns: at.value(i),
+                    },
+                ));
+            }
+        }
+        let mut g = self.inner.lock();
+        for (id, l) in letters {
+            g.next_id = g.next_id.max(id + 1);
+            g.bytes += l.bytes();
+            g.rows.push_back((id, l));
+        }
+        Ok(())
     }
 
     /// Dead letters currently kept.
@@ -232,6 +303,27 @@ mod tests {
         let payloads = b.column(5).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(payloads.value(0), "b");
         assert_eq!(payloads.value(1), "c");
+    }
+
+    #[test]
+    fn a_snapshot_restores_letters_ids_and_counters() {
+        let store = DeadLetterStore::new(10, usize::MAX);
+        let evicted = store.evicted_counter("s");
+        store.push(["a", "b"].map(|p| letter(p, &evicted)));
+        let snap = store.snapshot().unwrap();
+        let again = DeadLetterStore::new(10, usize::MAX);
+        again.restore(&snap).unwrap();
+        assert_eq!(again.batch().unwrap(), store.batch().unwrap());
+        // New letters continue the ids; the source's eviction counter is shared.
+        again.push([letter("c", &again.evicted_counter("s"))]);
+        let ids = again.batch().unwrap();
+        let ids = ids.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(ids.values().to_vec(), vec![1, 2, 3]);
+        assert!(Arc::ptr_eq(
+            &again.evicted_counter("s"),
+            &again.evicted_counter("s")
+        ));
+        assert!(DeadLetterStore::new(1, 1).snapshot().unwrap().is_empty());
     }
 
     #[test]

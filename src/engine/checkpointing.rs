@@ -35,8 +35,40 @@ impl Engine {
         let root = files::root(data_dir);
         self.next_epoch
             .store(files::next_epoch(&root), Ordering::Relaxed);
-        let recovered = files::load_latest(&root);
-        if let Some(r) = &recovered {
+        let (mut recovered, corrupt) = files::load_latest(&root);
+        for (epoch, error) in &corrupt {
+            // Shown in eddy.checkpoints: the restart did not use it.
+            self.hub.record(CheckpointRecord {
+                epoch: *epoch,
+                started_at_ms: chrono::Utc::now().timestamp_millis(),
+                duration_ms: 0,
+                barrier_ms: 0,
+                bytes: 0,
+                views: 0,
+                status: "corrupt".into(),
+                error: Some(format!(
+                    "{error}; recovered from checkpoint {} instead",
+                    recovered
+                        .as_ref()
+                        .map_or("none (every view starts empty)".to_string(), |r| r
+                            .epoch
+                            .to_string())
+                )),
+                trigger: "recovery".into(),
+            });
+        }
+        if let (Some(r), Some((newest, _))) = (&recovered, corrupt.first()) {
+            *self.recovery_note.lock() = Some(format!(
+                "recovered from checkpoint {}, older than the newest, {newest}, which is corrupt: \
+                 output committed after checkpoint {} may be written again",
+                r.epoch, r.epoch
+            ));
+        }
+        if let Some(r) = &mut recovered {
+            let letters = std::mem::take(&mut r.contents.dead_letters);
+            if let Err(e) = self.dead_letters.restore(&letters) {
+                tracing::error!(error = %e, "cannot restore the dead letters of the checkpoint");
+            }
             tracing::info!(
                 epoch = r.epoch,
                 views = r.contents.views.len(),
@@ -168,6 +200,9 @@ impl Engine {
                     .insert(s.name.clone(), SavedStream { id, position });
             }
         }
+        // With the sources' positions: a restored source resumes after the records
+        // whose rejection this holds.
+        contents.dead_letters = self.dead_letters.snapshot()?;
         rec.barrier_ms = started.elapsed().as_millis() as u64;
         let failed = || {
             let view = views

@@ -154,6 +154,8 @@ impl Engine {
             retain,
         )
         .with_start_gate(self.start_gate());
+        // Evictions of this source's dead letters, also of those restored from a checkpoint.
+        stream.metrics.dead_letters_evicted = self.dead_letters.evicted_counter(&c.name);
         if let (ObjectKind::Table, Some(data_dir)) = (c.kind, &self.data_dir) {
             let id = id.ok_or_else(|| {
                 EddyError::Internal(format!("table \"{}\" has no catalog id", c.name))
@@ -321,9 +323,17 @@ impl Engine {
             Err(StartError::Restored(e)) => {
                 tracing::warn!(view = %v.name, error = %e,
                     "cannot use the view's checkpointed state; rebuilding it from its input");
-                self.start_view(&v, None)
+                let started = self
+                    .start_view(&v, None)
                     .await
-                    .map_err(StartError::into_inner)?
+                    .map_err(StartError::into_inner)?;
+                // Policy: keep serving, rebuilt from what its inputs still hold (a table's
+                // retained rows; nothing a source read before the restart), and say so.
+                *started.0.last_error.lock() = Some(format!(
+                    "restarted without its checkpointed state ({e}): rebuilt from the rows its \
+                     inputs still hold; rows sources delivered before the restart are missing"
+                ));
+                started
             }
             Err(StartError::Fresh(e)) => return Err(e),
         };

@@ -130,6 +130,10 @@ pub struct Engine {
     /// newest last (at most as many as are kept on disk): table logs are
     /// compacted up to the oldest.
     table_checkpoints: parking_lot::Mutex<std::collections::VecDeque<HashMap<String, u64>>>,
+    /// Set when the restart recovered from an older checkpoint than the
+    /// newest (a corrupt one was skipped): exactly-once sinks restored from it
+    /// show this in `eddy.sinks.last_error`.
+    recovery_note: parking_lot::Mutex<Option<String>>,
 }
 
 /// Split a table's logged batches at the rows it had published when the
@@ -252,6 +256,7 @@ impl Engine {
             next_epoch: std::sync::atomic::AtomicU64::new(1),
             recovered: parking_lot::Mutex::new(None),
             table_checkpoints: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            recovery_note: parking_lot::Mutex::new(None),
         })
     }
 

@@ -135,6 +135,11 @@ impl Engine {
             Delivery::ExactlyOnce if self.restoring() => self.recovered_sink(&s.name),
             _ => None,
         };
+        if restored.is_some() {
+            let note = self.recovery_note.lock().clone();
+            *sink.metrics.last_error.lock() = note.clone();
+            *sink.metrics.recovery_note.lock() = note;
+        }
         let input = self.input_ref(&s.from).ok_or_else(|| {
             EddyError::UndefinedObject(format!("relation \"{}\" does not exist", s.from))
         })?;

@@ -82,6 +82,10 @@ pub struct SinkMetrics {
     pub status: Mutex<String>,
     /// Last error.
     pub last_error: Mutex<Option<String>>,
+    /// How the last restart restored the sink, when users should know (it
+    /// used an older checkpoint than the newest); shown as `last_error`
+    /// while there is no error.
+    pub recovery_note: Mutex<Option<String>>,
 }
 
 /// A running sink.

@@ -278,7 +278,7 @@ impl TxnSink {
         self.producer = Some(producer);
         self.backoff = RETRY_BACKOFF_MIN;
         *self.sink.metrics.status.lock() = "running".into();
-        *self.sink.metrics.last_error.lock() = None;
+        *self.sink.metrics.last_error.lock() = self.sink.metrics.recovery_note.lock().clone();
         Ok(())
     }
 
