@@ -94,6 +94,9 @@ pub enum Produced {
     /// A recoverable problem (broker down, file missing): shown in `eddy.sources`
     /// while the reader retries.
     Retrying(String),
+    /// Something users must know that does not stop the source (records the
+    /// broker deleted before they were read): shown as `last_error`.
+    Notice(String),
     /// The input is exhausted (a file read once).
     Finished,
     /// The source stopped with an error.
@@ -147,6 +150,10 @@ pub async fn publish_reader(stream: Arc<StreamObject>, mut rx: mpsc::Receiver<Pr
             Produced::Retrying(e) => {
                 *stream.metrics.status.lock() = "retrying".into();
                 *stream.metrics.last_error.lock() = Some(e);
+                Ok(())
+            }
+            Produced::Notice(msg) => {
+                *stream.metrics.last_error.lock() = Some(msg);
                 Ok(())
             }
             Produced::Finished => {

@@ -38,6 +38,9 @@ const POLL: Duration = Duration::from_millis(50);
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Metadata and offset lookups give up after this long (then retry).
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the topic's partitions are listed again, to read partitions added
+/// after the source started (from their first record).
+const DISCOVER_EVERY: Duration = Duration::from_secs(10);
 /// Backoff between attempts to find the topic, doubling up to the maximum.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
@@ -68,6 +71,8 @@ struct Reader {
     unhealthy: bool,
     /// Where a checkpoint says each partition resumes.
     resume: Resume,
+    /// When partitions were last listed.
+    last_discovery: Instant,
 }
 
 /// A checkpointed Kafka position: per partition, the next offset and the watermark.
@@ -115,6 +120,7 @@ pub fn read_kafka(
         partitions: BTreeMap::new(),
         unhealthy: false,
         resume: resume.map(|v| Resume::parse(&v)).unwrap_or_default(),
+        last_discovery: Instant::now(),
     };
     match r.run() {
         Ok(()) | Err(Stop::Closed) => {}
@@ -174,6 +180,10 @@ impl Reader {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("client.id", format!("eddy-{}", self.stream.name))
+            // An offset the broker no longer has (retention deleted it before eddy read
+            // it): go on from the oldest record it has, never skip ahead to the newest.
+            // eddy reports the gap (see `lost`).
+            .set("auto.offset.reset", "earliest")
             // Brokers answer a fetch as soon as data arrives; this bounds the wait when
             // one does not (librdkafka's default is 500 ms). Overridable via properties.
             .set("fetch.wait.max.ms", "100");
@@ -201,9 +211,14 @@ impl Reader {
                         first_pending = Instant::now();
                     }
                     let p = m.partition();
+                    let mut gap = None;
                     if let Some(part) = self.partitions.get_mut(&p) {
+                        gap = deleted_before_read(part, m.offset());
                         part.next_offset = Some(m.offset() + 1);
                         part.last_record = Instant::now();
+                    }
+                    if let Some((from, to)) = gap {
+                        self.lost(p, from, to, m.offset())?;
                     }
                     pending.push(Record {
                         payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
@@ -227,6 +242,10 @@ impl Reader {
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
                 self.progress(&consumer)?;
+            }
+            if self.last_discovery.elapsed() >= DISCOVER_EVERY {
+                self.last_discovery = Instant::now();
+                self.discover(&consumer)?;
             }
         }
     }
@@ -318,9 +337,83 @@ impl Reader {
                 )
             })
             .collect();
+        // A checkpointed offset the broker has since deleted: say what was lost.
+        let resumed: Vec<(i32, i64)> = self.resume.offsets.iter().map(|(&p, &o)| (p, o)).collect();
+        for (p, saved) in resumed {
+            if let Ok((low, _)) = consumer.fetch_watermarks(&topic, p, METADATA_TIMEOUT) {
+                if low > saved {
+                    self.lost(p, saved, low - 1, low)?;
+                }
+            }
+        }
         self.healthy()?;
         self.publish_progress();
         Ok(())
+    }
+
+    /// List the topic's partitions again and read the ones added since (from
+    /// their first record: everything in a new partition is new).
+    fn discover(&mut self, consumer: &BaseConsumer) -> Result<(), Closed> {
+        let topic = self.opts.topic.clone();
+        let Ok(md) = consumer.fetch_metadata(Some(&topic), METADATA_TIMEOUT) else {
+            return Ok(()); // Unreachable brokers show up through polling.
+        };
+        let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(());
+        };
+        let added: Vec<i32> = t
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .filter(|id| !self.partitions.contains_key(id))
+            .collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for &id in &added {
+            if tpl
+                .add_partition_offset(&topic, id, Offset::Beginning)
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        if let Err(e) = consumer.incremental_assign(&tpl) {
+            return self.retrying(format!(
+                "cannot read partitions {added:?} added to '{topic}': {} (retrying)",
+                describe(&e)
+            ));
+        }
+        tracing::info!(source = %self.stream.name, partitions = ?added, "reading partitions added to the topic");
+        let now = Instant::now();
+        for id in added {
+            self.partitions.insert(
+                id,
+                Partition {
+                    id,
+                    next_offset: None,
+                    low_watermark: None,
+                    high_watermark: None,
+                    watermark: None,
+                    last_record: now,
+                    idle: false,
+                },
+            );
+        }
+        self.publish_progress();
+        Ok(())
+    }
+
+    /// Report that offsets `from..=to` of partition `p` were deleted by the
+    /// broker before eddy read them; reading goes on at `resumed_at`.
+    fn lost(&mut self, p: i32, from: i64, to: i64, resumed_at: i64) -> Result<(), Closed> {
+        let msg = format!(
+            "partition {p}: offsets {from}..{to} were deleted by the broker (retention) before \
+             they were read; reading went on at offset {resumed_at}"
+        );
+        tracing::error!(source = %self.stream.name, "{msg}");
+        self.send(Produced::Notice(msg))
     }
 
     /// Decode `records`, update per-partition watermarks, hand the rows over.
@@ -498,10 +591,56 @@ impl Reader {
     }
 }
 
+/// The offsets skipped before `offset` in `part` that the broker had
+/// already deleted (below its oldest offset as last fetched), if any. Other
+/// gaps are normal (compacted topics, transaction markers).
+fn deleted_before_read(part: &Partition, offset: i64) -> Option<(i64, i64)> {
+    let expected = part.next_offset?;
+    let low = part.low_watermark?;
+    (offset > expected && low > expected).then(|| (expected, low.min(offset) - 1))
+}
+
 /// A Kafka error in words.
 fn describe(e: &KafkaError) -> String {
     match e.rdkafka_error_code() {
         Some(code) => format!("{e} ({code:?})"),
         None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(next: Option<i64>, low: Option<i64>) -> Partition {
+        Partition {
+            id: 0,
+            next_offset: next,
+            low_watermark: low,
+            high_watermark: None,
+            watermark: None,
+            last_record: Instant::now(),
+            idle: false,
+        }
+    }
+
+    #[test]
+    fn only_gaps_below_the_oldest_offset_are_losses() {
+        // Expected 5, the broker keeps 9.. and hands out 9: 5..=8 were deleted.
+        assert_eq!(
+            deleted_before_read(&part(Some(5), Some(9)), 9),
+            Some((5, 8))
+        );
+        // A gap above the oldest offset (compaction, transaction markers) is normal.
+        assert_eq!(deleted_before_read(&part(Some(5), Some(2)), 9), None);
+        // No gap, or nothing known yet.
+        assert_eq!(deleted_before_read(&part(Some(5), Some(9)), 5), None);
+        assert_eq!(deleted_before_read(&part(None, Some(9)), 12), None);
+        assert_eq!(deleted_before_read(&part(Some(5), None), 12), None);
+        // The broker's oldest is above the record handed out (stale): up to the record.
+        assert_eq!(
+            deleted_before_read(&part(Some(5), Some(20)), 12),
+            Some((5, 11))
+        );
     }
 }
