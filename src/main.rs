@@ -50,6 +50,10 @@ struct ServeArgs {
     /// Everything in it is lost on exit.
     #[arg(long, env = "EDDY_EMBEDDED_KAFKA")]
     embedded_kafka: bool,
+    /// Close a client session that runs no statement for this many seconds
+    /// (0: never), so forgotten sessions cannot hold every connection slot.
+    #[arg(long, env = "EDDY_IDLE_SESSION_TIMEOUT", default_value_t = 3600)]
+    idle_session_timeout: u64,
     /// Memory (MiB) that ad-hoc queries share; sorts, aggregates and joins
     /// spill to disk beyond it where they can, else the query fails (53200).
     #[arg(long, env = "EDDY_QUERY_MEMORY_MB", default_value_t = 2048)]
@@ -143,6 +147,8 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     let config = ServerConfig {
         max_connections: args.max_connections,
         shutdown_grace: Duration::from_secs(5),
+        idle_session_timeout: (args.idle_session_timeout > 0)
+            .then(|| Duration::from_secs(args.idle_session_timeout)),
     };
     let checkpoints = async {
         match args.checkpoint_interval {

@@ -57,3 +57,54 @@ async fn connection_over_the_limit_is_refused_with_53300() {
         }
     }
 }
+
+/// Forgotten sessions do not hold the slots forever (issue 14, hole 8): a
+/// session that runs no statement for `--idle-session-timeout` seconds is
+/// closed, and a new client gets in. A long statement is not idleness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_are_closed_and_free_their_slots() {
+    let server =
+        Server::start_with_args(&["--max-connections", "2", "--idle-session-timeout", "1"]).await;
+    // The readiness probe's slot must be free first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let busy = server.client().await;
+    let idle = server.client().await;
+    let refused = server
+        .connect()
+        .await
+        .err()
+        .expect("a third client is refused");
+    assert!(refused.contains("53300"), "{refused}");
+    // A statement longer than the timeout keeps its session.
+    let started = Instant::now();
+    let rows = busy
+        .simple_query("SELECT count(*) FROM generate_series(1, 400000000)")
+        .await
+        .expect("a long statement is not idleness");
+    assert!(!rows.is_empty());
+    assert!(
+        started.elapsed() > Duration::from_millis(1500),
+        "the statement must outlast the timeout to show anything: {:?}",
+        started.elapsed()
+    );
+    // The idle one has been closed meanwhile; its slot is free again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let third = loop {
+        match server.connect().await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                assert!(e.contains("53300"), "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the idle session's slot never came free: {e}"),
+        }
+    };
+    assert!(
+        idle.simple_query("SELECT 1").await.is_err(),
+        "the idle session is closed"
+    );
+    third
+        .simple_query("SELECT 1")
+        .await
+        .expect("the new client works");
+}

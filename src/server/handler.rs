@@ -48,18 +48,26 @@ pub struct EddyHandler {
     engine: Arc<Engine>,
     hooks: Vec<Arc<dyn QueryHook>>,
     parser: Arc<EddyParser>,
+    /// What each connection is doing (for the idle-session timeout).
+    activities: Arc<super::idle::Activities>,
 }
 
 impl EddyHandler {
-    /// A handler over `engine`.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// A handler over `engine`; statements are marked in `activities`.
+    pub(super) fn new(engine: Arc<Engine>, activities: Arc<super::idle::Activities>) -> Self {
         EddyHandler {
             parser: Arc::new(EddyParser {
                 engine: engine.clone(),
             }),
             engine,
             hooks: vec![Arc::new(SetShowHook), Arc::new(TransactionStatementHook)],
+            activities,
         }
+    }
+
+    /// Mark a statement running on `client`'s connection until the guard drops.
+    fn busy<C: ClientInfo>(&self, client: &C) -> Option<super::idle::Busy> {
+        self.activities.get(&client.socket_addr()).map(|a| a.busy())
     }
 }
 
@@ -84,6 +92,7 @@ async fn encode(
     format: &Format,
     opts: Arc<FormatOptions>,
     mut interrupt: Interrupt,
+    busy: Option<super::idle::Busy>,
 ) -> PgWireResult<QueryResponse> {
     let schema = df.schema().inner().clone();
     let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(opts))?);
@@ -93,7 +102,12 @@ async fn encode(
         .map_err(pg)?;
     let batches = interruptible(Box::pin(batches), interrupt);
     let f = fields.clone();
+    // The rows are computed as they are sent: the session is busy until then.
     let rows = batches
+        .map(move |b| {
+            let _busy = &busy;
+            b
+        })
         .map(move |b| match b {
             Ok(b) => stream::iter(encode_recordbatch(f.clone(), b)).left_stream(),
             Err(e) => stream::iter(std::iter::once(Err(pg(EddyError::from(e))))).right_stream(),
@@ -198,7 +212,10 @@ impl EddyHandler {
                     .run(async { Ok(ctx.execute_logical_plan(plan).await?) })
                     .await
                     .map_err(pg)?;
-                Ok(Response::Query(encode(df, format, opts, interrupt).await?))
+                let busy = self.busy(client);
+                Ok(Response::Query(
+                    encode(df, format, opts, interrupt, busy).await?,
+                ))
             }
             other => match self
                 .engine
@@ -208,7 +225,10 @@ impl EddyHandler {
             {
                 Outcome::Command { tag, rows } => Ok(Response::Execution(tag_for(&tag, rows))),
                 Outcome::Rows(df) => {
-                    Ok(Response::Query(encode(df, format, opts, interrupt).await?))
+                    let busy = self.busy(client);
+                    Ok(Response::Query(
+                        encode(df, format, opts, interrupt, busy).await?,
+                    ))
                 }
             },
         }
@@ -224,6 +244,7 @@ impl SimpleQueryHandler for EddyHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.busy(client);
         let stmts = sql::parse(query).map_err(pg)?;
         if stmts.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
@@ -384,6 +405,7 @@ impl ExtendedQueryHandler for EddyHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let _busy = self.busy(client);
         let prepared = &portal.statement.statement;
         let params = if prepared.param_types.is_empty() && portal.parameter_len() == 0 {
             None

@@ -8,6 +8,7 @@
 
 mod cancel;
 mod handler;
+mod idle;
 mod session;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::task::JoinSet;
 
 use cancel::{CancelRegistry, Canceller};
 pub use handler::{EddyHandler, Prepared};
+use idle::Activities;
 
 use crate::engine::Engine;
 
@@ -35,6 +37,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long open connections may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Close a connection that runs no statement for this long (`None`: never).
+    pub idle_session_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +46,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_connections: 100,
             shutdown_grace: Duration::from_secs(5),
+            idle_session_timeout: None,
         }
     }
 }
@@ -106,8 +111,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let cancels = Arc::new(CancelRegistry::default());
+    let activities = Arc::new(Activities::default());
     let handlers = Arc::new(Handlers {
-        handler: Arc::new(EddyHandler::new(engine)),
+        handler: Arc::new(EddyHandler::new(engine, activities.clone())),
         startup: Arc::new(Startup {
             cancels: cancels.clone(),
         }),
@@ -128,10 +134,26 @@ pub async fn serve(
                     match limiter.clone().try_acquire_owned() {
                         Ok(permit) => {
                             let h = handlers.clone();
+                            let (activity, tracked) = activities.track(addr);
+                            let idle_timeout = config.idle_session_timeout;
                             connections.spawn(async move {
                                 let _permit = permit;
-                                if let Err(e) = pgwire::tokio::process_socket(socket, None, h).await {
-                                    tracing::debug!(%addr, error = %e, "connection ended with an error");
+                                let _tracked = tracked;
+                                let idle = async {
+                                    match idle_timeout {
+                                        Some(t) => activity.expired(t).await,
+                                        None => std::future::pending().await,
+                                    }
+                                };
+                                tokio::select! {
+                                    served = pgwire::tokio::process_socket(socket, None, h) => {
+                                        if let Err(e) = served {
+                                            tracing::debug!(%addr, error = %e, "connection ended with an error");
+                                        }
+                                    }
+                                    () = idle => {
+                                        tracing::info!(%addr, "closing a session idle for longer than --idle-session-timeout");
+                                    }
                                 }
                             });
                         }
