@@ -32,6 +32,9 @@ pub enum EddyError {
         /// 1-based character position where it was crossed, when known.
         position: Option<usize>,
     },
+    /// The user's role may not run the statement (42501).
+    #[error("{0}")]
+    InsufficientPrivilege(String),
     /// A named object does not exist (42P01).
     #[error("{0}")]
     UndefinedObject(String),
@@ -133,6 +136,7 @@ impl EddyError {
         match self {
             EddyError::Syntax { .. } => "42601",
             EddyError::InvalidName(_) => "42602",
+            EddyError::InsufficientPrivilege(_) => "42501",
             EddyError::TooComplex { .. } => "54001",
             EddyError::UndefinedObject(_) => "42P01",
             EddyError::UndefinedColumn(_) => "42703",

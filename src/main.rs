@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use eddy::engine::{Engine, Limits};
+use eddy::server::auth::{AuthMode, Role, Users};
 use eddy::server::{serve, ServerConfig};
 
 /// eddy: a streaming SQL database you talk to with psql.
@@ -50,6 +51,38 @@ struct ServeArgs {
     /// Everything in it is lost on exit.
     #[arg(long, env = "EDDY_EMBEDDED_KAFKA")]
     embedded_kafka: bool,
+    /// How clients authenticate: `password` (SCRAM-SHA-256; needs --password),
+    /// `trust` (no passwords: anyone who reaches the port is an admin), or
+    /// `auto`: password when one is set, else trust, and then only on a
+    /// loopback address.
+    #[arg(long, env = "EDDY_AUTH", default_value = "auto", value_parser = ["auto", "password", "trust"])]
+    auth: String,
+    /// Name of the admin user (may do anything).
+    #[arg(long, env = "EDDY_USER", default_value = "eddy")]
+    user: String,
+    /// Password of the admin user (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "EDDY_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Name of the read-only user (SELECT, SHOW, DESCRIBE, EXPLAIN).
+    #[arg(long, env = "EDDY_READER_USER", default_value = "reader")]
+    reader_user: String,
+    /// Password of the read-only user; no read-only user without one.
+    #[arg(long, env = "EDDY_READER_PASSWORD", hide_env_values = true)]
+    reader_password: Option<String>,
+    /// TLS certificate chain (PEM) for the Postgres port.
+    #[arg(long, env = "EDDY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "EDDY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse clients that do not use TLS.
+    #[arg(long, env = "EDDY_TLS_REQUIRED", requires = "tls_cert")]
+    tls_required: bool,
+    /// Directory the `file` connector and Kafka's file-valued properties may
+    /// read from (relative paths start there). Default: anywhere with trust on
+    /// loopback; `<data-dir>/files` with passwords.
+    #[arg(long, env = "EDDY_FILE_ROOT")]
+    file_root: Option<PathBuf>,
     /// Close a client session that runs no statement for this many seconds
     /// (0: never), so forgotten sessions cannot hold every connection slot.
     #[arg(long, env = "EDDY_IDLE_SESSION_TIMEOUT", default_value_t = 3600)]
@@ -137,18 +170,40 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     } else {
         None
     };
+    let auth = auth_mode(&args)?;
+    limits.file_root = match (&args.file_root, &auth) {
+        (Some(root), _) => Some(root.clone()),
+        (None, AuthMode::Password(_)) => Some(args.data_dir.join("files")),
+        (None, AuthMode::Trust) => None,
+    };
+    if let Some(root) = &limits.file_root {
+        std::fs::create_dir_all(root)
+            .map_err(|e| format!("cannot create --file-root {}: {e}", root.display()))?;
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(eddy::server::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let engine = Arc::new(Engine::open(limits, &args.data_dir).map_err(|e| e.to_string())?);
     engine.restore().await;
+    // Checked before binding too, so nothing listens even briefly.
+    if let Ok(a) = args.pg_addr.parse::<std::net::SocketAddr>() {
+        refuse_open_trust(&auth, a, &args.auth)?;
+    }
     let listener = tokio::net::TcpListener::bind(&args.pg_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.pg_addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    refuse_open_trust(&auth, addr, &args.auth)?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "eddy is ready: psql -h {} -p {} -U eddy eddy", addr.ip(), addr.port());
     let config = ServerConfig {
         max_connections: args.max_connections,
         shutdown_grace: Duration::from_secs(5),
         idle_session_timeout: (args.idle_session_timeout > 0)
             .then(|| Duration::from_secs(args.idle_session_timeout)),
+        auth,
+        tls,
+        tls_required: args.tls_required,
     };
     let checkpoints = async {
         match args.checkpoint_interval {
@@ -179,6 +234,48 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     }
     tracing::info!("eddy stopped");
     Ok(())
+}
+
+/// Refuse to serve a non-loopback address without passwords unless
+/// `--auth trust` asked for exactly that.
+fn refuse_open_trust(
+    auth: &AuthMode,
+    addr: std::net::SocketAddr,
+    asked: &str,
+) -> Result<(), String> {
+    if matches!(auth, AuthMode::Trust) && !addr.ip().is_loopback() && asked != "trust" {
+        return Err(format!(
+            "refusing to listen on {addr} without authentication: anyone who can reach it \
+             could change or drop everything. Set EDDY_PASSWORD (and EDDY_READER_PASSWORD for \
+             a read-only user), or pass --auth trust to allow it anyway"
+        ));
+    }
+    Ok(())
+}
+
+/// The authentication the flags ask for.
+fn auth_mode(args: &ServeArgs) -> Result<AuthMode, String> {
+    let mut users = Users::default();
+    if let Some(p) = &args.password {
+        users.add(&args.user, p, Role::Admin);
+    }
+    if let Some(p) = &args.reader_password {
+        if args.reader_user == args.user {
+            return Err("the read-only user needs a name of its own (--reader-user)".into());
+        }
+        users.add(&args.reader_user, p, Role::Reader);
+    }
+    match args.auth.as_str() {
+        "trust" => Ok(AuthMode::Trust),
+        "password" if args.password.is_none() => {
+            Err("--auth password needs the admin's password (EDDY_PASSWORD or --password)".into())
+        }
+        _ if users.is_empty() => Ok(AuthMode::Trust),
+        _ if args.password.is_none() => {
+            Err("a read-only user needs an admin too: set EDDY_PASSWORD (or --password)".into())
+        }
+        _ => Ok(AuthMode::Password(Arc::new(users))),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

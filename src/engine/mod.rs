@@ -68,6 +68,9 @@ pub struct Limits {
     /// broker is slow or away; beyond it the sink lets go of its view
     /// (`stalled`) instead of holding the view up.
     pub sink_buffer_bytes: usize,
+    /// Files the `file` connector and Kafka's file-valued properties may
+    /// read must lie under this directory (`None`: anywhere).
+    pub file_root: Option<std::path::PathBuf>,
 }
 
 impl Default for Limits {
@@ -83,6 +86,7 @@ impl Default for Limits {
             checkpoint_interval_secs: 10,
             query_memory_bytes: 2 << 30,
             sink_buffer_bytes: 64 << 20,
+            file_root: None,
         }
     }
 }
@@ -520,6 +524,38 @@ impl Engine {
     /// The catalog.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// `path` as a connector may read it: with `--file-root`, resolved under
+    /// the root (relative paths from it) and refused (42501) if it leads
+    /// outside, also through `..` or links.
+    pub fn readable_path(&self, what: &str, path: &str) -> Result<std::path::PathBuf> {
+        let Some(root) = &self.limits.file_root else {
+            return Ok(path.into());
+        };
+        let outside = || {
+            EddyError::InsufficientPrivilege(format!(
+                "{what} '{path}' is outside the directory connectors may read ({})",
+                root.display()
+            ))
+        };
+        let root = root
+            .canonicalize()
+            .map_err(|e| EddyError::Internal(format!("--file-root {}: {e}", root.display())))?;
+        let full = root.join(path);
+        // A path that does not exist yet (a file source that waits for it) is checked
+        // through its nearest existing ancestor.
+        let mut probe = full.as_path();
+        let resolved = loop {
+            match probe.canonicalize() {
+                Ok(p) => break p,
+                Err(_) => probe = probe.parent().ok_or_else(outside)?,
+            }
+        };
+        if !resolved.starts_with(&root) || full.components().any(|c| c.as_os_str() == "..") {
+            return Err(outside());
+        }
+        Ok(full)
     }
 
     /// The limits in force.

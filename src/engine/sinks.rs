@@ -17,6 +17,17 @@ use crate::error::{EddyError, Result};
 use crate::sql::CreateSink;
 
 impl Engine {
+    /// Kafka properties that name files (certificates, keys) must name
+    /// readable ones (see [`Engine::readable_path`]).
+    pub(super) fn check_kafka_files(&self, properties: &BTreeMap<String, String>) -> Result<()> {
+        for (k, v) in properties {
+            if crate::connectors::kafka::is_file_property(k) {
+                self.readable_path(&format!("'properties.{k}'"), v)?;
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn create_sink(&self, s: CreateSink) -> Result<Outcome> {
         let done = Outcome::Command {
             tag: "CREATE SINK".into(),
@@ -41,6 +52,7 @@ impl Engine {
             });
         }
         let kafka = KafkaSinkOptions::from_options(&mut opts).map_err(EddyError::invalid)?;
+        self.check_kafka_files(&kafka.properties)?;
         if let Some(k) = opts.keys().next() {
             return Err(EddyError::invalid(format!(
                 "unknown option '{k}' for sink connector 'kafka'"

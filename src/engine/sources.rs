@@ -159,8 +159,9 @@ impl Engine {
                     ingest_format(&c.options),
                     Some(Format::Csv { header: true, .. })
                 );
-                let file = FileOptions::from_options(&mut opts, skip_header)
+                let mut file = FileOptions::from_options(&mut opts, skip_header)
                     .map_err(EddyError::invalid)?;
+                file.path = self.readable_path("file", &file.path.to_string_lossy())?;
                 no_leftovers("file", &opts)?;
                 let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);
                 let resume = stream.resume_position();
@@ -170,6 +171,7 @@ impl Engine {
             "kafka" => {
                 let kafka =
                     KafkaOptions::from_options(&c.name, &mut opts).map_err(EddyError::invalid)?;
+                self.check_kafka_files(&kafka.properties)?;
                 let (ingest, bounds) =
                     self.ingest(columns, stream, &mut opts, Some(&kafka.bootstrap))?;
                 no_leftovers("kafka", &opts)?;

@@ -50,11 +50,17 @@ pub struct EddyHandler {
     parser: Arc<EddyParser>,
     /// What each connection is doing (for the idle-session timeout).
     activities: Arc<super::idle::Activities>,
+    /// Who may do what.
+    auth: super::auth::AuthMode,
 }
 
 impl EddyHandler {
     /// A handler over `engine`; statements are marked in `activities`.
-    pub(super) fn new(engine: Arc<Engine>, activities: Arc<super::idle::Activities>) -> Self {
+    pub(super) fn new(
+        engine: Arc<Engine>,
+        activities: Arc<super::idle::Activities>,
+        auth: super::auth::AuthMode,
+    ) -> Self {
         EddyHandler {
             parser: Arc::new(EddyParser {
                 engine: engine.clone(),
@@ -62,6 +68,7 @@ impl EddyHandler {
             engine,
             hooks: vec![Arc::new(SetShowHook), Arc::new(TransactionStatementHook)],
             activities,
+            auth,
         }
     }
 
@@ -160,6 +167,9 @@ impl EddyHandler {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let user = client.metadata().get(pgwire::api::METADATA_USER).cloned();
+        let role = self.auth.role_of(user.as_deref());
+        super::auth::check_privilege(role, user.as_deref().unwrap_or(""), &stmt).map_err(pg)?;
         let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         let stmt = super::session::with_session_defaults(stmt, client.metadata());
         let mut interrupt = match &stmt {

@@ -6,16 +6,17 @@
 //! stops the statement running on the connection it names. On shutdown the listener stops, open connections get a grace
 //! period to finish, then are aborted.
 
+pub mod auth;
 mod cancel;
 mod handler;
 mod idle;
 mod session;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{auth::StartupHandler, PgWireServerHandlers};
@@ -24,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use auth::{AuthMode, ConnectionStartup};
 use cancel::{CancelRegistry, Canceller};
 pub use handler::{EddyHandler, Prepared};
 use idle::Activities;
@@ -31,7 +33,7 @@ use idle::Activities;
 use crate::engine::Engine;
 
 /// Server settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Most concurrent connections.
     pub max_connections: usize,
@@ -39,6 +41,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Close a connection that runs no statement for this long (`None`: never).
     pub idle_session_timeout: Option<Duration>,
+    /// How clients authenticate (see [`auth`]).
+    pub auth: AuthMode,
+    /// TLS, when a certificate is configured.
+    pub tls: Option<pgwire::tokio::TlsAcceptor>,
+    /// Refuse clients that do not negotiate TLS.
+    pub tls_required: bool,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +55,9 @@ impl Default for ServerConfig {
             max_connections: 100,
             shutdown_grace: Duration::from_secs(5),
             idle_session_timeout: None,
+            auth: AuthMode::Trust,
+            tls: None,
+            tls_required: false,
         }
     }
 }
@@ -54,35 +65,10 @@ impl Default for ServerConfig {
 /// Per-server handler factory handed to pgwire.
 struct Handlers {
     handler: Arc<EddyHandler>,
-    startup: Arc<Startup>,
-    cancel: Arc<Canceller>,
-}
-
-/// Accepts any user and database (no authentication yet; bind to loopback).
-/// Registers every connection for cancel requests.
-struct Startup {
+    auth: AuthMode,
+    tls_required: bool,
     cancels: Arc<CancelRegistry>,
-}
-
-#[async_trait::async_trait]
-impl NoopStartupHandler for Startup {
-    async fn post_startup<C>(
-        &self,
-        client: &mut C,
-        _message: pgwire::messages::PgWireFrontendMessage,
-    ) -> pgwire::error::PgWireResult<()>
-    where
-        C: pgwire::api::ClientInfo
-            + futures::Sink<pgwire::messages::PgWireBackendMessage>
-            + Unpin
-            + Send,
-        C::Error: std::fmt::Debug,
-        pgwire::error::PgWireError:
-            From<<C as futures::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
-    {
-        self.cancels.register(client);
-        Ok(())
-    }
+    cancel: Arc<Canceller>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -94,8 +80,13 @@ impl PgWireServerHandlers for Handlers {
         self.handler.clone()
     }
 
+    /// Called once per connection: the SASL exchange keeps per-connection state.
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.clone()
+        Arc::new(ConnectionStartup::new(
+            &self.auth,
+            self.tls_required,
+            self.cancels.clone(),
+        ))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
@@ -113,10 +104,14 @@ pub async fn serve(
     let cancels = Arc::new(CancelRegistry::default());
     let activities = Arc::new(Activities::default());
     let handlers = Arc::new(Handlers {
-        handler: Arc::new(EddyHandler::new(engine, activities.clone())),
-        startup: Arc::new(Startup {
-            cancels: cancels.clone(),
-        }),
+        handler: Arc::new(EddyHandler::new(
+            engine,
+            activities.clone(),
+            config.auth.clone(),
+        )),
+        auth: config.auth.clone(),
+        tls_required: config.tls_required,
+        cancels: cancels.clone(),
         cancel: Arc::new(Canceller(cancels)),
     });
     let limiter = Arc::new(Semaphore::new(config.max_connections));
@@ -136,6 +131,7 @@ pub async fn serve(
                             let h = handlers.clone();
                             let (activity, tracked) = activities.track(addr);
                             let idle_timeout = config.idle_session_timeout;
+                            let tls = config.tls.clone();
                             connections.spawn(async move {
                                 let _permit = permit;
                                 let _tracked = tracked;
@@ -146,7 +142,7 @@ pub async fn serve(
                                     }
                                 };
                                 tokio::select! {
-                                    served = pgwire::tokio::process_socket(socket, None, h) => {
+                                    served = pgwire::tokio::process_socket(socket, tls, h) => {
                                         if let Err(e) = served {
                                             tracing::debug!(%addr, error = %e, "connection ended with an error");
                                         }

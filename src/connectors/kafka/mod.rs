@@ -20,7 +20,7 @@ mod txn_sink;
 
 pub use at_least_once::{run_kafka_sink, Resubscribe, SinkRun};
 pub use dead_letter_topic::DeadLetterTopic;
-pub use options::{KafkaOptions, StartupMode};
+pub use options::{is_file_property, KafkaOptions, StartupMode};
 pub use sink::{
     encode, rows_as_json, Delivery, KafkaSinkOptions, OutMessage, SinkMetrics, SinkMode, SinkObject,
 };

@@ -112,6 +112,19 @@ pub(super) fn take_topic_and_brokers(
 
 /// Remove `properties.<name>` options and return them as librdkafka properties.
 /// Offset management is eddy's: auto-commit settings are refused.
+/// librdkafka properties that load code or run commands: refused.
+const CODE_PROPERTIES: &[&str] = &[
+    "plugin.library.paths",
+    "ssl.engine.location",
+    "sasl.kerberos.kinit.cmd",
+];
+
+/// True for a librdkafka property whose value is a file eddy would read
+/// (certificates, keys, keytabs): checked against `--file-root`.
+pub fn is_file_property(name: &str) -> bool {
+    name.ends_with(".location") || name == "sasl.kerberos.keytab"
+}
+
 pub(super) fn take_properties(
     options: &mut BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, String> {
@@ -127,6 +140,12 @@ pub(super) fn take_properties(
             if ["enable.auto.commit", "enable.auto.offset.store"].contains(&prop.as_str()) {
                 return Err(format!("'{k}' cannot be set: eddy tracks offsets itself"));
             }
+            if CODE_PROPERTIES.contains(&prop.as_str()) {
+                return Err(format!(
+                    "'{k}' is not allowed: it makes librdkafka load code or run a command on the \
+                     eddy host"
+                ));
+            }
             properties.insert(prop, v);
         }
     }
@@ -136,6 +155,18 @@ pub(super) fn take_properties(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_loading_properties_are_refused() {
+        for p in CODE_PROPERTIES {
+            let mut o = BTreeMap::from([(format!("properties.{p}"), "/tmp/x.so".to_string())]);
+            let e = take_properties(&mut o).unwrap_err();
+            assert!(e.contains("load code or run a command"), "{e}");
+        }
+        assert!(is_file_property("ssl.ca.location"));
+        assert!(is_file_property("sasl.kerberos.keytab"));
+        assert!(!is_file_property("security.protocol"));
+    }
 
     fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
