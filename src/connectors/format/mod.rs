@@ -444,6 +444,9 @@ fn reject_all(rows_from: Vec<usize>, mut rejected: Vec<Rejected>, error: String)
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
