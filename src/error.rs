@@ -101,6 +101,16 @@ pub enum EddyError {
     /// The server is shutting down or an object is being dropped (57P01).
     #[error("{0}")]
     Shutdown(String),
+    /// A value that cannot be used (a data exception: 22P02 invalid text,
+    /// 22003 out of range, 22007 bad date/time, 22012 division by zero) or an
+    /// operator that does not exist for its types (42883).
+    #[error("{message}")]
+    Data {
+        /// The SQLSTATE.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A bug: an invariant did not hold (XX000).
     #[error("internal error: {0}")]
     Internal(String),
@@ -154,6 +164,7 @@ impl EddyError {
             EddyError::Canceled(_) => "57014",
             EddyError::OutOfMemory { .. } => "53200",
             EddyError::Shutdown(_) => "57P01",
+            EddyError::Data { code, .. } => code,
             EddyError::Internal(_) => "XX000",
         }
     }
@@ -202,8 +213,28 @@ impl From<DataFusionError> for EddyError {
 
 impl From<datafusion::arrow::error::ArrowError> for EddyError {
     fn from(e: datafusion::arrow::error::ArrowError) -> Self {
-        EddyError::Execution(e.to_string())
+        classify_arrow(&e)
     }
+}
+
+/// Arrow's errors about values (casts, parsing, arithmetic) are data
+/// exceptions in PostgreSQL's terms, not internal errors.
+fn classify_arrow(e: &datafusion::arrow::error::ArrowError) -> EddyError {
+    use datafusion::arrow::error::ArrowError as A;
+    let message = e.to_string();
+    let lower = message.to_lowercase();
+    let code = match e {
+        A::DivideByZero => "22012",
+        A::ArithmeticOverflow(_) => "22003",
+        A::CastError(_) if lower.contains("overflow") || lower.contains("out of range") => "22003",
+        A::CastError(_) => "22P02",
+        A::ParseError(_) if lower.contains("timestamp") || lower.contains("date") => "22007",
+        A::ParseError(_) => "22P02",
+        A::InvalidArgumentError(_) if lower.contains("arithmetic operation") => "42883",
+        A::ComputeError(_) if lower.contains("overflow") => "22003",
+        _ => return EddyError::Execution(message),
+    };
+    EddyError::Data { code, message }
 }
 
 /// Map a DataFusion error to the category a Postgres client expects.
@@ -226,7 +257,11 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
             }
         }
         DataFusionError::NotImplemented(msg) => EddyError::not_supported(msg.clone()),
-        DataFusionError::ArrowError(err, _) => EddyError::Execution(err.to_string()),
+        DataFusionError::ArrowError(err, _) => classify_arrow(err),
+        DataFusionError::Execution(msg) if msg.contains("coercion failed") => EddyError::Data {
+            code: "42883",
+            message: msg.clone(),
+        },
         DataFusionError::Execution(msg) => EddyError::Execution(msg.clone()),
         DataFusionError::ResourcesExhausted(msg) => EddyError::OutOfMemory {
             message: format!("out of memory for queries: {msg}"),
@@ -276,6 +311,32 @@ mod tests {
         assert_eq!(EddyError::UndefinedObject("x".into()).sqlstate(), "42P01");
         assert_eq!(EddyError::DuplicateObject("x".into()).sqlstate(), "42P07");
         assert_eq!(EddyError::not_supported("x").sqlstate(), "0A000");
+    }
+
+    #[test]
+    fn value_errors_are_data_exceptions() {
+        use datafusion::arrow::error::ArrowError as A;
+        let code =
+            |e: A| EddyError::from(DataFusionError::ArrowError(Box::new(e), None)).sqlstate();
+        assert_eq!(
+            code(A::CastError(
+                "Cannot cast string 'abc' to value of Int32 type".into()
+            )),
+            "22P02"
+        );
+        assert_eq!(code(A::CastError("Overflowing on NaN".into())), "22003");
+        assert_eq!(
+            code(A::ParseError("Error parsing timestamp from 'a'".into())),
+            "22007"
+        );
+        assert_eq!(code(A::DivideByZero), "22012");
+        assert_eq!(
+            code(A::InvalidArgumentError(
+                "Invalid arithmetic operation: !Timestamp(ns)".into()
+            )),
+            "42883"
+        );
+        assert_eq!(code(A::SchemaError("x".into())), "XX000");
     }
 
     #[test]
