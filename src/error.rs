@@ -230,8 +230,18 @@ fn classify_arrow(e: &datafusion::arrow::error::ArrowError) -> EddyError {
         A::CastError(_) => "22P02",
         A::ParseError(_) if lower.contains("timestamp") || lower.contains("date") => "22007",
         A::ParseError(_) => "22P02",
-        A::InvalidArgumentError(_) if lower.contains("arithmetic operation") => "42883",
+        A::InvalidArgumentError(_)
+            if lower.contains("arithmetic operation") || lower.contains("binary operation") =>
+        {
+            "42883"
+        }
+        A::InvalidArgumentError(_)
+            if lower.contains("too large to store") || lower.contains("too small to store") =>
+        {
+            "22003"
+        }
         A::ComputeError(_) if lower.contains("overflow") => "22003",
+        A::ComputeError(_) if lower.contains("square root of a negative") => "2201F",
         _ => return EddyError::Execution(message),
     };
     EddyError::Data { code, message }
@@ -242,6 +252,12 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
     let root = e.find_root();
     match root {
         DataFusionError::SQL(err, _) => EddyError::syntax(err.to_string()),
+        DataFusionError::Execution(msg) | DataFusionError::Plan(msg) if no_such_function(msg) => {
+            EddyError::Data {
+                code: "42883",
+                message: msg.clone(),
+            }
+        }
         DataFusionError::Plan(msg) => classify_plan_message(msg),
         DataFusionError::SchemaError(err, _) => {
             let msg = err.to_string();
@@ -258,10 +274,6 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
         }
         DataFusionError::NotImplemented(msg) => EddyError::not_supported(msg.clone()),
         DataFusionError::ArrowError(err, _) => classify_arrow(err),
-        DataFusionError::Execution(msg) if msg.contains("coercion failed") => EddyError::Data {
-            code: "42883",
-            message: msg.clone(),
-        },
         DataFusionError::Execution(msg) => EddyError::Execution(msg.clone()),
         DataFusionError::ResourcesExhausted(msg) => EddyError::OutOfMemory {
             message: format!("out of memory for queries: {msg}"),
@@ -272,6 +284,21 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
         },
         other => EddyError::Execution(other.message().to_string()),
     }
+}
+
+/// DataFusion's ways of saying that no function or operator takes these
+/// argument types (PostgreSQL: 42883 undefined_function).
+fn no_such_function(msg: &str) -> bool {
+    let lower = msg.to_lowercase();
+    [
+        "coercion failed",
+        "failed to match any signature",
+        "unsupported data type",
+        "unsupported list datatype",
+        "not supported for",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
 }
 
 fn classify_plan_message(msg: &str) -> EddyError {
@@ -337,6 +364,16 @@ mod tests {
             "42883"
         );
         assert_eq!(code(A::SchemaError("x".into())), "XX000");
+        assert_eq!(
+            code(A::InvalidArgumentError(
+                "1.00 is too large to store in a Decimal128".into()
+            )),
+            "22003"
+        );
+        let e = EddyError::from(DataFusionError::Execution(
+            "Function 'round' failed to match any signature".into(),
+        ));
+        assert_eq!(e.sqlstate(), "42883");
     }
 
     #[test]
