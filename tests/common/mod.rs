@@ -524,3 +524,22 @@ pub async fn eventually(client: &PgClient, sql: &str, want: &[&[&str]]) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Rows source `name` has read so far (`eddy.sources.rows_read`).
+pub async fn rows_read(client: &PgClient, name: &str) -> u64 {
+    let r = rows(
+        client,
+        &format!("SELECT rows_read FROM eddy.sources WHERE name = '{name}'"),
+    )
+    .await
+    .expect("eddy.sources");
+    r[0][0].parse().expect("rows_read")
+}
+
+/// Rows per second source `name` reads over the next `window`.
+pub async fn ingest_rate(client: &PgClient, name: &str, window: Duration) -> f64 {
+    let before = rows_read(client, name).await;
+    let start = Instant::now();
+    tokio::time::sleep(window).await;
+    (rows_read(client, name).await - before) as f64 / start.elapsed().as_secs_f64()
+}
