@@ -32,19 +32,6 @@ fn cases(default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A startup message for user eddy, database eddy (protocol 3.0).
-fn startup() -> Vec<u8> {
-    let mut body = 196_608u32.to_be_bytes().to_vec();
-    for s in ["user", "eddy", "database", "eddy"] {
-        body.extend_from_slice(s.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    msg.extend(body);
-    msg
-}
-
 /// One random frame: a tag (often a real one), a length (often a lie), bytes.
 fn frame(rng: &mut SmallRng) -> Vec<u8> {
     let tags = b"QPBDESCHXFdcfp";
@@ -99,14 +86,14 @@ async fn protocol_fuzz_leaves_the_server_serving() {
                 0 => bytes.extend((0..rng.random_range(0..128)).map(|_| rng.random::<u8>())),
                 // A valid startup, then random frames.
                 1 => {
-                    bytes.extend(startup());
+                    bytes.extend(common::startup_message());
                     for _ in 0..rng.random_range(1..6) {
                         bytes.extend(frame(&mut rng));
                     }
                 }
                 // A valid startup and query, cut short.
                 _ => {
-                    bytes.extend(startup());
+                    bytes.extend(common::startup_message());
                     let mut q = b"Q".to_vec();
                     let sql = b"SELECT 1\0";
                     q.extend_from_slice(&((sql.len() + 4) as u32).to_be_bytes());

@@ -20,16 +20,12 @@ async fn five_hundred_clients_while_a_source_ingests() {
     const CLIENTS: usize = 500;
     let server = Server::start_with_args(&["--max-connections", "600"]).await;
     let c = server.client().await;
-    c.batch_execute(
-        "CREATE SOURCE clicks (id BIGINT NOT NULL, user_id INT, ts TIMESTAMP NOT NULL,
-                               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
-         WITH (connector = 'datagen', rows_per_second = '20000', seed = '7',
-               'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
-               'fields.user_id.min' = '1', 'fields.user_id.max' = '50');
-         CREATE MATERIALIZED VIEW per_user AS SELECT user_id, count(*) AS n FROM clicks GROUP BY user_id;
+    c.batch_execute(&format!(
+        "{}
          CREATE TABLE notes (client INT, body TEXT);
          CREATE MATERIALIZED VIEW note_count AS SELECT count(*) AS n FROM notes;",
-    )
+        common::CLICKS_20K
+    ))
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -16,14 +16,7 @@ use common::Server;
 /// that ingestion needs.
 fn stalled_reader(port: u16, sql: &str) -> TcpStream {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut body = 196_608u32.to_be_bytes().to_vec();
-    for part in ["user", "eddy", "database", "eddy"] {
-        body.extend_from_slice(part.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    msg.extend(body);
+    let mut msg = common::startup_message();
     msg.push(b'Q');
     msg.extend_from_slice(&((sql.len() + 5) as u32).to_be_bytes());
     msg.extend_from_slice(sql.as_bytes());
@@ -36,16 +29,12 @@ fn stalled_reader(port: u16, sql: &str) -> TcpStream {
 async fn a_client_that_stops_reading_does_not_slow_ingestion() {
     let server = Server::start().await;
     let c = server.client().await;
-    c.batch_execute(
-        "CREATE SOURCE clicks (id BIGINT NOT NULL, user_id INT, ts TIMESTAMP NOT NULL,
-                               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
-         WITH (connector = 'datagen', rows_per_second = '20000', seed = '7',
-               'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
-               'fields.user_id.min' = '1', 'fields.user_id.max' = '50');
-         CREATE MATERIALIZED VIEW per_user AS SELECT user_id, count(*) AS n FROM clicks GROUP BY user_id;
+    c.batch_execute(&format!(
+        "{}
          CREATE TABLE wide (k BIGINT, pad TEXT);
          INSERT INTO wide SELECT value, repeat('x', 200) FROM generate_series(1, 300000);",
-    )
+        common::CLICKS_20K
+    ))
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;

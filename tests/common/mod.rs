@@ -543,3 +543,26 @@ pub async fn ingest_rate(client: &PgClient, name: &str, window: Duration) -> f64
     tokio::time::sleep(window).await;
     (rows_read(client, name).await - before) as f64 / start.elapsed().as_secs_f64()
 }
+
+/// A datagen source `clicks` at 20,000 rows/s and a view `per_user` over it
+/// (the ingest the load tests measure).
+pub const CLICKS_20K: &str = "
+    CREATE SOURCE clicks (id BIGINT NOT NULL, user_id INT, ts TIMESTAMP NOT NULL,
+                          WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+    WITH (connector = 'datagen', rows_per_second = '20000', seed = '7',
+          'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
+          'fields.user_id.min' = '1', 'fields.user_id.max' = '50');
+    CREATE MATERIALIZED VIEW per_user AS SELECT user_id, count(*) AS n FROM clicks GROUP BY user_id;";
+
+/// A protocol-3.0 startup message for user `eddy`, database `eddy` (for raw-socket tests).
+pub fn startup_message() -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for part in ["user", "eddy", "database", "eddy"] {
+        body.extend_from_slice(part.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    msg.extend(body);
+    msg
+}
