@@ -252,7 +252,11 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
     let root = e.find_root();
     match root {
         DataFusionError::SQL(err, _) => EddyError::syntax(err.to_string()),
-        DataFusionError::Execution(msg) | DataFusionError::Plan(msg) if no_such_function(msg) => {
+        DataFusionError::Execution(msg)
+        | DataFusionError::Plan(msg)
+        | DataFusionError::Internal(msg)
+            if no_such_function(msg) =>
+        {
             EddyError::Data {
                 code: "42883",
                 message: msg.clone(),
@@ -269,7 +273,7 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
             if msg.contains("not found") || msg.contains("No field named") {
                 EddyError::UndefinedColumn(lowercase_first(&msg))
             } else {
-                EddyError::Plan(msg)
+                classify_plan_message(&msg)
             }
         }
         DataFusionError::NotImplemented(msg) => EddyError::not_supported(msg.clone()),
@@ -307,9 +311,28 @@ fn classify_plan_message(msg: &str) -> EddyError {
         return EddyError::UndefinedObject(format!("relation \"{short}\" does not exist"));
     }
     if msg.contains("Invalid function") || msg.contains("No function matches") {
-        EddyError::UndefinedObject(lowercase_first(msg))
+        return EddyError::UndefinedObject(lowercase_first(msg));
+    }
+    // PostgreSQL's codes for the type and name errors DataFusion's planner reports.
+    let code = if msg.contains("requires a boolean expression") {
+        "42804" // argument of NOT must be type boolean
+    } else if msg.contains("Unary operator") {
+        "42883" // operator does not exist
+    } else if msg.contains("Cannot infer common argument type")
+        || msg.contains("compatible types")
+        || msg.contains("Cannot coerce")
+    {
+        "42804"
+    } else if msg.contains("Ambiguous reference") {
+        "42702"
+    } else if msg.contains("non-boolean predicate") {
+        "42804" // argument of WHERE must be type boolean
     } else {
-        EddyError::Plan(msg.to_string())
+        return EddyError::Plan(msg.to_string());
+    };
+    EddyError::Data {
+        code,
+        message: msg.to_string(),
     }
 }
 
@@ -374,6 +397,24 @@ mod tests {
             "Function 'round' failed to match any signature".into(),
         ));
         assert_eq!(e.sqlstate(), "42883");
+        for (msg, code) in [
+            (
+                "Unary operator 'NOT' requires a boolean expression, got Int64",
+                "42804",
+            ),
+            ("Unary operator '-' only supports signed numeric", "42883"),
+            (
+                "Cannot infer common argument type for logical boolean operation",
+                "42804",
+            ),
+            ("Ambiguous reference to unqualified field x", "42702"),
+            ("something else entirely", "42000"),
+        ] {
+            assert_eq!(
+                EddyError::from(DataFusionError::Plan(msg.into())).sqlstate(),
+                code
+            );
+        }
     }
 
     #[test]

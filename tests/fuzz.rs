@@ -369,6 +369,7 @@ async fn random_sql_never_crashes_the_server() {
     };
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     let mut internal: Vec<(String, String)> = Vec::new();
+    let mut generic: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..n {
         let sql = g.statement(i);
         let result = tokio::time::timeout(Duration::from_secs(30), c.simple_query(&sql))
@@ -393,6 +394,11 @@ async fn random_sql_never_crashes_the_server() {
                     if code == "XX000" && internal.len() < 40 {
                         internal.push((sql.chars().take(160).collect(), db.message().into()));
                     }
+                    if code == "42000" {
+                        // The catch-all for plan errors: which messages land there most.
+                        let head: String = db.message().chars().take(60).collect();
+                        *generic.entry(head).or_default() += 1;
+                    }
                     code
                 }
                 None => panic!(
@@ -407,6 +413,11 @@ async fn random_sql_never_crashes_the_server() {
     eprintln!("random SQL outcomes by SQLSTATE: {tally:?}");
     for (sql, msg) in &internal {
         eprintln!("XX000: {msg}\n    {sql}");
+    }
+    let mut generic: Vec<(usize, String)> = generic.into_iter().map(|(m, n)| (n, m)).collect();
+    generic.sort_unstable_by(|a, b| b.cmp(a));
+    for (n, m) in generic.iter().take(12) {
+        eprintln!("42000 x{n}: {m}");
     }
     common::eventually(&c, "SELECT count(*) > 0 FROM t", &[&["t"]]).await;
     assert!(!server.log_contains("panicked"), "{}", server.log_tail());
