@@ -4,9 +4,10 @@
 //! `EDDY_REQUIRE_REAL_BROKER=1`, so in CI a missing `tansu` fails the test;
 //! elsewhere the test says it was skipped and why.
 //!
-//! tansu 0.6 has known gaps (see ../shared/KAFKA-TESTING.md): no transactions,
-//! a wrong high watermark (so lag is not checked here), no consuming after a
-//! seek inside a batch. This test uses plain produce → consume from the start.
+//! tansu 0.6 has known gaps, measured: no transactions, a wrong high
+//! watermark (so lag is not checked here), no consuming after a seek inside a
+//! batch, and no CreatePartitions (`UnsupportedFeature`). This test uses plain
+//! produce → consume from the start.
 
 mod common;
 

@@ -137,21 +137,33 @@ impl DeadLetterStore {
         use datafusion::arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType};
         let mut letters = Vec::new();
         for b in batches {
-            let col = |name: &str| {
-                b.column_by_name(name).ok_or_else(|| {
-                    crate::error::EddyError::Internal(format!(
-                        "checkpointed dead letters have no column {name}"
-                    ))
-                })
+            // A file from disk: a column of the wrong type is an error, not a panic.
+            let bad = |name: &str| {
+                crate::error::EddyError::Internal(format!(
+                    "checkpointed dead letters: column {name} is missing or of the wrong type"
+                ))
             };
-            let id = col("id")?.as_primitive::<Int64Type>();
-            let source = col("source")?.as_string::<i32>();
-            let partition = col("partition")?.as_primitive::<Int32Type>();
-            let offset = col("offset")?.as_primitive::<Int64Type>();
-            let key = col("key")?.as_string::<i32>();
-            let error = col("error")?.as_string::<i32>();
-            let at = col("received_at")?.as_primitive::<TimestampNanosecondType>();
-            let payload = col("payload_bytes")?.as_binary::<i32>();
+            let col = |name: &str| b.column_by_name(name).ok_or_else(|| bad(name));
+            let int64 = |name: &str| {
+                col(name)?
+                    .as_primitive_opt::<Int64Type>()
+                    .ok_or_else(|| bad(name))
+            };
+            let text = |name: &str| col(name)?.as_string_opt::<i32>().ok_or_else(|| bad(name));
+            let id = int64("id")?;
+            let source = text("source")?;
+            let partition = col("partition")?
+                .as_primitive_opt::<Int32Type>()
+                .ok_or_else(|| bad("partition"))?;
+            let offset = int64("offset")?;
+            let key = text("key")?;
+            let error = text("error")?;
+            let at = col("received_at")?
+                .as_primitive_opt::<TimestampNanosecondType>()
+                .ok_or_else(|| bad("received_at"))?;
+            let payload = col("payload_bytes")?
+                .as_binary_opt::<i32>()
+                .ok_or_else(|| bad("payload_bytes"))?;
             for i in 0..b.num_rows() {
                 let source: Arc<str> = source.value(i).into();
                 letters.push((
@@ -324,6 +336,14 @@ mod tests {
             &again.evicted_counter("s")
         ));
         assert!(DeadLetterStore::new(1, 1).snapshot().unwrap().is_empty());
+        // A damaged file (a column of another type) is an error, not a panic.
+        let wrong = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)])),
+            vec![Arc::new(StringArray::from(vec!["x"]))],
+        )
+        .unwrap();
+        let e = DeadLetterStore::new(1, 1).restore(&[wrong]).unwrap_err();
+        assert!(e.to_string().contains("column id"), "{e}");
     }
 
     #[test]
