@@ -34,6 +34,11 @@ struct ServeArgs {
     /// Most concurrent client connections.
     #[arg(long, env = "EDDY_MAX_CONNECTIONS", default_value_t = 100)]
     max_connections: usize,
+    /// Connection slots (out of --max-connections) kept for admin users, so an
+    /// admin can still get in when readers hold every other slot (as
+    /// PostgreSQL's `superuser_reserved_connections`).
+    #[arg(long, env = "EDDY_RESERVED_ADMIN_CONNECTIONS", default_value_t = 1)]
+    reserved_admin_connections: usize,
     /// Partitions per aggregate (default: number of cores).
     #[arg(long, env = "EDDY_PARALLELISM")]
     parallelism: Option<usize>,
@@ -198,6 +203,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "eddy is ready: psql -h {} -p {} -U eddy eddy", addr.ip(), addr.port());
     let config = ServerConfig {
         max_connections: args.max_connections,
+        reserved_admin_connections: args.reserved_admin_connections,
         shutdown_grace: Duration::from_secs(5),
         idle_session_timeout: (args.idle_session_timeout > 0)
             .then(|| Duration::from_secs(args.idle_session_timeout)),

@@ -119,6 +119,63 @@ async fn passwords_and_roles() {
     );
 }
 
+/// Readers cannot take the last connection slot: it is kept for admins, so
+/// an admin can always get in to look and fix (issue 14, hole 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_slot_is_kept_for_an_admin() {
+    let server = Server::start_with_args(&[
+        "--password",
+        "admin-secret",
+        "--reader-password",
+        "reader-secret",
+        "--max-connections",
+        "3",
+        "--idle-session-timeout",
+        "0",
+    ])
+    .await;
+    // The readiness probe's slot must be free first.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let r1 = loop {
+        match connect_as(server.port, "reader", "reader-secret").await {
+            Ok(c) => break c,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.contains("53300"), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let r2 = connect_as(server.port, "reader", "reader-secret")
+        .await
+        .expect("second reader");
+    let e = connect_as(server.port, "reader", "reader-secret")
+        .await
+        .err()
+        .expect("a third reader is refused");
+    assert_eq!(sqlstate(&e), "53300", "{e}");
+    assert!(e.contains("reserved for admin"), "{e}");
+    // A wrong admin password on the reserved slot fails as it would anywhere.
+    let e = connect_as(server.port, "eddy", "wrong")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(sqlstate(&e), "28P01", "{e}");
+    let admin = connect_as(server.port, "eddy", "admin-secret")
+        .await
+        .expect("the admin gets the reserved slot");
+    common::eventually(&admin, "SELECT 1", &[&["1"]]).await;
+    // Now every slot is taken.
+    let e = connect_as(server.port, "eddy", "admin-secret")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("too many clients"), "{e}");
+    for c in [&r1, &r2] {
+        common::eventually(c, "SELECT 2", &[&["2"]]).await;
+    }
+}
+
 #[test]
 fn no_open_network_port_without_authentication() {
     let data = common::unique_temp_dir();

@@ -166,6 +166,8 @@ impl NoopStartupHandler for Trust {}
 pub struct ConnectionStartup {
     inner: Inner,
     tls_required: bool,
+    /// Who the connection's slot is for: `Some` on a slot reserved for admins.
+    reserved_for: Option<AuthMode>,
     cancels: Arc<CancelRegistry>,
     registered: AtomicBool,
 }
@@ -177,7 +179,12 @@ enum Inner {
 
 impl ConnectionStartup {
     /// The startup handler for a new connection.
-    pub fn new(mode: &AuthMode, tls_required: bool, cancels: Arc<CancelRegistry>) -> Self {
+    pub fn new(
+        mode: &AuthMode,
+        tls_required: bool,
+        reserved_slot: bool,
+        cancels: Arc<CancelRegistry>,
+    ) -> Self {
         let inner = match mode {
             AuthMode::Trust => Inner::Trust(Trust),
             AuthMode::Password(users) => {
@@ -194,6 +201,7 @@ impl ConnectionStartup {
         ConnectionStartup {
             inner,
             tls_required,
+            reserved_for: reserved_slot.then(|| mode.clone()),
             cancels,
             registered: AtomicBool::new(false),
         }
@@ -218,6 +226,20 @@ impl StartupHandler for ConnectionStartup {
                 "28000".into(),
                 "this server requires SSL (--tls-required): connect with sslmode=require".into(),
             ))));
+        }
+        if let (Some(mode), PgWireFrontendMessage::Startup(startup)) =
+            (&self.reserved_for, &message)
+        {
+            let user = startup.parameters.get("user").map(String::as_str);
+            if mode.role_of(user) != Some(Role::Admin) {
+                return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".into(),
+                    "53300".into(),
+                    "remaining connection slots are reserved for admin users \
+                     (--reserved-admin-connections)"
+                        .into(),
+                ))));
+            }
         }
         match &self.inner {
             Inner::Trust(t) => t.on_startup(client, message).await?,

@@ -1,8 +1,10 @@
 //! The Postgres wire server: accept loop, connection limit, graceful shutdown.
 //!
-//! Connections run in a [`JoinSet`] (no detached tasks). A semaphore bounds
+//! Connections run in a [`JoinSet`] (no detached tasks). Semaphores bound
 //! concurrent connections; one over the limit is told so with SQLSTATE 53300
-//! and closed. A cancel request (sent on its own connection, as libpq does)
+//! and closed. The last `reserved_admin_connections` slots are only for
+//! admin users (checked on the user name of the startup message, before the
+//! password), so readers cannot lock an admin out. A cancel request (sent on its own connection, as libpq does)
 //! stops the statement running on the connection it names. On shutdown the listener stops, open connections get a grace
 //! period to finish, then are aborted.
 
@@ -22,7 +24,7 @@ use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{auth::StartupHandler, PgWireServerHandlers};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use auth::{AuthMode, ConnectionStartup};
@@ -37,6 +39,8 @@ use crate::engine::Engine;
 pub struct ServerConfig {
     /// Most concurrent connections.
     pub max_connections: usize,
+    /// Slots of `max_connections` that only admin users may take.
+    pub reserved_admin_connections: usize,
     /// How long open connections may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// Close a connection that runs no statement for this long (`None`: never).
@@ -53,6 +57,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_connections: 100,
+            reserved_admin_connections: 1,
             shutdown_grace: Duration::from_secs(5),
             idle_session_timeout: None,
             auth: AuthMode::Trust,
@@ -62,7 +67,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// Per-server handler factory handed to pgwire.
+/// Per-server handlers, shared by all connections.
 struct Handlers {
     handler: Arc<EddyHandler>,
     auth: AuthMode,
@@ -71,26 +76,65 @@ struct Handlers {
     cancel: Arc<Canceller>,
 }
 
-impl PgWireServerHandlers for Handlers {
+/// The handler factory pgwire gets for one connection.
+struct ConnectionHandlers {
+    shared: Arc<Handlers>,
+    /// The connection holds a slot reserved for admins.
+    reserved_slot: bool,
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.handler.clone()
+        self.shared.handler.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.handler.clone()
+        self.shared.handler.clone()
     }
 
     /// Called once per connection: the SASL exchange keeps per-connection state.
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        let s = &self.shared;
         Arc::new(ConnectionStartup::new(
-            &self.auth,
-            self.tls_required,
-            self.cancels.clone(),
+            &s.auth,
+            s.tls_required,
+            self.reserved_slot,
+            s.cancels.clone(),
         ))
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
-        self.cancel.clone()
+        self.shared.cancel.clone()
+    }
+}
+
+/// The connection slots: general ones, then those kept for admins.
+struct Slots {
+    general: Arc<Semaphore>,
+    reserved: Arc<Semaphore>,
+}
+
+impl Slots {
+    fn new(config: &ServerConfig) -> Self {
+        let reserved = config
+            .reserved_admin_connections
+            .min(config.max_connections.saturating_sub(1));
+        Slots {
+            general: Arc::new(Semaphore::new(config.max_connections - reserved)),
+            reserved: Arc::new(Semaphore::new(reserved)),
+        }
+    }
+
+    /// A free slot, and whether it is a reserved one; `None` when all are taken.
+    fn take(&self) -> Option<(OwnedSemaphorePermit, bool)> {
+        if let Ok(p) = self.general.clone().try_acquire_owned() {
+            return Some((p, false));
+        }
+        self.reserved
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|p| (p, true))
     }
 }
 
@@ -114,7 +158,7 @@ pub async fn serve(
         cancels: cancels.clone(),
         cancel: Arc::new(Canceller(cancels)),
     });
-    let limiter = Arc::new(Semaphore::new(config.max_connections));
+    let slots = Slots::new(&config);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(10);
@@ -126,9 +170,9 @@ pub async fn serve(
                 Ok((socket, addr)) => {
                     backoff = Duration::from_millis(10);
                     let _ = socket.set_nodelay(true);
-                    match limiter.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            let h = handlers.clone();
+                    match slots.take() {
+                        Some((permit, reserved_slot)) => {
+                            let h = Arc::new(ConnectionHandlers { shared: handlers.clone(), reserved_slot });
                             let (activity, tracked) = activities.track(addr);
                             let idle_timeout = config.idle_session_timeout;
                             let tls = config.tls.clone();
@@ -153,7 +197,7 @@ pub async fn serve(
                                 }
                             });
                         }
-                        Err(_) => {
+                        None => {
                             tracing::warn!(%addr, max = config.max_connections, "connection refused: too many connections");
                             connections.spawn(refuse(socket, addr));
                         }
