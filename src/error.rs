@@ -103,7 +103,8 @@ pub enum EddyError {
     Shutdown(String),
     /// A value that cannot be used (a data exception: 22P02 invalid text,
     /// 22003 out of range, 22007 bad date/time, 22012 division by zero) or an
-    /// operator that does not exist for its types (42883).
+    /// operator that does not exist for its types (42883), or a role or
+    /// secret that does not exist (42704) or already does (42710).
     #[error("{message}")]
     Data {
         /// The SQLSTATE.

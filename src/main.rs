@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use eddy::engine::credentials::Credentials;
 use eddy::engine::{Engine, Limits};
-use eddy::server::auth::{AuthMode, Role, Users};
+use eddy::server::auth::{AuthMode, Role};
 use eddy::server::{serve, ServerConfig};
 
 /// eddy: a streaming SQL database you talk to with psql.
@@ -88,6 +89,11 @@ struct ServeArgs {
     /// loopback; `<data-dir>/files` with passwords.
     #[arg(long, env = "EDDY_FILE_ROOT")]
     file_root: Option<PathBuf>,
+    /// File holding the key that seals secrets (`CREATE SECRET`); created on
+    /// first use. Keep it apart from backups of the data dir.
+    /// Default: `<data-dir>/secrets.key`.
+    #[arg(long, env = "EDDY_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
     /// Close a client session that runs no statement for this many seconds
     /// (0: never), so forgotten sessions cannot hold every connection slot.
     #[arg(long, env = "EDDY_IDLE_SESSION_TIMEOUT", default_value_t = 3600)]
@@ -175,7 +181,11 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     } else {
         None
     };
-    let auth = auth_mode(&args)?;
+    let credentials = Arc::new(
+        Credentials::open(&args.data_dir, args.secrets_key_file.clone())
+            .map_err(|e| e.to_string())?,
+    );
+    let auth = auth_mode(&args, &credentials)?;
     limits.file_root = match (&args.file_root, &auth) {
         (Some(root), _) => Some(root.clone()),
         (None, AuthMode::Password(_)) => Some(args.data_dir.join("files")),
@@ -189,7 +199,9 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
         (Some(cert), Some(key)) => Some(eddy::server::tls::acceptor(cert, key)?),
         _ => None,
     };
-    let engine = Arc::new(Engine::open(limits, &args.data_dir).map_err(|e| e.to_string())?);
+    let engine = Arc::new(
+        Engine::open_with(limits, &args.data_dir, credentials).map_err(|e| e.to_string())?,
+    );
     engine.restore().await;
     // Checked before binding too, so nothing listens even briefly.
     if let Ok(a) = args.pg_addr.parse::<std::net::SocketAddr>() {
@@ -259,28 +271,37 @@ fn refuse_open_trust(
     Ok(())
 }
 
-/// The authentication the flags ask for.
-fn auth_mode(args: &ServeArgs) -> Result<AuthMode, String> {
-    let mut users = Users::default();
+/// The authentication the flags and the stored users ask for. Flag users
+/// are added to `credentials` (in memory).
+fn auth_mode(args: &ServeArgs, credentials: &Arc<Credentials>) -> Result<AuthMode, String> {
     if let Some(p) = &args.password {
-        users.add(&args.user, p, Role::Admin);
+        credentials.configure_user(&args.user, p, Role::Admin);
     }
     if let Some(p) = &args.reader_password {
         if args.reader_user == args.user {
             return Err("the read-only user needs a name of its own (--reader-user)".into());
         }
-        users.add(&args.reader_user, p, Role::Reader);
+        credentials.configure_user(&args.reader_user, p, Role::Reader);
     }
+    let admin = credentials.has_admin();
     match args.auth.as_str() {
         "trust" => Ok(AuthMode::Trust),
-        "password" if args.password.is_none() => {
-            Err("--auth password needs the admin's password (EDDY_PASSWORD or --password)".into())
-        }
-        _ if users.is_empty() => Ok(AuthMode::Trust),
-        _ if args.password.is_none() => {
+        "password" if !admin => Err("--auth password needs an admin: set EDDY_PASSWORD (or \
+             --password), or CREATE USER … SUPERUSER PASSWORD '…' first"
+            .into()),
+        _ if args.reader_password.is_some() && !admin => {
             Err("a read-only user needs an admin too: set EDDY_PASSWORD (or --password)".into())
         }
-        _ => Ok(AuthMode::Password(Arc::new(users))),
+        _ if !admin => {
+            if credentials.has_users() {
+                tracing::warn!(
+                    "users exist (eddy.users) but none is an admin, so passwords are off: \
+                     set EDDY_PASSWORD to turn them on"
+                );
+            }
+            Ok(AuthMode::Trust)
+        }
+        _ => Ok(AuthMode::Password(credentials.clone())),
     }
 }
 

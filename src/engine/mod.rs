@@ -1,8 +1,10 @@
 //! The engine: executes classified statements against the catalog and
 //! DataFusion.
 
+mod access;
 mod catalog;
 mod checkpointing;
+pub mod credentials;
 mod ddl;
 mod delete;
 pub mod durable;
@@ -114,6 +116,8 @@ pub struct Engine {
     dead_letters: Arc<DeadLetterStore>,
     /// The catalog file, when the engine has a data dir.
     durable: Option<DurableCatalog>,
+    /// Users and secrets.
+    credentials: Arc<credentials::Credentials>,
     /// Connectors start reading once this is true (after a restart's objects are all back).
     start_gate: tokio::sync::watch::Sender<bool>,
     /// Where durable state lives, if anywhere.
@@ -238,6 +242,8 @@ impl Engine {
             "eddy.dead_letters",
             Arc::new(DeadLetterTable(dead_letters.clone())),
         )?;
+        let credentials = Arc::new(credentials::Credentials::in_memory());
+        access::register_tables(&ctx, &credentials, &catalog)?;
         let hub = Arc::new(CheckpointHub::default());
         ctx.register_table(
             "eddy.checkpoints",
@@ -251,6 +257,7 @@ impl Engine {
             compat: PostgresCompatibilityParser::new(),
             ddl_lock: tokio::sync::Mutex::new(()),
             durable: None,
+            credentials,
             start_gate: tokio::sync::watch::Sender::new(true),
             data_dir: None,
             start_holds: parking_lot::Mutex::new(0),
@@ -267,7 +274,18 @@ impl Engine {
     /// An engine whose catalog is kept in `data_dir` (see [`durable`]). Call
     /// [`Engine::restore`] before serving: connectors wait until it is done.
     pub fn open(limits: Limits, data_dir: &std::path::Path) -> Result<Self> {
+        let credentials = Arc::new(credentials::Credentials::open(data_dir, None)?);
+        Self::open_with(limits, data_dir, credentials)
+    }
+
+    /// [`Engine::open`] with users and secrets opened by the caller.
+    pub fn open_with(
+        limits: Limits,
+        data_dir: &std::path::Path,
+        credentials: Arc<credentials::Credentials>,
+    ) -> Result<Self> {
         let mut engine = Engine::new(limits)?;
+        engine.set_credentials(credentials)?;
         engine.durable = Some(DurableCatalog::open(data_dir)?);
         engine.data_dir = Some(data_dir.to_path_buf());
         engine.open_checkpoints(data_dir);
@@ -674,6 +692,10 @@ impl Engine {
                     tag: "CHECKPOINT".into(),
                     rows: None,
                 })
+            }
+            Statement::Access(a) => {
+                let _g = self.ddl_lock.lock().await;
+                self.access(a)
             }
             Statement::Session(s) => Err(EddyError::Internal(format!(
                 "session statement reached the engine: {s}"

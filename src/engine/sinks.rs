@@ -43,7 +43,7 @@ impl Engine {
                 )))
             };
         }
-        let mut opts: BTreeMap<String, String> = s.options.clone();
+        let mut opts: BTreeMap<String, String> = self.with_secrets(&s.options, &s.secrets)?;
         let connector = opts.remove("connector").unwrap_or_default();
         if connector != "kafka" {
             return Err(EddyError::InvalidParameter {

@@ -138,7 +138,7 @@ impl Engine {
         stream: &Arc<StreamObject>,
         tasks: &mut JoinSet<()>,
     ) -> Result<()> {
-        let mut opts: BTreeMap<String, String> = c.options.clone();
+        let mut opts: BTreeMap<String, String> = self.with_secrets(&c.options, &c.secrets)?;
         let connector = opts.remove("connector").unwrap_or_default();
         match connector.as_str() {
             "datagen" => {

@@ -12,6 +12,7 @@ pub mod auth;
 mod cancel;
 mod handler;
 mod idle;
+mod scram;
 mod session;
 pub mod tls;
 
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::{auth::StartupHandler, PgWireServerHandlers};
+use pgwire::api::{auth::StartupHandler, PgWireServerHandlers, RandomPidSecretKeyGenerator};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -74,6 +75,8 @@ struct Handlers {
     tls_required: bool,
     cancels: Arc<CancelRegistry>,
     cancel: Arc<Canceller>,
+    /// Backend keys (process id, secret) of password logins.
+    keys: Arc<RandomPidSecretKeyGenerator>,
 }
 
 /// The handler factory pgwire gets for one connection.
@@ -100,6 +103,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
             s.tls_required,
             self.reserved_slot,
             s.cancels.clone(),
+            s.keys.clone(),
         ))
     }
 
@@ -157,6 +161,7 @@ pub async fn serve(
         tls_required: config.tls_required,
         cancels: cancels.clone(),
         cancel: Arc::new(Canceller(cancels)),
+        keys: Arc::new(RandomPidSecretKeyGenerator::default()),
     });
     let slots = Slots::new(&config);
     let mut connections = JoinSet::new();

@@ -1,5 +1,6 @@
 //! SQL front end: tokens → typed [`Statement`]s, and the window TVF rewrite.
 
+pub mod access;
 pub mod complexity;
 pub mod hoist;
 pub mod names;

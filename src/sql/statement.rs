@@ -8,6 +8,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
+use super::access::{self, Access};
 use super::tokens::{
     self, is_word, parser_error, split_statements, starts_with_words, strip_emit_clause,
     EmitClause, StatementTokens, DIALECT,
@@ -81,6 +82,8 @@ pub struct CreateStream {
     pub primary_key: Vec<String>,
     /// `WITH (…)` options, keys lower-cased.
     pub options: BTreeMap<String, String>,
+    /// Options whose value is a secret: key → secret name (`'k' = SECRET name`).
+    pub secrets: BTreeMap<String, String>,
     /// The statement text, for `SHOW CREATE`.
     pub sql: String,
 }
@@ -132,6 +135,8 @@ pub struct CreateSink {
     pub from: String,
     /// `WITH (…)` options, keys lower-cased.
     pub options: BTreeMap<String, String>,
+    /// Options whose value is a secret: key → secret name (`'k' = SECRET name`).
+    pub secrets: BTreeMap<String, String>,
     /// The statement text, for `SHOW CREATE`.
     pub sql: String,
 }
@@ -175,6 +180,8 @@ pub enum Statement {
     Session(Box<ast::Statement>),
     /// `CHECKPOINT`: take a checkpoint now.
     Checkpoint,
+    /// Users and secrets (see [`access`]).
+    Access(Access),
 }
 
 /// Parse a query string into classified statements.
@@ -219,6 +226,9 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
         if let Some(s) = parse_show(sql, &st)? {
             return Ok(s);
         }
+    }
+    if let Some(s) = access::parse_access(sql, &st)? {
+        return Ok(s);
     }
     if starts_with_words(t, &["CHECKPOINT"]) {
         let mut p = parser_for(st.tokens.clone());
@@ -427,10 +437,10 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
             }
         }
     }
-    let options = if p.parse_keyword(Keyword::WITH) {
+    let Options { options, secrets } = if p.parse_keyword(Keyword::WITH) {
         parse_options(sql, &mut p)?
     } else {
-        BTreeMap::new()
+        Options::default()
     };
     expect_end(sql, &mut p)?;
     if kind == ObjectKind::Table && !includes.is_empty() {
@@ -477,6 +487,7 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
         includes,
         primary_key,
         options,
+        secrets,
         sql: st.text,
     })))
 }
@@ -490,10 +501,10 @@ fn parse_create_sink(sql: &str, st: StatementTokens) -> Result<Statement> {
     let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
     p.expect_keyword(Keyword::FROM).map_err(perr)?;
     let from = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
-    let options = if p.parse_keyword(Keyword::WITH) {
+    let Options { options, secrets } = if p.parse_keyword(Keyword::WITH) {
         parse_options(sql, &mut p)?
     } else {
-        BTreeMap::new()
+        Options::default()
     };
     expect_end(sql, &mut p)?;
     if !options.contains_key("connector") {
@@ -510,6 +521,7 @@ fn parse_create_sink(sql: &str, st: StatementTokens) -> Result<Statement> {
         if_not_exists,
         from,
         options,
+        secrets,
         sql: st.text,
     }))
 }
@@ -531,7 +543,13 @@ fn parse_create_view(sql: &str, st: StatementTokens, explain: bool) -> Result<Cr
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
     let options = if p.parse_keyword(Keyword::WITH) {
-        parse_options(sql, &mut p)?
+        let o = parse_options(sql, &mut p)?;
+        if let Some(k) = o.secrets.keys().next() {
+            return Err(EddyError::invalid(format!(
+                "option '{k}' of a materialized view cannot be a secret"
+            )));
+        }
+        o.options
     } else {
         BTreeMap::new()
     };
@@ -548,12 +566,19 @@ fn parse_create_view(sql: &str, st: StatementTokens, explain: bool) -> Result<Cr
     })
 }
 
+/// `WITH (…)` options: plain values, and those that name a secret.
+#[derive(Default)]
+struct Options {
+    options: BTreeMap<String, String>,
+    secrets: BTreeMap<String, String>,
+}
+
 /// `( key = value, … )` where key is a word, dotted words or a string, and
-/// value a string, number or word.
-fn parse_options(sql: &str, p: &mut Parser) -> Result<BTreeMap<String, String>> {
+/// value a string, number, word, or `SECRET name` (see [`access`]).
+fn parse_options(sql: &str, p: &mut Parser) -> Result<Options> {
     let perr = |e| parser_error(sql, e);
     p.expect_token(&Token::LParen).map_err(perr)?;
-    let mut out = BTreeMap::new();
+    let mut out = Options::default();
     if p.consume_token(&Token::RParen) {
         return Ok(out);
     }
@@ -581,31 +606,52 @@ fn parse_options(sql: &str, p: &mut Parser) -> Result<BTreeMap<String, String>> 
             key.push('.');
         }
         p.expect_token(&Token::Eq).map_err(perr)?;
-        let t = p.next_token();
-        let value = match &t.token {
-            Token::SingleQuotedString(s) => s.clone(),
-            Token::Number(n, _) => n.clone(),
-            Token::Word(w) => w.value.clone(),
-            Token::Minus => match p.next_token().token {
-                Token::Number(n, _) => format!("-{n}"),
-                other => {
-                    return Err(EddyError::syntax(format!(
-                        "syntax error: expected a number after '-', found {other}"
-                    )))
-                }
-            },
-            _ => {
-                return Err(EddyError::Syntax {
-                    message: format!(
-                        "syntax error: expected a value for option '{key}', found {}",
-                        t.token
-                    ),
-                    position: Some(tokens::char_position(sql, t.span.start)),
-                })
-            }
-        };
         let key = key.to_lowercase();
-        if out.insert(key.clone(), value).is_some() {
+        let t = p.next_token();
+        if is_word(&t.token, "SECRET") && matches!(p.peek_token().token, Token::Word(_)) {
+            let secret = normalize_ident(&p.parse_identifier().map_err(perr)?);
+            if out.secrets.insert(key.clone(), secret).is_some() {
+                return Err(EddyError::syntax(format!("option '{key}' given twice")));
+            }
+        } else {
+            if access::is_credential_option(&key) {
+                return Err(EddyError::InvalidParameter {
+                    message: format!(
+                        "option '{key}' holds a credential and must come from a secret, not be \
+                     written in the statement"
+                    ),
+                    hint: Some(format!(
+                        "CREATE SECRET name AS '…'; then write '{key}' = SECRET name."
+                    )),
+                });
+            }
+            let value = match &t.token {
+                Token::SingleQuotedString(s) => s.clone(),
+                Token::Number(n, _) => n.clone(),
+                Token::Word(w) => w.value.clone(),
+                Token::Minus => match p.next_token().token {
+                    Token::Number(n, _) => format!("-{n}"),
+                    other => {
+                        return Err(EddyError::syntax(format!(
+                            "syntax error: expected a number after '-', found {other}"
+                        )))
+                    }
+                },
+                _ => {
+                    return Err(EddyError::Syntax {
+                        message: format!(
+                            "syntax error: expected a value for option '{key}', found {}",
+                            t.token
+                        ),
+                        position: Some(tokens::char_position(sql, t.span.start)),
+                    })
+                }
+            };
+            if out.options.insert(key.clone(), value).is_some() {
+                return Err(EddyError::syntax(format!("option '{key}' given twice")));
+            }
+        }
+        if out.options.contains_key(&key) && out.secrets.contains_key(&key) {
             return Err(EddyError::syntax(format!("option '{key}' given twice")));
         }
         if p.consume_token(&Token::Comma) {

@@ -566,3 +566,41 @@ pub fn startup_message() -> Vec<u8> {
     msg.extend(body);
     msg
 }
+
+/// How long a psql run may take.
+pub const PSQL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// psql with a libpq connection string and `-c sql`; (success, stdout, stderr).
+pub fn psql_as(conn: &str, sql: &str, password: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new("psql");
+    cmd.args([
+        "-X",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        conn,
+        "-c",
+        sql,
+    ]);
+    for var in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGSSLMODE",
+        "PSQLRC",
+    ] {
+        cmd.env_remove(var);
+    }
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    let out = run_bounded(cmd, PSQL_TIMEOUT);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
