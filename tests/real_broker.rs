@@ -12,9 +12,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::tansu::{start_tansu, tansu_or_skip};
 use common::Server;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -23,66 +23,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 const EVENTUALLY: Duration = Duration::from_secs(60);
-
-/// The tansu binary: on PATH or in cargo's bin directory.
-fn tansu_binary() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(home).join(".cargo/bin/tansu"));
-    }
-    candidates.into_iter().find(|p| p.is_file())
-}
-
-/// A tansu broker process, killed on drop.
-struct Tansu {
-    child: Child,
-    bootstrap: String,
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_tansu(bin: &PathBuf) -> Tansu {
-    let port = common::free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let log = common::unique_temp_dir().join("tansu.log");
-    let out = std::fs::File::create(&log).expect("tansu log");
-    let err = out.try_clone().expect("tansu log");
-    let child = Command::new(bin)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start tansu");
-    let t = Tansu {
-        child,
-        bootstrap: format!("127.0.0.1:{port}"),
-    };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "tansu did not listen on {port}; log: {}",
-            common::read_tail(&log, 4096)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    t
-}
 
 async fn rows(client: &common::PgClient, sql: &str) -> Vec<Vec<String>> {
     client
@@ -104,16 +44,10 @@ async fn rows(client: &common::PgClient, sql: &str) -> Vec<Vec<String>> {
 /// The Meetup fixture through a real broker: 1,960 rows, 40 dead letters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meetup_fixture_through_tansu() {
-    let Some(bin) = tansu_binary() else {
-        if std::env::var("EDDY_REQUIRE_REAL_BROKER").as_deref() == Ok("1") {
-            panic!("EDDY_REQUIRE_REAL_BROKER=1 but no tansu binary (cargo install tansu --features dynostore)");
-        }
-        eprintln!(
-            "SKIPPED meetup_fixture_through_tansu: no tansu binary on PATH or in ~/.cargo/bin"
-        );
+    let Some(bin) = tansu_or_skip("meetup_fixture_through_tansu") else {
         return;
     };
-    let tansu = start_tansu(&bin);
+    let tansu = start_tansu(&bin, &[], None);
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &tansu.bootstrap)
         .create()

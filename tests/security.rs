@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -176,31 +175,11 @@ fn no_open_network_port_without_authentication() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-/// A self-signed certificate for `localhost`, made with openssl now.
-fn certificate(dir: &Path) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let mut cmd = Command::new("openssl");
-    cmd.args([
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-    ])
-    .args(["-subj", "/CN=localhost", "-keyout"])
-    .arg(&key)
-    .arg("-out")
-    .arg(&cert);
-    let out = common::run_bounded(cmd, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert.display().to_string(), key.display().to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_served_and_can_be_required() {
     let dir = common::unique_temp_dir();
     std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = certificate(&dir);
+    let (cert, key) = common::self_signed_certificate(&dir);
     let server =
         Server::start_with_args(&["--tls-cert", &cert, "--tls-key", &key, "--tls-required"]).await;
     let base = format!("host=127.0.0.1 port={} user=eddy dbname=eddy", server.port);

@@ -18,11 +18,17 @@ use crate::sql::CreateSink;
 
 impl Engine {
     /// Kafka properties that name files (certificates, keys) must name
-    /// readable ones (see [`Engine::readable_path`]).
-    pub(super) fn check_kafka_files(&self, properties: &BTreeMap<String, String>) -> Result<()> {
-        for (k, v) in properties {
-            if crate::connectors::kafka::is_file_property(k) {
-                self.readable_path(&format!("'properties.{k}'"), v)?;
+    /// readable ones (see [`Engine::readable_path`]); a relative one is made
+    /// to start at the file root, so librdkafka opens the file that was
+    /// checked. (`ssl.ca.location = 'probe'` asks for the system's CAs.)
+    pub(super) fn check_kafka_files(
+        &self,
+        properties: &mut BTreeMap<String, String>,
+    ) -> Result<()> {
+        for (k, v) in properties.iter_mut() {
+            if crate::connectors::kafka::is_file_property(k) && v.as_str() != "probe" {
+                let path = self.readable_path(&format!("'properties.{k}'"), v)?;
+                *v = path.to_string_lossy().into_owned();
             }
         }
         Ok(())
@@ -51,8 +57,8 @@ impl Engine {
                 hint: Some("Available sink connectors: kafka.".into()),
             });
         }
-        let kafka = KafkaSinkOptions::from_options(&mut opts).map_err(EddyError::invalid)?;
-        self.check_kafka_files(&kafka.properties)?;
+        let mut kafka = KafkaSinkOptions::from_options(&mut opts).map_err(EddyError::invalid)?;
+        self.check_kafka_files(&mut kafka.properties)?;
         if let Some(k) = opts.keys().next() {
             return Err(EddyError::invalid(format!(
                 "unknown option '{k}' for sink connector 'kafka'"

@@ -169,9 +169,9 @@ impl Engine {
                 tasks.spawn(publish_reader(stream.clone(), rx));
             }
             "kafka" => {
-                let kafka =
+                let mut kafka =
                     KafkaOptions::from_options(&c.name, &mut opts).map_err(EddyError::invalid)?;
-                self.check_kafka_files(&kafka.properties)?;
+                self.check_kafka_files(&mut kafka.properties)?;
                 let (ingest, bounds) =
                     self.ingest(columns, stream, &mut opts, Some(&kafka.bootstrap))?;
                 no_leftovers("kafka", &opts)?;

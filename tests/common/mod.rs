@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod tansu;
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
@@ -603,4 +604,27 @@ pub fn psql_as(conn: &str, sql: &str, password: Option<&str>) -> (bool, String, 
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, made with
+/// openssl now: (certificate path, key path), both PEM.
+pub fn self_signed_certificate(dir: &Path) -> (String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+    ])
+    .args(["-subj", "/CN=localhost"])
+    .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+    .arg("-keyout")
+    .arg(&key)
+    .arg("-out")
+    .arg(&cert);
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert.display().to_string(), key.display().to_string())
 }

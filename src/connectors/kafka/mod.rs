@@ -12,6 +12,7 @@
 //! ```
 
 mod at_least_once;
+mod context;
 mod dead_letter_topic;
 mod options;
 mod sink;

@@ -18,12 +18,13 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::Array;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::context::Reporting;
 use super::options::{KafkaOptions, StartupMode};
 use crate::connectors::format::Record;
 use crate::connectors::ingest::Ingest;
@@ -31,6 +32,9 @@ use crate::connectors::runner::Produced;
 use crate::connectors::stream::{PartitionProgress, StreamObject};
 use crate::connectors::BatchBounds;
 use crate::error::EddyError;
+
+/// The consumer, with librdkafka's own error reports kept.
+type BaseConsumer = rdkafka::consumer::BaseConsumer<Reporting>;
 
 /// Longest single poll, so a dropped source is noticed quickly.
 const POLL: Duration = Duration::from_millis(50);
@@ -148,6 +152,9 @@ impl Reader {
 
     fn retrying(&mut self, msg: String) -> Result<(), Closed> {
         tracing::warn!(source = %self.stream.name, error = %msg, "kafka source retrying");
+        // Shown at once, even before a view reads the source (the channel
+        // is only drained then).
+        *self.stream.metrics.last_error.lock() = Some(msg.clone());
         self.unhealthy = true;
         self.send(Produced::Retrying(msg))
     }
@@ -190,7 +197,7 @@ impl Reader {
         for (k, v) in &self.opts.properties {
             cfg.set(k, v);
         }
-        cfg.create()
+        cfg.create_with_context(Reporting::new(&self.stream.name))
             .map_err(|e| EddyError::Connector(format!("cannot create Kafka consumer: {e}")))
     }
 
@@ -272,11 +279,21 @@ impl Reader {
                         ))?,
                     }
                 }
-                Err(e) => self.retrying(format!(
-                    "cannot reach Kafka at {}: {} (retrying)",
-                    self.opts.bootstrap,
-                    describe(&e)
-                ))?,
+                Err(e) => {
+                    // Serve librdkafka's queued events: its client errors
+                    // (a refused login, a failed handshake) say why.
+                    let _ = consumer.poll(Duration::ZERO);
+                    self.retrying(format!(
+                        "cannot reach Kafka at {}: {}{} (retrying)",
+                        self.opts.bootstrap,
+                        describe(&e),
+                        consumer
+                            .context()
+                            .take_error()
+                            .map(|c| format!("; the client reports: {c}"))
+                            .unwrap_or_default()
+                    ))?
+                }
             }
             self.pause(backoff)?;
             backoff = (backoff * 2).min(BACKOFF_MAX);
