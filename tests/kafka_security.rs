@@ -1,8 +1,8 @@
 //! Kafka over TLS, and SASL (issue 14). A source and a sink reach a real
 //! broker (tansu) through TLS, verifying it with a CA file read under
-//! `--file-root`; a source logging in with SASL SCRAM-SHA-256, its password a
-//! `CREATE SECRET`, is turned away by a broker that requires logins, and
-//! eddy shows why without showing the password.
+//! `--file-root`; a source and a sink logging in with SASL SCRAM-SHA-256, the
+//! password a `CREATE SECRET`, are turned away by a broker that requires
+//! logins, and eddy shows why (librdkafka's words) without the password.
 //!
 //! tansu 0.6 accepts `--cert/--key` but does not serve TLS, so TLS ends in a
 //! small rustls proxy in this test (eddy's own acceptor) that forwards to
@@ -219,6 +219,36 @@ async fn source_and_sink_over_tls_and_a_sasl_refusal() {
     for text in [error, server.log_tail()] {
         assert!(!text.contains("eddy-kafka-pw"), "the secret leaked: {text}");
     }
+    // A sink to that broker says the same, in its own status.
+    c.batch_execute(&format!(
+        "CREATE SINK locked_out FROM total WITH (connector = 'kafka', topic = 'ev-out',
+             delivery = 'at_least_once',
+             'properties.bootstrap.servers' = '{locked_bootstrap}',
+             'properties.message.timeout.ms' = '2000',
+             'properties.security.protocol' = 'SASL_SSL',
+             'properties.sasl.mechanism' = 'SCRAM-SHA-256',
+             'properties.sasl.username' = 'eddy',
+             'properties.sasl.password' = SECRET kafka_pw,
+             'properties.ssl.ca.location' = 'ca.pem');"
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("SASL sink: {}", error_text(&e)));
+    let start = Instant::now();
+    let sink_error = loop {
+        let r = common::rows(
+            &c,
+            "SELECT coalesce(last_error, '') FROM eddy.sinks WHERE name = 'locked_out'",
+        )
+        .await
+        .unwrap();
+        if r[0][0].to_lowercase().contains("authenticat") {
+            break r[0][0].clone();
+        }
+        assert!(start.elapsed() < EVENTUALLY, "sink error: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("the locked sink says: {sink_error}");
+    assert!(!sink_error.contains("eddy-kafka-pw"));
     // The rest of the server carries on.
     common::eventually(&c, "SELECT n FROM total", &[&["100"]]).await;
     tasks.abort_all();

@@ -19,10 +19,13 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
+
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::context::with_client_error;
+use super::sink::FutureProducer;
 use super::sink::{encode, KafkaSinkOptions, OutMessage, SinkObject};
 use super::sink::{RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 use crate::error::Result;
@@ -130,7 +133,7 @@ async fn run_loop(run: SinkRun) -> Result<()> {
         }
         if retry.at.is_none() {
             if let Err(e) = produce(&producer, &opts.topic, &mut buf) {
-                retry.failed(&sink, rx.is_some(), e);
+                retry.failed(&sink, rx.is_some(), with_client_error(e, &opts.reports));
             }
         }
         let full = buf.bytes >= buffer_max_bytes;
@@ -179,7 +182,7 @@ async fn run_loop(run: SinkRun) -> Result<()> {
                 }
                 Err(e) => {
                     buf.rewind();
-                    retry.failed(&sink, rx.is_some(), e);
+                    retry.failed(&sink, rx.is_some(), with_client_error(e, &opts.reports));
                 }
             },
             () = sleep_until(retry.at), if retry.at.is_some() => {}

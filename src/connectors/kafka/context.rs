@@ -11,7 +11,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 
-/// A client context that remembers the latest client error.
+/// A client context that remembers the latest client error (clones share it).
 #[derive(Clone, Default)]
 pub struct Reporting {
     name: Arc<str>,
@@ -30,6 +30,20 @@ impl Reporting {
     /// The latest client error since the last call, if any.
     pub fn take_error(&self) -> Option<String> {
         self.last_error.lock().take()
+    }
+}
+
+impl std::fmt::Debug for Reporting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reporting({})", self.name)
+    }
+}
+
+/// `error` and, when the client reported one meanwhile, its own words.
+pub fn with_client_error(error: String, reports: &Reporting) -> String {
+    match reports.take_error() {
+        Some(c) => format!("{error}; the client reports: {c}"),
+        None => error,
     }
 }
 

@@ -22,11 +22,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use super::context::Reporting;
 use datafusion::arrow::json::writer::{LineDelimited, WriterBuilder};
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::Mutex;
 use rdkafka::config::ClientConfig;
-use rdkafka::producer::FutureProducer;
+
+/// A producer whose client errors are kept in [`KafkaSinkOptions::reports`].
+pub type FutureProducer = rdkafka::producer::FutureProducer<Reporting>;
 
 use super::options::{take_properties, take_topic_and_brokers};
 use crate::error::{EddyError, Result};
@@ -120,6 +123,8 @@ pub struct KafkaSinkOptions {
     pub key: Option<Vec<String>>,
     /// `delivery`, when given.
     pub delivery: Option<Delivery>,
+    /// What the producers made from these options report (shared by clones).
+    pub reports: Reporting,
 }
 
 impl KafkaSinkOptions {
@@ -150,6 +155,7 @@ impl KafkaSinkOptions {
         };
         let properties = take_properties(options)?;
         Ok(KafkaSinkOptions {
+            reports: Reporting::new(&format!("sink to {topic}")),
             topic,
             bootstrap,
             properties,
@@ -192,7 +198,7 @@ impl KafkaSinkOptions {
         for (k, v) in &self.properties {
             cfg.set(k, v);
         }
-        cfg.create()
+        cfg.create_with_context(self.reports.clone())
             .map_err(|e| EddyError::Connector(format!("cannot create Kafka producer: {e}")))
     }
 }

@@ -34,11 +34,14 @@ use datafusion::arrow::record_batch::RecordBatch;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer};
+
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::context::with_client_error;
+use super::sink::FutureProducer;
 use super::sink::{
     encode, KafkaSinkOptions, OutMessage, SinkObject, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN,
 };
@@ -226,6 +229,7 @@ impl TxnSink {
     /// Mark the sink as retrying because of `error`; the next session
     /// starts after a backoff and aborts the open transaction.
     fn fail_session(&mut self, error: String) {
+        let error = with_client_error(error, &self.opts.reports);
         tracing::warn!(sink = %self.sink.name, error = %error, "sink retrying");
         *self.sink.metrics.status.lock() = "retrying".into();
         *self.sink.metrics.last_error.lock() = Some(error);
@@ -601,7 +605,7 @@ mod tests {
         let opts = KafkaSinkOptions::from_options(&mut options).unwrap();
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap_servers())
-            .create()
+            .create_with_context(Default::default())
             .unwrap();
         for i in 0..3 {
             let rec = FutureRecord::<(), str>::to("checked")
