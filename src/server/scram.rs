@@ -286,4 +286,24 @@ mod tests {
         assert!(parse_client_first("n,a=admin,n=,r=abc").is_err());
         assert!(parse_client_first("n,,n=,r=").is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends, the exchange answers with an error or a
+        /// verdict, never a panic.
+        #[test]
+        fn any_client_message_is_answered(first in ".{0,80}", last in ".{0,120}") {
+            if let Ok((gs2_header, client_first_bare, nonce)) = parse_client_first(&first) {
+                let pending = Pending {
+                    user: "u".into(),
+                    verifier: ScramVerifier::from_password("pw"),
+                    gs2_header,
+                    client_first_bare,
+                    server_first: format!("r={nonce}x,s=c2FsdA==,i=4096"),
+                    nonce: format!("{nonce}x"),
+                };
+                let _ = pending.finish(&last);
+                let _ = pending.finish(&format!("c=biws,r={nonce}x,p={last}"));
+            }
+        }
+    }
 }
