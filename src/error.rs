@@ -317,13 +317,43 @@ fn classify_plan_message(msg: &str) -> EddyError {
     // PostgreSQL's codes for the type and name errors DataFusion's planner reports.
     let code = if msg.contains("requires a boolean expression") {
         "42804" // argument of NOT must be type boolean
-    } else if msg.contains("Unary operator") {
-        "42883" // operator does not exist
+    } else if msg.contains("Unary operator")
+        || msg.contains("Cannot infer common string type for string concat")
+        || msg.contains("does not support zero arguments")
+        || msg.contains("Failed to coerce arguments to satisfy a call to")
+        || msg.contains("Cannot get result type for temporal operation")
+        || msg.contains("Cannot get result type for arithmetic operation")
+        || msg.contains("Negation only supports")
+        || (msg.contains("requires") && msg.contains(", but received"))
+        || (msg.contains("expects") && msg.contains(" but received "))
+        || (msg.contains("expects") && msg.contains("arguments but received"))
+    {
+        "42883" // operator (or function of that many arguments) does not exist
     } else if msg.contains("Cannot infer common argument type")
         || msg.contains("compatible types")
         || msg.contains("Cannot coerce")
+        || (msg.contains("Failed to coerce then") && msg.contains("to common type"))
+        || msg.contains("There isn't a common type to coerce")
     {
-        "42804"
+        "42804" // CASE types … cannot be matched
+    } else if msg.contains("Cannot automatically convert") {
+        "42846" // cannot cast type … to …
+    } else if msg.contains("Aggregate function calls cannot be nested")
+        || msg.contains("must be in GROUP BY or an aggregate function")
+        || msg.contains("Aggregate functions are not allowed in the WHERE clause")
+    {
+        "42803" // grouping_error, as PostgreSQL
+    } else if msg.contains("Substring without for/from") {
+        "42601"
+    } else if msg.contains("Projections require unique expression names") {
+        return EddyError::NotSupported {
+            message: lowercase_first(msg),
+            hint: Some(
+                "Unlike PostgreSQL, eddy needs distinct output column names: add AS name to \
+                 repeated expressions."
+                    .into(),
+            ),
+        };
     } else if msg.contains("Ambiguous reference") {
         "42702"
     } else if msg.contains("non-boolean predicate") {
@@ -409,6 +439,27 @@ mod tests {
                 "42804",
             ),
             ("Ambiguous reference to unqualified field x", "42702"),
+            (
+                "Cannot infer common string type for string concat operation Boolean || Int64",
+                "42883",
+            ),
+            (
+                "Failed to coerce then (Boolean) and else (Int64) to common types in CASE",
+                "42804",
+            ),
+            (
+                "Cannot automatically convert Timestamp(ns) to Boolean",
+                "42846",
+            ),
+            (
+                "Function 'power' expects 2 arguments but received 1",
+                "42883",
+            ),
+            (
+                "Aggregate function calls cannot be nested: 'count(…)'",
+                "42803",
+            ),
+            ("Projections require unique expression names but …", "0A000"),
             ("something else entirely", "42000"),
         ] {
             assert_eq!(

@@ -82,6 +82,26 @@ fn pg(e: EddyError) -> PgWireError {
     e.into_pg()
 }
 
+/// The Postgres columns of a result, or 0A000 for a type that cannot be
+/// sent (arrow-pg reports those as XX000, e.g. arrays of arrays).
+fn result_fields(
+    schema: &datafusion::arrow::datatypes::Schema,
+    format: &Format,
+    opts: Option<Arc<FormatOptions>>,
+) -> PgWireResult<Vec<FieldInfo>> {
+    arrow_schema_to_pg_fields(schema, format, opts).map_err(|e| match e {
+        PgWireError::UserError(info)
+            if info.code == "XX000" && info.message.contains("Unsupported") =>
+        {
+            pg(EddyError::NotSupported {
+                message: format!("cannot send this result: {}", info.message),
+                hint: Some("Cast the column to text, or unnest arrays of arrays.".into()),
+            })
+        }
+        other => other,
+    })
+}
+
 fn tag_for(outcome_tag: &str, rows: Option<usize>) -> Tag {
     let tag = Tag::new(outcome_tag);
     match (outcome_tag, rows) {
@@ -102,7 +122,7 @@ async fn encode(
     busy: Option<super::idle::Busy>,
 ) -> PgWireResult<QueryResponse> {
     let schema = df.schema().inner().clone();
-    let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(opts))?);
+    let fields = Arc::new(result_fields(&schema, format, Some(opts))?);
     let batches = interrupt
         .run(async { Ok(df.execute_stream().await?) })
         .await
@@ -373,9 +393,7 @@ impl QueryParser for EddyParser {
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.result {
-            Some(s) => {
-                arrow_schema_to_pg_fields(s, column_format.unwrap_or(&Format::UnifiedText), None)
-            }
+            Some(s) => result_fields(s, column_format.unwrap_or(&Format::UnifiedText), None),
             None => Ok(vec![]),
         }
     }
