@@ -227,6 +227,11 @@ fn classify_arrow(e: &datafusion::arrow::error::ArrowError) -> EddyError {
     let code = match e {
         A::DivideByZero => "22012",
         A::ArithmeticOverflow(_) => "22003",
+        A::CastError(_)
+            if lower.contains("timestamp") && lower.contains("exceeds the representable") =>
+        {
+            "22008" // datetime field overflow
+        }
         A::CastError(_) if lower.contains("overflow") || lower.contains("out of range") => "22003",
         A::CastError(_) => "22P02",
         A::ParseError(_) if lower.contains("timestamp") || lower.contains("date") => "22007",
@@ -243,6 +248,7 @@ fn classify_arrow(e: &datafusion::arrow::error::ArrowError) -> EddyError {
         }
         A::ComputeError(_) if lower.contains("overflow") => "22003",
         A::ComputeError(_) if lower.contains("square root of a negative") => "2201F",
+        A::ComputeError(_) if lower.contains("regular expression did not compile") => "2201B",
         _ => return EddyError::Execution(message),
     };
     EddyError::Data { code, message }
@@ -279,7 +285,7 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
         }
         DataFusionError::NotImplemented(msg) => EddyError::not_supported(msg.clone()),
         DataFusionError::ArrowError(err, _) => classify_arrow(err),
-        DataFusionError::Execution(msg) => EddyError::Execution(msg.clone()),
+        DataFusionError::Execution(msg) => execution_message(msg),
         DataFusionError::ResourcesExhausted(msg) => EddyError::OutOfMemory {
             message: format!("out of memory for queries: {msg}"),
         },
@@ -288,6 +294,21 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
             None => EddyError::Execution(err.to_string()),
         },
         other => EddyError::Execution(other.message().to_string()),
+    }
+}
+
+/// Execution errors that are the user's values, with PostgreSQL's codes.
+fn execution_message(msg: &str) -> EddyError {
+    let code = if msg.contains("decimal_places") && msg.contains("out of supported") {
+        "22003"
+    } else if msg.contains("requires non-empty constant string") {
+        "22023"
+    } else {
+        return EddyError::Execution(msg.to_string());
+    };
+    EddyError::Data {
+        code,
+        message: msg.to_string(),
     }
 }
 

@@ -52,12 +52,22 @@ impl DeadLetter {
     }
 }
 
+/// Where a Kafka record sits: source, partition, offset.
+type Position = (Arc<str>, i32, i64);
+
 struct Inner {
     rows: VecDeque<(u64, DeadLetter)>,
     bytes: usize,
     next_id: u64,
+    /// Kafka positions of the kept letters: a record read again after a
+    /// restart (between a checkpoint and the crash) is not kept twice.
+    positions: std::collections::HashSet<Position>,
     /// Each source's count of its dead letters evicted by the bound.
     evicted_by_source: HashMap<Arc<str>, Arc<AtomicU64>>,
+}
+
+fn position(l: &DeadLetter) -> Option<Position> {
+    Some((l.source.clone(), l.partition?, l.offset?))
 }
 
 /// The bounded store behind `eddy.dead_letters`.
@@ -84,6 +94,7 @@ impl DeadLetterStore {
                 rows: VecDeque::new(),
                 bytes: 0,
                 next_id: 1,
+                positions: std::collections::HashSet::new(),
                 evicted_by_source: HashMap::new(),
             }),
             max_rows,
@@ -92,10 +103,16 @@ impl DeadLetterStore {
         }
     }
 
-    /// Add dead letters, evicting the oldest beyond the bounds.
+    /// Add dead letters, evicting the oldest beyond the bounds. A Kafka
+    /// record already kept (same source, partition and offset) is skipped.
     pub fn push(&self, letters: impl IntoIterator<Item = DeadLetter>) {
         let mut g = self.inner.lock();
         for l in letters {
+            if let Some(p) = position(&l) {
+                if !g.positions.insert(p) {
+                    continue;
+                }
+            }
             let id = g.next_id;
             g.next_id += 1;
             g.bytes += l.bytes();
@@ -104,6 +121,9 @@ impl DeadLetterStore {
         while g.rows.len() > self.max_rows || (g.bytes > self.max_bytes && !g.rows.is_empty()) {
             if let Some((_, old)) = g.rows.pop_front() {
                 g.bytes -= old.bytes();
+                if let Some(p) = position(&old) {
+                    g.positions.remove(&p);
+                }
                 old.evicted.fetch_add(1, Ordering::Relaxed);
                 self.evicted_total.fetch_add(1, Ordering::Relaxed);
             }
@@ -185,6 +205,9 @@ impl DeadLetterStore {
         for (id, l) in letters {
             g.next_id = g.next_id.max(id + 1);
             g.bytes += l.bytes();
+            if let Some(p) = position(&l) {
+                g.positions.insert(p);
+            }
             g.rows.push_back((id, l));
         }
         Ok(())
@@ -291,11 +314,13 @@ impl TableProvider for DeadLetterTable {
 mod tests {
     use super::*;
 
+    /// A dead letter at the next offset of partition 0.
     fn letter(payload: &str, evicted: &Arc<AtomicU64>) -> DeadLetter {
+        static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
         DeadLetter {
             source: "s".into(),
             partition: Some(0),
-            offset: Some(1),
+            offset: Some(NEXT.fetch_add(1, Ordering::Relaxed)),
             key: None,
             payload: payload.as_bytes().to_vec(),
             error: "bad".into(),
@@ -353,5 +378,32 @@ mod tests {
         store.push((0..5).map(|_| letter("0123456", &evicted)));
         assert_eq!(store.len(), 2);
         assert_eq!(store.evicted(), 3);
+    }
+
+    /// A Kafka record read again after a restart (the reader resumes at the
+    /// checkpoint, behind letters it had already reported) is kept once;
+    /// file lines (no partition) and evicted positions are not remembered.
+    #[test]
+    fn a_kafka_record_rejected_again_is_kept_once() {
+        let store = DeadLetterStore::new(3, usize::MAX);
+        let evicted = store.evicted_counter("s");
+        let at = |offset: i64, partition: Option<i32>| DeadLetter {
+            offset: Some(offset),
+            partition,
+            ..letter("x", &evicted)
+        };
+        store.push([at(10, Some(0)), at(11, Some(0)), at(10, Some(1))]);
+        let again = DeadLetterStore::new(3, usize::MAX);
+        again.restore(&store.snapshot().unwrap()).unwrap();
+        again.push([at(10, Some(0)), at(11, Some(0))]);
+        assert_eq!(again.len(), 3);
+        again.push([at(5, None), at(5, None)]);
+        assert_eq!(again.len(), 3);
+        assert_eq!(again.evicted(), 2);
+        // (10, 0) was evicted: seen again, it is kept again.
+        again.push([at(10, Some(0))]);
+        let b = again.batch().unwrap();
+        let offsets = b.column(3).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(offsets.values().to_vec(), vec![5, 5, 10]);
     }
 }
