@@ -271,6 +271,8 @@ fn table(ctx: &SessionContext, name: &str, columns: Vec<(&str, ArrayRef)>) {
 }
 
 /// The first [`EVENTS`] events of one generator, as three DataFusion tables.
+/// A plain DataFusion context: its `to_char` takes chrono's codes (`%Y-%m-%d`),
+/// an independent check of eddy's PostgreSQL patterns (`YYYY-MM-DD`).
 fn oracle() -> SessionContext {
     let config = NexmarkConfig {
         base_time: BASE_TIME_MS,

@@ -1,9 +1,9 @@
 -- Nexmark q15: bidding statistics per day.
 -- From Flink's text: a materialized view instead of the blackhole table; `dateTime` is date_time;
--- Flink's DATE_FORMAT is DataFusion's to_char, which takes chrono's format codes (%Y-%m-%d).
+-- Flink's DATE_FORMAT is to_char, with PostgreSQL's patterns (YYYY-MM-DD).
 CREATE MATERIALIZED VIEW nexmark_q15 AS
 SELECT
-     to_char(date_time, '%Y-%m-%d') as day,
+     to_char(date_time, 'YYYY-MM-DD') as day,
      count(*) AS total_bids,
      count(*) filter (where price < 10000) AS rank1_bids,
      count(*) filter (where price >= 10000 and price < 1000000) AS rank2_bids,
@@ -17,4 +17,4 @@ SELECT
      count(distinct auction) filter (where price >= 10000 and price < 1000000) AS rank2_auctions,
      count(distinct auction) filter (where price >= 1000000) AS rank3_auctions
 FROM bid
-GROUP BY to_char(date_time, '%Y-%m-%d');
+GROUP BY to_char(date_time, 'YYYY-MM-DD');

@@ -1,11 +1,11 @@
 -- Nexmark q16: channel statistics per day.
 -- From Flink's text: a materialized view instead of the blackhole table; `dateTime` is date_time;
--- Flink's DATE_FORMAT is DataFusion's to_char, which takes chrono's format codes (%Y-%m-%d).
+-- Flink's DATE_FORMAT is to_char, with PostgreSQL's patterns (YYYY-MM-DD).
 CREATE MATERIALIZED VIEW nexmark_q16 AS
 SELECT
     channel,
-    to_char(date_time, '%Y-%m-%d') as day,
-    max(to_char(date_time, '%H:%M')) as minute,
+    to_char(date_time, 'YYYY-MM-DD') as day,
+    max(to_char(date_time, 'HH24:MI')) as minute,
     count(*) AS total_bids,
     count(*) filter (where price < 10000) AS rank1_bids,
     count(*) filter (where price >= 10000 and price < 1000000) AS rank2_bids,
@@ -19,4 +19,4 @@ SELECT
     count(distinct auction) filter (where price >= 10000 and price < 1000000) AS rank2_auctions,
     count(distinct auction) filter (where price >= 1000000) AS rank3_auctions
 FROM bid
-GROUP BY channel, to_char(date_time, '%Y-%m-%d');
+GROUP BY channel, to_char(date_time, 'YYYY-MM-DD');

@@ -89,7 +89,7 @@ impl Engine {
         let state = self.ctx.state();
         let expr = state.create_logical_expr(&wm.expr.to_string(), &df_schema)?;
         let monotone = rises_with(&expr, &wm.column);
-        let phys = state.create_physical_expr(expr, &df_schema)?;
+        let phys = crate::plan::physical_expr(&state, expr, &df_schema)?;
         let out_type = phys.data_type(schema)?;
         if !matches!(out_type, DataType::Timestamp(_, _)) {
             return Err(EddyError::DatatypeMismatch(format!(

@@ -213,8 +213,9 @@ impl Engine {
             .with_memory_limit(limits.query_memory_bytes, 1.0)
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        crate::functions::register(&ctx);
         setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|e| *e)?;
+        // After the catalog setup, which registers functions of its own.
+        crate::functions::register(&ctx);
         let catalog = Arc::new(Catalog::default());
         let cat = ctx
             .catalog(CATALOG)

@@ -124,7 +124,7 @@ impl Engine {
             let logical = state.create_logical_expr(&expr.to_string(), &df_schema)?;
             checks.push(Check {
                 sql: format!("CHECK ({expr})"),
-                expr: state.create_physical_expr(logical, &df_schema)?,
+                expr: crate::plan::physical_expr(&state, logical, &df_schema)?,
             });
         }
         Ok(Contract { not_null, checks })

@@ -163,7 +163,7 @@ fn window_spec(state: &SessionState, w: &WindowTvf, input: &PlanInputs) -> Resul
 fn constant(state: &SessionState, e: &ast::Expr) -> Result<Option<ScalarValue>> {
     let empty = DFSchema::empty();
     let expr = state.create_logical_expr(&e.to_string(), &empty)?;
-    let phys = state.create_physical_expr(expr, &empty)?;
+    let phys = super::physical_expr(state, expr, &empty)?;
     let batch = datafusion::arrow::record_batch::RecordBatch::new_empty(Arc::new(
         datafusion::arrow::datatypes::Schema::empty(),
     ));
@@ -400,7 +400,7 @@ fn unsupported(what: &str) -> EddyError {
 
 impl Lowerer<'_> {
     fn phys(&self, e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-        Ok(self.state.create_physical_expr(e.clone(), schema)?)
+        super::physical_expr(self.state, e.clone(), schema)
     }
 
     /// `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)`: the start of a Top-N.
@@ -782,6 +782,7 @@ impl Lowerer<'_> {
         let props = self.state.execution_props();
         let mut aggs = Vec::new();
         for e in aggr_expr {
+            let e = &super::simplify(self.state, e.clone(), in_schema)?;
             let planning = PhysicalPlanningContext::default();
             let lowered =
                 LoweredAggregateBuilder::new(e, in_schema, in_schema.as_arrow(), props, &planning)

@@ -13,6 +13,12 @@ mod lower;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::DFSchema;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::logical_expr::Expr;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_expr::PhysicalExpr;
 
 pub use explain::explain;
 pub use lower::{parse_state_ttl, plan_view, PlanInputs};
@@ -21,6 +27,30 @@ use crate::exec::aggregate::AggregateSpec;
 use crate::exec::stateless::Step;
 use crate::exec::window::WindowSpec;
 use crate::sql::EmitMode;
+
+/// The runnable form of `e` over `schema`, after the same simplification
+/// DataFusion's optimizer gives a query's expressions: some functions
+/// (`coalesce`, `nvl`, …) exist only as rewrites and cannot run without it.
+/// Every expression eddy evaluates itself (view steps, watermarks, CHECKs)
+/// comes through here, so a view and a `SELECT` agree.
+pub fn physical_expr(
+    state: &SessionState,
+    e: Expr,
+    schema: &DFSchema,
+) -> crate::error::Result<Arc<dyn PhysicalExpr>> {
+    let e = simplify(state, e, schema)?;
+    Ok(state.create_physical_expr(e, schema)?)
+}
+
+/// `e` simplified as DataFusion's optimizer simplifies a query's
+/// expressions (see [`physical_expr`]); also for aggregate calls.
+pub fn simplify(state: &SessionState, e: Expr, schema: &DFSchema) -> crate::error::Result<Expr> {
+    let context = SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .with_config_options(state.config_options().clone())
+        .build();
+    Ok(ExprSimplifier::new(context).simplify(e)?)
+}
 
 /// How a view's output watermark relates to its input's.
 #[derive(Debug, Clone)]
