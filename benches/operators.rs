@@ -68,8 +68,15 @@ fn plan(sql: &str) -> ViewPlan {
         },
     );
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(plan_view(&v, &inputs, SessionConfig::new(), 1, 10_000_000))
-        .expect("plan")
+    rt.block_on(plan_view(
+        &v,
+        &inputs,
+        SessionConfig::new(),
+        &[],
+        1,
+        10_000_000,
+    ))
+    .expect("plan")
 }
 
 const TUMBLE: &str = "CREATE MATERIALIZED VIEW v AS SELECT window_start, auction, count(*) AS n, \

@@ -333,7 +333,11 @@ fn classify_plan_message(msg: &str) -> EddyError {
         return EddyError::UndefinedObject(format!("relation \"{short}\" does not exist"));
     }
     if msg.contains("Invalid function") || msg.contains("No function matches") {
-        return EddyError::UndefinedObject(lowercase_first(msg));
+        // PostgreSQL: function … does not exist.
+        return EddyError::Data {
+            code: "42883",
+            message: lowercase_first(msg),
+        };
     }
     // PostgreSQL's codes for the type and name errors DataFusion's planner reports.
     let code = if msg.contains("requires a boolean expression") {

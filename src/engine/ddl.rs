@@ -250,10 +250,18 @@ impl Engine {
     ) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
         let mut inputs = self.plan_inputs();
         inputs.extend(extra);
+        let functions: Vec<_> = self
+            .ctx
+            .state()
+            .scalar_functions()
+            .values()
+            .cloned()
+            .collect();
         let plan = plan_view(
             v,
             &inputs,
             self.ctx.copied_config(),
+            &functions,
             self.limits.partitions,
             self.limits.max_groups_per_partition,
         )

@@ -184,11 +184,13 @@ fn parse(template: &str) -> Vec<Item> {
     let mut items = Vec::new();
     let mut literal = String::new();
     let mut i = 0;
+    // Patterns are ASCII: compare char by char, ASCII-uppercased (a full
+    // uppercasing can change the length: 'ß' becomes "SS").
     let upper_at = |i: usize, n: usize| -> String {
-        chars[i..(i + n).min(chars.len())]
-            .iter()
-            .collect::<String>()
-            .to_uppercase()
+        chars
+            .get(i..i + n)
+            .map(|s| s.iter().map(char::to_ascii_uppercase).collect())
+            .unwrap_or_default()
     };
     while i < chars.len() {
         match chars[i] {
@@ -411,6 +413,9 @@ mod tests {
             ("yyyy/mm/dd", "2026/03/01"),
             ("TZ", ""),
             ("AD", "AD"),
+            ("ß Straße", "ß Straße"),
+            ("\"open", "open"),
+            ("\\", "\\"),
         ] {
             assert_eq!(fmt(t, template), want, "{template}");
         }

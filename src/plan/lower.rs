@@ -44,10 +44,14 @@ pub struct PlanInputs {
 }
 
 /// Plan a view: rewrite window TVFs, plan with DataFusion, lower.
+///
+/// `functions` are the engine's scalar functions (pg_catalog's included),
+/// so a view may call whatever a query may.
 pub async fn plan_view(
     view: &CreateView,
     inputs: &HashMap<String, PlanInputs>,
     config: SessionConfig,
+    functions: &[Arc<datafusion::logical_expr::ScalarUDF>],
     partitions: usize,
     max_groups: usize,
 ) -> Result<ViewPlan> {
@@ -59,6 +63,9 @@ pub async fn plan_view(
     let schema_name = config.options().catalog.default_schema.clone();
     let ctx = SessionContext::new_with_config(config);
     crate::functions::register(&ctx);
+    for f in functions {
+        ctx.register_udf(f.as_ref().clone());
+    }
     if ctx.catalog(&catalog).is_none() {
         let cat = Arc::new(MemoryCatalogProvider::new());
         cat.register_schema(&schema_name, Arc::new(MemorySchemaProvider::new()))?;
