@@ -250,12 +250,15 @@ impl Engine {
     ) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
         let mut inputs = self.plan_inputs();
         inputs.extend(extra);
+        // By their own names only: an alias entry (`date_format`) holds a
+        // function of another name, which must not replace that name's entry.
         let functions: Vec<_> = self
             .ctx
             .state()
             .scalar_functions()
-            .values()
-            .cloned()
+            .iter()
+            .filter(|(key, f)| f.name() == key.as_str())
+            .map(|(_, f)| f.clone())
             .collect();
         let plan = plan_view(
             v,
