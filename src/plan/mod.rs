@@ -39,7 +39,14 @@ pub fn physical_expr(
     schema: &DFSchema,
 ) -> crate::error::Result<Arc<dyn PhysicalExpr>> {
     let e = simplify(state, e, schema)?;
-    Ok(state.create_physical_expr(e, schema)?)
+    let phys = state.create_physical_expr(e, schema)?;
+    // Run it once over no rows: what cannot be computed fails now (at
+    // CREATE), not on the first row of a running view.
+    let empty = datafusion::arrow::record_batch::RecordBatch::new_empty(Arc::new(
+        schema.as_arrow().clone(),
+    ));
+    phys.evaluate(&empty)?;
+    Ok(phys)
 }
 
 /// `e` simplified as DataFusion's optimizer simplifies a query's
@@ -144,4 +151,31 @@ pub struct JoinPlan {
     pub sides: [JoinSide; 2],
     /// The join operator.
     pub spec: Arc<crate::exec::join::JoinSpec>,
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::prelude::{col, lit, SessionContext};
+
+    use super::*;
+
+    /// `coalesce` only runs after simplification: without it the expression
+    /// fails when evaluated, and evaluating over no rows already shows that,
+    /// so such an expression is refused at CREATE rather than on the first row.
+    #[test]
+    fn rewrites_are_applied_and_unrunnable_expressions_fail_early() {
+        let ctx = SessionContext::new();
+        let state = ctx.state();
+        let schema =
+            DFSchema::try_from(Schema::new(vec![Field::new("s", DataType::Utf8, true)])).unwrap();
+        let e = datafusion::functions::expr_fn::coalesce(vec![col("s"), lit("n/a")]);
+        let unsimplified = state.create_physical_expr(e.clone(), &schema).unwrap();
+        let empty = datafusion::arrow::record_batch::RecordBatch::new_empty(Arc::new(
+            schema.as_arrow().clone(),
+        ));
+        let err = unsimplified.evaluate(&empty).unwrap_err().to_string();
+        assert!(err.contains("simplified"), "{err}");
+        assert!(physical_expr(&state, e, &schema).is_ok());
+    }
 }
