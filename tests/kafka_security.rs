@@ -178,16 +178,19 @@ async fn source_and_sink_over_tls_and_a_sasl_refusal() {
 
     // SASL SCRAM over TLS, the password from a secret: the broker has no such
     // user, and eddy says the login failed (and nothing of the password).
+    let sasl = format!(
+        "'properties.bootstrap.servers' = '{locked_bootstrap}',
+         'properties.security.protocol' = 'SASL_SSL',
+         'properties.sasl.mechanism' = 'SCRAM-SHA-256',
+         'properties.sasl.username' = 'eddy',
+         'properties.sasl.password' = SECRET kafka_pw,
+         'properties.ssl.ca.location' = 'ca.pem'"
+    );
     c.batch_execute(&format!(
         "CREATE SECRET kafka_pw AS 'eddy-kafka-pw';
          CREATE SOURCE locked (v INT) WITH (connector = 'kafka', topic = 'ev',
              'scan.startup.mode' = 'earliest', format = 'json',
-             'properties.bootstrap.servers' = '{locked_bootstrap}',
-             'properties.security.protocol' = 'SASL_SSL',
-             'properties.sasl.mechanism' = 'SCRAM-SHA-256',
-             'properties.sasl.username' = 'eddy',
-             'properties.sasl.password' = SECRET kafka_pw,
-             'properties.ssl.ca.location' = 'ca.pem');"
+             {sasl});"
     ))
     .await
     .unwrap_or_else(|e| panic!("SASL source: {}", error_text(&e)));
@@ -223,13 +226,7 @@ async fn source_and_sink_over_tls_and_a_sasl_refusal() {
     c.batch_execute(&format!(
         "CREATE SINK locked_out FROM total WITH (connector = 'kafka', topic = 'ev-out',
              delivery = 'at_least_once',
-             'properties.bootstrap.servers' = '{locked_bootstrap}',
-             'properties.message.timeout.ms' = '2000',
-             'properties.security.protocol' = 'SASL_SSL',
-             'properties.sasl.mechanism' = 'SCRAM-SHA-256',
-             'properties.sasl.username' = 'eddy',
-             'properties.sasl.password' = SECRET kafka_pw,
-             'properties.ssl.ca.location' = 'ca.pem');"
+             'properties.message.timeout.ms' = '2000', {sasl});"
     ))
     .await
     .unwrap_or_else(|e| panic!("SASL sink: {}", error_text(&e)));

@@ -78,65 +78,28 @@ impl Engine {
         &self.credentials
     }
 
-    /// Run a statement about users or secrets.
-    pub(super) fn access(&self, a: Access) -> Result<Outcome> {
-        let c = &self.credentials;
-        let role = |superuser: bool| if superuser { Role::Admin } else { Role::Reader };
-        match a {
-            Access::CreateUser {
-                name,
-                if_not_exists,
-                password,
-                superuser,
-            } => {
-                c.create_user(&name, password.expose(), role(superuser), if_not_exists)?;
-                Ok(done("CREATE ROLE"))
-            }
-            Access::AlterUser {
-                name,
-                password,
-                superuser,
-            } => {
-                c.alter_user(
-                    &name,
-                    password.as_ref().map(|p| p.expose()),
-                    superuser.map(role),
-                )?;
-                Ok(done("ALTER ROLE"))
-            }
-            Access::DropUsers { names, if_exists } => {
-                c.drop_users(&names, if_exists)?;
-                Ok(done("DROP ROLE"))
-            }
-            Access::CreateSecret {
-                name,
-                if_not_exists,
-                value,
-            } => {
-                c.create_secret(&name, value.expose(), if_not_exists)?;
-                Ok(done("CREATE SECRET"))
-            }
-            Access::AlterSecret { name, value } => {
-                c.alter_secret(&name, value.expose())?;
-                Ok(done("ALTER SECRET"))
-            }
-            Access::DropSecrets { names, if_exists } => {
-                let used = secrets_in_use(&self.catalog);
-                if let Some((secret, objects)) = names
-                    .iter()
-                    .find_map(|n| used.get(n).map(|objects| (n, objects)))
-                {
-                    return Err(EddyError::DependentObjects {
-                        message: format!(
-                            "cannot drop secret \"{secret}\" because other objects use it"
-                        ),
-                        detail: objects.join(", "),
-                    });
-                }
-                c.drop_secrets(&names, if_exists)?;
-                Ok(done("DROP SECRET"))
+    /// Run a statement about users or secrets. Hashing a password (PBKDF2)
+    /// and writing `credentials.json` (fsync) block, so they run on the
+    /// blocking pool.
+    pub(super) async fn access(&self, a: Access) -> Result<Outcome> {
+        if let Access::DropSecrets { names, .. } = &a {
+            let used = secrets_in_use(&self.catalog);
+            if let Some((secret, objects)) = names
+                .iter()
+                .find_map(|n| used.get(n).map(|objects| (n, objects)))
+            {
+                return Err(EddyError::DependentObjects {
+                    message: format!(
+                        "cannot drop secret \"{secret}\" because other objects use it"
+                    ),
+                    detail: objects.join(", "),
+                });
             }
         }
+        let c = self.credentials.clone();
+        tokio::task::spawn_blocking(move || run_access(&c, a))
+            .await
+            .map_err(|e| EddyError::Internal(format!("user or secret statement: {e}")))?
     }
 
     /// `options` with the values of the secrets that `secrets` names filled
@@ -151,6 +114,54 @@ impl Engine {
             out.insert(key.clone(), self.credentials.secret(secret)?);
         }
         Ok(out)
+    }
+}
+
+/// Carry out `a` on `c` (blocking: hashing and file writes).
+fn run_access(c: &Credentials, a: Access) -> Result<Outcome> {
+    let role = |superuser: bool| if superuser { Role::Admin } else { Role::Reader };
+    match a {
+        Access::CreateUser {
+            name,
+            if_not_exists,
+            password,
+            superuser,
+        } => {
+            c.create_user(&name, password.expose(), role(superuser), if_not_exists)?;
+            Ok(done("CREATE ROLE"))
+        }
+        Access::AlterUser {
+            name,
+            password,
+            superuser,
+        } => {
+            c.alter_user(
+                &name,
+                password.as_ref().map(|p| p.expose()),
+                superuser.map(role),
+            )?;
+            Ok(done("ALTER ROLE"))
+        }
+        Access::DropUsers { names, if_exists } => {
+            c.drop_users(&names, if_exists)?;
+            Ok(done("DROP ROLE"))
+        }
+        Access::CreateSecret {
+            name,
+            if_not_exists,
+            value,
+        } => {
+            c.create_secret(&name, value.expose(), if_not_exists)?;
+            Ok(done("CREATE SECRET"))
+        }
+        Access::AlterSecret { name, value } => {
+            c.alter_secret(&name, value.expose())?;
+            Ok(done("ALTER SECRET"))
+        }
+        Access::DropSecrets { names, if_exists } => {
+            c.drop_secrets(&names, if_exists)?;
+            Ok(done("DROP SECRET"))
+        }
     }
 }
 

@@ -696,7 +696,7 @@ impl Engine {
             }
             Statement::Access(a) => {
                 let _g = self.ddl_lock.lock().await;
-                self.access(a)
+                self.access(a).await
             }
             Statement::Session(s) => Err(EddyError::Internal(format!(
                 "session statement reached the engine: {s}"

@@ -97,6 +97,7 @@ impl ScalarUDFImpl for ToChar {
             _ => None,
         };
         let mut out = StringBuilder::with_capacity(rows, rows * 16);
+        let mut text = String::new();
         for i in 0..rows {
             if values.is_null(i) || templates.is_null(i) {
                 out.append_null();
@@ -111,7 +112,9 @@ impl ScalarUDFImpl for ToChar {
                     &parsed
                 }
             };
-            out.append_value(render(items, &t, with_zone));
+            text.clear();
+            render(items, &t, with_zone, &mut text);
+            out.append_value(&text);
         }
         let array: ArrayRef = Arc::new(out.finish());
         Ok(match (value, template) {
@@ -261,8 +264,8 @@ fn ordinal_suffix(n: i64) -> &'static str {
     }
 }
 
-fn render(items: &[Item], t: &NaiveDateTime, with_zone: bool) -> String {
-    let mut out = String::new();
+/// Append `t` formatted by `items` to `out`.
+fn render(items: &[Item], t: &NaiveDateTime, with_zone: bool, out: &mut String) {
     for item in items {
         let (pattern, case, fill, ordinal) = match item {
             Item::Literal(s) => {
@@ -378,7 +381,6 @@ fn render(items: &[Item], t: &NaiveDateTime, with_zone: bool) -> String {
             out.push_str(&c.apply(ordinal_suffix(n.abs())));
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -387,7 +389,9 @@ mod tests {
 
     fn fmt(ts: &str, template: &str) -> String {
         let t = NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S%.f").unwrap();
-        render(&parse(template), &t, false)
+        let mut out = String::new();
+        render(&parse(template), &t, false, &mut out);
+        out
     }
 
     #[test]
