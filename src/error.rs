@@ -301,8 +301,16 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
 fn execution_message(msg: &str) -> EddyError {
     let code = if msg.contains("decimal_places") && msg.contains("out of supported") {
         "22003"
-    } else if msg.contains("requires non-empty constant string") {
+    } else if msg.contains("requires non-empty constant string")
+        || msg.contains("factorial of a negative number")
+    {
         "22023"
+    } else if msg.contains("Overflow happened") {
+        "22003"
+    } else if msg.contains("exceeds the representable") || msg.ends_with("is out of range") {
+        "22008" // datetime field overflow: make_date(…, 13, …), dates beyond Arrow's range
+    } else if msg.starts_with("Error parsing timestamp from") {
+        "22007"
     } else {
         return EddyError::Execution(msg.to_string());
     };
@@ -453,6 +461,28 @@ mod tests {
             "Function 'round' failed to match any signature".into(),
         ));
         assert_eq!(e.sqlstate(), "42883");
+        // Value errors DataFusion's functions raise as plain execution errors (found by
+        // tests/postgres_differential.rs, which compares the SQLSTATE class with PostgreSQL's).
+        for (msg, code) in [
+            ("Month value '-7' is out of range", "22008"),
+            ("factorial of a negative number is undefined", "22023"),
+            (
+                "Overflow happened on FACTORIAL(9223372036854775807)",
+                "22003",
+            ),
+            (
+                "Error parsing timestamp from '3' using format '3': input is not enough",
+                "22007",
+            ),
+            (
+                "Cannot cast Date32 value -719162 to Timestamp(ns): converted value exceeds the \
+                 representable i64 range",
+                "22008",
+            ),
+        ] {
+            let e = EddyError::from(DataFusionError::Execution(msg.into()));
+            assert_eq!(e.sqlstate(), code, "{msg}");
+        }
         for (msg, code) in [
             (
                 "Unary operator 'NOT' requires a boolean expression, got Int64",

@@ -346,6 +346,63 @@ async fn ad_hoc_queries_are_bounded() {
 /// rows), they are removed; a restart still restores the right counts. A
 /// frame whose checksum fails is skipped and reported, not replayed as
 /// garbage, and the rows around it are replayed.
+/// Functions whose output is far larger than their input are refused with 54000 before they
+/// allocate, in a query and in a view; `array_repeat(x, 2147483647)` used to run the server
+/// out of memory (found by tests/postgres_differential.rs). Calls of ordinary size still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_that_would_build_too_much_are_refused() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    for sql in [
+        "SELECT array_repeat(1.5, 2147483647)",
+        "SELECT list_repeat('x', 2147483647)",
+        "SELECT repeat('abc', 200000000)",
+        "SELECT lpad('x', 2000000000)",
+        "SELECT rpad('x', 2000000000, 'yz')",
+        "SELECT array_resize([1, 2], 2000000000, 0)",
+        "SELECT range(1, 10000000000)",
+        "SELECT generate_series(DATE '2000-01-01', DATE '3000-01-01', INTERVAL '1 second')",
+    ] {
+        let (code, msg) = error(&c, sql).await;
+        assert_eq!(code, "54000", "{sql}: {msg}");
+        assert!(msg.contains("would build about"), "{sql}: {msg}");
+        alive(&c).await;
+    }
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT repeat('ab', 3), lpad('7', 3, '0'), cardinality(array_repeat(1, 1000)), \
+             cardinality(range(0, 100000))"
+        )
+        .await
+        .unwrap(),
+        vec![vec!["ababab", "007", "1000", "100000"]]
+    );
+    // In a view the failing row fails the view, not the server.
+    exec(
+        &c,
+        "CREATE TABLE reps (n BIGINT); INSERT INTO reps VALUES (2), (3000000000);
+         CREATE MATERIALIZED VIEW big AS SELECT n, array_repeat(n, n) AS a FROM reps",
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let status = rows(
+            &c,
+            "SELECT status, last_error FROM eddy.views WHERE name = 'big'",
+        )
+        .await
+        .unwrap();
+        if status[0][0] == "failed" {
+            assert!(status[0][1].contains("would build about"), "{status:?}");
+            break;
+        }
+        assert!(start.elapsed() < STEP, "the view did not fail: {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    alive(&c).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_logs_are_compacted_and_checked() {
     let data_dir = common::unique_temp_dir().join("data");

@@ -1,5 +1,7 @@
 //! Functions eddy adds to DataFusion's.
 //!
+//! - `repeat`, `lpad`, `array_repeat`, `range`, …: DataFusion's, refused
+//!   (54000) where one call would build too much ([`bounded`]).
 //! - `mod(a, b)`: Postgres's remainder function ([`modulo`]).
 //! - `approx_top_k(expr, k [, capacity])`: heavy hitters in fixed memory,
 //!   with per-item error bounds ([`approx_top_k`]).
@@ -8,6 +10,7 @@
 //!   DataFusion's chrono-style one ([`to_char`]).
 
 pub mod approx_top_k;
+pub mod bounded;
 pub mod modulo;
 pub mod reservoir_sample;
 pub mod space_saving;
@@ -18,6 +21,7 @@ use datafusion::prelude::SessionContext;
 
 /// Register eddy's functions with `ctx`.
 pub fn register(ctx: &SessionContext) {
+    bounded::register(ctx);
     ctx.register_udf(ScalarUDF::from(modulo::Mod::default()));
     ctx.register_udf(ScalarUDF::from(to_char::ToChar::default()));
     ctx.register_udaf(AggregateUDF::from(approx_top_k::ApproxTopK::default()));
