@@ -189,9 +189,9 @@ fn json_row(row: &serde_json::Value, columns: &[&str]) -> Vec<String> {
     columns
         .iter()
         .map(|c| match &row[*c] {
-            // Timestamps: "2026-01-01T00:00:01" in JSON, "2026-01-01 00:00:01.000000" over pgwire.
+            // Timestamps: "2026-01-01T00:00:01" in JSON, "2026-01-01 00:00:01" over pgwire.
             serde_json::Value::String(s) if s.len() == 19 && s.as_bytes()[10] == b'T' => {
-                format!("{}.000000", s.replacen('T', " ", 1))
+                s.replacen('T', " ", 1)
             }
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),

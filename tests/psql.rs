@@ -196,7 +196,7 @@ fn psql_session_and_meta_commands() {
     psql_eventually(
         &server,
         "SELECT window_start, window_end FROM bid_stats WHERE auction = 2",
-        "2026-01-01 00:00:00.000000|2026-01-01 00:00:10.000000\n",
+        "2026-01-01 00:00:00|2026-01-01 00:00:10\n",
     );
 }
 

@@ -23,7 +23,7 @@ use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 
 use arrow_pg::datatypes::df::deserialize_parameters;
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 
 use crate::engine::interrupt::{interruptible, Interrupt};
 use crate::engine::{Engine, Outcome};
@@ -136,7 +136,7 @@ async fn encode(
             b
         })
         .map(move |b| match b {
-            Ok(b) => stream::iter(encode_recordbatch(f.clone(), b)).left_stream(),
+            Ok(b) => stream::iter(super::encode::encode_batch(f.clone(), b)).left_stream(),
             Err(e) => stream::iter(std::iter::once(Err(pg(EddyError::from(e))))).right_stream(),
         })
         .flatten();

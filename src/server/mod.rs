@@ -10,6 +10,7 @@
 
 pub mod auth;
 mod cancel;
+mod encode;
 mod handler;
 mod idle;
 mod scram;
