@@ -11,88 +11,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{rows, PgClient, Server};
-
-/// Columns of the sample table, by the argument type they stand for.
-const COLUMNS: &[(&str, &str)] = &[
-    ("Int32", "i"),
-    ("Int64", "b"),
-    ("Float64", "d"),
-    ("Utf8", "s"),
-    ("Timestamp", "t"),
-    ("Boolean", "bo"),
-    ("Date32", "dt"),
-    ("List", "a"),
-    ("Interval", "iv"),
-];
-
-/// Argument shapes tried for functions that declare no parameter types.
-const SHAPES: &[&[&str]] = &[
-    &[],
-    &["i"],
-    &["b"],
-    &["d"],
-    &["s"],
-    &["t"],
-    &["bo"],
-    &["dt"],
-    &["s", "s"],
-    &["b", "b"],
-    &["d", "d"],
-    &["s", "b"],
-    &["s", "i"],
-    &["d", "i"],
-    &["i", "i"],
-    &["t", "s"],
-    &["s", "t"],
-    &["t", "t"],
-    &["s", "s", "s"],
-    &["s", "b", "b"],
-    &["s", "i", "s"],
-    &["s", "s", "b"],
-    &["b", "b", "b"],
-    &["a"],
-    &["a", "b"],
-    &["a", "a"],
-    &["a", "s"],
-    &["a", "b", "b"],
-    &["iv"],
-    &["s", "iv"],
-    &["iv", "t"],
-    &["iv", "t", "t"],
-];
-
-const ROWS: usize = 6;
-
-fn column_for(data_type: &str) -> Option<&'static str> {
-    let t = data_type;
-    let family = if t.starts_with("Int8") || t.starts_with("Int16") || t.starts_with("Int32") {
-        "Int32"
-    } else if t.starts_with("Int64") || t.starts_with("UInt") {
-        "Int64"
-    } else if t.starts_with("Float") || t.starts_with("Decimal") {
-        "Float64"
-    } else if t.starts_with("Utf8") || t.starts_with("LargeUtf8") {
-        "Utf8"
-    } else if t.starts_with("Timestamp") {
-        "Timestamp"
-    } else if t.starts_with("Boolean") {
-        "Boolean"
-    } else if t.starts_with("Date") {
-        "Date32"
-    } else if t.starts_with("List") || t.starts_with("LargeList") || t.starts_with("FixedSizeList")
-    {
-        "List"
-    } else if t.starts_with("Interval") {
-        "Interval"
-    } else {
-        return None;
-    };
-    COLUMNS.iter().find(|(f, _)| *f == family).map(|(_, c)| *c)
-}
+use common::{rows, sweep, PgClient, Server};
 
 /// The rows of `sql`, or its error.
 async fn try_rows(c: &PgClient, sql: &str) -> Result<Vec<Vec<String>>, String> {
@@ -103,72 +25,11 @@ async fn try_rows(c: &PgClient, sql: &str) -> Result<Vec<Vec<String>>, String> {
 async fn every_scalar_function_agrees_in_a_view_and_a_query() {
     let server = Server::start().await;
     let mut c = server.client().await;
-    c.batch_execute(
-        "CREATE TABLE vals (k INT, i INT, b BIGINT, d DOUBLE, s VARCHAR, t TIMESTAMP, bo BOOLEAN,
-                            dt DATE, a BIGINT[], iv INTERVAL);
-         INSERT INTO vals VALUES
-           (1, 1, 10, 1.5, 'abc', TIMESTAMP '2026-01-01 00:00:01', true, DATE '2026-01-01',
-               [3, 1, 2], INTERVAL '1 day'),
-           (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-           (3, -7, -9000000000, -0.25, '', TIMESTAMP '1970-01-01 00:00:00', false,
-               DATE '1900-02-28', [], INTERVAL '-2 hours'),
-           (4, 0, 0, CAST('NaN' AS DOUBLE), 'héllo wörld ß', TIMESTAMP '2038-01-19 03:14:07',
-               NULL, DATE '2200-12-31', [NULL, 5], INTERVAL '1 month 3 seconds'),
-           (5, 2147483647, 9223372036854775807, 1e300, 'Ω≈ç√ 12,3', TIMESTAMP '1900-01-01 12:30:00',
-               true, DATE '0001-01-01', [9223372036854775807, -1], INTERVAL '0 seconds'),
-           (6, 3, 3, 3.0, '3', TIMESTAMP '2024-02-29 23:59:59.999', false, DATE '2024-02-29',
-               [3, 3], INTERVAL '10 years');",
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{}", common::error_text(&e)));
-    let functions: Vec<String> = rows(
-        &c,
-        "SELECT DISTINCT routine_name FROM information_schema.routines
-         WHERE function_type = 'SCALAR' AND is_deterministic ORDER BY 1",
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| r[0].clone())
-    .collect();
-    // Declared signatures: (function, routine id) → types by position.
-    let mut declared: BTreeMap<String, BTreeMap<String, Vec<(i64, String)>>> = BTreeMap::new();
-    for r in rows(
-        &c,
-        "SELECT specific_name, rid, ordinal_position, data_type FROM information_schema.parameters
-         WHERE parameter_mode = 'IN'",
-    )
-    .await
-    .unwrap()
-    {
-        declared
-            .entry(r[0].clone())
-            .or_default()
-            .entry(r[1].clone())
-            .or_default()
-            .push((r[2].parse().unwrap_or(0), r[3].clone()));
-    }
-    let mut calls: Vec<String> = Vec::new();
-    for f in &functions {
-        let mut shapes: BTreeSet<Vec<&str>> = BTreeSet::new();
-        match declared.get(f) {
-            Some(sigs) => {
-                for params in sigs.values() {
-                    let mut params = params.clone();
-                    params.sort();
-                    let cols: Option<Vec<&str>> =
-                        params.iter().map(|(_, t)| column_for(t)).collect();
-                    if let Some(cols) = cols {
-                        shapes.insert(cols);
-                    }
-                }
-            }
-            None => shapes.extend(SHAPES.iter().map(|s| s.to_vec())),
-        }
-        for s in shapes {
-            calls.push(format!("{f}({})", s.join(", ")));
-        }
-    }
+    c.batch_execute(&sweep::table_sql(false))
+        .await
+        .unwrap_or_else(|e| panic!("{}", common::error_text(&e)));
+    let (functions, mut calls) = sweep::calls(&c).await;
+    calls.extend(sweep::operator_and_cast_calls());
     let (mut planned, mut agreed) = (0, 0);
     let mut differences: Vec<String> = Vec::new();
     let mut per_function: BTreeSet<String> = BTreeSet::new();
@@ -214,7 +75,7 @@ async fn every_scalar_function_agrees_in_a_view_and_a_query() {
                 break Err(format!("the view failed: {:?}", status[0]));
             }
             match got {
-                Ok(g) if g.len() == ROWS || start.elapsed() > Duration::from_secs(10) => {
+                Ok(g) if g.len() == sweep::ROWS || start.elapsed() > Duration::from_secs(10) => {
                     break Ok(g)
                 }
                 Err(e) if start.elapsed() > Duration::from_secs(10) => break Err(e),

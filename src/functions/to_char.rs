@@ -99,7 +99,8 @@ impl ScalarUDFImpl for ToChar {
         let mut out = StringBuilder::with_capacity(rows, rows * 16);
         let mut text = String::new();
         for i in 0..rows {
-            if values.is_null(i) || templates.is_null(i) {
+            // PostgreSQL gives NULL for an empty template, as for a NULL one.
+            if values.is_null(i) || templates.is_null(i) || templates.value(i).is_empty() {
                 out.append_null();
                 continue;
             }

@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod postgres;
+pub mod sweep;
 pub mod tansu;
 
 use std::fs::{self, File};
