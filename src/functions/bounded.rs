@@ -76,7 +76,7 @@ struct Bounded {
     growth: Growth,
 }
 
-/// The integer argument `i` as Int64 values (`None` for NULL).
+/// The integer argument `i` as Int64 values; `None` when it is missing or not an integer.
 fn ints(args: &[ColumnarValue], i: usize, rows: usize) -> Result<Option<ArrayRef>> {
     let Some(a) = args.get(i) else {
         return Ok(None);

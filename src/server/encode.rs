@@ -208,9 +208,9 @@ fn decimal_parts(s: &str) -> (String, i32) {
 /// Appends `.ffffff` without trailing zeros when `micros` (< 10^6) is not zero.
 fn push_fraction(micros: u32, out: &mut String) {
     if micros != 0 {
-        let f = format!("{micros:06}");
-        out.push('.');
-        out.push_str(f.trim_end_matches('0'));
+        let _ = write!(out, ".{micros:06}");
+        let kept = out.trim_end_matches('0').len();
+        out.truncate(kept);
     }
 }
 
