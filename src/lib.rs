@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod functions;
+pub mod pgtext;
 pub mod plan;
 pub mod server;
 pub mod sql;

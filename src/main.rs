@@ -129,7 +129,10 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Planning and evaluating an expression recurse once per level: 8 MiB per thread holds
+    // the deepest statement sql::complexity lets through (1,000 levels) with room to spare.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(8 * 1024 * 1024)
         .enable_all()
         .build()
     {

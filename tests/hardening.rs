@@ -385,21 +385,70 @@ async fn functions_that_would_build_too_much_are_refused() {
          CREATE MATERIALIZED VIEW big AS SELECT n, array_repeat(n, n) AS a FROM reps",
     )
     .await;
+    view_fails_with(&c, "big", "would build about").await;
+    alive(&c).await;
+}
+
+/// Waits until view `name` has failed with an error containing `needle`.
+async fn view_fails_with(c: &PgClient, name: &str, needle: &str) {
     let start = Instant::now();
     loop {
         let status = rows(
-            &c,
-            "SELECT status, last_error FROM eddy.views WHERE name = 'big'",
+            c,
+            &format!("SELECT status, last_error FROM eddy.views WHERE name = '{name}'"),
         )
         .await
         .unwrap();
         if status[0][0] == "failed" {
-            assert!(status[0][1].contains("would build about"), "{status:?}");
-            break;
+            assert!(status[0][1].contains(needle), "{status:?}");
+            return;
         }
-        assert!(start.elapsed() < STEP, "the view did not fail: {status:?}");
+        assert!(start.elapsed() < STEP, "{name} did not fail: {status:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Integer `+`, `-`, `*` that overflow raise 22003 as in PostgreSQL (DataFusion wrapped around:
+/// `2147483647 + 2147483647` was `-2`), in a query and in a view; the column keeps its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_overflow_is_an_error_not_a_wrapped_value() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        "CREATE TABLE nums (i INT, b BIGINT); INSERT INTO nums VALUES (2147483647, 9223372036854775807)",
+    )
+    .await;
+    for (sql, kind) in [
+        ("SELECT i + i FROM nums", "integer"),
+        ("SELECT i * 2::INT FROM nums", "integer"),
+        ("SELECT b - (-1)::BIGINT FROM nums", "bigint"),
+        ("SELECT sum(b * b) FROM nums", "bigint"),
+        // A chain is one call: the step that overflows fails it.
+        ("SELECT i - 1::INT + i FROM nums", "integer"),
+    ] {
+        let (code, msg) = error(&c, sql).await;
+        assert_eq!(code, "22003", "{sql}: {msg}");
+        assert!(
+            msg.contains(&format!("{kind} out of range")),
+            "{sql}: {msg}"
+        );
+    }
+    let c2 = server.client().await;
+    let named = c2
+        .query("SELECT i + 1 - 1, b - b, i - 7 - 3 + 2 * 3 FROM nums", &[])
+        .await
+        .unwrap();
+    assert_eq!(named[0].columns()[1].name(), "nums.b - nums.b");
+    assert_eq!(named[0].get::<_, i64>(0), 2147483647);
+    assert_eq!(named[0].get::<_, i64>(1), 0);
+    assert_eq!(named[0].get::<_, i64>(2), 2147483643);
+    exec(
+        &c,
+        "CREATE MATERIALIZED VIEW doubled AS SELECT i, i + i AS twice FROM nums",
+    )
+    .await;
+    view_fails_with(&c, "doubled", "integer out of range").await;
     alive(&c).await;
 }
 

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::{rows, Server};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, StringArray, TimestampMillisecondArray,
+    Array, ArrayRef, Int64Array, StringArray, TimestampMillisecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -350,7 +350,8 @@ fn as_text(columns: &str, from: &str) -> String {
 }
 
 async fn batch_answer(ctx: &SessionContext, case: &Case) -> Vec<Vec<String>> {
-    let sql = as_text(case.columns, &format!("({}) AS answer", case.batch));
+    // The values themselves, written as eddy's casts to text write them (PostgreSQL's text).
+    let sql = format!("SELECT {} FROM ({}) AS answer", case.columns, case.batch);
     let batches = ctx
         .sql(&sql)
         .await
@@ -365,14 +366,13 @@ async fn batch_answer(ctx: &SessionContext, case: &Case) -> Vec<Vec<String>> {
                 b.columns()
                     .iter()
                     .map(|c| {
-                        let c = datafusion::arrow::compute::cast(c, &DataType::Utf8)
-                            .expect("cast to text");
-                        let s = c.as_string::<i32>();
-                        if s.is_null(r) {
-                            "NULL".to_string()
+                        let mut s = String::new();
+                        if c.is_null(r) {
+                            s.push_str("NULL");
                         } else {
-                            s.value(r).to_string()
+                            eddy::pgtext::write_text(c, r, eddy::pgtext::Style::CAST, &mut s);
                         }
+                        s
                     })
                     .collect(),
             );

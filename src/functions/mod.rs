@@ -8,22 +8,118 @@
 //! - `reservoir_sample(expr, k)`: a uniform sample ([`reservoir_sample`]).
 //! - `to_char(timestamp, template)` with PostgreSQL's patterns, in place of
 //!   DataFusion's chrono-style one ([`to_char`]).
+//! - `to_timestamp(text, template)`, `to_date(text, template)` with PostgreSQL's patterns
+//!   ([`to_timestamp`]).
+//! - integer `+`, `-`, `*` raise 22003 on overflow instead of wrapping ([`checked`]).
+//! - casts to text and the arguments of `concat` and `||` write values as PostgreSQL does
+//!   ([`text_cast`]).
 
 pub mod approx_top_k;
 pub mod bounded;
+pub mod checked;
 pub mod modulo;
 pub mod reservoir_sample;
 pub mod space_saving;
+pub(crate) mod template;
+pub mod text_cast;
 pub mod to_char;
+pub mod to_timestamp;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
+use std::sync::Arc;
+
+use datafusion::execution::FunctionRegistry;
+
+/// Inside `impl ScalarUDFImpl for W`, where `W` wraps a DataFusion function in `self.inner`
+/// (an `Arc<ScalarUDF>`) and changes only `invoke_with_args`: every other method, forwarded.
+macro_rules! forward_to_inner {
+    () => {
+        fn name(&self) -> &str {
+            self.inner.name()
+        }
+
+        fn aliases(&self) -> &[String] {
+            self.inner.aliases()
+        }
+
+        fn signature(&self) -> &datafusion::logical_expr::Signature {
+            self.inner.signature()
+        }
+
+        fn return_type(
+            &self,
+            arg_types: &[datafusion::arrow::datatypes::DataType],
+        ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
+            self.inner.return_type(arg_types)
+        }
+
+        fn return_field_from_args(
+            &self,
+            args: datafusion::logical_expr::ReturnFieldArgs,
+        ) -> datafusion::common::Result<datafusion::arrow::datatypes::FieldRef> {
+            self.inner.return_field_from_args(args)
+        }
+
+        fn coerce_types(
+            &self,
+            arg_types: &[datafusion::arrow::datatypes::DataType],
+        ) -> datafusion::common::Result<Vec<datafusion::arrow::datatypes::DataType>> {
+            self.inner.coerce_types(arg_types)
+        }
+
+        fn simplify(
+            &self,
+            args: Vec<datafusion::logical_expr::Expr>,
+            info: &datafusion::logical_expr::simplify::SimplifyContext,
+        ) -> datafusion::common::Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+            self.inner.simplify(args, info)
+        }
+
+        fn short_circuits(&self) -> bool {
+            self.inner.short_circuits()
+        }
+
+        fn output_ordering(
+            &self,
+            inputs: &[datafusion::logical_expr::sort_properties::ExprProperties],
+        ) -> datafusion::common::Result<datafusion::logical_expr::sort_properties::SortProperties> {
+            self.inner.output_ordering(inputs)
+        }
+
+        fn preserves_lex_ordering(
+            &self,
+            inputs: &[datafusion::logical_expr::sort_properties::ExprProperties],
+        ) -> datafusion::common::Result<bool> {
+            self.inner.preserves_lex_ordering(inputs)
+        }
+
+        fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+            self.inner.documentation()
+        }
+    };
+}
+pub(crate) use forward_to_inner;
 
 /// Register eddy's functions with `ctx`.
 pub fn register(ctx: &SessionContext) {
     bounded::register(ctx);
     ctx.register_udf(ScalarUDF::from(modulo::Mod::default()));
     ctx.register_udf(ScalarUDF::from(to_char::ToChar::default()));
+    to_timestamp::register(ctx);
+    // Cannot fail: SessionContext keeps the rewrite in a list.
+    let _ = ctx
+        .state_ref()
+        .write()
+        .register_function_rewrite(Arc::new(text_cast::PgTextRewrite::default()));
+    ctx.add_analyzer_rule(checked::analyzer_rule());
+    // Again after type coercion, for the casts to text it adds (a function's text argument).
+    ctx.add_analyzer_rule(Arc::new(
+        datafusion::optimizer::analyzer::function_rewrite::ApplyFunctionRewrites::new(vec![
+            Arc::new(text_cast::PgTextRewrite::default()),
+        ]),
+    ));
+    ctx.add_optimizer_rule(Arc::new(text_cast::PgTextOptimizerRule::default()));
     ctx.register_udaf(AggregateUDF::from(approx_top_k::ApproxTopK::default()));
     ctx.register_udaf(AggregateUDF::from(
         reservoir_sample::ReservoirSample::default(),

@@ -15,11 +15,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampNanosecondType};
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use datafusion::common::{exec_err, plan_err, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
+
+use super::template::{parse, Item};
 
 /// The `to_char` function.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -53,9 +55,9 @@ impl ScalarUDFImpl for ToChar {
             );
         };
         let value = match value {
-            DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
+            DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
             DataType::Date32 | DataType::Date64 | DataType::Null => {
-                DataType::Timestamp(TimeUnit::Nanosecond, None)
+                DataType::Timestamp(TimeUnit::Microsecond, None)
             }
             other => {
                 return plan_err!(
@@ -86,7 +88,7 @@ impl ScalarUDFImpl for ToChar {
         let rows = args.number_rows;
         let with_zone = matches!(value.data_type(), DataType::Timestamp(_, Some(_)));
         let values = value.to_array(rows)?;
-        let values = values.as_primitive::<TimestampNanosecondType>();
+        let values = values.as_primitive::<TimestampMicrosecondType>();
         let templates = template.to_array(rows)?;
         let templates = templates.as_string::<i32>();
         // A constant template (the usual case) is parsed once.
@@ -104,7 +106,11 @@ impl ScalarUDFImpl for ToChar {
                 out.append_null();
                 continue;
             }
-            let t = DateTime::from_timestamp_nanos(values.value(i)).naive_utc();
+            // Micro-seconds (PostgreSQL's precision) reach years 1 and 9999, as dates do.
+            let Some(t) = DateTime::from_timestamp_micros(values.value(i)) else {
+                return exec_err!("to_char: timestamp {} µs is out of range", values.value(i));
+            };
+            let t = t.naive_utc();
             let parsed;
             let items = match &constant {
                 Some(items) => items,
@@ -125,134 +131,6 @@ impl ScalarUDFImpl for ToChar {
             _ => ColumnarValue::Array(array),
         })
     }
-}
-
-/// Letter case of a text pattern as written (`MONTH`, `Month`, `month`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Case {
-    Upper,
-    Capital,
-    Lower,
-}
-
-impl Case {
-    fn of(written: &str) -> Case {
-        let mut letters = written.chars().filter(|c| c.is_alphabetic());
-        match (letters.next(), letters.next()) {
-            (Some(a), _) if a.is_lowercase() => Case::Lower,
-            (Some(_), Some(b)) if b.is_lowercase() => Case::Capital,
-            _ => Case::Upper,
-        }
-    }
-
-    fn apply(self, s: &str) -> String {
-        match self {
-            Case::Upper => s.to_uppercase(),
-            Case::Lower => s.to_lowercase(),
-            Case::Capital => {
-                let mut c = s.chars();
-                c.next()
-                    .map(|f| {
-                        f.to_uppercase()
-                            .chain(c.flat_map(char::to_lowercase))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            }
-        }
-    }
-}
-
-/// One piece of a parsed template.
-#[derive(Debug, Clone, PartialEq)]
-enum Item {
-    Literal(String),
-    Field {
-        pattern: &'static str,
-        case: Case,
-        fill: bool,
-        ordinal: Option<Case>,
-    },
-}
-
-/// PostgreSQL's patterns, longest first where one begins another.
-const PATTERNS: &[&str] = &[
-    "HH24", "HH12", "HH", "MI", "SSSSS", "SSSS", "SS", "MS", "US", "FF1", "FF2", "FF3", "FF4",
-    "FF5", "FF6", "A.M.", "P.M.", "AM", "PM", "Y,YYY", "YYYY", "YYY", "YY", "IYYY", "IYY", "IY",
-    "IDDD", "ID", "IW", "I", "Y", "MONTH", "MON", "MM", "DAY", "DY", "DDD", "DD", "D", "WW", "W",
-    "CC", "J", "Q", "A.D.", "B.C.", "AD", "BC", "TZ", "OF",
-];
-
-fn parse(template: &str) -> Vec<Item> {
-    let chars: Vec<char> = template.chars().collect();
-    let mut items = Vec::new();
-    let mut literal = String::new();
-    let mut i = 0;
-    // Patterns are ASCII: compare char by char, ASCII-uppercased (a full
-    // uppercasing can change the length: 'ß' becomes "SS").
-    let upper_at = |i: usize, n: usize| -> String {
-        chars
-            .get(i..i + n)
-            .map(|s| s.iter().map(char::to_ascii_uppercase).collect())
-            .unwrap_or_default()
-    };
-    while i < chars.len() {
-        match chars[i] {
-            '"' => {
-                i += 1;
-                while i < chars.len() && chars[i] != '"' {
-                    if chars[i] == '\\' && i + 1 < chars.len() {
-                        i += 1;
-                    }
-                    literal.push(chars[i]);
-                    i += 1;
-                }
-                i += 1;
-                continue;
-            }
-            '\\' if i + 1 < chars.len() => {
-                literal.push(chars[i + 1]);
-                i += 2;
-                continue;
-            }
-            _ => {}
-        }
-        let fill = upper_at(i, 2) == "FM";
-        let start = if fill { i + 2 } else { i };
-        let found = PATTERNS
-            .iter()
-            .find(|p| upper_at(start, p.chars().count()) == **p);
-        match found {
-            Some(p) => {
-                if !literal.is_empty() {
-                    items.push(Item::Literal(std::mem::take(&mut literal)));
-                }
-                let n = p.chars().count();
-                let written: String = chars[start..start + n].iter().collect();
-                let mut end = start + n;
-                let ordinal = (upper_at(end, 2) == "TH").then(|| {
-                    let w: String = chars[end..end + 2].iter().collect();
-                    end += 2;
-                    Case::of(&w)
-                });
-                items.push(Item::Field {
-                    pattern: p,
-                    case: Case::of(&written),
-                    fill,
-                    ordinal,
-                });
-                i = end;
-            }
-            None => {
-                literal.push(chars[i]);
-                i += 1;
-            }
-        }
-    }
-    if !literal.is_empty() {
-        items.push(Item::Literal(literal));
-    }
-    items
 }
 
 fn ordinal_suffix(n: i64) -> &'static str {

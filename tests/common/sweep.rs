@@ -320,6 +320,45 @@ pub fn operator_and_cast_calls() -> Vec<String> {
     ] {
         out.push(expr.to_string());
     }
+    // Reading PostgreSQL's templates: constants, and the rows' own values written by to_char.
+    for (text, template) in [
+        ("2026-03-04 05:06:07", "YYYY-MM-DD HH24:MI:SS"),
+        ("20260304 050607", "YYYYMMDD HH24MISS"),
+        ("04 Mar 2026", "DD Mon YYYY"),
+        ("4 MARCH 2026 5:06 pm", "DD MONTH YYYY HH12:MI AM"),
+        ("12:00 A.M. 2026-01-01", "HH:MI A.M. YYYY-MM-DD"),
+        ("2026-03-04 07.5", "YYYY-MM-DD SS.MS"),
+        ("2026-03-04 07.123456", "YYYY-MM-DD SS.US"),
+        ("2026-03-04 5:6:7.25", "YYYY-MM-DD HH24:MI:SS.FF2"),
+        ("26-1-2", "YY-MM-DD"),
+        ("2026/060", "YYYY-DDD"),
+        ("  2026 03   04", "YYYY MM DD"),
+        ("Wednesday, 2026-03-04", "Day, YYYY-MM-DD"),
+        ("3rd of March 2026", "DDth \"of\" Month YYYY"),
+        ("2026-03-04T05:06:07Z", "YYYY-MM-DD\"T\"HH24:MI:SS"),
+        ("2026 10", "YYYY WW"),
+        ("2026-03 2", "YYYY-MM W"),
+        ("2,026 3 4", "Y,YYY MM DD"),
+        ("2460739", "J"),
+        ("2026-13-01", "YYYY-MM-DD"),
+        ("2026-02-30", "YYYY-MM-DD"),
+        ("13:00 PM 2026", "HH12:MI PM YYYY"),
+        ("2026-xx-01", "YYYY-MM-DD"),
+        ("Foo 2026", "Mon YYYY"),
+    ] {
+        out.push(format!("to_date('{text}', '{template}')"));
+        out.push(format!("to_timestamp('{text}', '{template}')::timestamp"));
+    }
+    for template in [
+        "YYYY-MM-DD HH24:MI:SS.US",
+        "FMDD FMMonth YYYY HH12:MI:SS AM",
+        "YYYYDDD SSSSS",
+    ] {
+        out.push(format!(
+            "to_timestamp(to_char(t, '{template}'), '{template}')::timestamp"
+        ));
+        out.push(format!("to_date(to_char(dt, '{template}'), '{template}')"));
+    }
     let targets = [
         "SMALLINT",
         "INT",
