@@ -11,12 +11,15 @@
 //! - `to_timestamp(text, template)`, `to_date(text, template)` with PostgreSQL's patterns
 //!   ([`to_timestamp`]).
 //! - integer `+`, `-`, `*` raise 22003 on overflow instead of wrapping ([`checked`]).
+//! - variance, covariance, correlation and regression aggregates raise 22003 when their sums
+//!   overflow ([`float_overflow`]).
 //! - casts to text and the arguments of `concat` and `||` write values as PostgreSQL does
 //!   ([`text_cast`]).
 
 pub mod approx_top_k;
 pub mod bounded;
 pub mod checked;
+pub mod float_overflow;
 pub mod modulo;
 pub mod reservoir_sample;
 pub mod space_saving;
@@ -107,6 +110,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(modulo::Mod::default()));
     ctx.register_udf(ScalarUDF::from(to_char::ToChar::default()));
     to_timestamp::register(ctx);
+    float_overflow::register(ctx);
     // Cannot fail: SessionContext keeps the rewrite in a list.
     let _ = ctx
         .state_ref()

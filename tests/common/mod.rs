@@ -8,6 +8,7 @@
 //! Used by several test binaries; each uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod differential;
 pub mod kafka;
 pub mod postgres;
 pub mod sweep;
