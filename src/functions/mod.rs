@@ -13,6 +13,8 @@
 //! - integer `+`, `-`, `*` raise 22003 on overflow instead of wrapping ([`checked`]).
 //! - variance, covariance, correlation and regression aggregates raise 22003 when their sums
 //!   overflow ([`float_overflow`]).
+//! - float-to-integer casts round, a bare number cast to interval is seconds, `date ± interval`
+//!   is a timestamp, `SIMILAR TO` reads SQL patterns ([`pg_operators`]).
 //! - casts to text and the arguments of `concat` and `||` write values as PostgreSQL does
 //!   ([`text_cast`]).
 
@@ -21,6 +23,7 @@ pub mod bounded;
 pub mod checked;
 pub mod float_overflow;
 pub mod modulo;
+pub mod pg_operators;
 pub mod reservoir_sample;
 pub mod space_saving;
 pub(crate) mod template;
@@ -28,7 +31,9 @@ pub mod text_cast;
 pub mod to_char;
 pub mod to_timestamp;
 
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::arrow::array::ArrayRef;
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::{AggregateUDF, ColumnarValue, ScalarUDF};
 use datafusion::prelude::SessionContext;
 use std::sync::Arc;
 
@@ -104,6 +109,21 @@ macro_rules! forward_to_inner {
 }
 pub(crate) use forward_to_inner;
 
+/// `f` over `v` as an array; a scalar in, a scalar out.
+pub(crate) fn map_array(
+    v: &ColumnarValue,
+    rows: usize,
+    f: impl Fn(&ArrayRef) -> Result<ArrayRef>,
+) -> Result<ColumnarValue> {
+    match v {
+        ColumnarValue::Scalar(s) => {
+            let out = f(&s.to_array()?)?;
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))
+        }
+        ColumnarValue::Array(_) => Ok(ColumnarValue::Array(f(&v.to_array(rows)?)?)),
+    }
+}
+
 /// Register eddy's functions with `ctx`.
 pub fn register(ctx: &SessionContext) {
     bounded::register(ctx);
@@ -116,6 +136,10 @@ pub fn register(ctx: &SessionContext) {
         .state_ref()
         .write()
         .register_function_rewrite(Arc::new(text_cast::PgTextRewrite::default()));
+    let _ = ctx
+        .state_ref()
+        .write()
+        .register_function_rewrite(Arc::new(pg_operators::PgOperators::default()));
     ctx.add_analyzer_rule(checked::analyzer_rule());
     // Again after type coercion, for the casts to text it adds (a function's text argument).
     ctx.add_analyzer_rule(Arc::new(

@@ -19,7 +19,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{plan_err, DFSchema, Result, ScalarValue};
+use datafusion::common::{plan_err, DFSchema, Result};
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 use datafusion::logical_expr::{
@@ -74,16 +74,11 @@ impl ScalarUDFImpl for PgText {
         let [arg] = args.args.as_slice() else {
             return plan_err!("{} takes one argument", self.name());
         };
-        let scalar = matches!(arg, ColumnarValue::Scalar(_));
-        let mut values = arg.to_array(if scalar { 1 } else { args.number_rows })?;
-        if let DataType::Dictionary(_, v) = values.data_type() {
-            values = cast(&values, v)?;
-        }
-        let out = self.write(&values);
-        Ok(if scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
+        super::map_array(arg, args.number_rows, |values| {
+            Ok(match values.data_type() {
+                DataType::Dictionary(_, v) => self.write(&cast(values, v)?),
+                _ => self.write(values),
+            })
         })
     }
 }

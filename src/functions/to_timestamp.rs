@@ -49,6 +49,9 @@ impl ScalarUDFImpl for PgToTimestamp {
     super::forward_to_inner!();
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if let [value] = args.args.as_slice() {
+            check_seconds(value, args.number_rows)?;
+        }
         let [value, template] = args.args.as_slice() else {
             return self.inner.invoke_with_args(args);
         };
@@ -80,6 +83,29 @@ impl ScalarUDFImpl for PgToTimestamp {
         } else {
             ColumnarValue::Array(out)
         })
+    }
+}
+
+/// `to_timestamp(double precision)` of NaN, an infinity or seconds beyond eddy's timestamps
+/// fails with 22008, as in PostgreSQL; DataFusion gave the epoch or clamped.
+fn check_seconds(value: &ColumnarValue, rows: usize) -> Result<()> {
+    if !matches!(value.data_type(), DataType::Float64 | DataType::Float32) {
+        return Ok(());
+    }
+    let seconds = cast(&value.to_array(rows)?, &DataType::Float64)?;
+    // Nanoseconds in an i64: about ±9.2e9 seconds (1677 to 2262).
+    let limit = i64::MAX as f64 / 1e9;
+    let bad = seconds
+        .as_primitive::<datafusion::arrow::datatypes::Float64Type>()
+        .iter()
+        .flatten()
+        .find(|s| !s.is_finite() || s.abs() >= limit);
+    match bad {
+        Some(s) => Err(ReadError::range(format!(
+            "timestamp out of range: {s} seconds (eddy's timestamps reach from 1677 to 2262)"
+        ))
+        .into_datafusion("to_timestamp")),
+        None => Ok(()),
     }
 }
 
