@@ -29,6 +29,7 @@ pub mod space_saving;
 pub(crate) mod template;
 pub mod text_cast;
 pub mod to_char;
+pub mod to_char_number;
 pub mod to_timestamp;
 
 use datafusion::arrow::array::ArrayRef;

@@ -1,4 +1,5 @@
-//! `to_char(timestamp | date, template)` with PostgreSQL's template patterns
+//! `to_char(timestamp | date, template)` with PostgreSQL's template patterns (numbers:
+//! [`super::to_char_number`])
 //! (`YYYY-MM-DD HH24:MI:SS`, `FMMonth DD, YYYY`, `Dy`, `DDDth`, …), in
 //! place of DataFusion's, which reads chrono's `%Y` codes and prints
 //! PostgreSQL's patterns back as literal text.
@@ -59,10 +60,13 @@ impl ScalarUDFImpl for ToChar {
             DataType::Date32 | DataType::Date64 | DataType::Null => {
                 DataType::Timestamp(TimeUnit::Microsecond, None)
             }
+            t if t.is_integer() => DataType::Int64,
+            t if t.is_floating() => DataType::Float64,
+            DataType::Decimal128(..) | DataType::Decimal256(..) => value.clone(),
             other => {
                 return plan_err!(
                     "Function 'to_char' failed to match any signature: to_char({other}, \
-                     {template}) (eddy formats timestamps and dates)"
+                     {template}) (eddy formats timestamps, dates and numbers)"
                 )
             }
         };
@@ -86,6 +90,20 @@ impl ScalarUDFImpl for ToChar {
             return exec_err!("to_char takes two arguments");
         };
         let rows = args.number_rows;
+        if !matches!(value.data_type(), DataType::Timestamp(..)) {
+            let scalar = matches!(
+                (value, template),
+                (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_))
+            );
+            let n = if scalar { 1 } else { rows };
+            let out =
+                super::to_char_number::format_column(&value.to_array(n)?, &template.to_array(n)?)?;
+            return Ok(if scalar {
+                ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+            } else {
+                ColumnarValue::Array(out)
+            });
+        }
         let with_zone = matches!(value.data_type(), DataType::Timestamp(_, Some(_)));
         let values = value.to_array(rows)?;
         let values = values.as_primitive::<TimestampMicrosecondType>();

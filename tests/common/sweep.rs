@@ -349,6 +349,31 @@ pub fn operator_and_cast_calls() -> Vec<String> {
         out.push(format!("to_date('{text}', '{template}')"));
         out.push(format!("to_timestamp('{text}', '{template}')::timestamp"));
     }
+    // Numbers written by PostgreSQL's numeric templates, over the edge values of i, b and d.
+    for template in [
+        "9999",
+        "FM9999",
+        "0000",
+        "9,999,999",
+        "9G999D99",
+        "S999",
+        "999S",
+        "999MI",
+        "FM999MI",
+        "PL999",
+        "SG999",
+        "999PR",
+        "99V99",
+        "9.99EEEE",
+        "RN",
+        "999th",
+        "FM9999999999999999999.999",
+        "\"n=\"999",
+    ] {
+        for x in ["i", "b", "d"] {
+            out.push(format!("to_char({x}, '{template}')"));
+        }
+    }
     for template in [
         "YYYY-MM-DD HH24:MI:SS.US",
         "FMDD FMMonth YYYY HH12:MI:SS AM",
