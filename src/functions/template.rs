@@ -67,20 +67,22 @@ const PATTERNS: &[&str] = &[
     "CC", "J", "Q", "A.D.", "B.C.", "AD", "BC", "TZ", "OF",
 ];
 
+/// The `n` characters of `chars` at `i`, ASCII-uppercased ("" past the end). Patterns are ASCII:
+/// compared char by char (a full uppercasing can change the length: 'ß' becomes "SS").
+pub(crate) fn upper_at(chars: &[char], i: usize, n: usize) -> String {
+    chars
+        .get(i..i + n)
+        .map(|s| s.iter().map(char::to_ascii_uppercase).collect())
+        .unwrap_or_default()
+}
+
 /// `template` as literal text and fields.
 pub(crate) fn parse(template: &str) -> Vec<Item> {
     let chars: Vec<char> = template.chars().collect();
     let mut items = Vec::new();
     let mut literal = String::new();
     let mut i = 0;
-    // Patterns are ASCII: compare char by char, ASCII-uppercased (a full
-    // uppercasing can change the length: 'ß' becomes "SS").
-    let upper_at = |i: usize, n: usize| -> String {
-        chars
-            .get(i..i + n)
-            .map(|s| s.iter().map(char::to_ascii_uppercase).collect())
-            .unwrap_or_default()
-    };
+    let upper_at = |i: usize, n: usize| upper_at(&chars, i, n);
     while i < chars.len() {
         match chars[i] {
             '"' => {

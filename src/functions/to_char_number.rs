@@ -48,12 +48,7 @@ fn parse(t: &str) -> Template {
     let chars: Vec<char> = t.chars().collect();
     let mut i = 0;
     let mut after_v = false;
-    let upper_at = |i: usize, n: usize| -> String {
-        chars
-            .get(i..i + n)
-            .map(|s| s.iter().map(char::to_ascii_uppercase).collect())
-            .unwrap_or_default()
-    };
+    let upper_at = |i: usize, n: usize| super::template::upper_at(&chars, i, n);
     while i < chars.len() {
         let c = chars[i];
         let (part, len) = match c {
