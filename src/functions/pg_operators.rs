@@ -7,6 +7,7 @@
 //!   Arrow read months.
 //! - `date + interval` and `date - interval` are timestamps (`DATE '2026-01-01' + INTERVAL
 //!   '1 hour'` is `2026-01-01 01:00:00`); Arrow kept a date and dropped the time.
+//! - `x # x` is NULL when `x` is (DataFusion's simplifier folded it to 0).
 //! - `x SIMILAR TO 'pattern'` reads `%` as any string and `_` as any character, anchored at both
 //!   ends, with `.` an ordinary character (PostgreSQL's `similar_escape`); DataFusion handed the
 //!   pattern to the regex engine as it was.
@@ -186,6 +187,34 @@ impl PgOperators {
     }
 }
 
+/// The operands of a chain `a # b # c`.
+fn xor_operands(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::BinaryExpr(b) if b.op == Operator::BitwiseXor => {
+            let mut out = xor_operands(&b.left);
+            out.extend(xor_operands(&b.right));
+            out
+        }
+        e => vec![e],
+    }
+}
+
+/// `x # x` (or `(… x …) # x`) as `CASE WHEN x IS NULL THEN NULL ELSE … END`: DataFusion's
+/// simplifier folds the pair away (`x # x` to 0) without asking whether `x` is NULL, which
+/// PostgreSQL's answer is. The CASE keeps the NULL; the simplifier still folds the rest.
+fn xor_guard(b: &BinaryExpr) -> Option<Expr> {
+    let (left, right) = (xor_operands(&b.left), xor_operands(&b.right));
+    let shared = left.iter().find(|l| right.contains(l))?;
+    Some(Expr::Case(datafusion::logical_expr::expr::Case::new(
+        None,
+        vec![(
+            Box::new(Expr::IsNull(Box::new((*shared).clone()))),
+            Box::new(Expr::Literal(ScalarValue::Null, None)),
+        )],
+        Some(Box::new(Expr::BinaryExpr(b.clone()))),
+    )))
+}
+
 /// A SIMILAR TO pattern as an anchored regular expression, as PostgreSQL's `similar_escape`
 /// makes it; `escape` quotes the next character (`None`: no escape character).
 pub fn similar_to_regex(pattern: &str, escape: Option<char>) -> String {
@@ -243,6 +272,7 @@ impl FunctionRewrite for PgOperators {
     ) -> Result<Transformed<Expr>> {
         let rewritten = match &expr {
             Expr::Cast(c) => self.cast(c, schema),
+            Expr::BinaryExpr(b) if b.op == Operator::BitwiseXor => xor_guard(b),
             Expr::BinaryExpr(b) => Self::date_interval(b, schema),
             Expr::SimilarTo(Like {
                 negated,
@@ -278,7 +308,22 @@ impl FunctionRewrite for PgOperators {
 
 #[cfg(test)]
 mod tests {
-    use super::similar_to_regex;
+    use super::{similar_to_regex, xor_guard};
+    use datafusion::logical_expr::{col, BinaryExpr, Expr, Operator};
+
+    #[test]
+    fn a_repeated_xor_operand_keeps_its_null() {
+        let xor =
+            |l: Expr, r: Expr| BinaryExpr::new(Box::new(l), Operator::BitwiseXor, Box::new(r));
+        let guarded = xor_guard(&xor(col("x"), col("x"))).map(|e| e.to_string());
+        assert_eq!(
+            guarded.as_deref(),
+            Some("CASE WHEN x IS NULL THEN NULL ELSE x BIT_XOR x END")
+        );
+        let chain = Expr::BinaryExpr(xor(col("a"), col("x")));
+        assert!(xor_guard(&xor(chain, col("x"))).is_some());
+        assert!(xor_guard(&xor(col("a"), col("b"))).is_none());
+    }
 
     #[test]
     fn similar_to_patterns_become_anchored_regexes() {
