@@ -10,6 +10,7 @@
 //!   DataFusion's chrono-style one ([`to_char`]).
 //! - `to_timestamp(text, template)`, `to_date(text, template)` with PostgreSQL's patterns
 //!   ([`to_timestamp`]).
+//! - `to_number(text, template)` with PostgreSQL's numeric patterns ([`to_number`]).
 //! - integer `+`, `-`, `*` raise 22003 on overflow instead of wrapping ([`checked`]).
 //! - variance, covariance, correlation and regression aggregates raise 22003 when their sums
 //!   overflow ([`float_overflow`]).
@@ -30,6 +31,7 @@ pub(crate) mod template;
 pub mod text_cast;
 pub mod to_char;
 pub mod to_char_number;
+pub mod to_number;
 pub mod to_timestamp;
 
 use datafusion::arrow::array::ArrayRef;
@@ -131,6 +133,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(modulo::Mod::default()));
     ctx.register_udf(ScalarUDF::from(to_char::ToChar::default()));
     to_timestamp::register(ctx);
+    ctx.register_udf(ScalarUDF::from(to_number::ToNumber::default()));
     float_overflow::register(ctx);
     // Cannot fail: SessionContext keeps the rewrite in a list.
     let _ = ctx

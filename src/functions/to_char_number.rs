@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// One piece of a numeric template.
 #[derive(Debug, Clone, PartialEq)]
-enum Part {
+pub(crate) enum Part {
     Digit { zero: bool },
     Point,
     Group,
@@ -34,16 +34,17 @@ enum Part {
 
 /// A parsed numeric template.
 #[derive(Debug, Default)]
-struct Template {
-    parts: Vec<Part>,
+pub(crate) struct Template {
+    pub(crate) parts: Vec<Part>,
     fill: bool,
-    eeee: bool,
-    roman: bool,
+    pub(crate) eeee: bool,
+    pub(crate) roman: bool,
     /// Digits after `V`: the value is multiplied by 10 to this power.
     shift: usize,
 }
 
-fn parse(t: &str) -> Template {
+/// `t` as a numeric template.
+pub(crate) fn parse(t: &str) -> Template {
     let mut out = Template::default();
     let chars: Vec<char> = t.chars().collect();
     let mut i = 0;

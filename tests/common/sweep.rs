@@ -349,6 +349,22 @@ pub fn operator_and_cast_calls() -> Vec<String> {
         out.push(format!("to_date('{text}', '{template}')"));
         out.push(format!("to_timestamp('{text}', '{template}')::timestamp"));
     }
+    // Numbers read by PostgreSQL's numeric templates.
+    for (text, template) in [
+        ("12,454.8-", "99G999D9S"),
+        ("-12.5", "99.99"),
+        ("  42", "9999"),
+        ("<12>", "99PR"),
+        ("12-", "99MI"),
+        ("$1,234.5", "L9,999.9"),
+        ("12345", "999"),
+        ("3.14159", "9.99"),
+        ("12 34", "99 99"),
+        ("abc", "999"),
+    ] {
+        out.push(format!("to_number('{text}', '{template}')"));
+    }
+    out.push("to_number(to_char(b, '9999999999999999999'), '9999999999999999999')".into());
     // Numbers written by PostgreSQL's numeric templates, over the edge values of i, b and d.
     for template in [
         "9999",
