@@ -6,8 +6,8 @@
 //! - `approx_top_k(expr, k [, capacity])`: heavy hitters in fixed memory,
 //!   with per-item error bounds ([`approx_top_k`]).
 //! - `reservoir_sample(expr, k)`: a uniform sample ([`reservoir_sample`]).
-//! - `to_char(timestamp, template)` with PostgreSQL's patterns, in place of
-//!   DataFusion's chrono-style one ([`to_char`]).
+//! - `to_char(timestamp | date | number, template)` with PostgreSQL's patterns, in place of
+//!   DataFusion's chrono-style one ([`to_char`], [`to_char_number`]).
 //! - `to_timestamp(text, template)`, `to_date(text, template)` with PostgreSQL's patterns
 //!   ([`to_timestamp`]).
 //! - `to_number(text, template)` with PostgreSQL's numeric patterns ([`to_number`]).
