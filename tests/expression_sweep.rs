@@ -21,6 +21,44 @@ async fn try_rows(c: &PgClient, sql: &str) -> Result<Vec<Vec<String>>, String> {
     rows(c, sql).await
 }
 
+/// Creates view `view` over `query` (whose SELECT failed with a value error) and waits for it to
+/// fail; an error says what it did instead.
+async fn view_fails_too(c: &PgClient, view: &str, query: &str) -> Result<(), String> {
+    if let Err(e) = c
+        .batch_execute(&format!("CREATE MATERIALIZED VIEW {view} AS {query}"))
+        .await
+    {
+        // Refused at CREATE with a SQLSTATE (not an internal error) is as good as failing.
+        let text = common::error_text(&e);
+        return if !text.starts_with("XX") {
+            Ok(())
+        } else {
+            Err(format!("CREATE refused: {text}"))
+        };
+    }
+    let start = Instant::now();
+    let outcome = loop {
+        let status = try_rows(
+            c,
+            &format!("SELECT status FROM eddy.views WHERE name = '{view}'"),
+        )
+        .await
+        .unwrap_or_default();
+        if status.first().is_some_and(|s| s[0] == "failed") {
+            break Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            let held = try_rows(c, &format!("SELECT * FROM {view}")).await;
+            break Err(format!("the view runs and holds {held:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _ = c
+        .batch_execute(&format!("DROP MATERIALIZED VIEW {view}"))
+        .await;
+    outcome
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scalar_function_agrees_in_a_view_and_a_query() {
     let server = Server::start().await;
@@ -30,7 +68,7 @@ async fn every_scalar_function_agrees_in_a_view_and_a_query() {
         .unwrap_or_else(|e| panic!("{}", common::error_text(&e)));
     let (functions, mut calls) = sweep::calls(&c).await;
     calls.extend(sweep::operator_and_cast_calls());
-    let (mut planned, mut agreed) = (0, 0);
+    let (mut planned, mut agreed, mut failing) = (0, 0, 0);
     let mut differences: Vec<String> = Vec::new();
     let mut per_function: BTreeSet<String> = BTreeSet::new();
     for (n, call) in calls.iter().enumerate() {
@@ -40,6 +78,16 @@ async fn every_scalar_function_agrees_in_a_view_and_a_query() {
             Err(e) if c.is_closed() => {
                 differences.push(format!("{call}: the SELECT lost its connection: {e}"));
                 c = server.client().await;
+                continue;
+            }
+            // A value error on some row: the view must fail too, not compute something.
+            Err(e) if e.starts_with("22") || e.starts_with("54") => {
+                failing += 1;
+                if let Err(d) = view_fails_too(&c, &format!("sweep_{n}"), &query).await {
+                    differences.push(format!("{call}: the SELECT fails ({e}), {d}"));
+                } else {
+                    per_function.insert(call.split('(').next().unwrap_or("").to_string());
+                }
                 continue;
             }
             Err(e) => {
@@ -96,7 +144,7 @@ async fn every_scalar_function_agrees_in_a_view_and_a_query() {
     }
     eprintln!(
         "expression sweep: {} functions, {} calls tried, {planned} plan as SELECT, {agreed} agree \
-         in a view ({} functions), {} differ",
+         in a view, {failing} fail on a value in both ({} functions), {} differ",
         functions.len(),
         calls.len(),
         per_function.len(),
@@ -104,6 +152,13 @@ async fn every_scalar_function_agrees_in_a_view_and_a_query() {
     );
     for d in &differences {
         eprintln!("  {d}");
+    }
+    if std::env::var("SWEEP_DEBUG").is_ok() {
+        let unreached: Vec<&String> = functions
+            .iter()
+            .filter(|f| !per_function.contains(*f))
+            .collect();
+        eprintln!("functions no call reached: {unreached:?}");
     }
     assert!(
         planned > 400 && per_function.len() > 150,

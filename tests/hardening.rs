@@ -378,6 +378,13 @@ async fn functions_that_would_build_too_much_are_refused() {
         .unwrap(),
         vec![vec!["ababab", "007", "1000", "100000"]]
     );
+    // A negative length is an empty string, as in PostgreSQL (DataFusion's lpad panicked).
+    assert_eq!(
+        rows(&c, "SELECT lpad('x', -9000000000), rpad('x', -1, 'y')")
+            .await
+            .unwrap(),
+        vec![vec!["", ""]]
+    );
     // In a view the failing row fails the view, not the server.
     exec(
         &c,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, IntervalMonthDayNanoType, TimeUnit};
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl};
 use datafusion::prelude::SessionContext;
@@ -260,6 +260,32 @@ impl ScalarUDFImpl for Bounded {
                 ),
             })));
         }
+        let mut args = args;
+        if self.growth == Growth::Pad {
+            // A negative length is an empty string, as in PostgreSQL; DataFusion's pads
+            // sized a buffer from it and panicked (capacity overflow).
+            if let Some(n) = args.args.get_mut(1) {
+                *n = not_negative(n)?;
+            }
+        }
         self.inner.invoke_with_args(args)
     }
+}
+
+/// `n` (an integer argument) with negative values replaced by 0.
+fn not_negative(n: &ColumnarValue) -> Result<ColumnarValue> {
+    let ColumnarValue::Array(a) = n else {
+        return Ok(match n {
+            ColumnarValue::Scalar(ScalarValue::Int64(Some(v))) if *v < 0 => {
+                ColumnarValue::Scalar(ScalarValue::Int64(Some(0)))
+            }
+            other => other.clone(),
+        });
+    };
+    if a.data_type() != &DataType::Int64 {
+        return Ok(n.clone());
+    }
+    let clamped: datafusion::arrow::array::Int64Array =
+        a.as_primitive::<Int64Type>().unary(|v| v.max(0));
+    Ok(ColumnarValue::Array(Arc::new(clamped)))
 }

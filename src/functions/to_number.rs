@@ -92,7 +92,8 @@ impl ScalarUDFImpl for ToNumber {
             let templates = templates.as_string::<i32>();
             let mut out = Decimal128Builder::with_capacity(texts.len());
             for i in 0..texts.len() {
-                if texts.is_null(i) || templates.is_null(i) {
+                // An empty template reads nothing: NULL, as in PostgreSQL.
+                if texts.is_null(i) || templates.is_null(i) || templates.value(i).is_empty() {
                     out.append_null();
                     continue;
                 }

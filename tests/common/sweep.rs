@@ -430,7 +430,7 @@ fn column_for(data_type: &str) -> Option<&'static str> {
         "Int64"
     } else if t.starts_with("Float") || t.starts_with("Decimal") {
         "Float64"
-    } else if t.starts_with("Utf8") || t.starts_with("LargeUtf8") {
+    } else if t.starts_with("Utf8") || t.starts_with("LargeUtf8") || t == "String" {
         "Utf8"
     } else if t.starts_with("Timestamp") {
         "Timestamp"
