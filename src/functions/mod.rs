@@ -16,6 +16,7 @@
 //!   overflow ([`float_overflow`]).
 //! - float-to-integer casts round, a bare number cast to interval is seconds, `date ± interval`
 //!   is a timestamp, `SIMILAR TO` reads SQL patterns ([`pg_operators`]).
+//! - `regexp_*` with an empty flags string read no flags ([`regexp_flags`]).
 //! - casts to text and the arguments of `concat` and `||` write values as PostgreSQL does
 //!   ([`text_cast`]).
 
@@ -25,6 +26,7 @@ pub mod checked;
 pub mod float_overflow;
 pub mod modulo;
 pub mod pg_operators;
+pub mod regexp_flags;
 pub mod reservoir_sample;
 pub mod space_saving;
 pub(crate) mod template;
@@ -135,6 +137,7 @@ pub fn register(ctx: &SessionContext) {
     to_timestamp::register(ctx);
     ctx.register_udf(ScalarUDF::from(to_number::ToNumber::default()));
     float_overflow::register(ctx);
+    regexp_flags::register(ctx);
     // Cannot fail: SessionContext keeps the rewrite in a list.
     let _ = ctx
         .state_ref()
