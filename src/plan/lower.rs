@@ -801,6 +801,19 @@ impl Lowerer<'_> {
             // Bad constant arguments (approx_top_k's k, say) fail here, not in the running view.
             func.create_accumulator().map_err(|e| match e {
                 datafusion::error::DataFusionError::Plan(m) => EddyError::invalid(m),
+                // stddev(DISTINCT …), approx_median(DISTINCT …): a query runs them through a
+                // rewrite to a nested GROUP BY; a view keeps one accumulator per group.
+                datafusion::error::DataFusionError::NotImplemented(m) if m.contains("DISTINCT") => {
+                    EddyError::NotSupported {
+                        message: format!("{m} in a materialized view"),
+                        hint: Some(
+                            "Compute the aggregate over a view of the distinct values: \
+                             CREATE MATERIALIZED VIEW d AS SELECT DISTINCT k, x FROM …; then \
+                             aggregate x over d."
+                                .into(),
+                        ),
+                    }
+                }
                 other => other.into(),
             })?;
             let args = func.expressions();
