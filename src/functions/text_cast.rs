@@ -8,7 +8,7 @@
 //! - the arguments of `concat`, `concat_ws` and `||` into `text_out(x)`, which writes `t`/`f`
 //!   as PostgreSQL's output functions do (`concat(true)` is `t`, `true::text` is `true`),
 //!
-//! for every type whose text Arrow writes unlike PostgreSQL ([`differs`]); integers, decimals
+//! for every type whose text Arrow writes unlike PostgreSQL ([`pgtext::differs_from_arrow`]); integers, decimals
 //! and strings keep Arrow's cast, which agrees. Both functions write with [`crate::pgtext`], as
 //! result cells are written, so a value reads the same in a cell and in a string.
 
@@ -100,32 +100,6 @@ impl PgText {
     }
 }
 
-/// Whether Arrow's text of a `t` differs from PostgreSQL's.
-pub fn differs(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Boolean
-            | DataType::Float16
-            | DataType::Float32
-            | DataType::Float64
-            | DataType::Timestamp(_, _)
-            | DataType::Time32(_)
-            | DataType::Time64(_)
-            | DataType::Date32
-            | DataType::Date64
-            | DataType::Interval(_)
-            | DataType::Duration(_)
-            | DataType::Binary
-            | DataType::LargeBinary
-            | DataType::BinaryView
-            | DataType::FixedSizeBinary(_)
-            | DataType::List(_)
-            | DataType::LargeList(_)
-            | DataType::FixedSizeList(_, _)
-            | DataType::Struct(_)
-    )
-}
-
 /// The rewrite described in the [module docs](self).
 #[derive(Debug)]
 pub struct PgTextRewrite {
@@ -150,7 +124,7 @@ impl PgTextRewrite {
     /// `e` as text through `f` when its type's text differs; unchanged otherwise.
     fn wrap(&self, f: &Arc<ScalarUDF>, e: Expr, schema: &DFSchema, skip_binary: bool) -> Expr {
         match e.get_type(schema) {
-            Ok(t) if differs(&t) && !(skip_binary && t.is_binary()) => {
+            Ok(t) if pgtext::differs_from_arrow(&t) && !(skip_binary && t.is_binary()) => {
                 Expr::ScalarFunction(ScalarFunction::new_udf(f.clone(), vec![e]))
             }
             _ => e,

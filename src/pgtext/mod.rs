@@ -12,8 +12,9 @@ use std::fmt::Write;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{
-    DataType, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType,
-    TimeUnit,
+    DataType, Int16Type, Int32Type, Int64Type, Int8Type, IntervalDayTimeType,
+    IntervalMonthDayNanoType, IntervalUnit, IntervalYearMonthType, TimeUnit, UInt16Type,
+    UInt32Type, UInt64Type, UInt8Type,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use pg_interval::Interval as PgInterval;
@@ -39,6 +40,33 @@ impl Style {
         bool_words: true,
         extra_float_digits: 1,
     };
+}
+
+/// Whether Arrow writes values of type `t` unlike PostgreSQL (its cast to text, arrow-pg's cells):
+/// the types [`write_value`] must write. Integers, decimals and strings read the same in both.
+pub fn differs_from_arrow(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Boolean
+            | DataType::Float16
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Timestamp(_, _)
+            | DataType::Time32(_)
+            | DataType::Time64(_)
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Interval(_)
+            | DataType::Duration(_)
+            | DataType::Binary
+            | DataType::LargeBinary
+            | DataType::BinaryView
+            | DataType::FixedSizeBinary(_)
+            | DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(_, _)
+            | DataType::Struct(_)
+    )
 }
 
 /// Appends the value at `row` of `array` (not NULL) as PostgreSQL writes it in text.
@@ -101,9 +129,15 @@ pub fn write_value(array: &dyn Array, row: usize, style: Style, out: &mut String
             list_text(&array.as_fixed_size_list().value(row), style, out)
         }
         DataType::Struct(_) => record_text(array, row, style, out),
-        t if t.is_integer() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => {
-            arrow_text(array, row, out)
-        }
+        DataType::Int8 => int_text::<Int8Type>(array, row, out),
+        DataType::Int16 => int_text::<Int16Type>(array, row, out),
+        DataType::Int32 => int_text::<Int32Type>(array, row, out),
+        DataType::Int64 => int_text::<Int64Type>(array, row, out),
+        DataType::UInt8 => int_text::<UInt8Type>(array, row, out),
+        DataType::UInt16 => int_text::<UInt16Type>(array, row, out),
+        DataType::UInt32 => int_text::<UInt32Type>(array, row, out),
+        DataType::UInt64 => int_text::<UInt64Type>(array, row, out),
+        DataType::Decimal128(..) | DataType::Decimal256(..) => arrow_text(array, row, out),
         _ => false,
     };
     if !written {
@@ -117,6 +151,15 @@ pub fn write_text(array: &dyn Array, row: usize, style: Style, out: &mut String)
     if !write_value(array, row, style, out) {
         arrow_text(array, row, out);
     }
+}
+
+/// Appends the integer at `row` (no formatter built per value, as for Arrow's display).
+fn int_text<T>(array: &dyn Array, row: usize, out: &mut String) -> bool
+where
+    T: datafusion::arrow::datatypes::ArrowPrimitiveType,
+    T::Native: std::fmt::Display,
+{
+    write!(out, "{}", array.as_primitive::<T>().value(row)).is_ok()
 }
 
 /// Appends Arrow's display of the value at `row`; false if Arrow cannot format the type.

@@ -2,10 +2,11 @@
 //!
 //! arrow-pg encodes every cell; this module takes over the cells whose text it renders unlike
 //! PostgreSQL (found by `tests/postgres_differential.rs`) and writes them with
-//! [`crate::pgtext`]: floats (`3`, `1e+300`, `Infinity`, `-0`; pgwire wrote `3.0`, `1e300`,
-//! `inf`, `0`), timestamps, times and dates (no empty fraction, `+00`, ` BC`), arrays and records
-//! (arrow-pg sent a NULL field of a record as `""`, and nested values in its own text), and
-//! NULL intervals in either format (arrow-pg sent them as `00:00:00`).
+//! [`crate::pgtext`]: in text format every type [`pgtext::differs_from_arrow`] names — floats
+//! (`3`, `1e+300`, `Infinity`, `-0`; pgwire wrote `3.0`, `1e300`, `inf`, `0`), timestamps, times
+//! and dates (no empty fraction, `+00`, ` BC`), arrays and records (arrow-pg sent a NULL field of a
+//! record as `""`, and nested values in its own text), intervals, bytea, booleans — and NULL
+//! intervals in binary format (arrow-pg sent them as `00:00:00`).
 //!
 //! Everything else goes through arrow-pg unchanged.
 
@@ -32,25 +33,9 @@ enum Cell {
 }
 
 fn cell_kind(data_type: &DataType, format: FieldFormat) -> Cell {
-    let text = format == FieldFormat::Text;
     match data_type {
+        t if format == FieldFormat::Text && pgtext::differs_from_arrow(t) => Cell::Text,
         DataType::Interval(_) => Cell::NullHere,
-        DataType::Float16
-        | DataType::Float32
-        | DataType::Float64
-        | DataType::Timestamp(_, _)
-        | DataType::Time32(_)
-        | DataType::Time64(_)
-        | DataType::Date32
-        | DataType::Date64
-        | DataType::List(_)
-        | DataType::LargeList(_)
-        | DataType::FixedSizeList(_, _)
-        | DataType::Struct(_)
-            if text =>
-        {
-            Cell::Text
-        }
         _ => Cell::ArrowPg,
     }
 }
