@@ -146,11 +146,19 @@ async fn rows_in_t(c: &PgClient) -> usize {
 }
 
 /// Run B for `seed`: checkpoint after a seed-chosen batch, keep inserting,
-/// SIGKILL after a seed-chosen delay, restart, feed the rest.
+/// SIGKILL after a seed-chosen delay, restart, feed the rest. The restarted
+/// server runs views on a seed-chosen number of partitions, mostly not the
+/// first one's: checkpointed state is re-split by key.
 async fn run_killed(seed: u64, dir: &Path) -> Vec<(String, Vec<Vec<String>>)> {
     let checkpoint_after = 5 + (seed as usize * 11) % 30;
     let kill_after = Duration::from_millis(20 + (seed * 53) % 400);
-    let mut b = Server::start_in_with(dir, &["--checkpoint-interval", "1"]).await;
+    let before = (1 + seed % 4).to_string();
+    let after = (1 + (seed * 3) % 5).to_string();
+    let mut b = Server::start_in_with(
+        dir,
+        &["--checkpoint-interval", "1", "--parallelism", &before],
+    )
+    .await;
     let c = b.client().await;
     exec(&c, DDL).await;
     for i in 0..=checkpoint_after {
@@ -170,7 +178,7 @@ async fn run_killed(seed: u64, dir: &Path) -> Vec<(String, Vec<Vec<String>>)> {
     b.kill();
     let _ = feeder.await;
 
-    let b2 = Server::start_in(dir).await;
+    let b2 = Server::start_in_with(dir, &["--parallelism", &after]).await;
     assert!(
         b2.log_contains("recovering from checkpoint"),
         "{}",

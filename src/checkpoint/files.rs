@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! <data-dir>/checkpoints/0000000042/
-//!     view-0.groups.arrow   aggregate groups of the first view (Arrow IPC file)
-//!     view-0.rows.arrow     its rows
+//!     view-0.rows.arrow     rows of the first view (Arrow IPC file)
+//!     view-0.node-3.groups.arrow   state part `groups` of its 4th operator partition
 //!     sink-0.pending.arrow  output an exactly-once sink has not committed yet
 //!     …
 //!     manifest.json         written last: temp file, fsync, rename, fsync dir
@@ -22,13 +22,15 @@ use datafusion::arrow::ipc::writer::FileWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::{json, Value};
 
-use super::{Epoch, SinkSnapshot, StreamPosition, ViewProgress, ViewSnapshot};
+use super::{Epoch, NodeSnapshot, OperatorState, SinkSnapshot, StreamPosition, ViewSnapshot};
 use crate::engine::durable::write_atomically;
 use crate::error::{EddyError, Result};
 
 /// Format name and version in every manifest.
 const FORMAT: &str = "eddy-checkpoint";
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
+/// The format before views were graphs of operators: read, never written.
+const VERSION_FIXED_SHAPE: u64 = 1;
 /// Complete checkpoints kept on disk.
 pub const KEEP: usize = 3;
 const MANIFEST: &str = "manifest.json";
@@ -195,29 +197,40 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
     names.sort();
     for (i, name) in names.into_iter().enumerate() {
         let v = &contents.views[name];
-        let groups = write_file(&dir, &format!("view-{i}.groups.arrow"), &v.snapshot.groups)?;
         let rows = write_file(&dir, &format!("view-{i}.rows.arrow"), &v.snapshot.rows)?;
-        let sessions = write_file(
-            &dir,
-            &format!("view-{i}.sessions.arrow"),
-            &v.snapshot.sessions,
-        )?;
-        let top_n = write_file(&dir, &format!("view-{i}.topn.arrow"), &v.snapshot.top_n)?;
-        let join_l = write_file(&dir, &format!("view-{i}.join0.arrow"), &v.snapshot.join[0])?;
-        let join_r = write_file(&dir, &format!("view-{i}.join1.arrow"), &v.snapshot.join[1])?;
-        bytes += [&groups, &rows, &sessions, &top_n, &join_l, &join_r]
-            .iter()
-            .map(|f| f.as_ref().map_or(0, |f| f.bytes))
-            .sum::<u64>();
+        bytes += rows.as_ref().map_or(0, |f| f.bytes);
+        let mut nodes = Vec::new();
+        for (j, n) in v.snapshot.nodes.iter().enumerate() {
+            let mut state = serde_json::Map::new();
+            for (part, batches) in &n.state.parts {
+                if !part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(EddyError::Internal(format!(
+                        "operator {} names a state part {part:?}",
+                        n.id
+                    )));
+                }
+                if let Some(f) =
+                    write_file(&dir, &format!("view-{i}.node-{j}.{part}.arrow"), batches)?
+                {
+                    bytes += f.bytes;
+                    state.insert(part.clone(), f.to_json());
+                }
+            }
+            nodes.push(json!({
+                "id": n.id,
+                "partition": n.partition,
+                "watermarks": n.watermarks,
+                "forwarded": n.forwarded,
+                "rows_late": n.rows_late,
+                "state": state,
+            }));
+        }
         views.push(json!({
             "name": name,
             "id": v.id,
-            "progress": v.snapshot.progress.to_json(),
-            "groups": groups.as_ref().map(FileRef::to_json),
+            "published_watermark": v.snapshot.published_watermark,
             "rows": rows.as_ref().map(FileRef::to_json),
-            "sessions": sessions.as_ref().map(FileRef::to_json),
-            "top_n": top_n.as_ref().map(FileRef::to_json),
-            "join": [join_l.as_ref().map(FileRef::to_json), join_r.as_ref().map(FileRef::to_json)],
+            "nodes": nodes,
         }));
     }
     let mut sinks = Vec::new();
@@ -278,7 +291,9 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
     let bad = |what: String| EddyError::Internal(format!("{}: {what}", path.display()));
     let m: Value =
         serde_json::from_slice(&text).map_err(|e| bad(format!("not a manifest: {e}")))?;
-    if m["format"] != FORMAT || m["version"] != VERSION || m["epoch"] != epoch {
+    let version = m["version"].as_u64();
+    let known = version == Some(VERSION) || version == Some(VERSION_FIXED_SHAPE);
+    if m["format"] != FORMAT || !known || m["epoch"] != epoch {
         return Err(bad(format!(
             "format {} version {} epoch {} is not readable here",
             m["format"], m["version"], m["epoch"]
@@ -304,51 +319,17 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
             .insert(name.to_string(), SavedStream { id, position });
     }
     for v in list("views")? {
-        let (Some(name), Some(id), Some(progress)) = (
-            v["name"].as_str(),
-            v["id"].as_u64(),
-            ViewProgress::from_json(&v["progress"]),
-        ) else {
+        let (Some(name), Some(id)) = (v["name"].as_str(), v["id"].as_u64()) else {
             return Err(bad(format!("bad view entry {v}")));
         };
-        let groups = match file_from_json(&v["groups"]).map_err(bad)? {
-            Some(f) => read_file(&dir, &f)?,
-            None => Vec::new(),
+        let snapshot = if version == Some(VERSION_FIXED_SHAPE) {
+            fixed_shape_view(&dir, &v).map_err(|e| bad(format!("view {name}: {e}")))?
+        } else {
+            graph_view(&dir, &v).map_err(|e| bad(format!("view {name}: {e}")))?
         };
-        let rows = match file_from_json(&v["rows"]).map_err(bad)? {
-            Some(f) => read_file(&dir, &f)?,
-            None => Vec::new(),
-        };
-        // Absent in checkpoints written before SESSION windows and Top-N.
-        let sessions = match file_from_json(&v["sessions"]).map_err(bad)? {
-            Some(f) => read_file(&dir, &f)?,
-            None => Vec::new(),
-        };
-        let top_n = match file_from_json(&v["top_n"]).map_err(bad)? {
-            Some(f) => read_file(&dir, &f)?,
-            None => Vec::new(),
-        };
-        // Absent in checkpoints written before joins.
-        let mut join = [Vec::new(), Vec::new()];
-        for (s, slot) in join.iter_mut().enumerate() {
-            if let Some(f) = file_from_json(&v["join"][s]).map_err(bad)? {
-                *slot = read_file(&dir, &f)?;
-            }
-        }
-        contents.views.insert(
-            name.to_string(),
-            SavedView {
-                id,
-                snapshot: ViewSnapshot {
-                    progress,
-                    groups,
-                    rows,
-                    sessions,
-                    top_n,
-                    join,
-                },
-            },
-        );
+        contents
+            .views
+            .insert(name.to_string(), SavedView { id, snapshot });
     }
     // Absent in checkpoints written before dead letters were kept.
     if let Some(f) = file_from_json(&m["dead_letters"]).map_err(bad)? {
@@ -394,6 +375,105 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
         );
     }
     Ok(Recovered { epoch, contents })
+}
+
+/// The batches of an optional file entry.
+fn read_optional(dir: &Path, v: &Value) -> Result<Vec<RecordBatch>> {
+    match file_from_json(v).map_err(EddyError::Internal)? {
+        Some(f) => read_file(dir, &f),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn watermarks(v: &Value) -> Vec<Option<i64>> {
+    v.as_array()
+        .map(|a| a.iter().map(Value::as_i64).collect())
+        .unwrap_or_default()
+}
+
+/// A view entry of the current format: rows, then each operator partition.
+fn graph_view(dir: &Path, v: &Value) -> Result<ViewSnapshot> {
+    let bad = |what: &str| EddyError::Internal(format!("bad {what} in {v}"));
+    let mut nodes = Vec::new();
+    for n in v["nodes"].as_array().ok_or_else(|| bad("node list"))? {
+        let (Some(id), Some(partition)) = (n["id"].as_str(), n["partition"].as_u64()) else {
+            return Err(bad("node entry"));
+        };
+        let mut state = OperatorState::default();
+        for (part, f) in n["state"].as_object().ok_or_else(|| bad("node state"))? {
+            state.put(part, read_optional(dir, f)?);
+        }
+        nodes.push(NodeSnapshot {
+            id: id.to_string(),
+            partition: usize::try_from(partition).map_err(|_| bad("partition"))?,
+            watermarks: watermarks(&n["watermarks"]),
+            forwarded: n["forwarded"].as_i64(),
+            rows_late: n["rows_late"].as_u64().unwrap_or(0),
+            state,
+        });
+    }
+    Ok(ViewSnapshot {
+        published_watermark: v["published_watermark"].as_i64(),
+        rows: read_optional(dir, &v["rows"])?,
+        nodes,
+    })
+}
+
+/// A view entry of format 1 (fixed-shape plans): its fields become the
+/// state of the operators the graph of such a view has — `aggregate`,
+/// `sessions`, `top_n`, `join`, the windows and late-row filters in front.
+fn fixed_shape_view(dir: &Path, v: &Value) -> Result<ViewSnapshot> {
+    let progress = &v["progress"];
+    let input = progress["input_watermark"].as_i64();
+    let sides = watermarks(&progress["side_watermarks"]);
+    let node = |id: &str, wms: Vec<Option<i64>>, state: OperatorState| NodeSnapshot {
+        id: id.to_string(),
+        partition: 0,
+        forwarded: wms.iter().copied().flatten().min(),
+        watermarks: wms,
+        rows_late: 0,
+        state,
+    };
+    let mut nodes = vec![NodeSnapshot {
+        // No such operator: its late rows count toward the view's first one.
+        id: "format-1-progress".into(),
+        rows_late: progress["rows_late"].as_u64().unwrap_or(0),
+        ..NodeSnapshot::default()
+    }];
+    let state = |part: &str, key: &Value| -> Result<OperatorState> {
+        Ok(OperatorState::single(part, read_optional(dir, key)?))
+    };
+    if let [l, r] = sides[..] {
+        let mut join = state("left", &v["join"][0])?;
+        join.extend(state("right", &v["join"][1])?);
+        nodes.push(node("join", vec![l, r], join));
+        for (id, w) in [
+            ("window", l),
+            ("window_2", r),
+            ("drop_late", l),
+            ("drop_late_2", r),
+        ] {
+            nodes.push(node(id, vec![w], OperatorState::default()));
+        }
+    } else {
+        nodes.push(node("window", vec![input], OperatorState::default()));
+    }
+    nodes.push(node("top_n", vec![input], state("rows", &v["top_n"])?));
+    nodes.push(node(
+        "sessions",
+        vec![input],
+        state("rows", &v["sessions"])?,
+    ));
+    nodes.push(node(
+        "aggregate",
+        vec![input],
+        state("groups", &v["groups"])?,
+    ));
+    Ok(ViewSnapshot {
+        published_watermark: progress["published_watermark"].as_i64(),
+        rows: read_optional(dir, &v["rows"])?,
+        nodes,
+    })
 }
 
 /// The newest checkpoint that reads back whole, and the complete ones newer
@@ -470,12 +550,16 @@ mod tests {
             SavedView {
                 id: 2,
                 snapshot: ViewSnapshot {
-                    progress: ViewProgress::default(),
-                    groups: vec![],
+                    published_watermark: Some(v),
                     rows: vec![batch.clone()],
-                    sessions: vec![],
-                    top_n: vec![],
-                    join: Default::default(),
+                    nodes: vec![NodeSnapshot {
+                        id: "join".into(),
+                        partition: 1,
+                        watermarks: vec![Some(v), None],
+                        forwarded: None,
+                        rows_late: 4,
+                        state: OperatorState::single("left", vec![batch.clone()]),
+                    }],
                 },
             },
         );
@@ -511,7 +595,16 @@ mod tests {
         assert!(corrupt.is_empty());
         assert_eq!(r.epoch, 5);
         assert_eq!(r.contents.streams["t"].position.rows, 5);
-        assert_eq!(r.contents.views["v"].snapshot.rows[0].num_rows(), 2);
+        let view = &r.contents.views["v"].snapshot;
+        assert_eq!(view.rows[0].num_rows(), 2);
+        assert_eq!(view.published_watermark, Some(5));
+        let node = &view.nodes[0];
+        assert_eq!(
+            (node.id.as_str(), node.partition, node.rows_late),
+            ("join", 1, 4)
+        );
+        assert_eq!(node.watermarks, [Some(5), None]);
+        assert_eq!(node.state.parts["left"][0].num_rows(), 2);
         let k = &r.contents.sinks["k"];
         assert_eq!((k.id, k.snapshot.delivered_at), (3, Some((2, 5))));
         assert_eq!(k.snapshot.pending[0].num_rows(), 2);
@@ -533,6 +626,51 @@ mod tests {
         let (r, corrupt) = load_latest(&root);
         assert_eq!((r.unwrap().epoch, corrupt.len()), (4, 1));
         assert_eq!(next_epoch(&root), 7);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A checkpoint written before views were operator graphs loads: its
+    /// fixed fields become the state of the operators such a view has.
+    #[test]
+    fn format_1_checkpoints_load_as_operator_state() {
+        let dir = std::env::temp_dir().join(format!("eddy-ckpt-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = root(&dir);
+        let epoch_path = epoch_dir(&root, 3);
+        std::fs::create_dir_all(&epoch_path).unwrap();
+        let c = contents(1);
+        let batch = c.views["v"].snapshot.rows[0].clone();
+        let groups = write_file(
+            &epoch_path,
+            "view-0.groups.arrow",
+            std::slice::from_ref(&batch),
+        )
+        .unwrap()
+        .unwrap();
+        let rows = write_file(&epoch_path, "view-0.rows.arrow", &[batch])
+            .unwrap()
+            .unwrap();
+        let manifest = json!({
+            "format": FORMAT, "version": 1, "epoch": 3, "streams": [], "sinks": [],
+            "views": [{
+                "name": "v", "id": 9,
+                "progress": {"input_watermark": 70, "partition_watermarks": [60, 60],
+                             "published_watermark": 50, "rows_late": 6, "side_watermarks": []},
+                "groups": groups.to_json(), "rows": rows.to_json(),
+                "sessions": null, "top_n": null, "join": [null, null],
+            }],
+        });
+        std::fs::write(epoch_path.join(MANIFEST), manifest.to_string()).unwrap();
+        let (r, corrupt) = load_latest(&root);
+        assert!(corrupt.is_empty(), "{corrupt:?}");
+        let v = &r.unwrap().contents.views["v"].snapshot;
+        assert_eq!((v.published_watermark, v.rows[0].num_rows()), (Some(50), 2));
+        let find = |id: &str| v.nodes.iter().find(|n| n.id == id).unwrap();
+        assert_eq!(find("aggregate").state.parts["groups"][0].num_rows(), 2);
+        assert_eq!(find("aggregate").watermarks, [Some(70)]);
+        assert_eq!(find("window").watermarks, [Some(70)]);
+        assert!(find("top_n").state.is_empty());
+        assert_eq!(v.nodes.iter().map(|n| n.rows_late).sum::<u64>(), 6);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

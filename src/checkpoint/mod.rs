@@ -30,6 +30,8 @@ pub mod hub;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::{json, Value};
 
+pub use crate::operators::OperatorState;
+
 pub use hub::{CheckpointHub, CheckpointRecord, Collected, Decided};
 
 /// A checkpoint's number; increases by one per attempted checkpoint.
@@ -44,21 +46,6 @@ pub struct StreamPosition {
     pub watermark: Option<i64>,
     /// Connector position (Kafka offsets, generator position, file lines).
     pub connector: Option<serde_json::Value>,
-}
-
-/// Event-time progress of a view's tasks, captured at the barrier.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ViewProgress {
-    /// The watermark the view's front had seen (late rows are below it).
-    pub input_watermark: Option<i64>,
-    /// Per partition, the watermark the view's sink had seen.
-    pub partition_watermarks: Vec<Option<i64>>,
-    /// The last watermark the view published downstream.
-    pub published_watermark: Option<i64>,
-    /// Input rows dropped as late so far.
-    pub rows_late: u64,
-    /// A join's watermark per input (left, right); empty for other views.
-    pub side_watermarks: Vec<Option<i64>>,
 }
 
 impl StreamPosition {
@@ -77,53 +64,32 @@ impl StreamPosition {
     }
 }
 
-impl ViewProgress {
-    /// As JSON, for the manifest.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "input_watermark": self.input_watermark,
-            "partition_watermarks": self.partition_watermarks,
-            "published_watermark": self.published_watermark,
-            "rows_late": self.rows_late,
-            "side_watermarks": self.side_watermarks,
-        })
-    }
-
-    /// Read [`ViewProgress::to_json`]'s output.
-    pub fn from_json(v: &Value) -> Option<Self> {
-        Some(ViewProgress {
-            input_watermark: v["input_watermark"].as_i64(),
-            partition_watermarks: v["partition_watermarks"]
-                .as_array()?
-                .iter()
-                .map(Value::as_i64)
-                .collect(),
-            published_watermark: v["published_watermark"].as_i64(),
-            rows_late: v["rows_late"].as_u64()?,
-            // Absent in checkpoints written before joins.
-            side_watermarks: v["side_watermarks"]
-                .as_array()
-                .map(|a| a.iter().map(Value::as_i64).collect())
-                .unwrap_or_default(),
-        })
-    }
-}
-
 /// A view's state at a barrier.
 #[derive(Debug, Clone, Default)]
 pub struct ViewSnapshot {
-    /// Watermarks and counters.
-    pub progress: ViewProgress,
-    /// Aggregate groups (see [`crate::exec::agg_state`]), from every partition.
-    pub groups: Vec<RecordBatch>,
+    /// The last watermark the view published downstream.
+    pub published_watermark: Option<i64>,
     /// The view's rows.
     pub rows: Vec<RecordBatch>,
-    /// Input rows waiting in open SESSION windows (see [`crate::exec::session`]).
-    pub sessions: Vec<RecordBatch>,
-    /// Rows a Top-N holds (see [`crate::exec::top_n`]).
-    pub top_n: Vec<RecordBatch>,
-    /// Rows a join holds, left and right (see [`crate::exec::join`]).
-    pub join: [Vec<RecordBatch>; 2],
+    /// Every operator's state, per partition.
+    pub nodes: Vec<NodeSnapshot>,
+}
+
+/// One partition of one operator of a view's graph, at a barrier.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSnapshot {
+    /// The operator's id in the view's graph.
+    pub id: String,
+    /// Which partition.
+    pub partition: usize,
+    /// Per input port, the watermark it had seen.
+    pub watermarks: Vec<Option<i64>>,
+    /// The last watermark it forwarded.
+    pub forwarded: Option<i64>,
+    /// Input rows it dropped as late so far.
+    pub rows_late: u64,
+    /// What the operator returned from `checkpoint`.
+    pub state: OperatorState,
 }
 
 /// An exactly-once sink's state at a barrier: the output it has not yet

@@ -14,8 +14,8 @@ use crate::connectors::stream::WatermarkGen;
 use crate::connectors::table_log::TableLog;
 use crate::connectors::{StreamObject, StreamTable};
 use crate::error::{EddyError, Result};
-use crate::exec::pipeline::{spawn_view, ViewInput};
 use crate::plan::{explain, plan_view, PlanInputs, ViewPlan};
+use crate::runtime::{spawn_view, ViewInput};
 use crate::sql::{CreateStream, CreateView, ObjectKind};
 use crate::views::{MaterializedView, ViewTable};
 
@@ -382,6 +382,7 @@ impl Engine {
             }
         };
         let (plan, _) = self.plan(v).await.map_err(StartError::Fresh)?;
+        let graph = crate::plan::view_graph(&plan).map_err(StartError::Fresh)?;
         let mut input_names = plan.inputs();
         let view = Arc::new(
             MaterializedView::new(plan, self.limits.view_max_rows, self.checkpoint_hub())
@@ -412,11 +413,14 @@ impl Engine {
         let mut tasks = JoinSet::new();
         if let Err(e) = spawn_view(
             view.clone(),
+            &graph,
             inputs,
             &mut tasks,
             self.limits.channel_capacity,
             restored,
-        ) {
+        )
+        .await
+        {
             for input in &input_names {
                 self.unsubscribe_from(input, &v.name).await;
             }

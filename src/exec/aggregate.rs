@@ -140,6 +140,23 @@ pub struct AggregateSpec {
     pub panes: Option<PaneSpec>,
 }
 
+impl AggregateSpec {
+    /// The group expressions whose values route rows to partitions: all but
+    /// SESSION window bounds (rows of one session key must meet in one
+    /// partition whatever their times) and the window bounds of a pane
+    /// aggregate (a key's panes feed the same windows).
+    pub fn routing_groups(&self) -> Vec<usize> {
+        (0..self.group_exprs.len())
+            .filter(|&i| {
+                !(self
+                    .session
+                    .is_some_and(|s| s.window_groups.contains(&Some(i)))
+                    || self.panes.is_some_and(|p| p.is_bound(i)))
+            })
+            .collect()
+    }
+}
+
 pub(super) struct GroupState {
     pub(super) accs: Vec<Box<dyn Accumulator>>,
     /// Net number of input rows (inserts minus deletes).
@@ -180,6 +197,11 @@ impl AggregateOperator {
             groups: 0,
             state_bytes: 0,
         })
+    }
+
+    /// The spec the operator was made for.
+    pub fn spec(&self) -> &Arc<AggregateSpec> {
+        &self.spec
     }
 
     /// Number of groups held.

@@ -3,10 +3,8 @@
 pub mod agg_state;
 pub mod aggregate;
 pub mod detach;
-mod front;
 pub mod join;
 pub mod message;
-pub mod pipeline;
 pub mod publish;
 pub mod session;
 pub mod stateless;

@@ -8,6 +8,7 @@
 //! SQLSTATE 0A000 rather than run wrongly.
 
 mod explain;
+mod graph;
 mod lower;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_expr::PhysicalExpr;
 
 pub use explain::explain;
+pub use graph::view_graph;
 pub use lower::{parse_state_ttl, plan_view, PlanInputs};
 
 use crate::exec::aggregate::AggregateSpec;

@@ -3,6 +3,7 @@
 
 pub mod store;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::Mutex;
 
-use crate::checkpoint::{CheckpointHub, ViewSnapshot};
+use crate::checkpoint::{CheckpointHub, NodeSnapshot, ViewSnapshot};
 use crate::connectors::stream::NO_WATERMARK;
 use crate::error::{EddyError, Result};
 use crate::exec::publish::Publisher;
@@ -40,18 +41,16 @@ pub struct MaterializedView {
     pub publisher: Publisher,
     /// Input rows dropped as late.
     pub rows_late: AtomicU64,
-    /// Operator state bytes, per partition.
-    pub state_bytes: Vec<AtomicU64>,
-    /// State bytes of the front task's operators (join, Top-N).
-    pub front_bytes: AtomicU64,
+    /// Operator state bytes, one slot per task.
+    task_bytes: Mutex<Vec<Arc<AtomicU64>>>,
     /// Output watermark (ns), or NO_WATERMARK.
     pub watermark: AtomicI64,
     /// `running` or `failed`.
     pub status: Mutex<String>,
     /// The error that stopped the view.
     pub last_error: Mutex<Option<String>>,
-    /// State gathered for the checkpoint whose barrier is passing through.
-    pub pending_checkpoint: Mutex<ViewSnapshot>,
+    /// Operator state gathered per checkpoint whose barrier is passing through.
+    pending_checkpoints: Mutex<BTreeMap<u64, ViewSnapshot>>,
     /// Where the view hands in its checkpoint state (none without a data dir).
     pub hub: Option<Arc<CheckpointHub>>,
 }
@@ -67,7 +66,6 @@ impl std::fmt::Debug for MaterializedView {
 impl MaterializedView {
     /// A new, empty view for `plan`.
     pub fn new(plan: ViewPlan, max_rows: u64, hub: Option<Arc<CheckpointHub>>) -> Result<Self> {
-        let partitions = plan.partitions;
         Ok(MaterializedView {
             name: plan.name.clone(),
             schema: plan.output_schema.clone(),
@@ -80,12 +78,11 @@ impl MaterializedView {
             plan,
             publisher: Publisher::new(),
             rows_late: AtomicU64::new(0),
-            state_bytes: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
-            front_bytes: AtomicU64::new(0),
+            task_bytes: Mutex::new(Vec::new()),
             watermark: AtomicI64::new(NO_WATERMARK),
             status: Mutex::new("running".into()),
             last_error: Mutex::new(None),
-            pending_checkpoint: Mutex::new(ViewSnapshot::default()),
+            pending_checkpoints: Mutex::new(BTreeMap::new()),
             hub,
         })
     }
@@ -124,14 +121,40 @@ impl MaterializedView {
             .collect())
     }
 
-    /// Total operator state bytes across partitions.
+    /// Total state bytes: every task's operators, and the rows.
     pub fn state_bytes(&self) -> u64 {
-        self.state_bytes
+        self.task_bytes
+            .lock()
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
             .sum::<u64>()
-            + self.front_bytes.load(Ordering::Relaxed)
             + self.store.lock().bytes() as u64
+    }
+
+    /// A slot where one task keeps its operators' state bytes.
+    pub fn state_slot(&self) -> Arc<AtomicU64> {
+        let slot = Arc::new(AtomicU64::new(0));
+        self.task_bytes.lock().push(slot.clone());
+        slot
+    }
+
+    /// Add one operator partition's state to checkpoint `epoch`.
+    pub fn deposit_node(&self, epoch: u64, node: NodeSnapshot) {
+        self.pending_checkpoints
+            .lock()
+            .entry(epoch)
+            .or_default()
+            .nodes
+            .push(node);
+    }
+
+    /// The operator state gathered for `epoch` (older epochs that never
+    /// completed are dropped).
+    pub fn take_pending(&self, epoch: u64) -> ViewSnapshot {
+        let mut pending = self.pending_checkpoints.lock();
+        let snap = pending.remove(&epoch).unwrap_or_default();
+        pending.retain(|e, _| *e > epoch);
+        snap
     }
 
     /// Mark the view failed.

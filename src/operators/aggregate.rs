@@ -1,0 +1,178 @@
+//! Grouped aggregation, windowed or not, and the SESSION / count-window
+//! buffer in front of it (see [`crate::exec::aggregate`] and
+//! [`crate::exec::session`] for their state).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::{OperatorState, Output, RestoreContext, StreamOperator};
+use crate::error::Result;
+use crate::exec::aggregate::{AggregateOperator, AggregateSpec};
+use crate::exec::session::SessionBuffer;
+use crate::exec::window::fmt_ns;
+use crate::exec::{Changes, EventTime};
+
+/// The expressions that route an aggregate's input rows to partitions.
+pub fn routing_keys(spec: &AggregateSpec) -> Vec<Arc<dyn PhysicalExpr>> {
+    spec.routing_groups()
+        .into_iter()
+        .map(|i| spec.group_exprs[i].clone())
+        .collect()
+}
+
+fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    let rows = batch.num_rows();
+    Ok(exprs
+        .iter()
+        .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+        .collect::<datafusion::error::Result<_>>()?)
+}
+
+/// A grouped aggregate; one instance per partition.
+pub struct Aggregate {
+    /// The groups.
+    op: AggregateOperator,
+    /// Output watermark = input watermark − this (a window's size).
+    delay_ns: i64,
+}
+
+impl Aggregate {
+    /// An aggregate for `spec` whose output watermark trails its input's by `delay_ns`.
+    pub fn new(spec: Arc<AggregateSpec>, delay_ns: i64) -> Result<Self> {
+        Ok(Aggregate {
+            op: AggregateOperator::new(spec)?,
+            delay_ns,
+        })
+    }
+}
+
+impl StreamOperator for Aggregate {
+    fn on_data(&mut self, _port: usize, changes: Changes, out: &mut Output) -> Result<()> {
+        if let Some(c) = self.op.process(&changes)? {
+            out.emit(c);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        _port: usize,
+        ports: &[Option<EventTime>],
+        out: &mut Output,
+    ) -> Result<Option<EventTime>> {
+        let Some(w) = ports.first().copied().flatten() else {
+            return Ok(None);
+        };
+        if let Some(c) = self.op.on_watermark(w)? {
+            out.emit(c);
+        }
+        Ok(Some(w.saturating_sub(self.delay_ns)))
+    }
+
+    fn checkpoint(&mut self) -> Result<OperatorState> {
+        Ok(OperatorState::single("groups", vec![self.op.snapshot()?]))
+    }
+
+    fn restore(&mut self, mut state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
+        let spec = self.op.spec().clone();
+        // State columns: the window end, then the group columns.
+        let key_cols: Vec<usize> = spec.routing_groups().iter().map(|i| i + 1).collect();
+        let mut mine = Vec::new();
+        for b in state.take("groups") {
+            let keys: Vec<ArrayRef> = key_cols.iter().map(|&c| b.column(c).clone()).collect();
+            mine.push(ctx.partition.keep(&b, &keys)?);
+        }
+        self.op.restore(&mine)?;
+        state.expect_consumed("aggregate")
+    }
+
+    fn explain(&self) -> String {
+        let spec = self.op.spec();
+        let delay = if self.delay_ns > 0 {
+            format!(", watermark delay {}", fmt_ns(self.delay_ns))
+        } else {
+            String::new()
+        };
+        format!(
+            "Aggregate: {} group(s), {} aggregate(s){delay}",
+            spec.group_exprs.len(),
+            spec.aggs.len()
+        )
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.op.state_bytes()
+    }
+}
+
+/// Holds the rows of open SESSION and count windows until they complete,
+/// then passes them on with their window's bounds.
+pub struct Sessions {
+    /// The open windows.
+    buf: SessionBuffer,
+    /// The expressions that route rows (a restored row's partition).
+    keys: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl Sessions {
+    /// A buffer in front of the aggregate `spec` (which must have a session).
+    pub fn new(spec: &AggregateSpec) -> Result<Self> {
+        let Some(session) = spec.session else {
+            return Err(crate::EddyError::Internal(
+                "a session buffer for an aggregate without sessions".into(),
+            ));
+        };
+        Ok(Sessions {
+            buf: SessionBuffer::new(spec, session, spec.max_groups)?,
+            keys: routing_keys(spec),
+        })
+    }
+}
+
+impl StreamOperator for Sessions {
+    fn on_data(&mut self, _port: usize, changes: Changes, out: &mut Output) -> Result<()> {
+        if let Some(c) = self.buf.insert(&changes)? {
+            out.emit(c);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        _port: usize,
+        ports: &[Option<EventTime>],
+        out: &mut Output,
+    ) -> Result<Option<EventTime>> {
+        let w = ports.first().copied().flatten();
+        // Closed sessions reach the aggregate before the watermark that emits them.
+        if let Some(c) = w.map(|w| self.buf.close(w)).transpose()?.flatten() {
+            out.emit(c);
+        }
+        Ok(w)
+    }
+
+    fn checkpoint(&mut self) -> Result<OperatorState> {
+        Ok(OperatorState::single("rows", self.buf.snapshot()))
+    }
+
+    fn restore(&mut self, mut state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
+        let mut mine = Vec::new();
+        for b in state.take("rows") {
+            let keys = evaluate(&self.keys, &b)?;
+            mine.push(ctx.partition.keep(&b, &keys)?);
+        }
+        self.buf.restore(&mine)?;
+        state.expect_consumed("session window")
+    }
+
+    fn explain(&self) -> String {
+        "Sessions: hold rows until their window closes".into()
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.buf.state_bytes()
+    }
+}

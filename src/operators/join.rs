@@ -1,0 +1,98 @@
+//! The two-input join (interval, window, lookup and `state_ttl` joins; see
+//! [`crate::exec::join`] for the state it keeps).
+
+use std::sync::Arc;
+
+use super::{OperatorState, Output, RestoreContext, StreamOperator};
+use crate::error::{EddyError, Result};
+use crate::exec::join::{JoinOperator, JoinSpec};
+use crate::exec::{Changes, EventTime};
+
+/// Part names of the two sides' rows in a checkpoint.
+pub const SIDES: [&str; 2] = ["left", "right"];
+
+/// A join of port 0 (left) and port 1 (right).
+pub struct Join {
+    /// The join's state machine.
+    op: JoinOperator,
+    /// Its spec.
+    spec: Arc<JoinSpec>,
+    /// The ports whose watermark the output follows (the stream's alone in
+    /// a lookup join; sides without event time have none).
+    timed: Vec<usize>,
+    /// Processing time of the last tick (for `state_ttl`).
+    now_ns: i64,
+}
+
+impl Join {
+    /// A join for `spec`; `watermarked[s]` says whether side `s` has event time.
+    pub fn new(spec: Arc<JoinSpec>, watermarked: [bool; 2]) -> Result<Self> {
+        let timed = match spec.lookup {
+            Some(t) => vec![1 - t],
+            None => (0..2).filter(|&i| watermarked[i]).collect(),
+        };
+        Ok(Join {
+            op: JoinOperator::new(spec.clone())?,
+            spec,
+            timed,
+            now_ns: 0,
+        })
+    }
+}
+
+impl StreamOperator for Join {
+    fn on_data(&mut self, port: usize, changes: Changes, out: &mut Output) -> Result<()> {
+        out.emit(self.op.process(port, &changes, self.now_ns)?);
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        port: usize,
+        ports: &[Option<EventTime>],
+        _out: &mut Output,
+    ) -> Result<Option<EventTime>> {
+        if let Some(t) = ports.get(port).copied().flatten() {
+            self.op.on_watermark(port, t);
+        }
+        let timed: Vec<Option<EventTime>> = self.timed.iter().map(|&i| ports[i]).collect();
+        Ok(super::merged(&timed))
+    }
+
+    fn on_tick(&mut self, now_ns: i64, _out: &mut Output) -> Result<()> {
+        self.now_ns = now_ns;
+        self.op.on_time(now_ns);
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<OperatorState> {
+        let mut s = OperatorState::default();
+        for (i, part) in SIDES.iter().enumerate() {
+            s.put(part, self.op.snapshot(i)?);
+        }
+        Ok(s)
+    }
+
+    fn restore(&mut self, mut state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
+        if ctx.partition.count > 1 {
+            return Err(EddyError::Internal(
+                "a join's state cannot be split over partitions".into(),
+            ));
+        }
+        for (i, part) in SIDES.iter().enumerate() {
+            self.op.restore(i, &state.take(part))?;
+            if let Some(w) = ctx.watermarks.get(i).copied().flatten() {
+                self.op.on_watermark(i, w);
+            }
+        }
+        state.expect_consumed("join")
+    }
+
+    fn explain(&self) -> String {
+        format!("Join: {:?}", self.spec.kind)
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.op.state_bytes()
+    }
+}

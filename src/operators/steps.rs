@@ -1,0 +1,34 @@
+//! Filters, projections and UNNEST: stateless steps evaluated with
+//! DataFusion physical expressions, one batch at a time (see
+//! [`crate::exec::stateless`]). Weights ride along, so the same steps serve
+//! append-only and updating streams.
+
+use super::{Output, StreamOperator};
+use crate::error::Result;
+use crate::exec::stateless::{apply_steps, Step};
+use crate::exec::Changes;
+
+/// A run of stateless steps.
+pub struct Steps {
+    /// The steps, applied in order.
+    steps: Vec<Step>,
+}
+
+impl Steps {
+    /// An operator applying `steps` in order.
+    pub fn new(steps: Vec<Step>) -> Self {
+        Steps { steps }
+    }
+}
+
+impl StreamOperator for Steps {
+    fn on_data(&mut self, _port: usize, changes: Changes, out: &mut Output) -> Result<()> {
+        out.emit(apply_steps(&self.steps, changes)?);
+        Ok(())
+    }
+
+    fn explain(&self) -> String {
+        let steps: Vec<String> = self.steps.iter().map(|s| format!("{s:?}")).collect();
+        steps.join("; ")
+    }
+}

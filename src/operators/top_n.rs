@@ -1,0 +1,72 @@
+//! Top-N: the rows ranked up to N per partition key (see
+//! [`crate::exec::top_n`]).
+
+use std::sync::Arc;
+
+use super::{OperatorState, Output, RestoreContext, StreamOperator};
+use crate::error::{EddyError, Result};
+use crate::exec::top_n::{TopNOperator, TopNSpec};
+use crate::exec::{Changes, EventTime};
+
+/// A Top-N over one input.
+pub struct TopN {
+    /// The ranking state machine.
+    op: TopNOperator,
+    /// Its spec.
+    spec: Arc<TopNSpec>,
+}
+
+impl TopN {
+    /// A Top-N for `spec`.
+    pub fn new(spec: Arc<TopNSpec>) -> Result<Self> {
+        Ok(TopN {
+            op: TopNOperator::new(spec.clone())?,
+            spec,
+        })
+    }
+}
+
+impl StreamOperator for TopN {
+    fn on_data(&mut self, _port: usize, changes: Changes, out: &mut Output) -> Result<()> {
+        out.emit(self.op.process(&changes)?);
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        _port: usize,
+        ports: &[Option<EventTime>],
+        _out: &mut Output,
+    ) -> Result<Option<EventTime>> {
+        let w = ports.first().copied().flatten();
+        if let Some(w) = w {
+            self.op.on_watermark(w);
+        }
+        Ok(w)
+    }
+
+    fn checkpoint(&mut self) -> Result<OperatorState> {
+        Ok(OperatorState::single("rows", self.op.snapshot()?))
+    }
+
+    fn restore(&mut self, mut state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
+        if ctx.partition.count > 1 {
+            return Err(EddyError::Internal(
+                "a Top-N's state cannot be split over partitions".into(),
+            ));
+        }
+        self.op.restore(&state.take("rows"))?;
+        if let Some(w) = ctx.watermarks.first().copied().flatten() {
+            self.op.on_watermark(w);
+        }
+        state.expect_consumed("Top-N")
+    }
+
+    fn explain(&self) -> String {
+        format!("TopN: {:?} <= {}", self.spec.kind, self.spec.n)
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.op.state_bytes()
+    }
+}

@@ -1,0 +1,128 @@
+//! Window assignment (TUMBLE, HOP, CUMULATE, and the row stamps SESSION and
+//! count windows group by) and the late-row filter of join inputs. Both drop
+//! rows below the input watermark and count them as late.
+
+use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::datatypes::SchemaRef;
+
+use super::{Output, RestoreContext, StreamOperator};
+use crate::error::Result;
+use crate::exec::window::{assign, event_times_ns, fmt_ns, WindowSpec};
+use crate::exec::{Changes, EventTime};
+use crate::operators::OperatorState;
+
+/// Gives each row its window(s): `window_start` and `window_end` columns.
+pub struct WindowAssign {
+    /// The window.
+    spec: WindowSpec,
+    /// The input's columns, then the window bounds.
+    schema: SchemaRef,
+    /// The input watermark: rows below it are late.
+    watermark: Option<EventTime>,
+}
+
+impl WindowAssign {
+    /// An operator assigning `spec`'s windows; `schema` is its output schema.
+    pub fn new(spec: WindowSpec, schema: SchemaRef) -> Self {
+        WindowAssign {
+            spec,
+            schema,
+            watermark: None,
+        }
+    }
+}
+
+impl StreamOperator for WindowAssign {
+    fn on_data(&mut self, _port: usize, changes: Changes, out: &mut Output) -> Result<()> {
+        let (windowed, late) = assign(&self.spec, &self.schema, &changes, self.watermark)?;
+        out.late(late);
+        out.emit(windowed);
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        _port: usize,
+        ports: &[Option<EventTime>],
+        _out: &mut Output,
+    ) -> Result<Option<EventTime>> {
+        self.watermark = ports.first().copied().flatten();
+        Ok(self.watermark)
+    }
+
+    fn restore(&mut self, state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
+        state.expect_consumed("window")?;
+        self.watermark = ctx.watermarks.first().copied().flatten();
+        Ok(())
+    }
+
+    fn explain(&self) -> String {
+        let s = &self.spec;
+        format!(
+            "Window: {:?}({}, size {}, slide {})",
+            s.kind,
+            s.time_column,
+            fmt_ns(s.size_ns),
+            fmt_ns(s.slide_ns)
+        )
+    }
+}
+
+/// Drops rows whose event time (column `col`) is below the input
+/// watermark: a join frees rows by the other side's watermark, so a late
+/// row could miss its matches.
+pub struct DropLate {
+    /// The event-time column.
+    col: usize,
+    /// The input watermark.
+    watermark: Option<EventTime>,
+}
+
+impl DropLate {
+    /// An operator dropping rows late by column `col`.
+    pub fn new(col: usize) -> Self {
+        DropLate {
+            col,
+            watermark: None,
+        }
+    }
+}
+
+impl StreamOperator for DropLate {
+    fn on_data(&mut self, _port: usize, changes: Changes, out: &mut Output) -> Result<()> {
+        let Some(w) = self.watermark else {
+            out.emit(changes);
+            return Ok(());
+        };
+        let t = event_times_ns(changes.batch.column(self.col))?;
+        let keep: BooleanArray = t.iter().map(|t| Some(t.is_some_and(|t| t >= w))).collect();
+        let late = keep.false_count() as u64;
+        if late == 0 {
+            out.emit(changes);
+        } else {
+            out.late(late);
+            out.emit(changes.filter(&keep)?);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        _port: usize,
+        ports: &[Option<EventTime>],
+        _out: &mut Output,
+    ) -> Result<Option<EventTime>> {
+        self.watermark = ports.first().copied().flatten();
+        Ok(self.watermark)
+    }
+
+    fn restore(&mut self, state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
+        state.expect_consumed("late-row filter")?;
+        self.watermark = ctx.watermarks.first().copied().flatten();
+        Ok(())
+    }
+
+    fn explain(&self) -> String {
+        format!("DropLate: column {}", self.col)
+    }
+}
