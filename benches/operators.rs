@@ -11,12 +11,12 @@ use datafusion::arrow::array::{Int64Array, TimestampNanosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionConfig;
-use eddy::exec::aggregate::AggregateOperator;
-use eddy::exec::stateless::apply_steps;
-use eddy::exec::window::assign;
-use eddy::exec::Changes;
+use eddy::operators::aggregate::AggregateOperator;
+use eddy::operators::steps::apply_steps;
+use eddy::operators::window::assign;
 use eddy::plan::{plan_view, PlanInputs, ViewPlan};
 use eddy::sql::{parse, Statement};
+use eddy::types::Changes;
 
 const BATCH_ROWS: usize = 8192;
 

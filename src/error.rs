@@ -7,6 +7,10 @@
 use datafusion::error::DataFusionError;
 use pgwire::error::{ErrorInfo, PgWireError};
 
+/// Deepest expression nesting a statement may have (estimated on tokens;
+/// checked in `sql::complexity`).
+pub const MAX_EXPRESSION_DEPTH: usize = 1_000;
+
 /// The result type used throughout eddy.
 pub type Result<T, E = EddyError> = std::result::Result<T, E>;
 
@@ -183,7 +187,7 @@ impl EddyError {
                 info.hint = Some(format!(
                     "Split the expression into smaller ones (e.g. over several views), or \
                      use IN (...) instead of a long chain of OR. At most {} levels are allowed.",
-                    crate::sql::complexity::MAX_EXPRESSION_DEPTH
+                    MAX_EXPRESSION_DEPTH
                 ));
             }
             EddyError::NotSupported { hint, .. } | EddyError::InvalidParameter { hint, .. } => {

@@ -5,18 +5,19 @@
 //! continuous queries as materialized views, and query those views at any
 //! moment with ordinary `SELECT`.
 //!
-//! Layers, each depending only on those after it:
-//! `server` (pgwire) → `engine` (catalog, statements) → `plan` (DataFusion
-//! plan → streaming operators) → `exec` (operators, messages, tasks) →
-//! `views` / `connectors`; `sql` is the front end.
+//! Layers (ARCHITECTURE.md is the map; `tests/architecture.rs` checks the
+//! imports): `server` (pgwire) → `engine` (statements) → `catalog` → `plan`
+//! (DataFusion plan → operator graph) → `runtime` (tasks, barriers,
+//! exchange) → `operators` (one `StreamOperator` trait) → `types`
+//! (messages); `state` / `storage` keep checkpoints, `views` the views'
+//! rows, `connectors` the sources and sinks; `sql` is the front end.
 
 #![warn(missing_docs)]
 
-pub mod checkpoint;
+pub mod catalog;
 pub mod connectors;
 pub mod engine;
 pub mod error;
-pub mod exec;
 pub mod functions;
 pub mod operators;
 pub mod pgtext;
@@ -24,6 +25,9 @@ pub mod plan;
 pub mod runtime;
 pub mod server;
 pub mod sql;
+pub mod state;
+pub mod storage;
+pub mod types;
 pub mod views;
 
 pub use error::{EddyError, Result};

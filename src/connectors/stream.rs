@@ -20,13 +20,13 @@ use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::Mutex;
 
 use super::table_log::TableLog;
-use crate::checkpoint::{Epoch, StreamPosition};
 use crate::error::{EddyError, Result};
-use crate::exec::message::WatermarkTracker;
-use crate::exec::publish::Publisher;
-use crate::exec::window::event_times_ns;
-use crate::exec::{Changes, Message, Watermark};
+use crate::operators::window::event_times_ns;
 use crate::sql::ObjectKind;
+use crate::state::{Epoch, StreamPosition};
+use crate::types::message::WatermarkTracker;
+use crate::types::publish::Publisher;
+use crate::types::{Changes, Message, Watermark};
 
 /// Sentinel for "no watermark yet" in atomics.
 pub const NO_WATERMARK: i64 = i64::MIN;

@@ -19,7 +19,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 
 use crate::error::{EddyError, Result};
-use crate::exec::Changes;
+use crate::types::Changes;
 
 /// The log column that says whether a row is an upsert (true) or a delete.
 pub const OP_COLUMN: &str = "__eddy_op";

@@ -16,9 +16,9 @@ use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::catalog::Catalog;
 use super::credentials::{Credentials, Role};
 use super::{Engine, Outcome};
+use crate::catalog::Catalog;
 use crate::error::{EddyError, Result};
 use crate::sql::access::Access;
 use crate::sql::Statement;

@@ -1,6 +1,6 @@
 //! Taking checkpoints (`CHECKPOINT`, every `--checkpoint-interval`, at
 //! shutdown), restoring from the latest one, and `eddy.checkpoints`.
-//! The protocol is described in [`crate::checkpoint`].
+//! The protocol is described in [`crate::state`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,12 +19,10 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::Engine;
-use crate::checkpoint::files::{self, Contents, SavedSink, SavedStream, SavedView};
-use crate::checkpoint::{
-    CheckpointHub, CheckpointRecord, SinkSnapshot, StreamPosition, ViewSnapshot,
-};
 use crate::connectors::kafka::Delivery;
 use crate::error::{EddyError, Result};
+use crate::state::files::{self, Contents, SavedSink, SavedStream, SavedView};
+use crate::state::{CheckpointHub, CheckpointRecord, SinkSnapshot, StreamPosition, ViewSnapshot};
 
 /// How long a checkpoint waits for every view to hand in its state.
 const COLLECT_TIMEOUT: Duration = Duration::from_secs(120);

@@ -25,8 +25,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, hmac, pbkdf2};
 use serde_json::{json, Value};
 
-use super::durable::write_private;
 use crate::error::{EddyError, Result};
+use crate::storage::write_private;
 
 /// File name inside the data dir.
 pub const CREDENTIALS_FILE: &str = "credentials.json";

@@ -8,8 +8,8 @@ use datafusion::common::{DFSchema, TableReference};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::catalog::{Entry, ObjectRef};
 use super::{Engine, Outcome};
+use crate::catalog::{Entry, ObjectRef};
 use crate::connectors::stream::WatermarkGen;
 use crate::connectors::table_log::TableLog;
 use crate::connectors::{StreamObject, StreamTable};
@@ -225,8 +225,8 @@ impl Engine {
                         },
                         ObjectRef::View(v) => PlanInputs {
                             schema: v.schema.clone(),
-                            time_column: v.plan.out_time.column.clone(),
-                            updating: v.plan.updating,
+                            time_column: v.output.time.column.clone(),
+                            updating: v.output.updating,
                             kind: "materialized view".to_string(),
                             upsert: false,
                         },
@@ -371,7 +371,7 @@ impl Engine {
     async fn start_view(
         &self,
         v: &CreateView,
-        restored: Option<crate::checkpoint::ViewSnapshot>,
+        restored: Option<crate::state::ViewSnapshot>,
     ) -> std::result::Result<(Arc<MaterializedView>, JoinSet<()>, Vec<String>), StartError> {
         let with_state = restored.is_some();
         let err = |e| {
@@ -385,8 +385,13 @@ impl Engine {
         let graph = crate::plan::view_graph(&plan).map_err(StartError::Fresh)?;
         let mut input_names = plan.inputs();
         let view = Arc::new(
-            MaterializedView::new(plan, self.limits.view_max_rows, self.checkpoint_hub())
-                .map_err(StartError::Fresh)?,
+            MaterializedView::new(
+                plan.output(),
+                plan.emit,
+                self.limits.view_max_rows,
+                self.checkpoint_hub(),
+            )
+            .map_err(StartError::Fresh)?,
         );
         if let Some(r) = &restored {
             view.restore_rows(&r.rows).map_err(err)?;
@@ -539,8 +544,8 @@ impl Engine {
         &self,
         input: &str,
         name: &str,
-        tx: mpsc::Sender<crate::exec::Message>,
-    ) -> Result<Vec<crate::exec::Message>> {
+        tx: mpsc::Sender<crate::types::Message>,
+    ) -> Result<Vec<crate::types::Message>> {
         match self.input_ref(input) {
             Some(i) => subscribe_input(&i, name, tx).await,
             None => Err(EddyError::UndefinedObject(format!(
@@ -606,8 +611,8 @@ fn adopt_legacy_log(data_dir: &std::path::Path, name: &str, dir: &std::path::Pat
 pub(super) async fn subscribe_input(
     input: &InputRef,
     name: &str,
-    tx: mpsc::Sender<crate::exec::Message>,
-) -> Result<Vec<crate::exec::Message>> {
+    tx: mpsc::Sender<crate::types::Message>,
+) -> Result<Vec<crate::types::Message>> {
     match input {
         InputRef::Stream(s) => Ok(s
             .publisher

@@ -8,8 +8,8 @@ use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast;
 
-use super::catalog::ObjectRef;
 use super::{Engine, Outcome};
+use crate::catalog::ObjectRef;
 use crate::connectors::StreamObject;
 use crate::error::{EddyError, Result};
 use crate::sql::statement::normalize_object_name;

@@ -14,9 +14,9 @@ use datafusion::sql::sqlparser::ast;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use futures::StreamExt;
 
-use super::catalog::ObjectRef;
 use super::interrupt::Interrupt;
 use super::{Engine, Outcome};
+use crate::catalog::ObjectRef;
 use crate::error::{EddyError, Result};
 use crate::sql::statement::{normalize_ident, normalize_object_name};
 

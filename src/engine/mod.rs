@@ -2,7 +2,6 @@
 //! DataFusion.
 
 mod access;
-mod catalog;
 mod checkpointing;
 pub mod credentials;
 mod ddl;
@@ -28,13 +27,13 @@ use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
-pub use catalog::{Catalog, Entry, ObjectRef};
+pub use crate::catalog::{Catalog, Entry, ObjectRef};
 use system::{SystemTable, SystemTableKind};
 
-use crate::checkpoint::CheckpointHub;
 use crate::connectors::dead_letter::{DeadLetterStore, DeadLetterTable};
 use crate::error::{EddyError, Result};
 use crate::sql::{ObjectKind, Statement};
+use crate::state::CheckpointHub;
 use durable::{DurableCatalog, Persisted};
 
 /// Name of the catalog (the Postgres database name clients connect to).
@@ -133,7 +132,7 @@ pub struct Engine {
     /// The next checkpoint's epoch.
     next_epoch: std::sync::atomic::AtomicU64,
     /// The checkpoint being restored from, until [`Engine::restore`] is done.
-    recovered: parking_lot::Mutex<Option<crate::checkpoint::files::Recovered>>,
+    recovered: parking_lot::Mutex<Option<crate::state::files::Recovered>>,
     /// Rows each table had published at the checkpoints this run completed,
     /// newest last (at most as many as are kept on disk): table logs are
     /// compacted up to the oldest.

@@ -15,7 +15,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::{collect, ExecutionPlan};
 
-use super::catalog::Catalog;
+use crate::catalog::Catalog;
 
 /// Wraps the `pg_catalog` schema to patch `pg_class`.
 pub struct PgCatalogOverlay {

@@ -6,8 +6,8 @@ use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::catalog::ObjectRef;
 use super::{Engine, Outcome};
+use crate::catalog::ObjectRef;
 use crate::error::{EddyError, Result};
 use crate::sql::ObjectKind;
 
@@ -98,7 +98,7 @@ impl Engine {
         let time_col = self.catalog.with(|e| {
             e.get(name).and_then(|e| match &e.object {
                 ObjectRef::Stream(s) => s.time_column().map(str::to_string),
-                ObjectRef::View(v) => v.plan.out_time.column.clone(),
+                ObjectRef::View(v) => v.output.time.column.clone(),
                 ObjectRef::Sink(_) => None,
             })
         });

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::catalog::{Entry, ObjectRef};
 use super::ddl::{subscribe_input, InputRef};
 use super::{Engine, Outcome};
+use crate::catalog::{Entry, ObjectRef};
 use crate::connectors::kafka::{
     run_exactly_once_sink, run_kafka_sink, Delivery, KafkaSinkOptions, Resubscribe, SinkMetrics,
     SinkMode, SinkObject, SinkRun,
@@ -89,18 +89,8 @@ impl Engine {
         }
         let (schema, mode, group_keys) = match self.input_ref(&s.from) {
             Some(InputRef::View(v)) => {
-                let keys = v
-                    .plan
-                    .agg
-                    .as_ref()
-                    .map(|a| {
-                        a.output_schema.fields()[..a.group_exprs.len()]
-                            .iter()
-                            .map(|f| f.name().clone())
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
-                let mode = if v.plan.updating {
+                let keys = v.output.key.clone().unwrap_or_default();
+                let mode = if v.output.updating {
                     SinkMode::Changelog
                 } else {
                     SinkMode::AppendOnly

@@ -16,7 +16,7 @@ use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::catalog::Catalog;
+use crate::catalog::Catalog;
 use crate::connectors::stream::{PartitionProgress, NO_WATERMARK};
 
 /// Which system table.

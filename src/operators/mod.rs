@@ -32,7 +32,7 @@ use datafusion::common::hash_utils::{create_hashes, RandomState};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::Result;
-use crate::exec::{Changes, EventTime};
+use crate::types::{Changes, EventTime};
 
 /// A streaming operator. One instance per partition of its node; the runtime
 /// calls it from one task at a time, never concurrently.

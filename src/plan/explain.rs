@@ -1,7 +1,7 @@
 //! `EXPLAIN CREATE MATERIALIZED VIEW`: the streaming operator graph as text.
 
 use super::ViewPlan;
-use crate::exec::window::{fmt_ns, WindowKind};
+use crate::operators::window::{fmt_ns, WindowKind};
 use crate::sql::window::PLACEHOLDER_PREFIX;
 
 /// Render `plan` as one operator per line, from the input to the view.
@@ -150,7 +150,7 @@ fn strip_placeholders(line: &str) -> String {
     out
 }
 
-fn window_line(w: &crate::exec::window::WindowSpec) -> String {
+fn window_line(w: &crate::operators::window::WindowSpec) -> String {
     let what = match w.kind {
         WindowKind::Tumble => format!("TUMBLE({}, size {})", w.time_column, fmt_ns(w.size_ns)),
         WindowKind::Hop => format!(
@@ -171,8 +171,8 @@ fn window_line(w: &crate::exec::window::WindowSpec) -> String {
     format!("WindowAssign: {what}; drops rows below the watermark (counted as late)")
 }
 
-fn join_line(j: &crate::exec::join::JoinSpec) -> String {
-    use crate::exec::join::{JoinKind, Retention};
+fn join_line(j: &crate::operators::join::JoinSpec) -> String {
+    use crate::operators::join::{JoinKind, Retention};
     let keys: Vec<String> = j.keys[0]
         .iter()
         .zip(&j.keys[1])
@@ -208,8 +208,8 @@ fn join_line(j: &crate::exec::join::JoinSpec) -> String {
     )
 }
 
-fn top_n_line(t: &crate::exec::top_n::TopNSpec) -> String {
-    use crate::exec::top_n::RankKind;
+fn top_n_line(t: &crate::operators::top_n::TopNSpec) -> String {
+    use crate::operators::top_n::RankKind;
     let list = |v: Vec<String>| v.join(", ");
     let what = match t.kind {
         RankKind::RowNumber => format!("{} rows", t.n),

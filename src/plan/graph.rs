@@ -12,9 +12,9 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::exec::stateless::Step;
 use crate::operators::aggregate::{routing_keys, Aggregate, Sessions};
 use crate::operators::join::Join;
+use crate::operators::steps::Step;
 use crate::operators::steps::Steps;
 use crate::operators::top_n::TopN;
 use crate::operators::window::{DropLate, WindowAssign};
@@ -130,7 +130,7 @@ pub fn view_graph(plan: &ViewPlan) -> Result<Graph> {
             None => Edge::Input(0),
         },
     };
-    let top_n = |b: &mut Builder, from: Edge, spec: &Arc<crate::exec::top_n::TopNSpec>| {
+    let top_n = |b: &mut Builder, from: Edge, spec: &Arc<crate::operators::top_n::TopNSpec>| {
         let spec = spec.clone();
         b.add(
             "top_n",

@@ -19,10 +19,10 @@ use datafusion::sql::sqlparser::ast;
 
 use super::{OutputTime, ViewPlan};
 use crate::error::{EddyError, Result};
-use crate::exec::aggregate::{AggCall, AggregateSpec, PaneSpec, SessionSpec, WindowKey};
-use crate::exec::stateless::Step;
-use crate::exec::top_n::TopNSpec;
-use crate::exec::window::{WindowKind, WindowSpec};
+use crate::operators::aggregate::{AggCall, AggregateSpec, PaneSpec, SessionSpec, WindowKey};
+use crate::operators::steps::Step;
+use crate::operators::top_n::TopNSpec;
+use crate::operators::window::{WindowKind, WindowSpec};
 use crate::sql::window::{extract_windows, WindowFnArgs, WindowTvf};
 use crate::sql::{CreateView, EmitMode};
 
@@ -285,7 +285,7 @@ struct Chain {
 /// A `ROW_NUMBER() OVER (…)` on the way to becoming a Top-N step.
 struct PendingRank {
     /// ROW_NUMBER, RANK or DENSE_RANK.
-    kind: crate::exec::top_n::RankKind,
+    kind: crate::operators::top_n::RankKind,
     /// It ranks the aggregate's output (runs in the view's sink, after `post[..at]`).
     after_agg: bool,
     /// Runs after this many `pre` (or, after an aggregate, `post`) steps.
@@ -435,9 +435,9 @@ impl Lowerer<'_> {
             }
         };
         let kind = match fun.fun.name().to_ascii_lowercase().as_str() {
-            "row_number" => crate::exec::top_n::RankKind::RowNumber,
-            "rank" => crate::exec::top_n::RankKind::Rank,
-            "dense_rank" => crate::exec::top_n::RankKind::DenseRank,
+            "row_number" => crate::operators::top_n::RankKind::RowNumber,
+            "rank" => crate::operators::top_n::RankKind::Rank,
+            "dense_rank" => crate::operators::top_n::RankKind::DenseRank,
             _ => {
                 return Err(EddyError::NotSupported {
                     message: format!(

@@ -25,9 +25,9 @@ pub use explain::explain;
 pub use graph::view_graph;
 pub use lower::{parse_state_ttl, plan_view, PlanInputs};
 
-use crate::exec::aggregate::AggregateSpec;
-use crate::exec::stateless::Step;
-use crate::exec::window::WindowSpec;
+use crate::operators::aggregate::AggregateSpec;
+use crate::operators::steps::Step;
+use crate::operators::window::WindowSpec;
 use crate::sql::EmitMode;
 
 /// The runnable form of `e` over `schema`, after the same simplification
@@ -61,17 +61,7 @@ pub fn simplify(state: &SessionState, e: Expr, schema: &DFSchema) -> crate::erro
     Ok(ExprSimplifier::new(context).simplify(e)?)
 }
 
-/// How a view's output watermark relates to its input's.
-#[derive(Debug, Clone)]
-pub struct OutputTime {
-    /// The output column the watermark refers to, if any.
-    pub column: Option<String>,
-    /// Output watermark = input watermark − `delay_ns` (windowed aggregates
-    /// delay by the window size so every later window start stays above it).
-    pub delay_ns: i64,
-    /// False when the view has no event-time progress (non-windowed aggregates).
-    pub forwards: bool,
-}
+pub use crate::types::OutputTime;
 
 /// A view's streaming plan.
 #[derive(Debug, Clone)]
@@ -100,7 +90,7 @@ pub struct ViewPlan {
     pub partitions: usize,
     /// A Top-N (ROW_NUMBER() … WHERE rn <= N) that runs after this many `pre`
     /// steps, or (with `top_n_after_agg`) `post` steps.
-    pub top_n: Option<(usize, Arc<crate::exec::top_n::TopNSpec>)>,
+    pub top_n: Option<(usize, Arc<crate::operators::top_n::TopNSpec>)>,
     /// The Top-N ranks the aggregate's output: it runs in the view's sink,
     /// over the rows of every partition.
     pub top_n_after_agg: bool,
@@ -117,6 +107,23 @@ impl ViewPlan {
         match self.agg.as_ref().and_then(|a| a.panes) {
             Some(p) => Some((p.pane_window(&spec), schema)),
             None => Some((spec, schema)),
+        }
+    }
+
+    /// What the view's output stream is like.
+    pub fn output(&self) -> crate::types::ViewOutput {
+        let key = self.agg.as_ref().map(|a| {
+            a.output_schema.fields()[..a.group_exprs.len()]
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        });
+        crate::types::ViewOutput {
+            name: self.name.clone(),
+            schema: self.output_schema.clone(),
+            time: self.out_time.clone(),
+            updating: self.updating,
+            key,
         }
     }
 
@@ -152,7 +159,7 @@ pub struct JoinPlan {
     /// Left and right.
     pub sides: [JoinSide; 2],
     /// The join operator.
-    pub spec: Arc<crate::exec::join::JoinSpec>,
+    pub spec: Arc<crate::operators::join::JoinSpec>,
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::task::Poll;
 use tokio::sync::mpsc;
 
 use crate::error::{EddyError, Result};
-use crate::exec::{Changes, EventTime, Message, Watermark};
+use crate::types::{Changes, EventTime, Message, Watermark};
 
 /// One input channel of a task.
 pub struct Channel {

@@ -27,10 +27,10 @@ use tokio::task::JoinSet;
 
 pub use graph::{Edge, Graph, Node};
 
-use crate::checkpoint::{NodeSnapshot, ViewSnapshot};
 use crate::error::{EddyError, Result};
-use crate::exec::{EventTime, Message};
 use crate::operators::{Distribution, OperatorState, Partition, RestoreContext};
+use crate::state::{NodeSnapshot, ViewSnapshot};
+use crate::types::{EventTime, Message};
 use crate::views::MaterializedView;
 use align::{Aligner, Channel};
 use graph::Source;

@@ -9,7 +9,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use super::task::Item;
 use crate::error::Result;
-use crate::exec::{EventTime, Message, Watermark};
+use crate::types::{EventTime, Message, Watermark};
 use crate::views::MaterializedView;
 
 /// Writes a view's output into the view.
@@ -24,7 +24,7 @@ impl ViewSink {
     pub(crate) async fn new(view: Arc<MaterializedView>, published: Option<EventTime>) -> Self {
         if let Some(p) = published {
             view.watermark.fetch_max(
-                p.saturating_add(view.plan.out_time.delay_ns),
+                p.saturating_add(view.output.time.delay_ns),
                 Ordering::Relaxed,
             );
             view.publisher.set_watermark(Watermark::EventTime(p)).await;
@@ -39,7 +39,7 @@ impl ViewSink {
                 // eddy.views shows the graph's event-time progress; downstream
                 // sees it delayed as the plan's output time says.
                 self.view.watermark.fetch_max(input, Ordering::Relaxed);
-                let out_time = &self.view.plan.out_time;
+                let out_time = &self.view.output.time;
                 let t = input.saturating_sub(out_time.delay_ns);
                 if !out_time.forwards || self.published.is_some_and(|p| t <= p) {
                     return Ok(());

@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 
 use super::align::{Aligner, Event};
 use super::sink::ViewSink;
-use crate::checkpoint::NodeSnapshot;
 use crate::error::{EddyError, Result};
-use crate::exec::{Changes, EventTime, Message, Watermark};
 use crate::operators::{route, Output, StreamOperator};
+use crate::state::NodeSnapshot;
+use crate::types::{Changes, EventTime, Message, Watermark};
 use crate::views::MaterializedView;
 
 /// What leaves an operator: rows, a forwarded watermark, a barrier.

@@ -22,8 +22,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 use super::tokens::{char_position, is_whitespace};
 use crate::error::{EddyError, Result};
 
-/// Deepest expression nesting a statement may have (estimated on tokens).
-pub const MAX_EXPRESSION_DEPTH: usize = 1_000;
+pub use crate::error::MAX_EXPRESSION_DEPTH;
 
 /// Words that join two operands into a deeper node.
 const OPERATOR_WORDS: &[&str] = &[

@@ -16,13 +16,12 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::Mutex;
 
-use crate::checkpoint::{CheckpointHub, NodeSnapshot, ViewSnapshot};
 use crate::connectors::stream::NO_WATERMARK;
 use crate::error::{EddyError, Result};
-use crate::exec::publish::Publisher;
-use crate::exec::{Changes, Message};
-use crate::plan::ViewPlan;
 use crate::sql::EmitMode;
+use crate::state::{CheckpointHub, NodeSnapshot, ViewSnapshot};
+use crate::types::publish::Publisher;
+use crate::types::{Changes, Message, ViewOutput};
 use store::ViewStore;
 
 /// A materialized view: rows maintained by its pipeline.
@@ -33,8 +32,8 @@ pub struct MaterializedView {
     pub schema: SchemaRef,
     /// Emission mode.
     pub emit: EmitMode,
-    /// The streaming plan.
-    pub plan: ViewPlan,
+    /// What its output stream is like.
+    pub output: ViewOutput,
     /// The rows.
     pub store: Mutex<ViewStore>,
     /// Downstream subscribers (views on this view).
@@ -64,18 +63,23 @@ impl std::fmt::Debug for MaterializedView {
 }
 
 impl MaterializedView {
-    /// A new, empty view for `plan`.
-    pub fn new(plan: ViewPlan, max_rows: u64, hub: Option<Arc<CheckpointHub>>) -> Result<Self> {
+    /// A new, empty view whose rows are `output`.
+    pub fn new(
+        output: ViewOutput,
+        emit: EmitMode,
+        max_rows: u64,
+        hub: Option<Arc<CheckpointHub>>,
+    ) -> Result<Self> {
         Ok(MaterializedView {
-            name: plan.name.clone(),
-            schema: plan.output_schema.clone(),
-            emit: plan.emit,
-            store: Mutex::new(if plan.updating {
-                ViewStore::new(plan.output_schema.clone(), max_rows)?
+            name: output.name.clone(),
+            schema: output.schema.clone(),
+            emit,
+            store: Mutex::new(if output.updating {
+                ViewStore::new(output.schema.clone(), max_rows)?
             } else {
-                ViewStore::append_only(plan.output_schema.clone(), max_rows)?
+                ViewStore::append_only(output.schema.clone(), max_rows)?
             }),
-            plan,
+            output,
             publisher: Publisher::new(),
             rows_late: AtomicU64::new(0),
             task_bytes: Mutex::new(Vec::new()),

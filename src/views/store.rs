@@ -21,7 +21,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::hash_utils::RandomState;
 
 use crate::error::{EddyError, Result};
-use crate::exec::Changes;
+use crate::types::Changes;
 
 /// Rows per batch in a snapshot.
 const SNAPSHOT_BATCH_ROWS: usize = 8192;
@@ -142,7 +142,7 @@ impl ViewStore {
                 self.total_rows, self.max_rows
             )));
         }
-        let batch = crate::exec::detach::compact_if_sparse(changes.batch.clone())?;
+        let batch = crate::types::detach::compact_if_sparse(changes.batch.clone())?;
         self.bytes += batch.get_array_memory_size();
         self.total_rows += n;
         if let Some(list) = self.appended.as_mut() {

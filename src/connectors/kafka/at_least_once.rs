@@ -29,7 +29,7 @@ use super::sink::FutureProducer;
 use super::sink::{encode, KafkaSinkOptions, OutMessage, SinkObject};
 use super::sink::{RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 use crate::error::Result;
-use crate::exec::Message;
+use crate::types::Message;
 
 /// Messages produced and not yet acknowledged, at most.
 const IN_FLIGHT_MAX: usize = 10_000;

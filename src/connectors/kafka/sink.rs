@@ -33,7 +33,7 @@ pub type FutureProducer = rdkafka::producer::FutureProducer<Reporting>;
 
 use super::options::{take_properties, take_topic_and_brokers};
 use crate::error::{EddyError, Result};
-use crate::exec::Changes;
+use crate::types::Changes;
 
 /// How long librdkafka keeps retrying one message before eddy produces it again.
 const MESSAGE_TIMEOUT_MS: &str = "30000";

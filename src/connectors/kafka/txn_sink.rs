@@ -45,9 +45,9 @@ use super::sink::FutureProducer;
 use super::sink::{
     encode, KafkaSinkOptions, OutMessage, SinkObject, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN,
 };
-use crate::checkpoint::{Decided, Epoch, SinkSnapshot};
 use crate::error::{EddyError, Result};
-use crate::exec::Message;
+use crate::state::{Decided, Epoch, SinkSnapshot};
+use crate::types::Message;
 
 /// Output a sink may hold uncommitted; beyond it the sink fails, saying why.
 const UNCOMMITTED_MAX_BYTES: usize = 256 << 20;
@@ -76,7 +76,7 @@ pub async fn run_exactly_once_sink(
     key_cols: Vec<usize>,
     snapshot: Vec<Message>,
     restored: Option<SinkSnapshot>,
-    hub: Arc<crate::checkpoint::CheckpointHub>,
+    hub: Arc<crate::state::CheckpointHub>,
     rx: mpsc::Receiver<Message>,
 ) {
     *sink.metrics.status.lock() = "starting".into();
@@ -159,7 +159,7 @@ impl TxnSink {
         &mut self,
         mut rx: mpsc::Receiver<Message>,
         mut decisions: watch::Receiver<Decided>,
-        hub: &crate::checkpoint::CheckpointHub,
+        hub: &crate::state::CheckpointHub,
         key_cols: &[usize],
     ) -> Result<()> {
         // The epoch pre-committed at the last barrier, and how many messages it holds.
@@ -364,7 +364,7 @@ impl TxnSink {
     async fn precommit(
         &mut self,
         epoch: Epoch,
-        hub: &crate::checkpoint::CheckpointHub,
+        hub: &crate::state::CheckpointHub,
     ) -> Option<(Epoch, usize)> {
         let mut delivered = false;
         if self.producer.is_some() && self.in_doubt.is_none() {

@@ -18,8 +18,8 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, JoinType, Operator};
 
 use super::{Chain, Lowerer};
 use crate::error::{EddyError, Result};
-use crate::exec::join::{JoinKind, JoinSpec, Retention};
-use crate::exec::window::WindowKind;
+use crate::operators::join::{JoinKind, JoinSpec, Retention};
+use crate::operators::window::WindowKind;
 use crate::plan::{JoinPlan, JoinSide};
 
 /// A timestamp column of one side. When `rising`, it rises with the side's
@@ -137,7 +137,7 @@ impl Lowerer<'_> {
             // side whose rows stay, padded with NULLs, when they do not match).
             match side_of(c, &schemas) {
                 Some(s) if !kind.pads(s) => {
-                    let step = crate::exec::stateless::Step::Filter(self.phys(c, schemas[s])?);
+                    let step = crate::operators::steps::Step::Filter(self.phys(c, schemas[s])?);
                     sides[s].push(step);
                 }
                 _ => residual.push(c.clone()),
@@ -372,7 +372,7 @@ impl Lowerer<'_> {
             .collect();
         chain.window_cols = (chain.window_cols.0.map(to), chain.window_cols.1.map(to));
         chain.time_col = chain.time_col.map(to);
-        chain.push(crate::exec::stateless::Step::Project {
+        chain.push(crate::operators::steps::Step::Project {
             exprs,
             schema: j.schema.inner().clone(),
         });

@@ -31,10 +31,10 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::message::{Changes, EventTime};
-use super::window::{event_times_ns, nanos_per_unit, WindowKind, WindowSpec};
 use crate::error::{EddyError, Result};
+use crate::operators::window::{event_times_ns, nanos_per_unit, WindowKind, WindowSpec};
 use crate::sql::EmitMode;
+use crate::types::{Changes, EventTime};
 
 /// One aggregate call: the function, its argument expressions and an optional FILTER.
 #[derive(Debug, Clone)]
@@ -127,7 +127,7 @@ pub struct AggregateSpec {
     pub output_schema: SchemaRef,
     /// Set when grouped by a window bound.
     pub window: Option<WindowKey>,
-    /// Set for SESSION windows: rows wait in a [`super::session::SessionBuffer`]
+    /// Set for SESSION windows: rows wait in a [`super::sessions::SessionBuffer`]
     /// until their session closes.
     pub session: Option<SessionSpec>,
     /// Emission mode.

@@ -12,8 +12,8 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::message::Changes;
 use crate::error::{EddyError, Result};
+use crate::types::Changes;
 
 /// One stateless step.
 #[derive(Clone)]

@@ -25,7 +25,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 
-use super::aggregate::{AggregateOperator, NO_WINDOW};
+use super::groups::{AggregateOperator, NO_WINDOW};
 use crate::error::{EddyError, Result};
 
 impl AggregateOperator {

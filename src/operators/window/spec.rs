@@ -11,8 +11,8 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::message::{Changes, EventTime};
 use crate::error::{EddyError, Result};
+use crate::types::{Changes, EventTime};
 
 /// Nanoseconds per unit of a timestamp type.
 pub fn nanos_per_unit(unit: TimeUnit) -> i64 {

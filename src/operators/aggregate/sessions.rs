@@ -30,10 +30,10 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::hash_utils::RandomState;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::aggregate::{AggregateSpec, SessionSpec};
-use super::message::{Changes, EventTime};
-use super::window::{event_times_ns, nanos_per_unit};
+use super::groups::{AggregateSpec, SessionSpec};
 use crate::error::{EddyError, Result};
+use crate::operators::window::{event_times_ns, nanos_per_unit};
+use crate::types::{Changes, EventTime};
 
 struct Session {
     start: EventTime,
@@ -185,7 +185,8 @@ impl SessionBuffer {
                     .iter()
                     .map(|c| take(c.as_ref(), &idx, None))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
-                let rows = super::detach::detach(RecordBatch::try_new(batch.schema(), cols)?)?;
+                let rows =
+                    crate::types::detach::detach(RecordBatch::try_new(batch.schema(), cols)?)?;
                 self.rows += rows.num_rows();
                 self.bytes += rows.get_array_memory_size();
                 s.batches.push(rows);
@@ -259,7 +260,7 @@ impl SessionBuffer {
             if w.pending.is_empty() {
                 continue;
             }
-            let rows = super::detach::detach(take_rows(std::mem::take(&mut w.pending))?)?;
+            let rows = crate::types::detach::detach(take_rows(std::mem::take(&mut w.pending))?)?;
             self.rows += rows.num_rows();
             self.bytes += rows.get_array_memory_size();
             w.batches.push(rows);

@@ -1,6 +1,12 @@
 //! Grouped aggregation, windowed or not, and the SESSION / count-window
-//! buffer in front of it (see [`crate::exec::aggregate`] and
-//! [`crate::exec::session`] for their state).
+//! buffer in front of it (see [`crate::operators::aggregate`] and
+//! [`crate::operators::aggregate::sessions`] for their state).
+
+mod groups;
+pub mod sessions;
+pub mod snapshot;
+
+pub use groups::*;
 
 use std::sync::Arc;
 
@@ -10,10 +16,9 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::{OperatorState, Output, RestoreContext, StreamOperator};
 use crate::error::Result;
-use crate::exec::aggregate::{AggregateOperator, AggregateSpec};
-use crate::exec::session::SessionBuffer;
-use crate::exec::window::fmt_ns;
-use crate::exec::{Changes, EventTime};
+use crate::operators::window::fmt_ns;
+use crate::types::{Changes, EventTime};
+use sessions::SessionBuffer;
 
 /// The expressions that route an aggregate's input rows to partitions.
 pub fn routing_keys(spec: &AggregateSpec) -> Vec<Arc<dyn PhysicalExpr>> {

@@ -1,12 +1,15 @@
 //! The two-input join (interval, window, lookup and `state_ttl` joins; see
-//! [`crate::exec::join`] for the state it keeps).
+//! [`crate::operators::join`] for the state it keeps).
+
+mod state;
+
+pub use state::*;
 
 use std::sync::Arc;
 
 use super::{OperatorState, Output, RestoreContext, StreamOperator};
 use crate::error::{EddyError, Result};
-use crate::exec::join::{JoinOperator, JoinSpec};
-use crate::exec::{Changes, EventTime};
+use crate::types::{Changes, EventTime};
 
 /// Part names of the two sides' rows in a checkpoint.
 pub const SIDES: [&str; 2] = ["left", "right"];

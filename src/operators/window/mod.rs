@@ -2,14 +2,17 @@
 //! count windows group by) and the late-row filter of join inputs. Both drop
 //! rows below the input watermark and count them as late.
 
+mod spec;
+
+pub use spec::*;
+
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::{Output, RestoreContext, StreamOperator};
 use crate::error::Result;
-use crate::exec::window::{assign, event_times_ns, fmt_ns, WindowSpec};
-use crate::exec::{Changes, EventTime};
 use crate::operators::OperatorState;
+use crate::types::{Changes, EventTime};
 
 /// Gives each row its window(s): `window_start` and `window_end` columns.
 pub struct WindowAssign {

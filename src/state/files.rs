@@ -23,8 +23,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::{json, Value};
 
 use super::{Epoch, NodeSnapshot, OperatorState, SinkSnapshot, StreamPosition, ViewSnapshot};
-use crate::engine::durable::write_atomically;
 use crate::error::{EddyError, Result};
+use crate::storage::write_atomically;
 
 /// Format name and version in every manifest.
 const FORMAT: &str = "eddy-checkpoint";

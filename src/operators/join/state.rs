@@ -30,9 +30,9 @@ use datafusion::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use datafusion::common::hash_utils::RandomState;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::message::Changes;
-use super::window::event_times_ns;
 use crate::error::{EddyError, Result};
+use crate::operators::window::event_times_ns;
+use crate::types::Changes;
 
 /// INNER, LEFT or FULL (a RIGHT join is planned as a LEFT one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

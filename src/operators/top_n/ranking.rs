@@ -23,8 +23,8 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::hash_utils::RandomState;
 use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 
-use super::message::Changes;
 use crate::error::{EddyError, Result};
+use crate::types::Changes;
 
 /// Which ranking function numbers the rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +198,7 @@ impl TopNOperator {
         };
         let ends = match self.spec.window {
             Some((i, is_end, size)) => {
-                let t = super::window::event_times_ns(&part_cols[i])?;
+                let t = crate::operators::window::event_times_ns(&part_cols[i])?;
                 Some((t, if is_end { 0 } else { size }))
             }
             None => None,
@@ -245,7 +245,7 @@ impl TopNOperator {
                 }
                 self.seq += 1;
                 // A copy, not a slice: a slice would keep the whole input batch alive.
-                let row = super::detach::detach(take_record_batch(
+                let row = crate::types::detach::detach(take_record_batch(
                     batch,
                     &UInt32Array::from(vec![i as u32]),
                 )?)?;

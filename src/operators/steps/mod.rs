@@ -1,12 +1,15 @@
 //! Filters, projections and UNNEST: stateless steps evaluated with
 //! DataFusion physical expressions, one batch at a time (see
-//! [`crate::exec::stateless`]). Weights ride along, so the same steps serve
+//! [`crate::operators::steps`]). Weights ride along, so the same steps serve
 //! append-only and updating streams.
+
+mod step;
+
+pub use step::*;
 
 use super::{Output, StreamOperator};
 use crate::error::Result;
-use crate::exec::stateless::{apply_steps, Step};
-use crate::exec::Changes;
+use crate::types::Changes;
 
 /// A run of stateless steps.
 pub struct Steps {

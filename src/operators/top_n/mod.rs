@@ -1,12 +1,15 @@
 //! Top-N: the rows ranked up to N per partition key (see
-//! [`crate::exec::top_n`]).
+//! [`crate::operators::top_n`]).
+
+mod ranking;
+
+pub use ranking::*;
 
 use std::sync::Arc;
 
 use super::{OperatorState, Output, RestoreContext, StreamOperator};
 use crate::error::{EddyError, Result};
-use crate::exec::top_n::{TopNOperator, TopNSpec};
-use crate::exec::{Changes, EventTime};
+use crate::types::{Changes, EventTime};
 
 /// A Top-N over one input.
 pub struct TopN {

@@ -124,7 +124,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::message::Watermark;
+    use crate::types::message::Watermark;
 
     #[tokio::test]
     async fn subscriber_sees_snapshot_then_live() {
