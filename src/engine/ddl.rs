@@ -281,7 +281,7 @@ impl Engine {
             let (plan, inputs) = self.plan(sub).await?;
             let kind = |name: &str| inputs.get(name).map_or("?".to_string(), |i| i.kind.clone());
             lines.push(format!("-- view {} (created with this view)", sub.name));
-            lines.extend(explain(&plan, &kind));
+            lines.extend(explain(&plan, &kind)?);
             extra.push((
                 sub.name.clone(),
                 PlanInputs {
@@ -298,7 +298,7 @@ impl Engine {
         }
         let (plan, inputs) = self.plan_with(&v, extra).await?;
         let kind = |name: &str| inputs.get(name).map_or("?".to_string(), |i| i.kind.clone());
-        lines.extend(explain(&plan, &kind));
+        lines.extend(explain(&plan, &kind)?);
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
             datafusion::arrow::datatypes::Field::new("plan", DataType::Utf8, false),
         ]));

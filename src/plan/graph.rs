@@ -119,14 +119,24 @@ pub fn view_graph(plan: &ViewPlan) -> Result<Graph> {
                 factory(move || Join::new(spec.clone(), timed)),
             )
         }
-        None => match plan.assignment() {
-            Some((spec, schema)) => b.add(
-                "window",
-                OperatorSpec::stateless(),
-                1,
-                vec![Edge::Input(0)],
-                factory(move || Ok(WindowAssign::new(spec.clone(), schema.clone()))),
-            ),
+        None => match plan.window.clone() {
+            Some((spec, schema)) => {
+                let panes = plan.agg.as_ref().and_then(|a| a.panes);
+                b.add(
+                    "window",
+                    OperatorSpec::stateless(),
+                    1,
+                    vec![Edge::Input(0)],
+                    factory(move || {
+                        Ok(match panes {
+                            Some(p) => {
+                                WindowAssign::panes(&spec, p.pane_window(&spec), schema.clone())
+                            }
+                            None => WindowAssign::new(spec.clone(), schema.clone()),
+                        })
+                    }),
+                )
+            }
             None => Edge::Input(0),
         },
     };

@@ -96,15 +96,26 @@ impl StreamOperator for Aggregate {
 
     fn explain(&self) -> String {
         let spec = self.op.spec();
+        let keys: Vec<String> = spec.group_exprs.iter().map(|e| e.to_string()).collect();
+        let aggs: Vec<String> = spec
+            .aggs
+            .iter()
+            .map(|a| a.func.name().to_string())
+            .collect();
+        let window = match &spec.window {
+            Some(_) => "windowed; state freed when the watermark passes window_end",
+            None => "not windowed; state kept per group",
+        };
         let delay = if self.delay_ns > 0 {
-            format!(", watermark delay {}", fmt_ns(self.delay_ns))
+            format!("; watermark delayed {}", fmt_ns(self.delay_ns))
         } else {
             String::new()
         };
         format!(
-            "Aggregate: {} group(s), {} aggregate(s){delay}",
-            spec.group_exprs.len(),
-            spec.aggs.len()
+            "Aggregate: group=[{}], aggregates=[{}], emit {} ({window}){delay}",
+            keys.join(", "),
+            aggs.join(", "),
+            spec.emit.name().replace('_', " ")
         )
     }
 
@@ -120,6 +131,8 @@ pub struct Sessions {
     buf: SessionBuffer,
     /// The expressions that route rows (a restored row's partition).
     keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The windows.
+    spec: SessionSpec,
 }
 
 impl Sessions {
@@ -133,6 +146,7 @@ impl Sessions {
         Ok(Sessions {
             buf: SessionBuffer::new(spec, session, spec.max_groups)?,
             keys: routing_keys(spec),
+            spec: session,
         })
     }
 }
@@ -174,7 +188,15 @@ impl StreamOperator for Sessions {
     }
 
     fn explain(&self) -> String {
-        "Sessions: hold rows until their window closes".into()
+        match self.spec {
+            SessionSpec {
+                rows: Some(rows), ..
+            } => format!("WindowBuffer: rows wait per key until {rows} of them complete a window"),
+            SessionSpec { gap_ns, .. } => format!(
+                "WindowBuffer: rows wait per key until their session (gap {}) closes",
+                fmt_ns(gap_ns)
+            ),
+        }
     }
 
     fn state_bytes(&self) -> usize {

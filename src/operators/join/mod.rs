@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::{OperatorState, Output, RestoreContext, StreamOperator};
 use crate::error::{EddyError, Result};
+use crate::operators::window::fmt_ns;
 use crate::types::{Changes, EventTime};
 
 /// Part names of the two sides' rows in a checkpoint.
@@ -92,7 +93,40 @@ impl StreamOperator for Join {
     }
 
     fn explain(&self) -> String {
-        format!("Join: {:?}", self.spec.kind)
+        let j = &self.spec;
+        let keys: Vec<String> = j.keys[0]
+            .iter()
+            .zip(&j.keys[1])
+            .map(|(l, r)| format!("{l} = {r}"))
+            .collect();
+        let keep = |s: usize| match j.retention[s] {
+            Retention::EventTime { col, after_ns } => format!(
+                "until the {} watermark passes {} {} {}",
+                ["right", "left"][s],
+                j.schemas[s].field(col).name(),
+                if after_ns < 0 { "-" } else { "+" },
+                fmt_ns(after_ns.saturating_abs())
+            ),
+            Retention::Ttl { ns } => format!("for state_ttl {}", fmt_ns(ns)),
+            Retention::UntilDeleted => "its current rows (a lookup table)".into(),
+            Retention::NotKept => "nothing (probes only)".into(),
+        };
+        format!(
+            "Join: {}{}, keys [{}]{}; left keeps {}; right keeps {}",
+            match j.kind {
+                JoinKind::Inner => "INNER",
+                JoinKind::Left => "LEFT",
+                JoinKind::Full => "FULL",
+            },
+            if j.lookup.is_some() { " LOOKUP" } else { "" },
+            keys.join(", "),
+            j.filter
+                .as_ref()
+                .map(|f| format!(", condition {f}"))
+                .unwrap_or_default(),
+            keep(0),
+            keep(1)
+        )
     }
 
     fn state_bytes(&self) -> usize {

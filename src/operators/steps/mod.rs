@@ -32,6 +32,6 @@ impl StreamOperator for Steps {
 
     fn explain(&self) -> String {
         let steps: Vec<String> = self.steps.iter().map(|s| format!("{s:?}")).collect();
-        steps.join("; ")
+        steps.join("\n")
     }
 }

@@ -66,7 +66,23 @@ impl StreamOperator for TopN {
     }
 
     fn explain(&self) -> String {
-        format!("TopN: {:?} <= {}", self.spec.kind, self.spec.n)
+        let t = &self.spec;
+        let list = |v: Vec<String>| v.join(", ");
+        let what = match t.kind {
+            RankKind::RowNumber => format!("{} rows", t.n),
+            RankKind::Rank => format!("rank() <= {}", t.n),
+            RankKind::DenseRank => format!("dense_rank() <= {}", t.n),
+        };
+        format!(
+            "TopN: {what} per [{}] by [{}], with their rank; state {}",
+            list(t.partition_by.iter().map(|e| e.to_string()).collect()),
+            list(t.order_by.iter().map(|e| e.to_string()).collect()),
+            if t.keep_all {
+                "every row (the input is updating)"
+            } else {
+                "the top rows per key"
+            }
+        )
     }
 
     fn state_bytes(&self) -> usize {

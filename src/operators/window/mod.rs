@@ -22,17 +22,57 @@ pub struct WindowAssign {
     schema: SchemaRef,
     /// The input watermark: rows below it are late.
     watermark: Option<EventTime>,
+    /// Its EXPLAIN line.
+    shown: String,
 }
 
 impl WindowAssign {
     /// An operator assigning `spec`'s windows; `schema` is its output schema.
     pub fn new(spec: WindowSpec, schema: SchemaRef) -> Self {
         WindowAssign {
+            shown: describe(&spec),
             spec,
             schema,
             watermark: None,
         }
     }
+
+    /// The assignment of a HOP window whose aggregate shares work per slide:
+    /// each row once, in its `pane` (a TUMBLE of the slide).
+    pub fn panes(hop: &WindowSpec, pane: WindowSpec, schema: SchemaRef) -> Self {
+        let shown = format!(
+            "{}; each row once, in its {} pane, whose groups feed the {} windows holding it",
+            describe(hop),
+            fmt_ns(hop.slide_ns),
+            hop.size_ns / hop.slide_ns.max(1)
+        );
+        WindowAssign {
+            shown,
+            ..WindowAssign::new(pane, schema)
+        }
+    }
+}
+
+/// The EXPLAIN line of a window assignment.
+pub fn describe(w: &WindowSpec) -> String {
+    let what = match w.kind {
+        WindowKind::Tumble => format!("TUMBLE({}, size {})", w.time_column, fmt_ns(w.size_ns)),
+        WindowKind::Hop => format!(
+            "HOP({}, slide {}, size {})",
+            w.time_column,
+            fmt_ns(w.slide_ns),
+            fmt_ns(w.size_ns)
+        ),
+        WindowKind::Rows => format!("TUMBLE_ROWS({}, {} rows)", w.time_column, w.size_ns),
+        WindowKind::Session => format!("SESSION({}, gap {})", w.time_column, fmt_ns(w.size_ns)),
+        WindowKind::Cumulate => format!(
+            "CUMULATE({}, step {}, size {})",
+            w.time_column,
+            fmt_ns(w.slide_ns),
+            fmt_ns(w.size_ns)
+        ),
+    };
+    format!("WindowAssign: {what}; drops rows below the watermark (counted as late)")
 }
 
 impl StreamOperator for WindowAssign {
@@ -60,14 +100,7 @@ impl StreamOperator for WindowAssign {
     }
 
     fn explain(&self) -> String {
-        let s = &self.spec;
-        format!(
-            "Window: {:?}({}, size {}, slide {})",
-            s.kind,
-            s.time_column,
-            fmt_ns(s.size_ns),
-            fmt_ns(s.slide_ns)
-        )
+        self.shown.clone()
     }
 }
 
@@ -126,6 +159,6 @@ impl StreamOperator for DropLate {
     }
 
     fn explain(&self) -> String {
-        format!("DropLate: column {}", self.col)
+        "DropLate: rows below this input's watermark (counted as late)".into()
     }
 }
