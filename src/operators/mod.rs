@@ -120,6 +120,15 @@ pub trait StreamOperator: Send {
     }
 }
 
+/// The values of `exprs` over `batch`, one array each.
+pub fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    let rows = batch.num_rows();
+    Ok(exprs
+        .iter()
+        .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+        .collect::<datafusion::error::Result<_>>()?)
+}
+
 /// The minimum over `ports` once every port has a watermark.
 pub fn merged(ports: &[Option<EventTime>]) -> Option<EventTime> {
     ports

@@ -25,18 +25,7 @@ pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Result<V
                 lines.push(format!("Input{side}: {name} [{}]", input_kind(name)));
             }
         }
-        if let [Distribution::Hash(keys)] = node.spec.inputs.as_slice() {
-            lines.push(if keys.is_empty() {
-                "Exchange: none (no group key: one partition)".to_string()
-            } else {
-                let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-                format!(
-                    "Exchange: hash({}) into {} partitions",
-                    keys.join(", "),
-                    node.parallelism
-                )
-            });
-        }
+        lines.extend(exchange_line(node));
         let indent = if feeds_a_join(&graph, v) { "  " } else { "" };
         let op = (node.make)(Partition::SINGLE)?;
         for line in op.explain().lines().filter(|l| !l.is_empty()) {
@@ -62,6 +51,30 @@ pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Result<V
         }
     ));
     Ok(lines)
+}
+
+/// How rows reach `node` when it is fed by hash: its input keys and partitions.
+fn exchange_line(node: &crate::runtime::Node) -> Option<String> {
+    let list = |keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>]| {
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        keys.join(", ")
+    };
+    let into = node.parallelism;
+    match node.spec.inputs.as_slice() {
+        [Distribution::Hash(keys)] if keys.is_empty() => {
+            Some("Exchange: none (no group key: one partition)".to_string())
+        }
+        [Distribution::Hash(keys)] => Some(format!(
+            "Exchange: hash({}) into {into} partitions",
+            list(keys)
+        )),
+        [Distribution::Hash(l), Distribution::Hash(r)] => Some(format!(
+            "Exchange: left by hash({}), right by hash({}), into {into} partitions",
+            list(l),
+            list(r)
+        )),
+        _ => None,
+    }
 }
 
 /// Whether node `v`'s rows reach an operator with several inputs (its lines

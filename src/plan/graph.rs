@@ -1,19 +1,25 @@
 //! A [`ViewPlan`] as an operator [`Graph`] for the runtime.
 //!
 //! ```text
-//!  input ─► [window | drop_late] ─► steps ─┐
-//!  input ─► [window | drop_late] ─► steps ─┴► join ─► steps ─► [top_n ─► steps]
-//!     ─► (hash) [sessions ─►] aggregate ─► steps   (×partitions)
-//!     ─► gather | top_n ─► steps                    (one partition) ─► the view
+//!  input ─► [window | drop_late] ─► steps ─┐ (hash of the join keys)
+//!  input ─► [window | drop_late] ─► steps ─┴► join ─► steps         (×partitions)
+//!     ─► (hash of PARTITION BY) [top_n ─► steps]                     (×partitions)
+//!     ─► (hash of GROUP BY) [sessions ─►] aggregate ─► steps         (×partitions)
+//!     ─► (hash of PARTITION BY) [top_n ─► steps]                     (×partitions)
+//!     ─► gather                                                      (one partition) ─► the view
 //! ```
+//! A Top-N without PARTITION BY, and a join without equi-join keys, run on
+//! one partition.
+//!
 //! Node ids are stable for a given plan (`window`, `window_2`, `join`,
 //! `top_n`, `sessions`, `aggregate`, …): checkpointed state is keyed by them.
 
 use std::sync::Arc;
 
 use crate::error::Result;
+use crate::operators::aggregate::AggregateSpec;
 use crate::operators::aggregate::{routing_keys, Aggregate, Sessions};
-use crate::operators::join::Join;
+use crate::operators::join::{hash_keys, Join};
 use crate::operators::steps::Step;
 use crate::operators::steps::Steps;
 use crate::operators::top_n::TopN;
@@ -48,6 +54,14 @@ impl Builder {
         }))
     }
 
+    /// Stateless steps after `at`, on its partitions.
+    fn steps_at(&mut self, at: At, steps: &[Step]) -> At {
+        At {
+            edge: self.steps(at.edge, steps, at.parallelism),
+            parallelism: at.parallelism,
+        }
+    }
+
     /// Stateless steps after `from` (nothing when there are none).
     fn steps(&mut self, from: Edge, steps: &[Step], parallelism: usize) -> Edge {
         if steps.is_empty() {
@@ -79,143 +93,216 @@ fn single(inputs: usize, accepts_retractions: bool) -> OperatorSpec {
     }
 }
 
-/// The operator graph of `plan`.
+/// Where the stream being built stands: the edge that produces it and the
+/// partitions that edge runs on.
+#[derive(Clone, Copy)]
+struct At {
+    edge: Edge,
+    parallelism: usize,
+}
+
+/// The operator graph of `plan`: every keyed stateful operator (aggregate,
+/// session buffer, Top-N with PARTITION BY, equi-join) runs on the plan's
+/// partitions, fed by hash of its keys.
 pub fn view_graph(plan: &ViewPlan) -> Result<Graph> {
     let mut b = Builder {
         graph: Graph::default(),
     };
-    let mut cur = match &plan.join {
-        Some(join) => {
-            let mut sides = Vec::with_capacity(2);
-            for (s, side) in join.sides.iter().enumerate() {
-                let mut from = Edge::Input(s);
-                if let Some((spec, schema)) = side.window.clone() {
-                    from = b.add(
-                        "window",
-                        OperatorSpec::stateless(),
-                        1,
-                        vec![from],
-                        factory(move || Ok(WindowAssign::new(spec.clone(), schema.clone()))),
-                    );
-                } else if let Some(col) = side.drop_late {
-                    from = b.add(
-                        "drop_late",
-                        OperatorSpec::stateless(),
-                        1,
-                        vec![from],
-                        factory(move || Ok(DropLate::new(col))),
-                    );
-                }
-                sides.push(b.steps(from, &side.steps, 1));
-            }
-            let spec = join.spec.clone();
-            let timed = [join.sides[0].watermarked, join.sides[1].watermarked];
-            b.graph.prefer_input = spec.lookup;
+    let n = plan.partitions.max(1);
+    let mut at = match &plan.join {
+        Some(join) => join_front(&mut b, join, n)?,
+        None => single_front(&mut b, plan),
+    };
+    let (pre_top_n, post_top_n) = match &plan.top_n {
+        Some((i, spec)) if plan.top_n_after_agg => (None, Some((*i, spec))),
+        Some((i, spec)) => (Some((*i, spec)), None),
+        None => (None, None),
+    };
+    at = steps_around_top_n(&mut b, at, &plan.pre, pre_top_n, n);
+    if let Some(agg) = &plan.agg {
+        at = aggregate(&mut b, at, agg, n);
+        at = steps_around_top_n(&mut b, at, &plan.post, post_top_n, n);
+    } else {
+        at = b.steps_at(at, &plan.post);
+    }
+    if at.parallelism > 1 {
+        pass(&mut b, "gather", at.edge);
+    } else if matches!(at.edge, Edge::Input(_)) {
+        pass(&mut b, "forward", at.edge);
+    }
+    Ok(b.graph)
+}
+
+/// The input of a view without a join, with its window assignment.
+fn single_front(b: &mut Builder, plan: &ViewPlan) -> At {
+    let edge = match plan.window.clone() {
+        Some((spec, schema)) => {
+            let panes = plan.agg.as_ref().and_then(|a| a.panes);
             b.add(
-                "join",
-                single(2, true),
+                "window",
+                OperatorSpec::stateless(),
                 1,
-                sides,
-                factory(move || Join::new(spec.clone(), timed)),
+                vec![Edge::Input(0)],
+                factory(move || {
+                    Ok(match panes {
+                        Some(p) => WindowAssign::panes(&spec, p.pane_window(&spec), schema.clone()),
+                        None => WindowAssign::new(spec.clone(), schema.clone()),
+                    })
+                }),
             )
         }
-        None => match plan.window.clone() {
-            Some((spec, schema)) => {
-                let panes = plan.agg.as_ref().and_then(|a| a.panes);
-                b.add(
-                    "window",
-                    OperatorSpec::stateless(),
-                    1,
-                    vec![Edge::Input(0)],
-                    factory(move || {
-                        Ok(match panes {
-                            Some(p) => {
-                                WindowAssign::panes(&spec, p.pane_window(&spec), schema.clone())
-                            }
-                            None => WindowAssign::new(spec.clone(), schema.clone()),
-                        })
-                    }),
-                )
-            }
-            None => Edge::Input(0),
-        },
+        None => Edge::Input(0),
     };
-    let top_n = |b: &mut Builder, from: Edge, spec: &Arc<crate::operators::top_n::TopNSpec>| {
-        let spec = spec.clone();
-        b.add(
-            "top_n",
-            single(1, spec.keep_all),
-            1,
-            vec![from],
-            factory(move || TopN::new(spec.clone())),
-        )
-    };
-    match &plan.top_n {
-        Some((at, spec)) if !plan.top_n_after_agg => {
-            cur = b.steps(cur, &plan.pre[..*at], 1);
-            cur = top_n(&mut b, cur, spec);
-            cur = b.steps(cur, &plan.pre[*at..], 1);
-        }
-        _ => cur = b.steps(cur, &plan.pre, 1),
+    At {
+        edge,
+        parallelism: 1,
     }
-    if let Some(agg) = &plan.agg {
-        let n = plan.partitions.max(1);
-        if matches!(cur, Edge::Input(_)) && n > 1 {
-            // The exchange to the partitions runs in a task of its own.
-            cur = pass(&mut b, "exchange", cur);
-        }
-        let keys = routing_keys(agg);
-        let mut dist = Distribution::Hash(keys);
-        if agg.session.is_some() {
-            let spec = agg.clone();
-            cur = b.add(
-                "sessions",
-                OperatorSpec {
-                    inputs: vec![dist],
-                    accepts_retractions: false,
-                    emits_retractions: false,
-                    time: crate::operators::TimeMapping::Same,
-                },
-                n,
-                vec![cur],
-                factory(move || Sessions::new(&spec)),
+}
+
+/// Both inputs of a join, what runs on each before it, and the join: on
+/// `n` partitions by hash of its keys (on one without equi-join keys).
+fn join_front(b: &mut Builder, join: &super::JoinPlan, n: usize) -> Result<At> {
+    let keyed = !join.spec.keys[0].is_empty();
+    let p = if keyed { n } else { 1 };
+    let mut sides = Vec::with_capacity(2);
+    let mut dists = Vec::with_capacity(2);
+    for (s, side) in join.sides.iter().enumerate() {
+        let mut from = Edge::Input(s);
+        if let Some((spec, schema)) = side.window.clone() {
+            from = b.add(
+                "window",
+                OperatorSpec::stateless(),
+                1,
+                vec![from],
+                factory(move || Ok(WindowAssign::new(spec.clone(), schema.clone()))),
             );
-            // Rows reach the aggregate in the partition the buffer holds them in.
-            dist = Distribution::Any;
+        } else if let Some(col) = side.drop_late {
+            from = b.add(
+                "drop_late",
+                OperatorSpec::stateless(),
+                1,
+                vec![from],
+                factory(move || Ok(DropLate::new(col))),
+            );
         }
+        from = b.steps(from, &side.steps, 1);
+        if p > 1 && matches!(from, Edge::Input(_)) {
+            // The exchange into the join's partitions runs in a task of its own.
+            from = pass(b, "exchange", from);
+        }
+        sides.push(from);
+        dists.push(if keyed {
+            Distribution::Hash(hash_keys(&join.spec, s)?)
+        } else {
+            Distribution::Single
+        });
+    }
+    let spec = join.spec.clone();
+    let timed = [join.sides[0].watermarked, join.sides[1].watermarked];
+    b.graph.prefer_input = spec.lookup;
+    let edge = b.add(
+        "join",
+        OperatorSpec {
+            inputs: dists,
+            ..single(2, true)
+        },
+        p,
+        sides,
+        factory(move || Join::new(spec.clone(), timed)),
+    );
+    Ok(At {
+        edge,
+        parallelism: p,
+    })
+}
+
+/// `steps`, with a Top-N after the first `i` of them when there is one.
+fn steps_around_top_n(
+    b: &mut Builder,
+    at: At,
+    steps: &[Step],
+    top_n: Option<(usize, &Arc<crate::operators::top_n::TopNSpec>)>,
+    n: usize,
+) -> At {
+    let Some((i, spec)) = top_n else {
+        return b.steps_at(at, steps);
+    };
+    let at = b.steps_at(at, &steps[..i]);
+    // Ranked per PARTITION BY key on `n` partitions; a global ranking on one.
+    let (p, dist) = match spec.partition_by.is_empty() {
+        true => (1, Distribution::Single),
+        false => (n, Distribution::Hash(spec.partition_by.clone())),
+    };
+    let from = exchange_from(b, at, p);
+    let spec = spec.clone();
+    let edge = b.add(
+        "top_n",
+        OperatorSpec {
+            inputs: vec![dist],
+            ..single(1, spec.keep_all)
+        },
+        p,
+        vec![from],
+        factory(move || TopN::new(spec.clone())),
+    );
+    b.steps_at(
+        At {
+            edge,
+            parallelism: p,
+        },
+        &steps[i..],
+    )
+}
+
+/// The edge a node on `p` partitions reads `at` from: a view input read
+/// directly cannot feed several partitions, so a task of its own reads it.
+fn exchange_from(b: &mut Builder, at: At, p: usize) -> Edge {
+    if p > 1 && matches!(at.edge, Edge::Input(_)) {
+        pass(b, "exchange", at.edge)
+    } else {
+        at.edge
+    }
+}
+
+/// The aggregate on `n` partitions by hash of its group keys, behind its
+/// SESSION / count-window buffer when it has one.
+fn aggregate(b: &mut Builder, at: At, agg: &Arc<AggregateSpec>, n: usize) -> At {
+    let mut from = exchange_from(b, at, n);
+    let mut dist = Distribution::Hash(routing_keys(agg));
+    if agg.session.is_some() {
         let spec = agg.clone();
-        cur = b.add(
-            "aggregate",
+        from = b.add(
+            "sessions",
             OperatorSpec {
                 inputs: vec![dist],
-                accepts_retractions: agg.retract,
-                emits_retractions: true,
+                accepts_retractions: false,
+                emits_retractions: false,
                 time: crate::operators::TimeMapping::Same,
             },
             n,
-            vec![cur],
-            factory(move || Aggregate::new(spec.clone(), 0)),
+            vec![from],
+            factory(move || Sessions::new(&spec)),
         );
-        match &plan.top_n {
-            Some((at, spec)) if plan.top_n_after_agg => {
-                cur = b.steps(cur, &plan.post[..*at], n);
-                cur = top_n(&mut b, cur, spec);
-                cur = b.steps(cur, &plan.post[*at..], 1);
-            }
-            _ => {
-                cur = b.steps(cur, &plan.post, n);
-                if n > 1 {
-                    cur = pass(&mut b, "gather", cur);
-                }
-            }
-        }
-    } else {
-        cur = b.steps(cur, &plan.post, 1);
+        // Rows reach the aggregate in the partition the buffer holds them in.
+        dist = Distribution::Any;
     }
-    if matches!(cur, Edge::Input(_)) {
-        pass(&mut b, "forward", cur);
+    let spec = agg.clone();
+    let edge = b.add(
+        "aggregate",
+        OperatorSpec {
+            inputs: vec![dist],
+            accepts_retractions: agg.retract,
+            emits_retractions: true,
+            time: crate::operators::TimeMapping::Same,
+        },
+        n,
+        vec![from],
+        factory(move || Aggregate::new(spec.clone(), 0)),
+    );
+    At {
+        edge,
+        parallelism: n,
     }
-    Ok(b.graph)
 }
 
 /// A node on one partition that passes rows on: where an input is read

@@ -11,10 +11,9 @@ pub use groups::*;
 use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayRef;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{OperatorState, Output, RestoreContext, StreamOperator};
+use super::{evaluate, OperatorState, Output, RestoreContext, StreamOperator};
 use crate::error::Result;
 use crate::operators::window::fmt_ns;
 use crate::types::{Changes, EventTime};
@@ -26,14 +25,6 @@ pub fn routing_keys(spec: &AggregateSpec) -> Vec<Arc<dyn PhysicalExpr>> {
         .into_iter()
         .map(|i| spec.group_exprs[i].clone())
         .collect()
-}
-
-fn evaluate(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
-    let rows = batch.num_rows();
-    Ok(exprs
-        .iter()
-        .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
-        .collect::<datafusion::error::Result<_>>()?)
 }
 
 /// A grouped aggregate; one instance per partition.

@@ -7,13 +7,35 @@ pub use state::*;
 
 use std::sync::Arc;
 
-use super::{OperatorState, Output, RestoreContext, StreamOperator};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::expressions::cast;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::{evaluate, OperatorState, Output, RestoreContext, StreamOperator};
 use crate::error::{EddyError, Result};
 use crate::operators::window::fmt_ns;
 use crate::types::{Changes, EventTime};
 
 /// Part names of the two sides' rows in a checkpoint.
 pub const SIDES: [&str; 2] = ["left", "right"];
+
+/// The expressions that route side `s`'s rows to partitions: its equi-join
+/// keys, cast to the left key's type where the sides differ, so equal keys
+/// hash alike.
+pub fn hash_keys(spec: &JoinSpec, s: usize) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
+    spec.keys[s]
+        .iter()
+        .zip(&spec.keys[0])
+        .map(|(e, left)| {
+            let want = left.data_type(&spec.schemas[0])?;
+            if e.data_type(&spec.schemas[s])? == want {
+                Ok(e.clone())
+            } else {
+                Ok(cast(e.clone(), &spec.schemas[s], want)?)
+            }
+        })
+        .collect()
+}
 
 /// A join of port 0 (left) and port 1 (right).
 pub struct Join {
@@ -78,13 +100,22 @@ impl StreamOperator for Join {
     }
 
     fn restore(&mut self, mut state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
-        if ctx.partition.count > 1 {
-            return Err(EddyError::Internal(
-                "a join's state cannot be split over partitions".into(),
-            ));
-        }
         for (i, part) in SIDES.iter().enumerate() {
-            self.op.restore(i, &state.take(part))?;
+            // A held row: the side's columns, then its expiry and match count.
+            let keys = hash_keys(&self.spec, i)?;
+            let schema = &self.spec.schemas[i];
+            let width = schema.fields().len();
+            let mut mine = Vec::new();
+            for b in state.take(part) {
+                if b.num_columns() != width + 2 {
+                    return Err(EddyError::Internal(
+                        "checkpointed join state does not match the join".into(),
+                    ));
+                }
+                let rows = RecordBatch::try_new(schema.clone(), b.columns()[..width].to_vec())?;
+                mine.push(ctx.partition.keep(&b, &evaluate(&keys, &rows)?)?);
+            }
+            self.op.restore(i, &mine)?;
             if let Some(w) = ctx.watermarks.get(i).copied().flatten() {
                 self.op.on_watermark(i, w);
             }

@@ -7,8 +7,8 @@ pub use ranking::*;
 
 use std::sync::Arc;
 
-use super::{OperatorState, Output, RestoreContext, StreamOperator};
-use crate::error::{EddyError, Result};
+use super::{evaluate, OperatorState, Output, RestoreContext, StreamOperator};
+use crate::error::Result;
 use crate::types::{Changes, EventTime};
 
 /// A Top-N over one input.
@@ -53,12 +53,13 @@ impl StreamOperator for TopN {
     }
 
     fn restore(&mut self, mut state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
-        if ctx.partition.count > 1 {
-            return Err(EddyError::Internal(
-                "a Top-N's state cannot be split over partitions".into(),
-            ));
+        // Rows are held in the input's shape: a partition keeps its keys' rows.
+        let mut mine = Vec::new();
+        for b in state.take("rows") {
+            let keys = evaluate(&self.spec.partition_by, &b)?;
+            mine.push(ctx.partition.keep(&b, &keys)?);
         }
-        self.op.restore(&state.take("rows"))?;
+        self.op.restore(&mine)?;
         if let Some(w) = ctx.watermarks.first().copied().flatten() {
             self.op.on_watermark(w);
         }
