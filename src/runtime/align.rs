@@ -111,17 +111,16 @@ impl Aligner {
 
     /// The next message from a channel that is not blocked: backlogs first.
     async fn read(&mut self) -> Option<(usize, Message)> {
-        let order: Vec<usize> = self.preferred.iter().chain(&self.others).copied().collect();
-        for &c in &order {
+        for k in 0..self.channels.len() {
+            let c = self.nth(k, 0);
             if let Some(m) = self.channels[c].backlog.pop_front() {
                 return Some((c, m));
             }
         }
         std::future::poll_fn(|cx| {
             let n = self.others.len();
-            let rotated = (0..n).map(|k| self.others[(self.start + k) % n]);
-            let order: Vec<usize> = self.preferred.iter().copied().chain(rotated).collect();
-            for c in order {
+            for k in 0..self.channels.len() {
+                let c = self.nth(k, self.start);
                 let ch = &mut self.channels[c];
                 if ch.blocked {
                     continue;
@@ -140,6 +139,18 @@ impl Aligner {
             Poll::Pending
         })
         .await
+    }
+
+    /// The `k`-th channel in read order: the preferred port's, then the
+    /// others starting at `start`.
+    fn nth(&self, k: usize, start: usize) -> usize {
+        match self.preferred.get(k) {
+            Some(&c) => c,
+            None => {
+                let k = k - self.preferred.len();
+                self.others[(start + k) % self.others.len()]
+            }
+        }
     }
 
     fn handle(&mut self, c: usize, msg: Message) -> Result<Option<Event>> {
