@@ -164,3 +164,107 @@ impl StreamOperator for Join {
         self.op.state_bytes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, TimestampNanosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+    use datafusion::physical_expr::expressions::Column;
+
+    use super::*;
+    use crate::operators::{route, Partition};
+
+    const S: i64 = 1_000_000_000;
+
+    fn side() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+        ]))
+    }
+
+    /// `l JOIN r ON l.k = r.k`, each side kept until the other's watermark
+    /// passes its ts + 10 s.
+    fn spec() -> Arc<JoinSpec> {
+        let fields: Vec<Field> = [side(), side()]
+            .iter()
+            .flat_map(|s| s.fields().iter().map(|f| f.as_ref().clone()))
+            .collect();
+        let key: Arc<dyn PhysicalExpr> = Arc::new(Column::new("k", 0));
+        let keep = Retention::EventTime {
+            col: 1,
+            after_ns: 10 * S,
+        };
+        Arc::new(JoinSpec {
+            kind: JoinKind::Inner,
+            keys: [vec![key.clone()], vec![key]],
+            filter: None,
+            schemas: [side(), side()],
+            output_schema: Arc::new(Schema::new(fields)),
+            retention: [keep, keep],
+            lookup: None,
+            max_rows: 1000,
+        })
+    }
+
+    fn rows(keys: impl Iterator<Item = i64>) -> Changes {
+        let keys: Vec<i64> = keys.collect();
+        let ts = TimestampNanosecondArray::from_iter_values(keys.iter().map(|_| S));
+        let b = RecordBatch::try_new(
+            side(),
+            vec![Arc::new(Int64Array::from(keys)), Arc::new(ts)],
+        )
+        .unwrap();
+        Changes::inserts(b)
+    }
+
+    fn rows_out(op: &mut Join, port: usize, c: Changes) -> usize {
+        let mut out = Output::default();
+        op.on_data(port, c, &mut out).unwrap();
+        out.take().0.iter().map(Changes::num_rows).sum()
+    }
+
+    /// The output watermark waits for both sides and follows the smaller.
+    #[test]
+    fn forwards_the_smaller_side_watermark() {
+        let mut op = Join::new(spec(), [true, true]).unwrap();
+        let mut out = Output::default();
+        assert_eq!(op.on_watermark(0, &[Some(5), None], &mut out).unwrap(), None);
+        assert_eq!(op.on_watermark(1, &[Some(5), Some(3)], &mut out).unwrap(), Some(3));
+        // A side without event time does not hold the output back.
+        let mut op = Join::new(spec(), [true, false]).unwrap();
+        assert_eq!(op.on_watermark(0, &[Some(5), None], &mut out).unwrap(), Some(5));
+    }
+
+    /// Held rows checkpointed on one partition and restored on two: each
+    /// keeps the keys the exchange routes to it, and nothing is lost.
+    #[test]
+    fn restore_re_splits_held_rows_by_key() {
+        let mut one = Join::new(spec(), [true, true]).unwrap();
+        assert_eq!(rows_out(&mut one, 0, rows(0..40)), 0);
+        let state = one.checkpoint().unwrap();
+        assert_eq!(state.parts["left"][0].num_rows(), 40);
+        let mut parts: Vec<Join> = (0..2)
+            .map(|index| {
+                let mut op = Join::new(spec(), [true, true]).unwrap();
+                let ctx = RestoreContext {
+                    partition: Partition { index, count: 2 },
+                    watermarks: &[None, None],
+                };
+                op.restore(state.clone(), &ctx).unwrap();
+                op
+            })
+            .collect();
+        let held: Vec<usize> = parts.iter().map(|p| p.op.rows_held()[0]).collect();
+        assert_eq!(held.iter().sum::<usize>(), 40, "{held:?}");
+        assert!(held.iter().all(|h| *h > 0), "{held:?}");
+        // A right row meets its left row in the partition the exchange sends it to.
+        let keys = hash_keys(&spec(), 1).unwrap();
+        for k in 0..40 {
+            let probe = rows(std::iter::once(k));
+            let routed = route(&evaluate(&keys, &probe.batch).unwrap(), 1, 2).unwrap()[0];
+            assert_eq!(rows_out(&mut parts[routed], 1, probe.clone()), 1, "key {k}");
+            assert_eq!(rows_out(&mut parts[1 - routed], 1, probe), 0, "key {k}");
+        }
+    }
+}
