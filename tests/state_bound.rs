@@ -106,3 +106,30 @@ async fn state_bytes_level_off() {
         );
     }
 }
+
+/// Rows past a join's `state_ttl` go while no input arrives and no
+/// checkpoint runs: the runtime ticks operators on processing time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_ttl_frees_rows_while_inputs_are_quiet() {
+    let server = Server::start_with_args(&["--checkpoint-interval", "0"]).await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE orders (id BIGINT, customer BIGINT);
+         CREATE TABLE customers (id BIGINT, name VARCHAR);
+         CREATE MATERIALIZED VIEW lonely WITH (state_ttl = '1 second') AS
+           SELECT o.id, c.name FROM orders o JOIN customers c ON o.customer = c.id;
+         INSERT INTO orders VALUES (1, 10), (2, 20);",
+    )
+    .await
+    .expect("DDL");
+    let held = "SELECT CASE WHEN state_bytes > 0 THEN 'holds rows' ELSE 'empty' END \
+                FROM eddy.views WHERE name = 'lonely'";
+    common::eventually(&c, held, &[&["holds rows"]]).await;
+    let quiet = Instant::now();
+    common::eventually(&c, held, &[&["empty"]]).await;
+    assert!(
+        quiet.elapsed() < Duration::from_secs(5),
+        "freed after {:?}",
+        quiet.elapsed()
+    );
+}

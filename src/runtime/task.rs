@@ -72,6 +72,10 @@ pub(super) struct Task {
     pub bytes: Arc<AtomicU64>,
 }
 
+/// How often operators get a processing-time tick when no input arrives
+/// (rows past their `state_ttl` go even while the inputs are quiet).
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Processing time in nanoseconds since the Unix epoch.
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -82,7 +86,17 @@ fn now_ns() -> i64 {
 impl Task {
     /// Run until an input closes (the view is stopping) or an operator fails.
     pub async fn run(mut self) -> Result<()> {
-        while let Some(event) = self.aligner.next().await? {
+        let mut clock = tokio::time::interval(TICK);
+        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Reading the aligner is cancel-safe: a message is taken only when returned.
+            let event = tokio::select! {
+                event = self.aligner.next() => match event? {
+                    Some(event) => Some(event),
+                    None => return Ok(()),
+                },
+                _ = clock.tick() => None,
+            };
             let mut items = Vec::new();
             let now = now_ns();
             for n in 0..self.nodes.len() {
@@ -90,6 +104,11 @@ impl Task {
                 self.nodes[n].op.on_tick(now, &mut out)?;
                 self.deliver(n, out, None, &mut items)?;
             }
+            let Some(event) = event else {
+                self.store_bytes();
+                self.send(items).await?;
+                continue;
+            };
             match event {
                 Event::Data(port, changes) => {
                     let (n, p) = self.entries[port];
@@ -104,11 +123,14 @@ impl Task {
                     items.push(Item::Barrier(epoch));
                 }
             }
-            let bytes: usize = self.nodes.iter().map(|n| n.op.state_bytes()).sum();
-            self.bytes.store(bytes as u64, Ordering::Relaxed);
+            self.store_bytes();
             self.send(items).await?;
         }
-        Ok(())
+    }
+
+    fn store_bytes(&self) {
+        let bytes: usize = self.nodes.iter().map(|n| n.op.state_bytes()).sum();
+        self.bytes.store(bytes as u64, Ordering::Relaxed);
     }
 
     /// Hand `item` to port `port` of local node `n`, and what it emits on.

@@ -210,11 +210,8 @@ mod tests {
     fn rows(keys: impl Iterator<Item = i64>) -> Changes {
         let keys: Vec<i64> = keys.collect();
         let ts = TimestampNanosecondArray::from_iter_values(keys.iter().map(|_| S));
-        let b = RecordBatch::try_new(
-            side(),
-            vec![Arc::new(Int64Array::from(keys)), Arc::new(ts)],
-        )
-        .unwrap();
+        let b = RecordBatch::try_new(side(), vec![Arc::new(Int64Array::from(keys)), Arc::new(ts)])
+            .unwrap();
         Changes::inserts(b)
     }
 
@@ -229,11 +226,20 @@ mod tests {
     fn forwards_the_smaller_side_watermark() {
         let mut op = Join::new(spec(), [true, true]).unwrap();
         let mut out = Output::default();
-        assert_eq!(op.on_watermark(0, &[Some(5), None], &mut out).unwrap(), None);
-        assert_eq!(op.on_watermark(1, &[Some(5), Some(3)], &mut out).unwrap(), Some(3));
+        assert_eq!(
+            op.on_watermark(0, &[Some(5), None], &mut out).unwrap(),
+            None
+        );
+        assert_eq!(
+            op.on_watermark(1, &[Some(5), Some(3)], &mut out).unwrap(),
+            Some(3)
+        );
         // A side without event time does not hold the output back.
         let mut op = Join::new(spec(), [true, false]).unwrap();
-        assert_eq!(op.on_watermark(0, &[Some(5), None], &mut out).unwrap(), Some(5));
+        assert_eq!(
+            op.on_watermark(0, &[Some(5), None], &mut out).unwrap(),
+            Some(5)
+        );
     }
 
     /// Held rows checkpointed on one partition and restored on two: each
