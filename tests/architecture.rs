@@ -62,6 +62,19 @@ const FORBIDDEN: &[(&str, &[&str], &str)] = &[
         "durable files know nothing above them",
     ),
     (
+        "connectors",
+        &[
+            "operators",
+            "runtime",
+            "plan",
+            "engine",
+            "catalog",
+            "views",
+            "server",
+        ],
+        "sources and sinks produce and consume streams; they do not run operators",
+    ),
+    (
         "plan",
         &["engine", "catalog", "server", "views", "connectors"],
         "the planner turns a logical plan into a graph",

@@ -21,11 +21,11 @@ use parking_lot::Mutex;
 
 use super::table_log::TableLog;
 use crate::error::{EddyError, Result};
-use crate::operators::window::event_times_ns;
 use crate::sql::ObjectKind;
 use crate::state::{Epoch, StreamPosition};
 use crate::types::message::WatermarkTracker;
 use crate::types::publish::Publisher;
+use crate::types::time::event_times_ns;
 use crate::types::{Changes, Message, Watermark};
 
 /// Sentinel for "no watermark yet" in atomics.

@@ -4,6 +4,7 @@
 
 mod spec;
 
+pub use crate::types::time::{event_times_ns, fmt_ns, nanos_per_unit};
 pub use spec::*;
 
 use datafusion::arrow::array::BooleanArray;

@@ -4,25 +4,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, PrimitiveArray, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, UInt32Array};
 use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{
-    DataType, Field, Schema, SchemaRef, TimeUnit, TimestampNanosecondType,
-};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::{EddyError, Result};
+use crate::types::time::{event_times_ns, fmt_ns, nanos_per_unit};
 use crate::types::{Changes, EventTime};
-
-/// Nanoseconds per unit of a timestamp type.
-pub fn nanos_per_unit(unit: TimeUnit) -> i64 {
-    match unit {
-        TimeUnit::Second => 1_000_000_000,
-        TimeUnit::Millisecond => 1_000_000,
-        TimeUnit::Microsecond => 1_000,
-        TimeUnit::Nanosecond => 1,
-    }
-}
 
 /// The kind of window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,35 +125,6 @@ impl WindowSpec {
     }
 }
 
-/// Human form of a nanosecond duration.
-pub fn fmt_ns(ns: i64) -> String {
-    if ns % 1_000_000_000 == 0 {
-        format!("{} s", ns / 1_000_000_000)
-    } else if ns % 1_000_000 == 0 {
-        format!("{} ms", ns / 1_000_000)
-    } else {
-        format!("{ns} ns")
-    }
-}
-
-/// Event times of a timestamp column in nanoseconds (nulls stay null).
-pub fn event_times_ns(col: &ArrayRef) -> Result<PrimitiveArray<TimestampNanosecondType>> {
-    let as_ns = match col.data_type() {
-        DataType::Timestamp(TimeUnit::Nanosecond, None) => col.clone(),
-        DataType::Timestamp(_, _) => cast(col, &DataType::Timestamp(TimeUnit::Nanosecond, None))?,
-        other => {
-            return Err(EddyError::DatatypeMismatch(format!(
-                "event-time column must be a TIMESTAMP, found {other}"
-            )))
-        }
-    };
-    as_ns
-        .as_any()
-        .downcast_ref::<PrimitiveArray<TimestampNanosecondType>>()
-        .cloned()
-        .ok_or_else(|| EddyError::Internal("timestamp cast failed".into()))
-}
-
 /// Assign windows to the rows of `changes`, dropping rows below `watermark`.
 /// Returns the windowed changes and the number of late rows dropped.
 pub fn assign(
@@ -265,6 +225,8 @@ pub fn assign(
 
 #[cfg(test)]
 mod tests {
+    use datafusion::arrow::datatypes::TimeUnit;
+
     use super::*;
     use datafusion::arrow::array::TimestampNanosecondArray;
 
