@@ -8,8 +8,9 @@
 //!     ─► (hash of PARTITION BY) [top_n ─► steps]                     (×partitions)
 //!     ─► gather                                                      (one partition) ─► the view
 //! ```
-//! A Top-N without PARTITION BY, and a join without equi-join keys, run on
-//! one partition.
+//! A Top-N without PARTITION BY, a join without equi-join keys and a lookup
+//! join (its table's changes must reach it before the next stream row) run
+//! on one partition.
 //!
 //! Node ids are stable for a given plan (`window`, `window_2`, `join`,
 //! `top_n`, `sessions`, `aggregate`, …): checkpointed state is keyed by them.
@@ -160,9 +161,12 @@ fn single_front(b: &mut Builder, plan: &ViewPlan) -> At {
 }
 
 /// Both inputs of a join, what runs on each before it, and the join: on
-/// `n` partitions by hash of its keys (on one without equi-join keys).
+/// `n` partitions by hash of its keys (on one without equi-join keys, and
+/// for a lookup join).
 fn join_front(b: &mut Builder, join: &super::JoinPlan, n: usize) -> Result<At> {
-    let keyed = !join.spec.keys[0].is_empty();
+    // A lookup join reads the table's changes before each stream row: both
+    // inputs in one task, so it stays on one partition.
+    let keyed = !join.spec.keys[0].is_empty() && join.spec.lookup.is_none();
     let p = if keyed { n } else { 1 };
     let mut sides = Vec::with_capacity(2);
     let mut dists = Vec::with_capacity(2);
