@@ -201,7 +201,8 @@ fn join_front(b: &mut Builder, join: &super::JoinPlan, n: usize) -> Result<At> {
             Distribution::Single
         });
     }
-    let spec = join.spec.clone();
+    // The planner's row bound is for the whole join: each partition gets its share.
+    let spec = Arc::new(join.spec.per_partition(p));
     let timed = [join.sides[0].watermarked, join.sides[1].watermarked];
     b.graph.prefer_input = spec.lookup;
     let edge = b.add(

@@ -98,6 +98,23 @@ pub struct JoinSpec {
     pub max_rows: usize,
 }
 
+impl JoinSpec {
+    /// The spec of one of `count` partitions: the row bound is the whole
+    /// join's, split evenly (each partition holds its keys' rows).
+    pub fn per_partition(&self, count: usize) -> JoinSpec {
+        JoinSpec {
+            kind: self.kind,
+            keys: self.keys.clone(),
+            filter: self.filter.clone(),
+            schemas: self.schemas.clone(),
+            output_schema: self.output_schema.clone(),
+            retention: self.retention,
+            lookup: self.lookup,
+            max_rows: self.max_rows.div_ceil(count.max(1)).max(1),
+        }
+    }
+}
+
 struct Entry {
     seq: u64,
     row: OwnedRow,
