@@ -302,7 +302,7 @@ fn aggregate(b: &mut Builder, at: At, agg: &Arc<AggregateSpec>, n: usize) -> At 
         },
         n,
         vec![from],
-        factory(move || Aggregate::new(spec.clone(), 0)),
+        factory(move || Aggregate::new(spec.clone())),
     );
     At {
         edge,

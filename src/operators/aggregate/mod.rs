@@ -31,16 +31,15 @@ pub fn routing_keys(spec: &AggregateSpec) -> Vec<Arc<dyn PhysicalExpr>> {
 pub struct Aggregate {
     /// The groups.
     op: AggregateOperator,
-    /// Output watermark = input watermark − this (a window's size).
-    delay_ns: i64,
 }
 
 impl Aggregate {
-    /// An aggregate for `spec` whose output watermark trails its input's by `delay_ns`.
-    pub fn new(spec: Arc<AggregateSpec>, delay_ns: i64) -> Result<Self> {
+    /// An aggregate for `spec`. It forwards its input watermark unchanged:
+    /// the view's output time (a window's delay) is applied where rows
+    /// enter the view (`ViewOutput::time`).
+    pub fn new(spec: Arc<AggregateSpec>) -> Result<Self> {
         Ok(Aggregate {
             op: AggregateOperator::new(spec)?,
-            delay_ns,
         })
     }
 }
@@ -65,7 +64,7 @@ impl StreamOperator for Aggregate {
         if let Some(c) = self.op.on_watermark(w)? {
             out.emit(c);
         }
-        Ok(Some(w.saturating_sub(self.delay_ns)))
+        Ok(Some(w))
     }
 
     fn checkpoint(&mut self) -> Result<OperatorState> {
@@ -97,13 +96,8 @@ impl StreamOperator for Aggregate {
             Some(_) => "windowed; state freed when the watermark passes window_end",
             None => "not windowed; state kept per group",
         };
-        let delay = if self.delay_ns > 0 {
-            format!("; watermark delayed {}", fmt_ns(self.delay_ns))
-        } else {
-            String::new()
-        };
         format!(
-            "Aggregate: group=[{}], aggregates=[{}], emit {} ({window}){delay}",
+            "Aggregate: group=[{}], aggregates=[{}], emit {} ({window})",
             keys.join(", "),
             aggs.join(", "),
             spec.emit.name().replace('_', " ")

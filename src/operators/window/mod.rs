@@ -54,6 +54,13 @@ impl WindowAssign {
     }
 }
 
+/// Keep the (one) input port's watermark, below which rows are late, and
+/// forward it.
+fn follow(watermark: &mut Option<EventTime>, ports: &[Option<EventTime>]) -> Option<EventTime> {
+    *watermark = ports.first().copied().flatten();
+    *watermark
+}
+
 /// The EXPLAIN line of a window assignment.
 pub fn describe(w: &WindowSpec) -> String {
     let what = match w.kind {
@@ -90,13 +97,12 @@ impl StreamOperator for WindowAssign {
         ports: &[Option<EventTime>],
         _out: &mut Output,
     ) -> Result<Option<EventTime>> {
-        self.watermark = ports.first().copied().flatten();
-        Ok(self.watermark)
+        Ok(follow(&mut self.watermark, ports))
     }
 
     fn restore(&mut self, state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
         state.expect_consumed("window")?;
-        self.watermark = ctx.watermarks.first().copied().flatten();
+        follow(&mut self.watermark, ctx.watermarks);
         Ok(())
     }
 
@@ -149,13 +155,12 @@ impl StreamOperator for DropLate {
         ports: &[Option<EventTime>],
         _out: &mut Output,
     ) -> Result<Option<EventTime>> {
-        self.watermark = ports.first().copied().flatten();
-        Ok(self.watermark)
+        Ok(follow(&mut self.watermark, ports))
     }
 
     fn restore(&mut self, state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
         state.expect_consumed("late-row filter")?;
-        self.watermark = ctx.watermarks.first().copied().flatten();
+        follow(&mut self.watermark, ctx.watermarks);
         Ok(())
     }
 
