@@ -30,15 +30,12 @@ pub async fn run_datagen(
     rows_per_second: u64,
 ) {
     *stream.metrics.status.lock() = "idle".into();
-    stream.started().await;
+    stream.wait_for_first_reader(IDLE_POLL).await;
     if let Some(p) = stream
         .resume_position()
         .and_then(|p| p["position"].as_u64())
     {
         gen.set_position(p);
-    }
-    while stream.publisher.subscriber_count().await == 0 {
-        tokio::time::sleep(IDLE_POLL).await;
     }
     *stream.metrics.status.lock() = "running".into();
     let mut ticker = tokio::time::interval(TICK);
@@ -112,10 +109,7 @@ pub const READER_CHANNEL_CAPACITY: usize = 4;
 /// without saying why (its thread panicked) leaves the source `failed`.
 pub async fn publish_reader(stream: Arc<StreamObject>, mut rx: mpsc::Receiver<Produced>) {
     *stream.metrics.status.lock() = "idle".into();
-    stream.started().await;
-    while stream.publisher.subscriber_count().await == 0 {
-        tokio::time::sleep(IDLE_POLL).await;
-    }
+    stream.wait_for_first_reader(IDLE_POLL).await;
     *stream.metrics.status.lock() = "running".into();
     while let Some(p) = rx.recv().await {
         let result = match p {

@@ -296,6 +296,22 @@ impl StreamObject {
         }
     }
 
+    /// Wait until the connector may start and a view reads the stream, so the
+    /// first view sees it from its first row. The gate is checked again once a
+    /// reader is there: a statement that creates several views (a query string,
+    /// a view with hoisted join inputs) holds it until all of them have
+    /// subscribed, so none of them misses the first rows.
+    pub async fn wait_for_first_reader(&self, poll: std::time::Duration) {
+        loop {
+            self.started().await;
+            let open = self.start_gate.as_ref().is_none_or(|g| *g.borrow());
+            if open && self.publisher.subscriber_count().await > 0 {
+                return;
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
     /// The event-time column the watermark refers to.
     pub fn time_column(&self) -> Option<&str> {
         self.watermark.as_ref().map(|w| w.time_column.as_str())

@@ -628,6 +628,8 @@ impl Engine {
                 }
                 // Join inputs that are queries of their own become views first.
                 let (v, subs) = crate::sql::hoist::hoist_join_inputs(v)?;
+                // Sources wait until the view and its hoisted inputs all read them.
+                let _hold = (!subs.is_empty()).then(|| self.hold_connector_starts());
                 let mut created: Vec<String> = Vec::new();
                 let mut result = Ok(());
                 for sub in subs {
