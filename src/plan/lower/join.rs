@@ -507,7 +507,7 @@ impl Lowerer<'_> {
                 let Expr::Literal(v, _) = uncast(right) else {
                     return None;
                 };
-                let ns = super::interval_value_ns(v)?;
+                let ns = super::time::interval_value_ns(v)?;
                 Some((
                     s,
                     t,

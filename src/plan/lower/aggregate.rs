@@ -1,0 +1,250 @@
+//! `GROUP BY` and `DISTINCT`: the aggregate, its window key, SESSION and
+//! TUMBLE_ROWS buffers, and HOP panes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::{EddyError, Result};
+
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+
+use super::{column_index, unsupported, Chain, Lowerer};
+use crate::operators::aggregate::{AggCall, AggregateSpec, PaneSpec, SessionSpec, WindowKey};
+use crate::operators::steps::Step;
+use crate::operators::window::WindowKind;
+use crate::sql::EmitMode;
+
+/// A HOP aggregate can share work per slide ([`PaneSpec`]) when nothing between the window
+/// assignment and the aggregate, and nothing in the aggregate but plain group keys, reads the
+/// window bounds (they hold the pane's bounds there, not the window's).
+fn pane_spec(
+    chain: &Chain,
+    group_exprs: &[Arc<dyn PhysicalExpr>],
+    aggs: &[AggCall],
+) -> Option<PaneSpec> {
+    use datafusion::physical_expr::expressions::Column as PhysColumn;
+    use datafusion::physical_expr::utils::collect_columns;
+    let (spec, schema) = chain.window.as_ref()?;
+    if spec.kind != WindowKind::Hop
+        || spec.slide_ns <= 0
+        || spec.size_ns <= spec.slide_ns
+        || spec.size_ns % spec.slide_ns != 0
+        || chain.rank.is_some()
+        || chain.join.is_some()
+    {
+        return None;
+    }
+    // Where window_start (false) and window_end (true) are, step by step.
+    let n = schema.fields().len();
+    let mut bounds: HashMap<usize, bool> = HashMap::from([(n - 2, false), (n - 1, true)]);
+    let reads = |e: &Arc<dyn PhysicalExpr>, bounds: &HashMap<usize, bool>| {
+        collect_columns(e)
+            .iter()
+            .any(|c| bounds.contains_key(&c.index()))
+    };
+    let plain = |e: &Arc<dyn PhysicalExpr>| e.downcast_ref::<PhysColumn>().map(|c| c.index());
+    for step in &chain.pre {
+        match step {
+            Step::Filter(e) if !reads(e, &bounds) => {}
+            Step::Project { exprs, .. } => {
+                let mut next = HashMap::new();
+                for (j, e) in exprs.iter().enumerate() {
+                    match plain(e).and_then(|i| bounds.get(&i)) {
+                        Some(is_end) => {
+                            next.insert(j, *is_end);
+                        }
+                        None if reads(e, &bounds) => return None,
+                        None => {}
+                    }
+                }
+                bounds = next;
+            }
+            _ => return None,
+        }
+    }
+    let (mut start_group, mut end_group) = (None, None);
+    for (g, e) in group_exprs.iter().enumerate() {
+        match plain(e).and_then(|i| bounds.get(&i)) {
+            Some(true) if end_group.is_none() => end_group = Some(g),
+            Some(false) if start_group.is_none() => start_group = Some(g),
+            Some(_) => return None,
+            None if reads(e, &bounds) => return None,
+            None => {}
+        }
+    }
+    let agg_reads = aggs.iter().any(|a| {
+        a.args.iter().any(|e| reads(e, &bounds))
+            || a.filter.as_ref().is_some_and(|f| reads(f, &bounds))
+    });
+    if agg_reads || (start_group.is_none() && end_group.is_none()) {
+        return None;
+    }
+    Some(PaneSpec {
+        slide_ns: spec.slide_ns,
+        size_ns: spec.size_ns,
+        start_group,
+        end_group,
+    })
+}
+
+impl Lowerer<'_> {
+    pub(super) fn aggregate(
+        &self,
+        chain: Chain,
+        input: &LogicalPlan,
+        group_expr: &[Expr],
+        aggr_expr: &[Expr],
+        output_schema: SchemaRef,
+    ) -> Result<Chain> {
+        let mut chain = chain;
+        if chain.agg.is_some() {
+            return Err(unsupported("an aggregate over an aggregate in one view"));
+        }
+        let in_schema = input.schema();
+        let mut group_exprs = Vec::new();
+        let mut window = None;
+        let mut session_groups = [None, None];
+        for (gi, g) in group_expr.iter().enumerate() {
+            if matches!(g, Expr::GroupingSet(_)) {
+                return Err(unsupported("GROUPING SETS / ROLLUP / CUBE"));
+            }
+            group_exprs.push(self.phys(g, in_schema)?);
+            if let (Some(idx), Some((spec, _))) = (column_index(g, in_schema), &chain.window) {
+                let is_end = Some(idx) == chain.window_cols.1;
+                if matches!(spec.kind, WindowKind::Session | WindowKind::Rows)
+                    && (is_end || Some(idx) == chain.window_cols.0)
+                {
+                    session_groups[usize::from(is_end)] = Some(gi);
+                }
+                // window_start gives the end only when every window has the same size.
+                let usable = is_end
+                    || (Some(idx) == chain.window_cols.0 && spec.kind != WindowKind::Cumulate);
+                if usable && window.is_none_or(|w: WindowKey| !w.is_end && is_end) {
+                    window = Some(WindowKey {
+                        group_index: gi,
+                        is_end,
+                        size_ns: spec.size_ns,
+                    });
+                }
+            }
+        }
+        let mut session = None;
+        // SESSION and TUMBLE_ROWS rows wait in a buffer and reach the aggregate
+        // with both bounds set, in windows that are already complete.
+        let buffered = |window: &mut Option<WindowKey>, gap_ns: i64, rows: Option<usize>| {
+            if let Some(w) = window.as_mut() {
+                w.size_ns = 0;
+                w.is_end = session_groups[1].is_some();
+                w.group_index = session_groups[1]
+                    .or(session_groups[0])
+                    .unwrap_or(w.group_index);
+            }
+            SessionSpec {
+                gap_ns,
+                rows,
+                start_col: chain.window_cols.0,
+                end_col: chain.window_cols.1,
+                window_groups: session_groups,
+            }
+        };
+        if let Some((spec, _)) = &chain.window {
+            if spec.kind == WindowKind::Rows {
+                if window.is_none() {
+                    return Err(EddyError::InvalidParameter {
+                        message: "an aggregate over TUMBLE_ROWS windows must GROUP BY \
+                                  window_start or window_end"
+                            .into(),
+                        hint: Some("GROUP BY key, window_start, window_end ….".into()),
+                    });
+                }
+                session = Some(buffered(&mut window, 0, usize::try_from(spec.size_ns).ok()));
+            }
+            if spec.kind == WindowKind::Session {
+                if window.is_none() || self.emit != EmitMode::OnWindowClose {
+                    return Err(EddyError::InvalidParameter {
+                        message: "an aggregate over SESSION windows must GROUP BY window_start \
+                                  or window_end and EMIT ON WINDOW CLOSE (a session's result is \
+                                  known once it closes)"
+                            .into(),
+                        hint: Some(
+                            "GROUP BY key, window_start, window_end … EMIT ON WINDOW CLOSE.".into(),
+                        ),
+                    });
+                }
+                session = Some(buffered(&mut window, spec.size_ns, None));
+            }
+            if spec.kind == WindowKind::Cumulate && window.is_none() {
+                return Err(EddyError::InvalidParameter {
+                    message: "an aggregate over CUMULATE windows must GROUP BY window_end \
+                              (the windows of a period share their window_start)"
+                        .into(),
+                    hint: Some("GROUP BY window_start, window_end, ….".into()),
+                });
+            }
+        }
+        let props = self.state.execution_props();
+        let mut aggs = Vec::new();
+        for e in aggr_expr {
+            let e = &crate::plan::simplify(self.state, e.clone(), in_schema)?;
+            let planning = PhysicalPlanningContext::default();
+            let lowered =
+                LoweredAggregateBuilder::new(e, in_schema, in_schema.as_arrow(), props, &planning)
+                    .build()?;
+            let (func, filter) = (lowered.aggregate, lowered.filter);
+            if !lowered.order_bys.is_empty() {
+                return Err(unsupported("an aggregate with ORDER BY"));
+            }
+            // Bad constant arguments (approx_top_k's k, say) fail here, not in the running view.
+            func.create_accumulator().map_err(|e| match e {
+                datafusion::error::DataFusionError::Plan(m) => EddyError::invalid(m),
+                // stddev(DISTINCT …), approx_median(DISTINCT …): a query runs them through a
+                // rewrite to a nested GROUP BY; a view keeps one accumulator per group.
+                datafusion::error::DataFusionError::NotImplemented(m) if m.contains("DISTINCT") => {
+                    EddyError::NotSupported {
+                        message: format!("{m} in a materialized view"),
+                        hint: Some(
+                            "Compute the aggregate over a view of the distinct values: \
+                             CREATE MATERIALIZED VIEW d AS SELECT DISTINCT k, x FROM …; then \
+                             aggregate x over d."
+                                .into(),
+                        ),
+                    }
+                }
+                other => other.into(),
+            })?;
+            let args = func.expressions();
+            aggs.push(AggCall { func, args, filter });
+        }
+        if self.emit == EmitMode::OnWindowClose && window.is_none() {
+            return Err(EddyError::InvalidParameter {
+                message: "EMIT ON WINDOW CLOSE needs an aggregate grouped by window_start or window_end of a TUMBLE, HOP or CUMULATE window".into(),
+                hint: Some("Drop EMIT ON WINDOW CLOSE for an always-updating result.".into()),
+            });
+        }
+        let panes = pane_spec(&chain, &group_exprs, &aggs);
+        chain.agg = Some(Arc::new(AggregateSpec {
+            group_exprs,
+            aggs,
+            output_schema,
+            window,
+            session,
+            emit: self.emit,
+            max_groups: self.max_groups,
+            retract: false,
+            panes,
+        }));
+        // The window bound among the group keys, by its position in the aggregate's output.
+        chain.window_cols = match window {
+            Some(w) if w.is_end => (None, Some(w.group_index)),
+            Some(w) => (Some(w.group_index), None),
+            None => (None, None),
+        };
+        chain.time_col = None;
+        Ok(chain)
+    }
+}

@@ -1,0 +1,338 @@
+//! Lowering a DataFusion logical plan into a [`ViewPlan`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::common::{DFSchema, TableReference};
+use datafusion::datasource::empty::EmptyTable;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
+use datafusion::physical_expr::expressions::Column as PhysColumn;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast;
+
+use super::ViewPlan;
+use crate::error::{EddyError, Result};
+use crate::operators::aggregate::AggregateSpec;
+use crate::operators::steps::Step;
+use crate::operators::window::WindowSpec;
+use crate::sql::window::extract_windows;
+use crate::sql::{CreateView, EmitMode};
+
+mod aggregate;
+mod finish;
+mod join;
+mod rank;
+mod time;
+
+use finish::finish;
+use rank::{rank_limit, PendingRank};
+pub use time::parse_state_ttl;
+use time::{state_ttl, window_spec};
+
+/// What the planner needs to know about an input object.
+#[derive(Debug, Clone)]
+pub struct PlanInputs {
+    /// Row schema.
+    pub schema: SchemaRef,
+    /// The event-time column its watermark refers to, if any.
+    pub time_column: Option<String>,
+    /// True if its rows can be retracted.
+    pub updating: bool,
+    /// `table`, `source` or `materialized view` (for EXPLAIN).
+    pub kind: String,
+    /// An upsert table (a `PRIMARY KEY`): joined as a lookup table.
+    pub upsert: bool,
+}
+
+/// Plan a view: rewrite window TVFs, plan with DataFusion, lower.
+///
+/// `functions` are the engine's scalar functions (pg_catalog's included),
+/// so a view may call whatever a query may.
+pub async fn plan_view(
+    view: &CreateView,
+    inputs: &HashMap<String, PlanInputs>,
+    config: SessionConfig,
+    functions: &[Arc<datafusion::logical_expr::ScalarUDF>],
+    partitions: usize,
+    max_groups: usize,
+) -> Result<ViewPlan> {
+    let mut query = view.query.clone();
+    crate::sql::names::name_compound_columns(&mut query);
+    crate::sql::unnest::rewrite_lateral_unnest(&mut query)?;
+    let windows = extract_windows(&mut query)?;
+    let catalog = config.options().catalog.default_catalog.clone();
+    let schema_name = config.options().catalog.default_schema.clone();
+    let ctx = SessionContext::new_with_config(config);
+    crate::functions::register(&ctx);
+    for f in functions {
+        ctx.register_udf(f.as_ref().clone());
+    }
+    if ctx.catalog(&catalog).is_none() {
+        let cat = Arc::new(MemoryCatalogProvider::new());
+        cat.register_schema(&schema_name, Arc::new(MemorySchemaProvider::new()))?;
+        ctx.register_catalog(&catalog, cat);
+    }
+    for (name, input) in inputs {
+        // Names are already normalized (a quoted "Events" keeps its case).
+        ctx.register_table(
+            TableReference::bare(name.as_str()),
+            Arc::new(EmptyTable::new(input.schema.clone())),
+        )?;
+    }
+    let mut specs = HashMap::new();
+    for w in &windows {
+        let input = inputs.get(&w.input).ok_or_else(|| {
+            EddyError::UndefinedObject(format!("relation \"{}\" does not exist", w.input))
+        })?;
+        let spec = window_spec(&ctx.state(), w, input)?;
+        let time_type = input.schema.field(spec.time_index).data_type().clone();
+        let schema = WindowSpec::output_schema(&input.schema, &time_type);
+        ctx.register_table(
+            TableReference::bare(w.placeholder.as_str()),
+            Arc::new(EmptyTable::new(schema.clone())),
+        )?;
+        specs.insert(w.placeholder.clone(), (w.input.clone(), spec, schema));
+    }
+    let state = ctx.state();
+    let stmt = DfStatement::Statement(Box::new(ast::Statement::Query(query)));
+    let plan = state.statement_to_plan(stmt).await?;
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let lowerer = Lowerer {
+        state: &state,
+        specs: &specs,
+        inputs,
+        emit: view.emit,
+        max_groups,
+        partitions,
+        state_ttl: state_ttl(view)?,
+    };
+    let chain = lowerer.lower(&plan)?;
+    finish(view, chain, inputs, (partitions, max_groups), &plan)
+}
+
+/// The chain of operators built bottom-up.
+struct Chain {
+    input: String,
+    window: Option<(WindowSpec, SchemaRef)>,
+    pre: Vec<Step>,
+    agg: Option<Arc<AggregateSpec>>,
+    post: Vec<Step>,
+    /// Positions of (window_start, window_end) in the current schema, while known.
+    window_cols: (Option<usize>, Option<usize>),
+    /// A ROW_NUMBER() seen, waiting for the `rn <= N` filter that makes it a Top-N.
+    rank: Option<PendingRank>,
+    /// Position of the input's event-time column in the current schema, while known.
+    time_col: Option<usize>,
+    /// A join of two inputs (the chain's steps run on its output).
+    join: Option<(crate::plan::JoinPlan, join::JoinFacts)>,
+}
+
+impl Chain {
+    fn push(&mut self, step: Step) {
+        if self.agg.is_some() {
+            self.post.push(step);
+        } else {
+            self.pre.push(step);
+        }
+    }
+}
+
+struct Lowerer<'a> {
+    state: &'a SessionState,
+    specs: &'a HashMap<String, (String, WindowSpec, SchemaRef)>,
+    inputs: &'a HashMap<String, PlanInputs>,
+    emit: EmitMode,
+    max_groups: usize,
+    partitions: usize,
+    /// How long an unbounded join keeps a row (ns), from `WITH (state_ttl = …)`.
+    state_ttl: Option<i64>,
+}
+
+fn unsupported(what: &str) -> EddyError {
+    EddyError::NotSupported {
+        message: format!("{what} is not supported in a materialized view yet"),
+        hint: None,
+    }
+}
+
+impl Lowerer<'_> {
+    fn phys(&self, e: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+        super::physical_expr(self.state, e.clone(), schema)
+    }
+
+    fn lower(&self, plan: &LogicalPlan) -> Result<Chain> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let name = scan.table_name.table().to_string();
+                let mut chain = match self.specs.get(&name) {
+                    Some((input, spec, schema)) => {
+                        let n = schema.fields().len();
+                        Chain {
+                            input: input.clone(),
+                            window: Some((spec.clone(), schema.clone())),
+                            pre: vec![],
+                            agg: None,
+                            post: vec![],
+                            window_cols: (Some(n - 2), Some(n - 1)),
+                            rank: None,
+                            time_col: Some(spec.time_index),
+                            join: None,
+                        }
+                    }
+                    None => Chain {
+                        time_col: self
+                            .inputs
+                            .get(&name)
+                            .and_then(|i| i.schema.index_of(i.time_column.as_deref()?).ok()),
+                        input: name,
+                        window: None,
+                        pre: vec![],
+                        agg: None,
+                        post: vec![],
+                        window_cols: (None, None),
+                        rank: None,
+                        join: None,
+                    },
+                };
+                if let Some(proj) = &scan.projection {
+                    let source_schema = scan.source.schema();
+                    let exprs = proj
+                        .iter()
+                        .map(|&i| {
+                            Arc::new(PhysColumn::new(source_schema.field(i).name(), i))
+                                as Arc<dyn PhysicalExpr>
+                        })
+                        .collect();
+                    let remap =
+                        |c: Option<usize>| c.and_then(|c| proj.iter().position(|&i| i == c));
+                    chain.window_cols = (remap(chain.window_cols.0), remap(chain.window_cols.1));
+                    chain.time_col = remap(chain.time_col);
+                    chain.push(Step::Project {
+                        exprs,
+                        schema: scan.projected_schema.inner().clone(),
+                    });
+                }
+                for f in &scan.filters {
+                    chain.push(Step::Filter(self.phys(f, &scan.projected_schema)?));
+                }
+                if scan.fetch.is_some() {
+                    return Err(unsupported("LIMIT"));
+                }
+                Ok(chain)
+            }
+            LogicalPlan::Projection(p) => {
+                let mut chain = self.lower(&p.input)?;
+                let in_schema = p.input.schema();
+                let exprs = p
+                    .expr
+                    .iter()
+                    .map(|e| self.phys(e, in_schema))
+                    .collect::<Result<Vec<_>>>()?;
+                let pos = |c: Option<usize>| {
+                    c.and_then(|c| {
+                        p.expr
+                            .iter()
+                            .position(|e| column_index(e, in_schema).is_some_and(|i| i == c))
+                    })
+                };
+                chain.window_cols = (pos(chain.window_cols.0), pos(chain.window_cols.1));
+                chain.time_col = pos(chain.time_col);
+                if let Some(r) = chain.rank.as_mut() {
+                    r.col = pos(r.col);
+                }
+                chain.push(Step::Project {
+                    exprs,
+                    schema: p.schema.inner().clone(),
+                });
+                Ok(chain)
+            }
+            LogicalPlan::Filter(f) => {
+                // WHERE over an inner join is part of its condition (time bounds, keys).
+                if let LogicalPlan::Join(j) = f.input.as_ref() {
+                    if j.join_type == datafusion::logical_expr::JoinType::Inner {
+                        return self.join(j, Some(&f.predicate));
+                    }
+                }
+                let mut chain = self.lower(&f.input)?;
+                if let Some(r) = chain.rank.as_mut().filter(|r| r.n.is_none()) {
+                    r.n = rank_limit(&f.predicate, f.input.schema(), r.col);
+                }
+                chain.push(Step::Filter(self.phys(&f.predicate, f.input.schema())?));
+                Ok(chain)
+            }
+            LogicalPlan::Window(w) => {
+                let mut chain = self.lower(&w.input)?;
+                self.row_number(&mut chain, w)?;
+                Ok(chain)
+            }
+            LogicalPlan::SubqueryAlias(s) => self.lower(&s.input),
+            LogicalPlan::Unnest(u) => {
+                let mut chain = self.lower(&u.input)?;
+                let [(column, list)] = u.list_type_columns.as_slice() else {
+                    return Err(unsupported("unnesting more than one list at once"));
+                };
+                if list.depth != 1 || !u.struct_type_columns.is_empty() {
+                    return Err(unsupported("unnest of nested lists or of a struct"));
+                }
+                // The unnested column replaces the list in place: positions are unchanged.
+                chain.push(Step::Unnest {
+                    column: *column,
+                    preserve_nulls: u.options.preserve_nulls(),
+                    schema: u.schema.inner().clone(),
+                });
+                Ok(chain)
+            }
+            LogicalPlan::Aggregate(a) => {
+                let chain = self.lower(&a.input)?;
+                self.aggregate(
+                    chain,
+                    &a.input,
+                    &a.group_expr,
+                    &a.aggr_expr,
+                    a.schema.inner().clone(),
+                )
+            }
+            LogicalPlan::Distinct(Distinct::All(input)) => {
+                let chain = self.lower(input)?;
+                let group: Vec<Expr> = input
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .map(Expr::Column)
+                    .collect();
+                self.aggregate(chain, input, &group, &[], input.schema().inner().clone())
+            }
+            LogicalPlan::Sort(_) => Err(EddyError::NotSupported {
+                message: "ORDER BY is not supported in a materialized view".into(),
+                hint: Some("A view holds a set of rows; ORDER BY when you SELECT from it.".into()),
+            }),
+            LogicalPlan::Limit(_) => Err(EddyError::NotSupported {
+                message: "LIMIT is not supported in a materialized view".into(),
+                hint: Some("Apply LIMIT when you SELECT from the view.".into()),
+            }),
+            LogicalPlan::Join(j) => self.join(j, None),
+            LogicalPlan::Union(_) => Err(unsupported("UNION")),
+
+            LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
+                Err(unsupported("a query without FROM"))
+            }
+            other => Err(unsupported(&format!("the {} operator", other.display()))),
+        }
+    }
+}
+
+/// Index in `schema` of `e` if it is a plain column reference.
+fn column_index(e: &Expr, schema: &DFSchema) -> Option<usize> {
+    match e {
+        Expr::Column(c) => schema.index_of_column(c).ok(),
+        Expr::Alias(a) => column_index(&a.expr, schema),
+        _ => None,
+    }
+}

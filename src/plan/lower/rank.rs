@@ -1,0 +1,197 @@
+//! `ROW_NUMBER()`/`RANK()`/`DENSE_RANK() OVER (…)` with a filter on the rank: a Top-N.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
+
+use crate::error::{EddyError, Result};
+
+use super::{column_index, unsupported, Chain, Lowerer};
+use crate::operators::window::WindowKind;
+
+/// A `ROW_NUMBER() OVER (…)` on the way to becoming a Top-N step.
+pub(super) struct PendingRank {
+    /// ROW_NUMBER, RANK or DENSE_RANK.
+    pub(super) kind: crate::operators::top_n::RankKind,
+    /// It ranks the aggregate's output (runs in the view's sink, after `post[..at]`).
+    pub(super) after_agg: bool,
+    /// Runs after this many `pre` (or, after an aggregate, `post`) steps.
+    pub(super) at: usize,
+    /// A window bound among the partition keys: (index, is window_end, window size).
+    pub(super) window: Option<(usize, bool, i64)>,
+    /// Column names of the partition keys (to find the input's event-time column).
+    pub(super) partition_names: Vec<Option<String>>,
+    pub(super) partition_by: Vec<Arc<dyn PhysicalExpr>>,
+    pub(super) order_by: Vec<PhysicalSortExpr>,
+    pub(super) input_schema: SchemaRef,
+    pub(super) output_schema: SchemaRef,
+    /// Position of the rank column in the current schema, while known.
+    pub(super) col: Option<usize>,
+    /// Rows kept, once the filter is found.
+    pub(super) n: Option<usize>,
+}
+
+impl Lowerer<'_> {
+    /// `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)`: the start of a Top-N.
+    pub(super) fn row_number(
+        &self,
+        chain: &mut Chain,
+        w: &datafusion::logical_expr::Window,
+    ) -> Result<()> {
+        let topn_hint = || {
+            Some(
+                "Rank with ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) and keep rn <= N \
+                 (Top-N) or rn = 1 (dedup)."
+                    .to_string(),
+            )
+        };
+        let fun = match w.window_expr.as_slice() {
+            [Expr::WindowFunction(f)] => f,
+            [Expr::Alias(a)] => match a.expr.as_ref() {
+                Expr::WindowFunction(f) => f,
+                _ => return Err(unsupported("this window function (OVER)")),
+            },
+            _ => {
+                return Err(EddyError::NotSupported {
+                    message: "window functions (OVER) other than one ROW_NUMBER() are not \
+                              supported in a materialized view"
+                        .into(),
+                    hint: topn_hint(),
+                })
+            }
+        };
+        let kind = match fun.fun.name().to_ascii_lowercase().as_str() {
+            "row_number" => crate::operators::top_n::RankKind::RowNumber,
+            "rank" => crate::operators::top_n::RankKind::Rank,
+            "dense_rank" => crate::operators::top_n::RankKind::DenseRank,
+            _ => {
+                return Err(EddyError::NotSupported {
+                    message: format!(
+                        "window function {}() is not supported in a materialized view",
+                        fun.fun.name()
+                    ),
+                    hint: topn_hint(),
+                })
+            }
+        };
+        if chain.rank.is_some() {
+            return Err(EddyError::NotSupported {
+                message: "more than one ranking in a materialized view is not supported".into(),
+                hint: Some("Rank in a view on this view.".into()),
+            });
+        }
+        let in_schema = w.input.schema();
+        let partition_by = fun
+            .params
+            .partition_by
+            .iter()
+            .map(|e| self.phys(e, in_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let order_by = fun
+            .params
+            .order_by
+            .iter()
+            .map(|s| {
+                Ok(PhysicalSortExpr {
+                    expr: self.phys(&s.expr, in_schema)?,
+                    options: datafusion::arrow::compute::SortOptions {
+                        descending: !s.asc,
+                        nulls_first: s.nulls_first,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if order_by.is_empty() {
+            return Err(EddyError::InvalidParameter {
+                message: "ROW_NUMBER() in a materialized view needs an ORDER BY".into(),
+                hint: topn_hint(),
+            });
+        }
+        // PARTITION BY window_start / window_end: the watermark frees closed windows.
+        let window = chain.window.as_ref().and_then(|(spec, _)| {
+            let sized = !matches!(
+                spec.kind,
+                WindowKind::Session | WindowKind::Rows | WindowKind::Cumulate
+            );
+            fun.params
+                .partition_by
+                .iter()
+                .enumerate()
+                .find_map(|(i, e)| {
+                    let c = column_index(e, in_schema)?;
+                    if Some(c) == chain.window_cols.1 {
+                        Some((i, true, 0))
+                    } else if Some(c) == chain.window_cols.0 && sized {
+                        Some((i, false, spec.size_ns))
+                    } else {
+                        None
+                    }
+                })
+        });
+        let partition_names = fun
+            .params
+            .partition_by
+            .iter()
+            .map(|e| match e {
+                Expr::Column(c) => Some(c.name.clone()),
+                _ => None,
+            })
+            .collect();
+        let after_agg = chain.agg.is_some();
+        chain.rank = Some(PendingRank {
+            kind,
+            after_agg,
+            at: if after_agg {
+                chain.post.len()
+            } else {
+                chain.pre.len()
+            },
+            window,
+            partition_names,
+            partition_by,
+            order_by,
+            input_schema: in_schema.inner().clone(),
+            output_schema: w.schema.inner().clone(),
+            col: Some(in_schema.fields().len()),
+            n: None,
+        });
+        Ok(())
+    }
+}
+
+/// `rn <= N`, `rn < N` or `rn = 1` on the rank column `col`: the N it keeps.
+pub(super) fn rank_limit(predicate: &Expr, schema: &DFSchema, col: Option<usize>) -> Option<usize> {
+    // Type coercion may have wrapped either side in a cast.
+    fn uncast(e: &Expr) -> &Expr {
+        match e {
+            Expr::Cast(c) => uncast(&c.expr),
+            Expr::TryCast(c) => uncast(&c.expr),
+            other => other,
+        }
+    }
+    let Expr::BinaryExpr(b) = predicate else {
+        return None;
+    };
+    if column_index(uncast(&b.left), schema)? != col? {
+        return None;
+    }
+    let Expr::Literal(v, _) = uncast(&b.right) else {
+        return None;
+    };
+    let v = match v.cast_to(&DataType::Int64).ok()? {
+        ScalarValue::Int64(Some(v)) => v,
+        _ => return None,
+    };
+    let n = match b.op {
+        datafusion::logical_expr::Operator::LtEq => v,
+        datafusion::logical_expr::Operator::Lt => v - 1,
+        datafusion::logical_expr::Operator::Eq if v == 1 => 1,
+        _ => return None,
+    };
+    usize::try_from(n)
+        .ok()
+        .filter(|n| (1..=100_000).contains(n))
+}
