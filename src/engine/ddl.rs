@@ -285,9 +285,9 @@ impl Engine {
             extra.push((
                 sub.name.clone(),
                 PlanInputs {
-                    schema: plan.output_schema.clone(),
-                    time_column: plan.out_time.column.clone(),
-                    updating: plan.updating,
+                    schema: plan.output.schema.clone(),
+                    time_column: plan.output.time.column.clone(),
+                    updating: plan.output.updating,
                     kind: "materialized view".into(),
                     upsert: false,
                 },
@@ -382,7 +382,6 @@ impl Engine {
             }
         };
         let (plan, _) = self.plan(v).await.map_err(StartError::Fresh)?;
-        let graph = crate::plan::view_graph(&plan).map_err(StartError::Fresh)?;
         let mut input_names = plan.inputs();
         let view = Arc::new(
             MaterializedView::new(
@@ -418,7 +417,7 @@ impl Engine {
         let mut tasks = JoinSet::new();
         if let Err(e) = spawn_view(
             view.clone(),
-            &graph,
+            &plan.graph,
             inputs,
             &mut tasks,
             self.limits.channel_capacity,

@@ -1,6 +1,6 @@
 //! `EXPLAIN CREATE MATERIALIZED VIEW`: the streaming operator graph as text.
 
-use super::{view_graph, ViewPlan};
+use super::ViewPlan;
 use crate::error::Result;
 use crate::operators::{Distribution, Partition};
 use crate::runtime::{Edge, Graph};
@@ -10,8 +10,8 @@ use crate::sql::window::PLACEHOLDER_PREFIX;
 /// the view: each operator's own EXPLAIN line, with the view's inputs where
 /// they are read and the exchange in front of an operator fed by hash.
 pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Result<Vec<String>> {
-    let graph = view_graph(plan)?;
-    let inputs = plan.inputs();
+    let graph = &plan.graph;
+    let inputs = &plan.inputs;
     let sides = ["left", "right"];
     let mut lines = Vec::new();
     for (v, node) in graph.nodes.iter().enumerate() {
@@ -20,13 +20,14 @@ pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Result<V
                 let name = inputs.get(k).map_or("?", String::as_str);
                 let side = match inputs.len() {
                     1 => String::new(),
-                    _ => format!(" ({})", sides.get(k).copied().unwrap_or("?")),
+                    2 => format!(" ({})", sides[k.min(1)]),
+                    _ => format!(" {}", k + 1),
                 };
                 lines.push(format!("Input{side}: {name} [{}]", input_kind(name)));
             }
         }
         lines.extend(exchange_line(node));
-        let indent = if feeds_a_join(&graph, v) { "  " } else { "" };
+        let indent = if feeds_a_join(graph, v) { "  " } else { "" };
         let op = (node.make)(Partition::SINGLE)?;
         for line in op.explain().lines().filter(|l| !l.is_empty()) {
             lines.push(format!("{indent}{line}"));

@@ -1,4 +1,5 @@
-//! A [`ViewPlan`] as an operator [`Graph`] for the runtime.
+//! Building a view's operator [`Graph`] node by node while the planner
+//! lowers its query (see [`super::lower`]).
 //!
 //! ```text
 //!  input ─► [window | drop_late] ─► steps ─┐ (hash of the join keys)
@@ -6,6 +7,7 @@
 //!     ─► (hash of PARTITION BY) [top_n ─► steps]                     (×partitions)
 //!     ─► (hash of GROUP BY) [sessions ─►] aggregate ─► steps         (×partitions)
 //!     ─► (hash of PARTITION BY) [top_n ─► steps]                     (×partitions)
+//!     ─► [delay ─► …the next aggregate, join or union…]
 //!     ─► gather                                                      (one partition) ─► the view
 //! ```
 //! A Top-N without PARTITION BY, a join without equi-join keys and a lookup
@@ -24,19 +26,27 @@ use crate::operators::join::{hash_keys, Join};
 use crate::operators::steps::Step;
 use crate::operators::steps::Steps;
 use crate::operators::top_n::TopN;
-use crate::operators::window::{DropLate, WindowAssign};
+use crate::operators::window::{Delay, DropLate, WindowAssign, WindowSpec};
 use crate::operators::{Distribution, OperatorSpec, StreamOperator};
 use crate::runtime::graph::Factory;
 use crate::runtime::{Edge, Graph, Node};
 
-use super::ViewPlan;
-
-/// Builds a graph node by node, each reading the previous one.
-struct Builder {
-    graph: Graph,
+/// Builds a view's graph node by node, and the list of inputs it reads.
+#[derive(Default)]
+pub(super) struct Builder {
+    /// The graph so far.
+    pub graph: Graph,
+    /// The objects the view reads, by [`Edge::Input`] index.
+    pub inputs: Vec<String>,
 }
 
 impl Builder {
+    /// The edge that reads the object `name`.
+    pub fn input(&mut self, name: &str) -> Edge {
+        self.inputs.push(name.to_string());
+        Edge::Input(self.inputs.len() - 1)
+    }
+
     fn add(
         &mut self,
         kind: &str,
@@ -56,7 +66,7 @@ impl Builder {
     }
 
     /// Stateless steps after `at`, on its partitions.
-    fn steps_at(&mut self, at: At, steps: &[Step]) -> At {
+    pub fn steps_at(&mut self, at: At, steps: &[Step]) -> At {
         At {
             edge: self.steps(at.edge, steps, at.parallelism),
             parallelism: at.parallelism,
@@ -96,115 +106,95 @@ fn single(inputs: usize, accepts_retractions: bool) -> OperatorSpec {
 
 /// Where the stream being built stands: the edge that produces it and the
 /// partitions that edge runs on.
-#[derive(Clone, Copy)]
-struct At {
-    edge: Edge,
-    parallelism: usize,
+#[derive(Clone, Copy, Debug)]
+pub(super) struct At {
+    /// The edge that produces it.
+    pub edge: Edge,
+    /// Partitions of that edge.
+    pub parallelism: usize,
 }
 
-/// The operator graph of `plan`: every keyed stateful operator (aggregate,
-/// session buffer, Top-N with PARTITION BY, equi-join) runs on the plan's
-/// partitions, fed by hash of its keys.
-pub fn view_graph(plan: &ViewPlan) -> Result<Graph> {
-    let mut b = Builder {
-        graph: Graph::default(),
-    };
-    let n = plan.partitions.max(1);
-    let mut at = match &plan.join {
-        Some(join) => join_front(&mut b, join, n)?,
-        None => single_front(&mut b, plan),
-    };
-    let (pre_top_n, post_top_n) = match &plan.top_n {
-        Some((i, spec)) if plan.top_n_after_agg => (None, Some((*i, spec))),
-        Some((i, spec)) => (Some((*i, spec)), None),
-        None => (None, None),
-    };
-    at = steps_around_top_n(&mut b, at, &plan.pre, pre_top_n, n);
-    if let Some(agg) = &plan.agg {
-        at = aggregate(&mut b, at, agg, n);
-        at = steps_around_top_n(&mut b, at, &plan.post, post_top_n, n);
-    } else {
-        at = b.steps_at(at, &plan.post);
-    }
-    if at.parallelism > 1 {
-        pass(&mut b, "gather", at.edge);
-    } else if matches!(at.edge, Edge::Input(_)) {
-        pass(&mut b, "forward", at.edge);
-    }
-    Ok(b.graph)
-}
-
-/// The input of a view without a join, with its window assignment.
-fn single_front(b: &mut Builder, plan: &ViewPlan) -> At {
-    let edge = match plan.window.clone() {
-        Some((spec, schema)) => {
-            let panes = plan.agg.as_ref().and_then(|a| a.panes);
-            b.add(
-                "window",
-                OperatorSpec::stateless(),
-                1,
-                vec![Edge::Input(0)],
-                factory(move || {
-                    Ok(match panes {
-                        Some(p) => WindowAssign::panes(&spec, p.pane_window(&spec), schema.clone()),
-                        None => WindowAssign::new(spec.clone(), schema.clone()),
-                    })
-                }),
-            )
+impl At {
+    /// A view input, read on one partition.
+    pub fn input(edge: Edge) -> Self {
+        At {
+            edge,
+            parallelism: 1,
         }
-        None => Edge::Input(0),
-    };
-    At {
-        edge,
-        parallelism: 1,
     }
 }
 
-/// Both inputs of a join, what runs on each before it, and the join: on
-/// `n` partitions by hash of its keys (on one without equi-join keys, and
-/// for a lookup join).
-fn join_front(b: &mut Builder, join: &super::JoinPlan, n: usize) -> Result<At> {
-    // A lookup join reads the table's changes before each stream row: both
-    // inputs in one task, so it stays on one partition.
-    let keyed = !join.spec.keys[0].is_empty() && join.spec.lookup.is_none();
+/// Window assignment after `at` (per HOP pane when `panes` is given).
+pub(super) fn window(
+    b: &mut Builder,
+    at: At,
+    spec: WindowSpec,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    panes: Option<crate::operators::aggregate::PaneSpec>,
+) -> At {
+    let edge = b.add(
+        "window",
+        OperatorSpec::stateless(),
+        at.parallelism,
+        vec![at.edge],
+        factory(move || {
+            Ok(match panes {
+                Some(p) => WindowAssign::panes(&spec, p.pane_window(&spec), schema.clone()),
+                None => WindowAssign::new(spec.clone(), schema.clone()),
+            })
+        }),
+    );
+    At { edge, ..at }
+}
+
+/// Rows below the watermark by column `col` dropped (and counted as late).
+pub(super) fn drop_late(b: &mut Builder, at: At, col: usize) -> At {
+    let edge = b.add(
+        "drop_late",
+        OperatorSpec::stateless(),
+        at.parallelism,
+        vec![at.edge],
+        factory(move || Ok(DropLate::new(col))),
+    );
+    At { edge, ..at }
+}
+
+/// The watermark held back by `ns` after `at`.
+pub(super) fn delay(b: &mut Builder, at: At, ns: i64) -> At {
+    let edge = b.add(
+        "delay",
+        OperatorSpec::stateless(),
+        at.parallelism,
+        vec![at.edge],
+        factory(move || Ok(Delay::new(ns))),
+    );
+    At { edge, ..at }
+}
+
+/// A join of `sides` on `n` partitions by hash of its keys (on one without
+/// equi-join keys, and for a lookup join: it reads the table's changes
+/// before each stream row, so both inputs go to one task).
+pub(super) fn join(
+    b: &mut Builder,
+    sides: [At; 2],
+    spec: &crate::operators::join::JoinSpec,
+    timed: [bool; 2],
+    n: usize,
+) -> Result<At> {
+    let keyed = !spec.keys[0].is_empty() && spec.lookup.is_none();
     let p = if keyed { n } else { 1 };
-    let mut sides = Vec::with_capacity(2);
+    let mut edges = Vec::with_capacity(2);
     let mut dists = Vec::with_capacity(2);
-    for (s, side) in join.sides.iter().enumerate() {
-        let mut from = Edge::Input(s);
-        if let Some((spec, schema)) = side.window.clone() {
-            from = b.add(
-                "window",
-                OperatorSpec::stateless(),
-                1,
-                vec![from],
-                factory(move || Ok(WindowAssign::new(spec.clone(), schema.clone()))),
-            );
-        } else if let Some(col) = side.drop_late {
-            from = b.add(
-                "drop_late",
-                OperatorSpec::stateless(),
-                1,
-                vec![from],
-                factory(move || Ok(DropLate::new(col))),
-            );
-        }
-        from = b.steps(from, &side.steps, 1);
-        if p > 1 && matches!(from, Edge::Input(_)) {
-            // The exchange into the join's partitions runs in a task of its own.
-            from = pass(b, "exchange", from);
-        }
-        sides.push(from);
+    for (s, side) in sides.iter().enumerate() {
+        edges.push(exchange_from(b, *side, p));
         dists.push(if keyed {
-            Distribution::Hash(hash_keys(&join.spec, s)?)
+            Distribution::Hash(hash_keys(spec, s)?)
         } else {
             Distribution::Single
         });
     }
     // The planner's row bound is for the whole join: each partition gets its share.
-    let spec = Arc::new(join.spec.per_partition(p));
-    let timed = [join.sides[0].watermarked, join.sides[1].watermarked];
-    b.graph.prefer_input = spec.lookup;
+    let spec = Arc::new(spec.per_partition(p));
     let edge = b.add(
         "join",
         OperatorSpec {
@@ -212,7 +202,7 @@ fn join_front(b: &mut Builder, join: &super::JoinPlan, n: usize) -> Result<At> {
             ..single(2, true)
         },
         p,
-        sides,
+        edges,
         factory(move || Join::new(spec.clone(), timed)),
     );
     Ok(At {
@@ -221,8 +211,35 @@ fn join_front(b: &mut Builder, join: &super::JoinPlan, n: usize) -> Result<At> {
     })
 }
 
+/// `UNION ALL` of `inputs` on one partition: rows pass as they come, the
+/// watermark is the least of the inputs'.
+pub(super) fn union(b: &mut Builder, inputs: &[At]) -> At {
+    let edges = inputs.iter().map(|at| exchange_from(b, *at, 1)).collect();
+    let edge = b.add(
+        "union",
+        single(inputs.len(), true),
+        1,
+        edges,
+        factory(|| Ok(Steps::new(Vec::new()))),
+    );
+    At {
+        edge,
+        parallelism: 1,
+    }
+}
+
+/// The end of the view: every partition's rows meet in one task (a view
+/// input read as it is still passes one operator).
+pub(super) fn gather(b: &mut Builder, at: At) {
+    if at.parallelism > 1 {
+        pass(b, "gather", at.edge);
+    } else if matches!(at.edge, Edge::Input(_)) {
+        pass(b, "forward", at.edge);
+    }
+}
+
 /// `steps`, with a Top-N after the first `i` of them when there is one.
-fn steps_around_top_n(
+pub(super) fn steps_around_top_n(
     b: &mut Builder,
     at: At,
     steps: &[Step],
@@ -261,7 +278,7 @@ fn steps_around_top_n(
 
 /// The edge a node on `p` partitions reads `at` from: a view input read
 /// directly cannot feed several partitions, so a task of its own reads it.
-fn exchange_from(b: &mut Builder, at: At, p: usize) -> Edge {
+pub(super) fn exchange_from(b: &mut Builder, at: At, p: usize) -> Edge {
     if p > 1 && matches!(at.edge, Edge::Input(_)) {
         pass(b, "exchange", at.edge)
     } else {
@@ -271,7 +288,7 @@ fn exchange_from(b: &mut Builder, at: At, p: usize) -> Edge {
 
 /// The aggregate on `n` partitions by hash of its group keys, behind its
 /// SESSION / count-window buffer when it has one.
-fn aggregate(b: &mut Builder, at: At, agg: &Arc<AggregateSpec>, n: usize) -> At {
+pub(super) fn aggregate(b: &mut Builder, at: At, agg: &Arc<AggregateSpec>, n: usize) -> At {
     let mut from = exchange_from(b, at, n);
     let mut dist = Distribution::Hash(routing_keys(agg));
     if agg.session.is_some() {
@@ -312,7 +329,7 @@ fn aggregate(b: &mut Builder, at: At, agg: &Arc<AggregateSpec>, n: usize) -> At 
 
 /// A node on one partition that passes rows on: where an input is read
 /// before an exchange, or where every partition's rows meet.
-fn pass(b: &mut Builder, kind: &str, from: Edge) -> Edge {
+pub(super) fn pass(b: &mut Builder, kind: &str, from: Edge) -> Edge {
     b.add(
         kind,
         single(1, true),

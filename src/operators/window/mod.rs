@@ -168,3 +168,38 @@ impl StreamOperator for DropLate {
         "DropLate: rows below this input's watermark (counted as late)".into()
     }
 }
+
+/// Passes rows on and holds the watermark `ns` back: after an aggregate
+/// whose output time column (a window's start) trails the input watermark
+/// by up to a window, downstream operators see a watermark that column
+/// really rises with.
+pub struct Delay {
+    ns: i64,
+}
+
+impl Delay {
+    /// A delay of `ns` nanoseconds.
+    pub fn new(ns: i64) -> Self {
+        Delay { ns }
+    }
+}
+
+impl StreamOperator for Delay {
+    fn on_data(&mut self, _port: usize, changes: Changes, out: &mut Output) -> Result<()> {
+        out.emit(changes);
+        Ok(())
+    }
+
+    fn on_watermark(
+        &mut self,
+        _port: usize,
+        ports: &[Option<EventTime>],
+        _out: &mut Output,
+    ) -> Result<Option<EventTime>> {
+        Ok(super::merged(ports).map(|t| t.saturating_sub(self.ns)))
+    }
+
+    fn explain(&self) -> String {
+        format!("Delay: the watermark by {}", fmt_ns(self.ns))
+    }
+}

@@ -13,6 +13,7 @@ use crate::error::{EddyError, Result};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 
+use super::finish::close_as_origin;
 use super::{column_index, unsupported, Chain, Lowerer};
 use crate::operators::aggregate::{AggCall, AggregateSpec, PaneSpec, SessionSpec, WindowKey};
 use crate::operators::steps::Step;
@@ -35,7 +36,7 @@ fn pane_spec(
         || spec.size_ns <= spec.slide_ns
         || spec.size_ns % spec.slide_ns != 0
         || chain.rank.is_some()
-        || chain.join.is_some()
+        || !chain.assign
     {
         return None;
     }
@@ -103,7 +104,9 @@ impl Lowerer<'_> {
     ) -> Result<Chain> {
         let mut chain = chain;
         if chain.agg.is_some() {
-            return Err(unsupported("an aggregate over an aggregate in one view"));
+            // An aggregate over an aggregate: the first one's output is the second one's input.
+            let origin = close_as_origin(self, chain, input.schema().inner().clone(), None)?;
+            chain = Chain::over(origin);
         }
         let in_schema = input.schema();
         let mut group_exprs = Vec::new();

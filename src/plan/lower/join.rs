@@ -16,11 +16,11 @@ use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, JoinType, Operator};
 
-use super::{Chain, Lowerer};
+use super::finish::{close, close_as_origin};
+use super::{Chain, Lowerer, Origin, PlanInputs};
 use crate::error::{EddyError, Result};
 use crate::operators::join::{JoinKind, JoinSpec, Retention};
 use crate::operators::window::WindowKind;
-use crate::plan::{JoinPlan, JoinSide};
 
 /// A timestamp column of one side. When `rising`, it rises with the side's
 /// watermark: later rows have `col >= watermark + offset_ns`.
@@ -44,9 +44,8 @@ struct Bound {
 }
 
 /// What the rest of the planner needs to know about the join's output.
+#[derive(Clone, Copy)]
 pub(super) struct JoinFacts {
-    /// Its rows can be retracted.
-    pub updating: bool,
     /// It has an event-time watermark.
     pub watermarked: bool,
     /// How far below the joined watermark an output row's `time_col` can be
@@ -80,16 +79,11 @@ impl Lowerer<'_> {
                 ))
             }
         };
-        let mut sides = [self.lower(&j.left)?, self.lower(&j.right)?];
+        let mut sides = [
+            self.side(&j.left, self.lower(&j.left)?)?,
+            self.side(&j.right, self.lower(&j.right)?)?,
+        ];
         for s in &sides {
-            if s.agg.is_some() || s.rank.is_some() || s.join.is_some() {
-                return Err(not_supported(
-                    "a join input with an aggregate, ROW_NUMBER() or another join is not \
-                     supported in a materialized view",
-                    "Make that input its own materialized view (EMIT ON WINDOW CLOSE for \
-                     windows) and join the view.",
-                ));
-            }
             if s.window
                 .as_ref()
                 .is_some_and(|(w, _)| matches!(w.kind, WindowKind::Session | WindowKind::Rows))
@@ -167,8 +161,8 @@ impl Lowerer<'_> {
         }
         // The lookup join: one side is an upsert table, the other an append-only stream (a
         // retraction could not be matched against the table version its insert saw).
-        let upsert = |c: &Chain| self.inputs.get(&c.input).is_some_and(|i| i.upsert);
-        let appends = |c: &Chain| self.inputs.get(&c.input).is_some_and(|i| !i.updating);
+        let upsert = |c: &Chain| c.origin.facts.upsert;
+        let appends = |c: &Chain| !c.updating_in();
         let lookup = match (upsert(&sides[0]), upsert(&sides[1])) {
             (false, true) | (true, false) if kind == JoinKind::Full => {
                 return Err(not_supported(
@@ -278,14 +272,12 @@ impl Lowerer<'_> {
             Retention::Ttl { .. } | Retention::UntilDeleted => None,
         };
         let updating = (kind != JoinKind::Inner && lookup.is_none())
-            || sides.iter().any(|s| {
-                self.inputs
-                    .get(&s.input)
-                    .is_some_and(|i| i.updating && !i.upsert)
-            });
+            || sides
+                .iter()
+                .any(|s| s.origin.facts.updating && !s.origin.facts.upsert);
         let watermarked = match lookup {
-            Some(t) => self.watermarked(&sides[1 - t]),
-            None => sides.iter().all(|s| self.watermarked(s)),
+            Some(t) => sides[1 - t].watermarked(),
+            None => sides.iter().all(Chain::watermarked),
         };
         let [l, r] = sides;
         let window = l.window.clone().or_else(|| r.window.clone());
@@ -297,42 +289,63 @@ impl Lowerer<'_> {
                 r.window_cols.1.map(|c| c + n_left),
             )
         };
-        let side = |c: Chain, s: usize| JoinSide {
-            drop_late: match (retention[1 - s], &c.window) {
-                (Retention::EventTime { .. }, None) => self
-                    .inputs
-                    .get(&c.input)
-                    .and_then(|i| i.time_column.as_ref().map(|t| i.schema.index_of(t)))
-                    .and_then(|r| r.ok()),
-                _ => None,
-            },
-            watermarked: self.watermarked(&c),
-            input: c.input,
-            window: c.window,
-            steps: c.pre,
+        // A side the other frees rows by (in event time) drops its late rows, unless
+        // its window assignment does.
+        let drop_late = |c: &Chain, s: usize| match retention[1 - s] {
+            Retention::EventTime { .. } if !(c.assign && c.window.is_some()) => {
+                let f = &c.origin.facts;
+                f.schema.index_of(f.time_column.as_deref()?).ok()
+            }
+            _ => None,
         };
-        let plan = JoinPlan {
-            sides: [side(l, 0), side(r, 1)],
-            spec,
-        };
+        let clocks = [l.watermarked(), r.watermarked()];
+        let table_input = lookup.map(|t| if t == 0 { &l } else { &r }.origin.at.edge);
+        let (dl, dr) = (drop_late(&l, 0), drop_late(&r, 1));
+        let at = [
+            close(self, l, schemas[0].inner().clone(), dl)?.at,
+            close(self, r, schemas[1].inner().clone(), dr)?.at,
+        ];
+        let mut b = self.build.borrow_mut();
+        if let Some(crate::runtime::Edge::Input(k)) = table_input {
+            if b.graph.prefer_input.is_some() {
+                return Err(not_supported(
+                    "more than one join with an upsert table in one view is not supported yet",
+                    "Join the stream with one table in a view, and that view with the next table.",
+                ));
+            }
+            b.graph.prefer_input = Some(k);
+        }
+        let at = crate::plan::graph::join(&mut b, at, &spec, clocks, self.partitions.max(1))?;
         Ok(Chain {
-            input: plan.sides[0].input.clone(),
             window,
-            pre: vec![],
-            agg: None,
-            post: vec![],
             window_cols,
-            rank: None,
             time_col,
-            join: Some((
-                plan,
-                JoinFacts {
+            joined: Some(JoinFacts {
+                watermarked,
+                time_delay_ns,
+            }),
+            ..Chain::over(Origin {
+                name: "join".into(),
+                facts: PlanInputs {
+                    schema: j.schema.inner().clone(),
+                    time_column: watermarked.then(|| "(join)".to_string()),
                     updating,
-                    watermarked,
-                    time_delay_ns,
+                    kind: "join".into(),
+                    upsert: false,
                 },
-            )),
+                at,
+            })
         })
+    }
+
+    /// A join side as a chain the join can read: one with an aggregate or a
+    /// ranking is closed first, and the join reads its output.
+    fn side(&self, plan: &datafusion::logical_expr::LogicalPlan, chain: Chain) -> Result<Chain> {
+        if chain.agg.is_none() && chain.rank.is_none() {
+            return Ok(chain);
+        }
+        let origin = close_as_origin(self, chain, plan.schema().inner().clone(), None)?;
+        Ok(Chain::over(origin))
     }
 
     /// `a RIGHT JOIN b` is `b LEFT JOIN a` with the columns put back in order.
@@ -379,15 +392,9 @@ impl Lowerer<'_> {
         Ok(chain)
     }
 
-    fn watermarked(&self, c: &Chain) -> bool {
-        self.inputs
-            .get(&c.input)
-            .is_some_and(|i| i.time_column.is_some())
-    }
-
     /// The columns of a side that rise with its watermark.
     fn time_cols(&self, c: &Chain, schema: &DFSchema) -> Vec<TimeCol> {
-        if !self.watermarked(c) {
+        if !c.watermarked() {
             return Vec::new();
         }
         let mut out = Vec::new();

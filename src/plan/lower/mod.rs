@@ -1,5 +1,6 @@
 //! Lowering a DataFusion logical plan into a [`ViewPlan`].
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -23,11 +24,14 @@ use crate::operators::window::WindowSpec;
 use crate::sql::window::extract_windows;
 use crate::sql::{CreateView, EmitMode};
 
+use super::graph::{At, Builder};
+
 mod aggregate;
 mod finish;
 mod join;
 mod rank;
 mod time;
+mod union;
 
 use finish::finish;
 use rank::{rank_limit, PendingRank};
@@ -112,15 +116,34 @@ pub async fn plan_view(
         max_groups,
         partitions,
         state_ttl: state_ttl(view)?,
+        build: RefCell::new(Builder::default()),
     };
     let chain = lowerer.lower(&plan)?;
-    finish(view, chain, inputs, (partitions, max_groups), &plan)
+    finish(&lowerer, view, chain, &plan)
 }
 
-/// The chain of operators built bottom-up.
+/// Where a chain's rows come from: a view input, or operators already built
+/// (a join, an aggregate a later aggregate reads).
+#[derive(Clone)]
+struct Origin {
+    /// The input's name, or what was built (for messages).
+    name: String,
+    /// Its schema, event time and whether its rows can be retracted.
+    facts: PlanInputs,
+    /// Where it stands in the graph.
+    at: At,
+}
+
+/// The operators of one stretch of the plan, built bottom-up and closed
+/// into graph nodes (see [`finish::close`]) where something reads them as a
+/// whole: a join, a later aggregate, the view.
 struct Chain {
-    input: String,
+    /// What it reads.
+    origin: Origin,
+    /// The window its rows are in (the facts [`Chain::window_cols`] refer to).
     window: Option<(WindowSpec, SchemaRef)>,
+    /// The window still has to be assigned, right after the origin.
+    assign: bool,
     pre: Vec<Step>,
     agg: Option<Arc<AggregateSpec>>,
     post: Vec<Step>,
@@ -130,11 +153,42 @@ struct Chain {
     rank: Option<PendingRank>,
     /// Position of the input's event-time column in the current schema, while known.
     time_col: Option<usize>,
-    /// A join of two inputs (the chain's steps run on its output).
-    join: Option<(crate::plan::JoinPlan, join::JoinFacts)>,
+    /// The origin is a join: how late its rows come out.
+    joined: Option<join::JoinFacts>,
 }
 
 impl Chain {
+    /// A chain that reads `origin` as it is.
+    fn over(origin: Origin) -> Self {
+        let facts = &origin.facts;
+        let time_col = facts
+            .time_column
+            .as_deref()
+            .and_then(|t| facts.schema.index_of(t).ok());
+        Chain {
+            origin,
+            window: None,
+            assign: false,
+            pre: vec![],
+            agg: None,
+            post: vec![],
+            window_cols: (None, None),
+            rank: None,
+            time_col,
+            joined: None,
+        }
+    }
+
+    /// True if its origin's rows can be retracted.
+    fn updating_in(&self) -> bool {
+        self.origin.facts.updating
+    }
+
+    /// True if its origin has an event-time watermark.
+    fn watermarked(&self) -> bool {
+        self.origin.facts.time_column.is_some()
+    }
+
     fn push(&mut self, step: Step) {
         if self.agg.is_some() {
             self.post.push(step);
@@ -153,6 +207,8 @@ struct Lowerer<'a> {
     partitions: usize,
     /// How long an unbounded join keeps a row (ns), from `WITH (state_ttl = …)`.
     state_ttl: Option<i64>,
+    /// The graph built so far.
+    build: RefCell<Builder>,
 }
 
 fn unsupported(what: &str) -> EddyError {
@@ -167,6 +223,19 @@ impl Lowerer<'_> {
         super::physical_expr(self.state, e.clone(), schema)
     }
 
+    /// The view input `name`, read once more.
+    fn read(&self, name: &str) -> Result<Origin> {
+        let facts = self.inputs.get(name).cloned().ok_or_else(|| {
+            EddyError::UndefinedObject(format!("relation \"{name}\" does not exist"))
+        })?;
+        let edge = self.build.borrow_mut().input(name);
+        Ok(Origin {
+            name: name.to_string(),
+            facts,
+            at: At::input(edge),
+        })
+    }
+
     fn lower(&self, plan: &LogicalPlan) -> Result<Chain> {
         match plan {
             LogicalPlan::TableScan(scan) => {
@@ -175,31 +244,14 @@ impl Lowerer<'_> {
                     Some((input, spec, schema)) => {
                         let n = schema.fields().len();
                         Chain {
-                            input: input.clone(),
                             window: Some((spec.clone(), schema.clone())),
-                            pre: vec![],
-                            agg: None,
-                            post: vec![],
+                            assign: true,
                             window_cols: (Some(n - 2), Some(n - 1)),
-                            rank: None,
                             time_col: Some(spec.time_index),
-                            join: None,
+                            ..Chain::over(self.read(input)?)
                         }
                     }
-                    None => Chain {
-                        time_col: self
-                            .inputs
-                            .get(&name)
-                            .and_then(|i| i.schema.index_of(i.time_column.as_deref()?).ok()),
-                        input: name,
-                        window: None,
-                        pre: vec![],
-                        agg: None,
-                        post: vec![],
-                        window_cols: (None, None),
-                        rank: None,
-                        join: None,
-                    },
+                    None => Chain::over(self.read(&name)?),
                 };
                 if let Some(proj) = &scan.projection {
                     let source_schema = scan.source.schema();
@@ -318,7 +370,7 @@ impl Lowerer<'_> {
                 hint: Some("Apply LIMIT when you SELECT from the view.".into()),
             }),
             LogicalPlan::Join(j) => self.join(j, None),
-            LogicalPlan::Union(_) => Err(unsupported("UNION")),
+            LogicalPlan::Union(u) => self.union(u),
 
             LogicalPlan::Values(_) | LogicalPlan::EmptyRelation(_) => {
                 Err(unsupported("a query without FROM"))
