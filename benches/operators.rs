@@ -11,9 +11,7 @@ use datafusion::arrow::array::{Int64Array, TimestampNanosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionConfig;
-use eddy::operators::aggregate::AggregateOperator;
-use eddy::operators::steps::apply_steps;
-use eddy::operators::window::assign;
+use eddy::operators::{Output, Partition, StreamOperator};
 use eddy::plan::{plan_view, PlanInputs, ViewPlan};
 use eddy::sql::{parse, Statement};
 use eddy::types::Changes;
@@ -86,16 +84,46 @@ const HOP: &str = "CREATE MATERIALIZED VIEW v AS SELECT window_start, auction, c
     sum(price) AS s, max(price) AS m FROM HOP(bids, ts, INTERVAL '2' SECOND, INTERVAL '10' SECOND) \
     GROUP BY window_start, auction";
 
-/// Window assignment + pre-aggregate steps + the aggregate, per batch.
-fn run_view(plan: &ViewPlan, op: &mut AggregateOperator, changes: &Changes) -> usize {
-    let changes = match plan.assignment() {
-        Some((spec, schema)) => assign(&spec, &schema, changes, None).expect("assign").0,
-        None => changes.clone(),
-    };
-    let changes = apply_steps(&plan.pre, changes).expect("steps");
-    op.process(&changes)
-        .expect("process")
-        .map_or(0, |c| c.num_rows())
+/// The operators of a view whose graph is a line (one input), on one
+/// partition, run one after the other as the runtime's chained task runs them.
+struct Line {
+    ops: Vec<Box<dyn StreamOperator>>,
+}
+
+impl Line {
+    /// The operators of `plan` whose id starts with `kind` (all with "").
+    fn new(plan: &ViewPlan, kind: &str) -> Self {
+        let ops = plan
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| n.id.starts_with(kind))
+            .map(|n| (n.make)(Partition::SINGLE).expect("operator"))
+            .collect();
+        Line { ops }
+    }
+
+    /// Rows out of the last operator for `changes` into the first.
+    fn push(&mut self, changes: &Changes) -> usize {
+        let mut batches = vec![changes.clone()];
+        for op in &mut self.ops {
+            let mut out = Output::default();
+            for c in batches {
+                op.on_data(0, c, &mut out).expect("on_data");
+            }
+            batches = out.take().0;
+        }
+        batches.iter().map(|c| c.num_rows()).sum()
+    }
+
+    /// The input watermark reaches `t`.
+    fn watermark(&mut self, t: i64) {
+        let mut w = Some(t);
+        for op in &mut self.ops {
+            let mut out = Output::default();
+            w = op.on_watermark(0, &[w], &mut out).expect("watermark");
+        }
+    }
 }
 
 fn aggregate(c: &mut Criterion) {
@@ -111,8 +139,7 @@ fn aggregate(c: &mut Criterion) {
             (65_536, 10_000),
         ] {
             group.throughput(Throughput::Elements(rows as u64));
-            let spec = plan.agg.clone().expect("aggregate");
-            let mut op = AggregateOperator::new(spec).expect("operator");
+            let mut line = Line::new(&plan, "");
             let mut start = 0i64;
             let id = BenchmarkId::new(name, format!("{rows}rows_{keys}keys"));
             group.bench_function(id, |b| {
@@ -120,9 +147,8 @@ fn aggregate(c: &mut Criterion) {
                     // Advance time so windows close and state stays bounded.
                     let input = batch_of(rows, keys, start);
                     start += rows as i64;
-                    let out = run_view(&plan, &mut op, &input);
-                    op.on_watermark(start * STEP_NS - 1_000_000_000)
-                        .expect("watermark");
+                    let out = line.push(&input);
+                    line.watermark(start * STEP_NS - 1_000_000_000);
                     out
                 })
             });
@@ -136,22 +162,15 @@ fn window_assign(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH_ROWS as u64));
     for (name, sql) in [("tumble", TUMBLE), ("hop_5_windows", HOP)] {
         let plan = plan(sql);
-        let (spec, schema) = plan.window.clone().expect("window");
+        let mut line = Line::new(&plan, "window");
         let input = batch(100, 0);
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                assign(&spec, &schema, &input, None)
-                    .expect("assign")
-                    .0
-                    .num_rows()
-            })
-        });
+        group.bench_function(name, |b| b.iter(|| line.push(&input)));
     }
     group.finish();
 }
 
 fn planner(c: &mut Criterion) {
-    c.bench_function("plan_tumble_view", |b| b.iter(|| plan(TUMBLE).partitions));
+    c.bench_function("plan_tumble_view", |b| b.iter(|| plan(TUMBLE).graph.nodes.len()));
 }
 
 criterion_group!(benches, window_assign, aggregate, planner);
