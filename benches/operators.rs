@@ -170,7 +170,9 @@ fn window_assign(c: &mut Criterion) {
 }
 
 fn planner(c: &mut Criterion) {
-    c.bench_function("plan_tumble_view", |b| b.iter(|| plan(TUMBLE).graph.nodes.len()));
+    c.bench_function("plan_tumble_view", |b| {
+        b.iter(|| plan(TUMBLE).graph.nodes.len())
+    });
 }
 
 criterion_group!(benches, window_assign, aggregate, planner);

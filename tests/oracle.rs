@@ -3,7 +3,8 @@
 //! Random rows arrive out of order, but never by more than the watermark
 //! delay (so none is late). Once a final row pushes the watermark past every
 //! window, each streaming view — TUMBLE emitting on update, HOP emitting on
-//! window close, CUMULATE emitting on update, SESSION, and a Top-N — must hold exactly what a batch `GROUP BY` on computed
+//! window close, CUMULATE emitting on update, SESSION, a Top-N, joins, UNION ALL, an aggregate
+//! over an aggregate — must hold exactly what a batch `GROUP BY` on computed
 //! window bounds gives over the same rows (the table's rows, queried through
 //! the same server with plain DataFusion SQL).
 
@@ -125,6 +126,11 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
     let (vr, vcnt, vbusy) = (format!("dense{n}"), format!("cnt{n}"), format!("busy{n}"));
     let (vrj, vfj) = (format!("rjoin{n}"), format!("fjoin{n}"));
     let vhu = format!("hopu{n}");
+    let (vu, vaa, v3) = (
+        format!("uall{n}"),
+        format!("aggagg{n}"),
+        format!("join3_{n}"),
+    );
     let (vi, vw, vl) = (
         format!("interval{n}"),
         format!("wjoin{n}"),
@@ -188,7 +194,22 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
              CREATE MATERIALIZED VIEW {vfj} AS
                SELECT a.auction AS a1, a.price AS p1, b.auction AS a2, b.price AS p2
                FROM {t} a FULL JOIN {t} b ON a.auction = b.auction AND a.price = b.price + 1
-                 AND b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '2' SECOND;",
+                 AND b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '2' SECOND;
+             CREATE MATERIALIZED VIEW {vu} AS
+               SELECT auction, price, ts FROM {t} WHERE price > 100
+               UNION ALL SELECT auction, price * 2, ts FROM {t} WHERE auction = 1;
+             CREATE MATERIALIZED VIEW {vaa} AS
+               SELECT window_start, max(n) AS top, sum(s) AS total, count(*) AS auctions
+               FROM (SELECT window_start, auction, count(*) AS n, sum(price) AS s
+                     FROM TUMBLE({t}, ts, INTERVAL '10' SECOND)
+                     GROUP BY window_start, window_end, auction)
+               WHERE auction <> 999 GROUP BY window_start EMIT ON WINDOW CLOSE;
+             CREATE MATERIALIZED VIEW {v3} AS
+               SELECT a.auction, a.price AS p1, b.price AS p2, c.price AS p3
+               FROM {t} a JOIN {t} b ON a.auction = b.auction
+                 AND b.ts >= a.ts AND b.ts <= a.ts + INTERVAL '2' SECOND
+               JOIN {t} c ON c.auction = b.auction
+                 AND c.ts >= a.ts AND c.ts <= a.ts + INTERVAL '3' SECOND;",
             DELAY_MS
         ))
         .await
@@ -385,6 +406,37 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
              ON a.auction = b.auction AND a.price = b.price + 1 \
              AND b.ts BETWEEN a.ts - INTERVAL '2' SECOND AND a.ts + INTERVAL '2' SECOND \
              WHERE coalesce(a.auction, 0) <> 999 AND coalesce(b.auction, 0) <> 999"
+        ),
+    )
+    .await;
+    // UNION ALL, an aggregate over an aggregate and a three-way join, each in one view.
+    converge(
+        &client,
+        &format!("SELECT auction, price, ts FROM {vu} WHERE auction <> 999"),
+        &format!(
+            "SELECT auction, price, ts FROM {t} WHERE price > 100 AND auction <> 999 \
+             UNION ALL SELECT auction, price * 2, ts FROM {t} WHERE auction = 1"
+        ),
+    )
+    .await;
+    converge(
+        &client,
+        &format!("SELECT window_start, top, total, auctions FROM {vaa}"),
+        &format!(
+            "SELECT ws, max(n), sum(s), count(*) FROM \
+             (SELECT date_bin(INTERVAL '10' SECOND, ts, {origin}) AS ws, auction, count(*) AS n, \
+                sum(price) AS s FROM {t} WHERE auction <> 999 GROUP BY 1, auction) GROUP BY ws"
+        ),
+    )
+    .await;
+    converge(
+        &client,
+        &format!("SELECT auction, p1, p2, p3 FROM {v3} WHERE auction <> 999"),
+        &format!(
+            "SELECT a.auction, a.price, b.price, c.price FROM {t} a JOIN {t} b \
+             ON a.auction = b.auction AND b.ts >= a.ts AND b.ts <= a.ts + INTERVAL '2' SECOND \
+             JOIN {t} c ON c.auction = b.auction \
+             AND c.ts >= a.ts AND c.ts <= a.ts + INTERVAL '3' SECOND WHERE a.auction <> 999"
         ),
     )
     .await;

@@ -1,6 +1,5 @@
 -- Nexmark q7: highest bid. The bids with the highest price of each 10-second window.
 -- From Flink's text: a materialized view instead of the blackhole table; `dateTime` is date_time.
--- eddy creates the derived table B1 as a view of its own (nexmark_q7__b1).
 CREATE MATERIALIZED VIEW nexmark_q7 AS
 SELECT B.auction, B.price, B.bidder, B.date_time, B.extra
 from bid B

@@ -1,6 +1,5 @@
 -- Nexmark q8: monitor new users. People who joined and opened an auction in the same 10 seconds.
 -- From Flink's text: a materialized view instead of the blackhole table; `dateTime` is date_time.
--- eddy creates the derived tables P and A as views of their own (nexmark_q8__p, nexmark_q8__a).
 CREATE MATERIALIZED VIEW nexmark_q8 AS
 SELECT P.id, P.name, P.starttime
 FROM (

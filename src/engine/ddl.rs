@@ -239,17 +239,7 @@ impl Engine {
     }
 
     async fn plan(&self, v: &CreateView) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
-        self.plan_with(v, Vec::new()).await
-    }
-
-    /// Plan `v` with `extra` inputs besides the catalog's (views not created yet).
-    async fn plan_with(
-        &self,
-        v: &CreateView,
-        extra: Vec<(String, PlanInputs)>,
-    ) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
-        let mut inputs = self.plan_inputs();
-        inputs.extend(extra);
+        let inputs = self.plan_inputs();
         // By their own names only: an alias entry (`date_format`) holds a
         // function of another name, which must not replace that name's entry.
         let functions: Vec<_> = self
@@ -273,30 +263,8 @@ impl Engine {
     }
 
     pub(super) async fn explain_view(&self, v: CreateView) -> Result<Outcome> {
-        // Join inputs that are queries of their own would become views: show those first.
-        let (v, subs) = crate::sql::hoist::hoist_join_inputs(v)?;
         let mut lines = Vec::new();
-        let mut extra = Vec::new();
-        for sub in &subs {
-            let (plan, inputs) = self.plan(sub).await?;
-            let kind = |name: &str| inputs.get(name).map_or("?".to_string(), |i| i.kind.clone());
-            lines.push(format!("-- view {} (created with this view)", sub.name));
-            lines.extend(explain(&plan, &kind)?);
-            extra.push((
-                sub.name.clone(),
-                PlanInputs {
-                    schema: plan.output.schema.clone(),
-                    time_column: plan.output.time.column.clone(),
-                    updating: plan.output.updating,
-                    kind: "materialized view".into(),
-                    upsert: false,
-                },
-            ));
-        }
-        if !subs.is_empty() {
-            lines.push(format!("-- view {}", v.name));
-        }
-        let (plan, inputs) = self.plan_with(&v, extra).await?;
+        let (plan, inputs) = self.plan(&v).await?;
         let kind = |name: &str| inputs.get(name).map_or("?".to_string(), |i| i.kind.clone());
         lines.extend(explain(&plan, &kind)?);
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
@@ -482,7 +450,8 @@ impl Engine {
                 order.push(name.clone());
             }
         }
-        // Views hoisted out of a dropped view's joins (`<view>__<alias>`) go with it,
+        // Views an earlier version hoisted out of a dropped view's subqueries
+        // (`<view>__<alias>`, still in data directories it wrote) go with it,
         // unless something else reads them.
         let mut i = 0;
         while i < order.len() {

@@ -623,45 +623,14 @@ impl Engine {
                 let _g = self.ddl_lock.lock().await;
                 let existed = self.catalog.with(|e| e.contains_key(&v.name));
                 if existed {
-                    // IF NOT EXISTS, or the duplicate error (before creating any hoisted view).
+                    // IF NOT EXISTS, or the duplicate error.
                     return self.create_view(v).await;
                 }
-                // Join inputs that are queries of their own become views first.
-                let (v, subs) = crate::sql::hoist::hoist_join_inputs(v)?;
-                // Sources wait until the view and its hoisted inputs all read them.
-                let _hold = (!subs.is_empty()).then(|| self.hold_connector_starts());
-                let mut created: Vec<String> = Vec::new();
-                let mut result = Ok(());
-                for sub in subs {
-                    let (name, sql) = (sub.name.clone(), sub.sql.clone());
-                    result = self.create_view(sub).await.map(|_| ());
-                    if result.is_ok() {
-                        result = self
-                            .record_created(false, &name, ObjectKind::MaterializedView, &sql, None)
-                            .await;
-                    }
-                    match &result {
-                        Ok(()) => created.push(name),
-                        Err(_) => break,
-                    }
-                }
                 let (name, sql) = (v.name.clone(), v.sql.clone());
-                let out = match result {
-                    Ok(()) => self.create_view(v).await,
-                    Err(e) => Err(e),
-                };
-                let out = match out {
-                    Ok(out) => self
-                        .record_created(existed, &name, ObjectKind::MaterializedView, &sql, None)
-                        .await
-                        .map(|_| out),
-                    Err(e) => Err(e),
-                };
-                if out.is_err() && !created.is_empty() {
-                    created.reverse();
-                    let _ = self.drop_names(&created).await;
-                }
-                out
+                let out = self.create_view(v).await?;
+                self.record_created(existed, &name, ObjectKind::MaterializedView, &sql, None)
+                    .await?;
+                Ok(out)
             }
             Statement::CreateSink(s) => {
                 let _g = self.ddl_lock.lock().await;

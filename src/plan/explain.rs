@@ -14,7 +14,9 @@ pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Result<V
     let inputs = &plan.inputs;
     let sides = ["left", "right"];
     let mut lines = Vec::new();
-    for (v, node) in graph.nodes.iter().enumerate() {
+    for v in branch_order(graph) {
+        let node = &graph.nodes[v];
+        let indent = "  ".repeat(joins_below(graph, v));
         for e in &node.inputs {
             if let Edge::Input(k) = *e {
                 let name = inputs.get(k).map_or("?", String::as_str);
@@ -26,8 +28,7 @@ pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Result<V
                 lines.push(format!("Input{side}: {name} [{}]", input_kind(name)));
             }
         }
-        lines.extend(exchange_line(node));
-        let indent = if feeds_a_join(graph, v) { "  " } else { "" };
+        lines.extend(exchange_line(node).map(|l| format!("{indent}{l}")));
         let op = (node.make)(Partition::SINGLE)?;
         for line in op.explain().lines().filter(|l| !l.is_empty()) {
             lines.push(format!("{indent}{line}"));
@@ -78,17 +79,38 @@ fn exchange_line(node: &crate::runtime::Node) -> Option<String> {
     }
 }
 
-/// Whether node `v`'s rows reach an operator with several inputs (its lines
-/// are indented under their input).
-fn feeds_a_join(graph: &Graph, v: usize) -> bool {
+/// How many operators with several inputs (joins, unions) node `v`'s rows
+/// pass before the view: its lines are indented that deep under its input.
+fn joins_below(graph: &Graph, v: usize) -> usize {
+    let mut depth = 0;
     let mut at = v;
     while let Some((next, _)) = graph.consumer(at) {
         if graph.nodes[next].inputs.len() > 1 {
-            return true;
+            depth += 1;
         }
         at = next;
     }
-    false
+    depth
+}
+
+/// The nodes in the order EXPLAIN shows them: each input's whole branch
+/// (the first input's first), then the node that reads them.
+fn branch_order(graph: &Graph) -> Vec<usize> {
+    fn visit(graph: &Graph, v: usize, out: &mut Vec<usize>) {
+        for e in &graph.nodes[v].inputs {
+            if let Edge::Node(u) = *e {
+                if !out.contains(&u) {
+                    visit(graph, u, out);
+                }
+            }
+        }
+        out.push(v);
+    }
+    let mut out = Vec::with_capacity(graph.nodes.len());
+    if let Some(last) = graph.nodes.len().checked_sub(1) {
+        visit(graph, last, &mut out);
+    }
+    out
 }
 
 /// Remove the window placeholder qualifier (`__eddy_window_0.price` → `price`).

@@ -24,7 +24,7 @@ use crate::operators::aggregate::AggregateSpec;
 use crate::operators::aggregate::{routing_keys, Aggregate, Sessions};
 use crate::operators::join::{hash_keys, Join};
 use crate::operators::steps::Step;
-use crate::operators::steps::Steps;
+use crate::operators::steps::{Steps, Union};
 use crate::operators::top_n::TopN;
 use crate::operators::window::{Delay, DropLate, WindowAssign, WindowSpec};
 use crate::operators::{Distribution, OperatorSpec, StreamOperator};
@@ -215,12 +215,13 @@ pub(super) fn join(
 /// watermark is the least of the inputs'.
 pub(super) fn union(b: &mut Builder, inputs: &[At]) -> At {
     let edges = inputs.iter().map(|at| exchange_from(b, *at, 1)).collect();
+    let n = inputs.len();
     let edge = b.add(
         "union",
-        single(inputs.len(), true),
+        single(n, true),
         1,
         edges,
-        factory(|| Ok(Steps::new(Vec::new()))),
+        factory(move || Ok(Union::new(n))),
     );
     At {
         edge,

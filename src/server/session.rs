@@ -94,7 +94,7 @@ fn with_ttl(mut v: CreateView, ttl: &str) -> CreateView {
     }
     v.options.insert("state_ttl".into(), ttl.to_string());
     // The stored statement carries the option (the session's setting is gone after a restart).
-    v.sql = crate::sql::hoist::canonical_sql(&v);
+    v.sql = crate::sql::canonical::canonical_sql(&v);
     v
 }
 

@@ -1,8 +1,8 @@
 //! SQL front end: tokens → typed [`Statement`]s, and the window TVF rewrite.
 
 pub mod access;
+pub mod canonical;
 pub mod complexity;
-pub mod hoist;
 pub mod names;
 pub mod statement;
 pub mod tokens;

@@ -35,3 +35,31 @@ impl StreamOperator for Steps {
         steps.join("\n")
     }
 }
+
+/// `UNION ALL`: rows of every input port pass as they come; the watermark
+/// is the least of the ports' (the default merge).
+pub struct Union {
+    /// Number of inputs (for EXPLAIN).
+    inputs: usize,
+}
+
+impl Union {
+    /// A union of `inputs` ports.
+    pub fn new(inputs: usize) -> Self {
+        Union { inputs }
+    }
+}
+
+impl StreamOperator for Union {
+    fn on_data(&mut self, _port: usize, changes: Changes, out: &mut Output) -> Result<()> {
+        out.emit(changes);
+        Ok(())
+    }
+
+    fn explain(&self) -> String {
+        format!(
+            "Union: {} inputs, rows as they come; watermark the least of theirs",
+            self.inputs
+        )
+    }
+}

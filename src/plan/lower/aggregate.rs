@@ -112,6 +112,8 @@ impl Lowerer<'_> {
         let mut group_exprs = Vec::new();
         let mut window = None;
         let mut session_groups = [None, None];
+        // Group keys that are window_start / window_end (their positions in the output).
+        let mut bounds = (None, None);
         for (gi, g) in group_expr.iter().enumerate() {
             if matches!(g, Expr::GroupingSet(_)) {
                 return Err(unsupported("GROUPING SETS / ROLLUP / CUBE"));
@@ -119,6 +121,11 @@ impl Lowerer<'_> {
             group_exprs.push(self.phys(g, in_schema)?);
             if let (Some(idx), Some((spec, _))) = (column_index(g, in_schema), &chain.window) {
                 let is_end = Some(idx) == chain.window_cols.1;
+                if is_end {
+                    bounds.1 = bounds.1.or(Some(gi));
+                } else if Some(idx) == chain.window_cols.0 {
+                    bounds.0 = bounds.0.or(Some(gi));
+                }
                 if matches!(spec.kind, WindowKind::Session | WindowKind::Rows)
                     && (is_end || Some(idx) == chain.window_cols.0)
                 {
@@ -135,6 +142,13 @@ impl Lowerer<'_> {
                     });
                 }
             }
+        }
+        if let Some(w) = window.as_mut().filter(|_| chain.shift_ns > 0) {
+            // The input's watermark trails the window bounds (it comes from an aggregate
+            // closed before this one): the window closes that much sooner by it.
+            let closes_after = if w.is_end { 0 } else { w.size_ns };
+            w.is_end = false;
+            w.size_ns = closes_after - chain.shift_ns;
         }
         let mut session = None;
         // SESSION and TUMBLE_ROWS rows wait in a buffer and reach the aggregate
@@ -243,8 +257,7 @@ impl Lowerer<'_> {
         }));
         // The window bound among the group keys, by its position in the aggregate's output.
         chain.window_cols = match window {
-            Some(w) if w.is_end => (None, Some(w.group_index)),
-            Some(w) => (Some(w.group_index), None),
+            Some(_) => bounds,
             None => (None, None),
         };
         chain.time_col = None;

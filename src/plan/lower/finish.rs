@@ -109,11 +109,23 @@ pub(super) fn close_as_origin(
     drop_late: Option<usize>,
 ) -> Result<Origin> {
     let name = chain.origin.name.clone();
+    // A windowed aggregate's window bounds stay known to what reads its output.
+    let window = chain
+        .agg
+        .as_ref()
+        .filter(|a| a.window.is_some() && a.session.is_none())
+        .and(chain.window.clone())
+        .map(|w| (w, chain.window_cols));
     let closed = close(l, chain, schema, drop_late)?;
     let time = &closed.output.time;
     let mut at = closed.at;
-    if time.forwards && time.delay_ns > 0 {
-        at = graph::delay(&mut l.build.borrow_mut(), at, time.delay_ns);
+    let shift_ns = if time.forwards {
+        time.delay_ns.max(0)
+    } else {
+        0
+    };
+    if shift_ns > 0 {
+        at = graph::delay(&mut l.build.borrow_mut(), at, shift_ns);
     }
     let time_column = match (&time.column, time.forwards) {
         (_, false) => None,
@@ -131,6 +143,8 @@ pub(super) fn close_as_origin(
             upsert: false,
         },
         at,
+        window,
+        shift_ns,
     })
 }
 
@@ -227,7 +241,7 @@ fn out_time(chain: &Chain, schema: &SchemaRef) -> OutputTime {
                     .map(|i| schema.field(i).name().clone())
                     .or_else(|| has_col("window_start"))
                     .or_else(|| has_col("window_end")),
-                delay_ns: wk.size_ns,
+                delay_ns: wk.size_ns.max(0),
                 forwards: true,
             },
             None => none(false),

@@ -324,9 +324,9 @@ impl Lowerer<'_> {
                 watermarked,
                 time_delay_ns,
             }),
-            ..Chain::over(Origin {
-                name: "join".into(),
-                facts: PlanInputs {
+            ..Chain::over(Origin::plain(
+                "join",
+                PlanInputs {
                     schema: j.schema.inner().clone(),
                     time_column: watermarked.then(|| "(join)".to_string()),
                     updating,
@@ -334,7 +334,7 @@ impl Lowerer<'_> {
                     upsert: false,
                 },
                 at,
-            })
+            ))
         })
     }
 
@@ -397,11 +397,20 @@ impl Lowerer<'_> {
         if !c.watermarked() {
             return Vec::new();
         }
+        // Rows of a join come out up to this far below its watermark (none rise with it when
+        // that is unbounded).
+        let lag = match &c.joined {
+            Some(j) => j.time_delay_ns,
+            None => Some(0),
+        };
+        let Some(lag) = lag else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         if let Some(col) = c.time_col {
             out.push(TimeCol {
                 col,
-                offset_ns: 0,
+                offset_ns: -lag,
                 window_ns: 0,
                 rising: true,
             });
@@ -410,7 +419,7 @@ impl Lowerer<'_> {
             if let Some(col) = c.window_cols.1 {
                 out.push(TimeCol {
                     col,
-                    offset_ns: 0,
+                    offset_ns: -lag,
                     window_ns: w.size_ns,
                     rising: true,
                 });
@@ -418,7 +427,7 @@ impl Lowerer<'_> {
             if let Some(col) = c.window_cols.0 {
                 out.push(TimeCol {
                     col,
-                    offset_ns: -w.size_ns,
+                    offset_ns: -w.size_ns - lag,
                     window_ns: w.size_ns,
                     rising: true,
                 });

@@ -33,6 +33,9 @@ mod rank;
 mod time;
 mod union;
 
+#[cfg(test)]
+mod tests;
+
 use finish::finish;
 use rank::{rank_limit, PendingRank};
 pub use time::parse_state_ttl;
@@ -122,6 +125,11 @@ pub async fn plan_view(
     finish(&lowerer, view, chain, &plan)
 }
 
+/// A window and the schema its assignment gives.
+type Window = (WindowSpec, SchemaRef);
+/// Positions of (window_start, window_end) in a schema, while known.
+type WindowCols = (Option<usize>, Option<usize>);
+
 /// Where a chain's rows come from: a view input, or operators already built
 /// (a join, an aggregate a later aggregate reads).
 #[derive(Clone)]
@@ -132,6 +140,24 @@ struct Origin {
     facts: PlanInputs,
     /// Where it stands in the graph.
     at: At,
+    /// The window its rows are in, kept from an aggregate closed before
+    /// it, with the positions of (window_start, window_end).
+    window: Option<(Window, WindowCols)>,
+    /// How far its watermark was held back behind that window's bounds.
+    shift_ns: i64,
+}
+
+impl Origin {
+    /// An origin without window facts.
+    fn plain(name: &str, facts: PlanInputs, at: At) -> Self {
+        Origin {
+            name: name.to_string(),
+            facts,
+            at,
+            window: None,
+            shift_ns: 0,
+        }
+    }
 }
 
 /// The operators of one stretch of the plan, built bottom-up and closed
@@ -155,6 +181,8 @@ struct Chain {
     time_col: Option<usize>,
     /// The origin is a join: how late its rows come out.
     joined: Option<join::JoinFacts>,
+    /// The origin's watermark trails its window bounds by this much (see [`Origin::shift_ns`]).
+    shift_ns: i64,
 }
 
 impl Chain {
@@ -165,14 +193,19 @@ impl Chain {
             .time_column
             .as_deref()
             .and_then(|t| facts.schema.index_of(t).ok());
+        let (window, window_cols) = match origin.window.clone() {
+            Some((w, cols)) => (Some(w), cols),
+            None => (None, (None, None)),
+        };
         Chain {
+            shift_ns: origin.shift_ns,
             origin,
-            window: None,
+            window,
             assign: false,
             pre: vec![],
             agg: None,
             post: vec![],
-            window_cols: (None, None),
+            window_cols,
             rank: None,
             time_col,
             joined: None,
@@ -229,11 +262,7 @@ impl Lowerer<'_> {
             EddyError::UndefinedObject(format!("relation \"{name}\" does not exist"))
         })?;
         let edge = self.build.borrow_mut().input(name);
-        Ok(Origin {
-            name: name.to_string(),
-            facts,
-            at: At::input(edge),
-        })
+        Ok(Origin::plain(name, facts, At::input(edge)))
     }
 
     fn lower(&self, plan: &LogicalPlan) -> Result<Chain> {

@@ -22,9 +22,9 @@ impl Lowerer<'_> {
         }
         let ats: Vec<_> = origins.iter().map(|o| o.at).collect();
         let at = graph::union(&mut self.build.borrow_mut(), &ats);
-        Ok(Chain::over(Origin {
-            name: "union".into(),
-            facts: PlanInputs {
+        Ok(Chain::over(Origin::plain(
+            "union",
+            PlanInputs {
                 schema: u.schema.inner().clone(),
                 time_column: time_column(&origins, u),
                 updating: origins.iter().any(|o| o.facts.updating),
@@ -32,7 +32,7 @@ impl Lowerer<'_> {
                 upsert: false,
             },
             at,
-        }))
+        )))
     }
 }
 
