@@ -93,14 +93,20 @@ async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
 
 async fn converge(client: &tokio_postgres::Client, view_sql: &str, oracle_sql: &str) {
     let expected = text_rows(client, oracle_sql).await;
+    assert!(
+        !expected.is_empty(),
+        "oracle returned nothing: {oracle_sql}"
+    );
+    converge_or_empty(client, view_sql, oracle_sql).await;
+}
+
+/// [`converge`] for an answer that may be empty.
+async fn converge_or_empty(client: &tokio_postgres::Client, view_sql: &str, oracle_sql: &str) {
+    let expected = text_rows(client, oracle_sql).await;
     let deadline = Instant::now() + CONVERGE;
     loop {
         let got = text_rows(client, view_sql).await;
         if got == expected {
-            assert!(
-                !expected.is_empty(),
-                "oracle returned nothing: {oracle_sql}"
-            );
             return;
         }
         if Instant::now() > deadline {
@@ -131,6 +137,15 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
         format!("aggagg{n}"),
         format!("join3_{n}"),
     );
+    let (vsemi, vanti) = (format!("semi{n}"), format!("anti{n}"));
+    // A bid with a bid over 100 for its auction within the next second (itself included, so
+    // the row over 100 every case has keeps the semi join's answer from being empty).
+    let outbid = |t: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM {t} b WHERE b.auction = a.auction AND b.price > 100 \
+             AND b.ts >= a.ts AND b.ts <= a.ts + INTERVAL '1' SECOND)"
+        )
+    };
     let (vi, vw, vl) = (
         format!("interval{n}"),
         format!("wjoin{n}"),
@@ -209,8 +224,13 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
                FROM {t} a JOIN {t} b ON a.auction = b.auction
                  AND b.ts >= a.ts AND b.ts <= a.ts + INTERVAL '2' SECOND
                JOIN {t} c ON c.auction = b.auction
-                 AND c.ts >= a.ts AND c.ts <= a.ts + INTERVAL '3' SECOND;",
-            DELAY_MS
+                 AND c.ts >= a.ts AND c.ts <= a.ts + INTERVAL '3' SECOND;
+             CREATE MATERIALIZED VIEW {vsemi} AS
+               SELECT auction, price, ts FROM {t} a WHERE {o};
+             CREATE MATERIALIZED VIEW {vanti} AS
+               SELECT auction, price, ts FROM {t} a WHERE NOT {o};",
+            DELAY_MS,
+            o = outbid(&t)
         ))
         .await
         .unwrap_or_else(|e| panic!("ddl: {}", common::error_text(&e)));
@@ -437,6 +457,26 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
              ON a.auction = b.auction AND b.ts >= a.ts AND b.ts <= a.ts + INTERVAL '2' SECOND \
              JOIN {t} c ON c.auction = b.auction \
              AND c.ts >= a.ts AND c.ts <= a.ts + INTERVAL '3' SECOND WHERE a.auction <> 999"
+        ),
+    )
+    .await;
+    // EXISTS and NOT EXISTS: semi and anti joins bounded in event time.
+    converge(
+        &client,
+        &format!("SELECT auction, price, ts FROM {vsemi} WHERE auction <> 999"),
+        &format!(
+            "SELECT auction, price, ts FROM {t} a WHERE {} AND auction <> 999",
+            outbid(&t)
+        ),
+    )
+    .await;
+    // The anti join's answer can be empty (every bid over 100).
+    converge_or_empty(
+        &client,
+        &format!("SELECT auction, price, ts FROM {vanti} WHERE auction <> 999"),
+        &format!(
+            "SELECT auction, price, ts FROM {t} a WHERE NOT {} AND auction <> 999",
+            outbid(&t)
         ),
     )
     .await;

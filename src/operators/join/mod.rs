@@ -148,6 +148,8 @@ impl StreamOperator for Join {
                 JoinKind::Inner => "INNER",
                 JoinKind::Left => "LEFT",
                 JoinKind::Full => "FULL",
+                JoinKind::Semi => "SEMI",
+                JoinKind::Anti => "ANTI",
             },
             if j.lookup.is_some() { " LOOKUP" } else { "" },
             keys.join(", "),

@@ -43,15 +43,33 @@ pub enum JoinKind {
     Left,
     /// Every row of both sides; NULLs for the other side's columns while it has no match.
     Full,
+    /// The left rows that have a match (`IN`, `EXISTS`): left columns only, each row once.
+    Semi,
+    /// The left rows without a match (`NOT EXISTS`, `NOT IN` over non-NULL keys): left
+    /// columns only; a row goes when its first match comes and is back when its last goes.
+    Anti,
 }
 
 impl JoinKind {
     /// Whether rows of `side` without a match come out padded with NULLs.
     pub fn pads(self, side: usize) -> bool {
         match self {
-            JoinKind::Inner => false,
-            JoinKind::Left => side == 0,
+            JoinKind::Inner | JoinKind::Semi => false,
+            JoinKind::Left | JoinKind::Anti => side == 0,
             JoinKind::Full => true,
+        }
+    }
+
+    /// A semi or anti join: the output is the left rows alone.
+    pub fn filters_left(self) -> bool {
+        matches!(self, JoinKind::Semi | JoinKind::Anti)
+    }
+
+    /// Whether a left row with `matches` matches is in a semi / anti join's output.
+    fn shows(self, matches: i64) -> bool {
+        match self {
+            JoinKind::Anti => matches == 0,
+            _ => matches > 0,
         }
     }
 }
@@ -322,6 +340,19 @@ impl JoinOperator {
                         .ok_or_else(|| EddyError::Internal("join key vanished".into()))?;
                     let theirs = &mut list[pairs[p].1];
                     let padded = Out::Padded { side: o, index: p };
+                    if spec.kind.filters_left() {
+                        // A right row: the left row it matches may appear or go.
+                        let before = theirs.matches;
+                        theirs.matches += w;
+                        if s == 1 {
+                            let delta = i64::from(spec.kind.shows(theirs.matches))
+                                - i64::from(spec.kind.shows(before));
+                            if delta != 0 {
+                                out.push((padded, delta));
+                            }
+                        }
+                        continue;
+                    }
                     if pad_theirs && w > 0 && theirs.matches == 0 {
                         out.push((padded, -1));
                     }
@@ -331,7 +362,11 @@ impl JoinOperator {
                         out.push((padded, 1));
                     }
                 }
-                if pad_mine && passed == 0 {
+                let shown = match spec.kind.filters_left() {
+                    true => s == 0 && spec.kind.shows(passed),
+                    false => pad_mine && passed == 0,
+                };
+                if shown {
                     out.push((Out::Padded { side: s, index: i }, w));
                 }
                 if let (Some(rows), true) = (&rows, w > 0) {
@@ -458,7 +493,9 @@ impl JoinOperator {
     ) -> Result<Changes> {
         let schema = &self.spec.output_schema;
         if out.is_empty() {
-            return Ok(Changes::inserts(RecordBatch::new_empty(schema.clone())));
+            return Ok(Changes::inserts(RecordBatch::new_empty(
+                self.result_schema(),
+            )));
         }
         let n_left = self.spec.schemas[0].fields().len();
         // Rows of `side` padded with NULLs: the batch's rows (the arriving side) or the
@@ -524,9 +561,21 @@ impl JoinOperator {
             let arrays: Vec<&dyn Array> = sources.iter().map(|cols| cols[c].as_ref()).collect();
             cols.push(interleave(&arrays, &idx)?);
         }
-        let batch = RecordBatch::try_new(schema.clone(), cols)?;
+        if self.spec.kind.filters_left() {
+            cols.truncate(n_left);
+        }
+        let batch = RecordBatch::try_new(self.result_schema(), cols)?;
         let weights = Int64Array::from_iter_values(out.iter().map(|(_, w)| *w));
         Ok(Changes::with_weights(batch, weights))
+    }
+
+    /// The schema of the join's output: the pairs', or the left rows' for a
+    /// semi or anti join.
+    fn result_schema(&self) -> SchemaRef {
+        match self.spec.kind.filters_left() {
+            true => self.spec.schemas[0].clone(),
+            false => self.spec.output_schema.clone(),
+        }
     }
 
     /// Side `s`'s watermark reached `w`: the other side drops rows no later row of `s` can match.
@@ -730,6 +779,62 @@ mod tests {
         j.on_watermark(1, 10 * S + 1);
         assert_eq!(j.rows_held(), [0, 0]);
         assert_eq!(j.state_bytes(), 0);
+    }
+
+    /// (left k, left ts in s, weight) of a semi / anti join's output (left columns only).
+    fn left_rows(c: &Changes) -> Vec<(i64, i64, i64)> {
+        assert_eq!(c.batch.num_columns(), 2, "left columns only");
+        let k = c.batch.column(0).as_primitive::<Int64Type>();
+        let t = c
+            .batch
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>();
+        (0..c.num_rows())
+            .map(|i| (k.value(i), t.value(i) / S, c.weight(i)))
+            .collect()
+    }
+
+    #[test]
+    fn semi_join_shows_a_left_row_once_while_it_has_matches() {
+        let mut j = op(JoinKind::Semi);
+        // No match yet: nothing.
+        assert!(left_rows(&j.process(0, &rows(&[(1, 0)], 1), 0).unwrap()).is_empty());
+        // Two matches: the left row once.
+        assert_eq!(
+            left_rows(&j.process(1, &rows(&[(1, 3), (1, 4)], 1), 0).unwrap()),
+            vec![(1, 0, 1)]
+        );
+        // A left row that arrives with a match comes at once.
+        assert_eq!(
+            left_rows(&j.process(0, &rows(&[(1, 2)], 1), 0).unwrap()),
+            vec![(1, 2, 1)]
+        );
+        // Retracting one match keeps the row; retracting the last one takes it back.
+        assert!(left_rows(&j.process(1, &rows(&[(1, 3)], -1), 0).unwrap()).is_empty());
+        assert_eq!(
+            left_rows(&j.process(1, &rows(&[(1, 4)], -1), 0).unwrap()),
+            vec![(1, 0, -1), (1, 2, -1)]
+        );
+    }
+
+    #[test]
+    fn anti_join_shows_a_left_row_while_it_has_no_match() {
+        let mut j = op(JoinKind::Anti);
+        assert_eq!(
+            left_rows(&j.process(0, &rows(&[(1, 0), (2, 0)], 1), 0).unwrap()),
+            vec![(1, 0, 1), (2, 0, 1)]
+        );
+        // Its first match takes it out; a second changes nothing.
+        assert_eq!(
+            left_rows(&j.process(1, &rows(&[(1, 3)], 1), 0).unwrap()),
+            vec![(1, 0, -1)]
+        );
+        assert!(left_rows(&j.process(1, &rows(&[(1, 4)], 1), 0).unwrap()).is_empty());
+        // Losing both matches brings it back.
+        assert_eq!(
+            left_rows(&j.process(1, &rows(&[(1, 3), (1, 4)], -1), 0).unwrap()),
+            vec![(1, 0, 1)]
+        );
     }
 
     #[test]

@@ -265,8 +265,8 @@ fn top_n(chain: &mut Chain, max_groups: usize) -> Result<Option<(usize, Arc<TopN
     };
     let Some(n) = r.n else {
         return Err(EddyError::InvalidParameter {
-            message: "ROW_NUMBER() in a materialized view needs a filter that keeps the \
-                      first rows: rn <= N, rn < N or rn = 1 (Top-N)"
+            message: "ROW_NUMBER() in a materialized view needs a filter that bounds the \
+                      rank: rn <= N, rn < N, rn = k or rn BETWEEN a AND b (Top-N)"
                 .into(),
             hint: Some(
                 "SELECT * FROM (SELECT …, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v \

@@ -67,18 +67,26 @@ impl Lowerer<'_> {
         j: &datafusion::logical_expr::Join,
         extra: Option<&Expr>,
     ) -> Result<Chain> {
-        let kind = match j.join_type {
-            JoinType::Inner => JoinKind::Inner,
-            JoinType::Left => JoinKind::Left,
-            JoinType::Right => return self.right_join(j),
-            JoinType::Full => JoinKind::Full,
-            other => {
-                return Err(not_supported(
-                    format!("{other} JOIN is not supported in a materialized view"),
-                    "Use an INNER or LEFT JOIN.",
-                ))
-            }
-        };
+        let kind =
+            match j.join_type {
+                JoinType::Inner => JoinKind::Inner,
+                JoinType::Left => JoinKind::Left,
+                JoinType::Right => return self.right_join(j),
+                JoinType::Full => JoinKind::Full,
+                JoinType::LeftSemi => JoinKind::Semi,
+                JoinType::LeftAnti if j.null_aware => return Err(not_supported(
+                    "NOT IN over a subquery whose values can be NULL is not supported in a \
+                     materialized view (one NULL would empty the result)",
+                    "Use NOT EXISTS (SELECT … WHERE s.k = t.k), or declare the columns NOT NULL.",
+                )),
+                JoinType::LeftAnti => JoinKind::Anti,
+                other => {
+                    return Err(not_supported(
+                        format!("{other} JOIN is not supported in a materialized view"),
+                        "Use an INNER or LEFT JOIN.",
+                    ))
+                }
+            };
         let mut sides = [
             self.side(&j.left, self.lower(&j.left)?)?,
             self.side(&j.right, self.lower(&j.right)?)?,
@@ -238,8 +246,14 @@ impl Lowerer<'_> {
                 .map(|e| self.phys(e, schemas[s]))
                 .collect::<Result<Vec<_>>>()
         };
+        // The pairs the condition is evaluated on: a semi or anti join's output has the
+        // left columns only, its condition reads both sides.
+        let pair = match kind.filters_left() {
+            true => Arc::new(schemas[0].join(schemas[1])?),
+            false => j.schema.clone(),
+        };
         let filter = match residual.into_iter().reduce(Expr::and) {
-            Some(f) => Some(self.phys(&f, &j.schema)?),
+            Some(f) => Some(self.phys(&f, &pair)?),
             None => None,
         };
         let n_left = schemas[0].fields().len();
@@ -249,7 +263,7 @@ impl Lowerer<'_> {
             keys: [key_phys(0)?, key_phys(1)?],
             filter,
             schemas: [schemas[0].inner().clone(), schemas[1].inner().clone()],
-            output_schema: j.schema.inner().clone(),
+            output_schema: pair.inner().clone(),
             retention,
             lookup,
             max_rows,
@@ -271,7 +285,9 @@ impl Lowerer<'_> {
                 .map(|t| after_ns.max(0).saturating_add(t.window_ns)),
             Retention::Ttl { .. } | Retention::UntilDeleted => None,
         };
-        let updating = (kind != JoinKind::Inner && lookup.is_none())
+        // A semi join's row comes once, with its first match; an anti join's goes then.
+        let retracts = matches!(kind, JoinKind::Left | JoinKind::Full | JoinKind::Anti);
+        let updating = (retracts && lookup.is_none())
             || sides
                 .iter()
                 .any(|s| s.origin.facts.updating && !s.origin.facts.upsert);
@@ -280,8 +296,11 @@ impl Lowerer<'_> {
             None => sides.iter().all(Chain::watermarked),
         };
         let [l, r] = sides;
-        let window = l.window.clone().or_else(|| r.window.clone());
-        let window_cols = if l.window.is_some() {
+        let window = match kind.filters_left() {
+            true => l.window.clone(),
+            false => l.window.clone().or_else(|| r.window.clone()),
+        };
+        let window_cols = if l.window.is_some() || kind.filters_left() {
             l.window_cols
         } else {
             (

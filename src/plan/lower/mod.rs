@@ -29,6 +29,7 @@ use super::graph::{At, Builder};
 mod aggregate;
 mod finish;
 mod join;
+mod limit;
 mod rank;
 mod time;
 mod union;
@@ -111,6 +112,7 @@ pub async fn plan_view(
     let plan = state
         .analyzer()
         .execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let plan = decorrelate(&state, plan)?;
     let lowerer = Lowerer {
         state: &state,
         specs: &specs,
@@ -123,6 +125,29 @@ pub async fn plan_view(
     };
     let chain = lowerer.lower(&plan)?;
     finish(&lowerer, view, chain, &plan)
+}
+
+/// Subqueries in `WHERE` as joins: `IN` / `EXISTS` become semi joins, `NOT
+/// IN` / `NOT EXISTS` anti joins, a scalar subquery a join with its
+/// aggregate (DataFusion's own rewrites; its other optimizations are left
+/// out: the streaming planner has its own rules).
+fn decorrelate(state: &SessionState, plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::optimizer::decorrelate_predicate_subquery::DecorrelatePredicateSubquery;
+    use datafusion::optimizer::scalar_subquery_to_join::ScalarSubqueryToJoin;
+    use datafusion::optimizer::{Optimizer, OptimizerContext};
+    let mut options = state.config_options().as_ref().clone();
+    // Uncorrelated scalar subqueries too (a query runs those once; a view joins them).
+    options
+        .optimizer
+        .enable_physical_uncorrelated_scalar_subquery = false;
+    // A view that fails to plan says why; nothing is skipped silently.
+    let context =
+        OptimizerContext::new_with_config_options(Arc::new(options)).with_skip_failing_rules(false);
+    let optimizer = Optimizer::with_rules(vec![
+        Arc::new(DecorrelatePredicateSubquery::new()),
+        Arc::new(ScalarSubqueryToJoin::new()),
+    ]);
+    Ok(optimizer.optimize(plan, &context, |_, _| {})?)
 }
 
 /// A window and the schema its assignment gives.
@@ -265,6 +290,33 @@ impl Lowerer<'_> {
         Ok(Origin::plain(name, facts, At::input(edge)))
     }
 
+    /// `p`'s expressions over `chain`'s rows.
+    fn project(&self, mut chain: Chain, p: &datafusion::logical_expr::Projection) -> Result<Chain> {
+        let in_schema = p.input.schema();
+        let exprs = p
+            .expr
+            .iter()
+            .map(|e| self.phys(e, in_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let pos = |c: Option<usize>| {
+            c.and_then(|c| {
+                p.expr
+                    .iter()
+                    .position(|e| column_index(e, in_schema).is_some_and(|i| i == c))
+            })
+        };
+        chain.window_cols = (pos(chain.window_cols.0), pos(chain.window_cols.1));
+        chain.time_col = pos(chain.time_col);
+        if let Some(r) = chain.rank.as_mut() {
+            r.col = pos(r.col);
+        }
+        chain.push(Step::Project {
+            exprs,
+            schema: p.schema.inner().clone(),
+        });
+        Ok(chain)
+    }
+
     fn lower(&self, plan: &LogicalPlan) -> Result<Chain> {
         match plan {
             LogicalPlan::TableScan(scan) => {
@@ -309,30 +361,8 @@ impl Lowerer<'_> {
                 Ok(chain)
             }
             LogicalPlan::Projection(p) => {
-                let mut chain = self.lower(&p.input)?;
-                let in_schema = p.input.schema();
-                let exprs = p
-                    .expr
-                    .iter()
-                    .map(|e| self.phys(e, in_schema))
-                    .collect::<Result<Vec<_>>>()?;
-                let pos = |c: Option<usize>| {
-                    c.and_then(|c| {
-                        p.expr
-                            .iter()
-                            .position(|e| column_index(e, in_schema).is_some_and(|i| i == c))
-                    })
-                };
-                chain.window_cols = (pos(chain.window_cols.0), pos(chain.window_cols.1));
-                chain.time_col = pos(chain.time_col);
-                if let Some(r) = chain.rank.as_mut() {
-                    r.col = pos(r.col);
-                }
-                chain.push(Step::Project {
-                    exprs,
-                    schema: p.schema.inner().clone(),
-                });
-                Ok(chain)
+                let chain = self.lower(&p.input)?;
+                self.project(chain, p)
             }
             LogicalPlan::Filter(f) => {
                 // WHERE over an inner join is part of its condition (time bounds, keys).
@@ -349,9 +379,8 @@ impl Lowerer<'_> {
                 Ok(chain)
             }
             LogicalPlan::Window(w) => {
-                let mut chain = self.lower(&w.input)?;
-                self.row_number(&mut chain, w)?;
-                Ok(chain)
+                let chain = self.lower(&w.input)?;
+                self.row_number(chain, w)
             }
             LogicalPlan::SubqueryAlias(s) => self.lower(&s.input),
             LogicalPlan::Unnest(u) => {
@@ -394,10 +423,7 @@ impl Lowerer<'_> {
                 message: "ORDER BY is not supported in a materialized view".into(),
                 hint: Some("A view holds a set of rows; ORDER BY when you SELECT from it.".into()),
             }),
-            LogicalPlan::Limit(_) => Err(EddyError::NotSupported {
-                message: "LIMIT is not supported in a materialized view".into(),
-                hint: Some("Apply LIMIT when you SELECT from the view.".into()),
-            }),
+            LogicalPlan::Limit(l) => self.limit(l),
             LogicalPlan::Join(j) => self.join(j, None),
             LogicalPlan::Union(u) => self.union(u),
 

@@ -9,6 +9,7 @@ use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 
 use crate::error::{EddyError, Result};
 
+use super::finish::close_as_origin;
 use super::{column_index, unsupported, Chain, Lowerer};
 use crate::operators::window::WindowKind;
 
@@ -38,9 +39,9 @@ impl Lowerer<'_> {
     /// `ROW_NUMBER() OVER (PARTITION BY … ORDER BY …)`: the start of a Top-N.
     pub(super) fn row_number(
         &self,
-        chain: &mut Chain,
+        mut chain: Chain,
         w: &datafusion::logical_expr::Window,
-    ) -> Result<()> {
+    ) -> Result<Chain> {
         let topn_hint = || {
             Some(
                 "Rank with ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) and keep rn <= N \
@@ -78,10 +79,9 @@ impl Lowerer<'_> {
             }
         };
         if chain.rank.is_some() {
-            return Err(EddyError::NotSupported {
-                message: "more than one ranking in a materialized view is not supported".into(),
-                hint: Some("Rank in a view on this view.".into()),
-            });
+            // A ranking of a ranking: the first one's rows are the second one's input.
+            let schema = w.input.schema().inner().clone();
+            chain = Chain::over(close_as_origin(self, chain, schema, None)?);
         }
         let in_schema = w.input.schema();
         let partition_by = fun
@@ -90,20 +90,7 @@ impl Lowerer<'_> {
             .iter()
             .map(|e| self.phys(e, in_schema))
             .collect::<Result<Vec<_>>>()?;
-        let order_by = fun
-            .params
-            .order_by
-            .iter()
-            .map(|s| {
-                Ok(PhysicalSortExpr {
-                    expr: self.phys(&s.expr, in_schema)?,
-                    options: datafusion::arrow::compute::SortOptions {
-                        descending: !s.asc,
-                        nulls_first: s.nulls_first,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let order_by = self.sort_exprs(&fun.params.order_by, in_schema)?;
         if order_by.is_empty() {
             return Err(EddyError::InvalidParameter {
                 message: "ROW_NUMBER() in a materialized view needs an ORDER BY".into(),
@@ -158,12 +145,48 @@ impl Lowerer<'_> {
             col: Some(in_schema.fields().len()),
             n: None,
         });
-        Ok(())
+        Ok(chain)
+    }
+
+    /// The runnable form of `ORDER BY` expressions over `schema`.
+    pub(super) fn sort_exprs(
+        &self,
+        exprs: &[datafusion::logical_expr::SortExpr],
+        schema: &DFSchema,
+    ) -> Result<Vec<PhysicalSortExpr>> {
+        exprs
+            .iter()
+            .map(|s| {
+                Ok(PhysicalSortExpr {
+                    expr: self.phys(&s.expr, schema)?,
+                    options: datafusion::arrow::compute::SortOptions {
+                        descending: !s.asc,
+                        nulls_first: s.nulls_first,
+                    },
+                })
+            })
+            .collect()
     }
 }
 
-/// `rn <= N`, `rn < N` or `rn = 1` on the rank column `col`: the N it keeps.
+/// The most rows per partition a filter on the rank column `col` can keep:
+/// the smallest upper bound among its conjuncts (`rn <= N`, `rn < N`,
+/// `rn = k`, `rn BETWEEN a AND b`, also reversed, `N >= rn`). The filter
+/// itself still runs after the Top-N, so `rn = 2` or `rn > 1 AND rn <= 3`
+/// keep what they say.
 pub(super) fn rank_limit(predicate: &Expr, schema: &DFSchema, col: Option<usize>) -> Option<usize> {
+    let col = col?;
+    datafusion::logical_expr::utils::split_conjunction(predicate)
+        .into_iter()
+        .filter_map(|c| upper_bound(c, schema, col))
+        .min()
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (1..=100_000).contains(n))
+}
+
+/// The largest rank conjunct `c` lets through, if it bounds column `col`.
+fn upper_bound(c: &Expr, schema: &DFSchema, col: usize) -> Option<i64> {
+    use datafusion::logical_expr::{Between, Operator};
     // Type coercion may have wrapped either side in a cast.
     fn uncast(e: &Expr) -> &Expr {
         match e {
@@ -172,26 +195,35 @@ pub(super) fn rank_limit(predicate: &Expr, schema: &DFSchema, col: Option<usize>
             other => other,
         }
     }
-    let Expr::BinaryExpr(b) = predicate else {
-        return None;
+    let is_rank = |e: &Expr| column_index(uncast(e), schema) == Some(col);
+    let value = |e: &Expr| match uncast(e) {
+        Expr::Literal(v, _) => match v.cast_to(&DataType::Int64).ok()? {
+            ScalarValue::Int64(Some(v)) => Some(v),
+            _ => None,
+        },
+        _ => None,
     };
-    if column_index(uncast(&b.left), schema)? != col? {
-        return None;
+    match c {
+        Expr::BinaryExpr(b) => {
+            let (op, v) = if is_rank(&b.left) {
+                (b.op, value(&b.right)?)
+            } else if is_rank(&b.right) {
+                (b.op.swap()?, value(&b.left)?)
+            } else {
+                return None;
+            };
+            match op {
+                Operator::LtEq | Operator::Eq => Some(v),
+                Operator::Lt => Some(v - 1),
+                _ => None,
+            }
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            high,
+            ..
+        }) if is_rank(expr) => value(high),
+        _ => None,
     }
-    let Expr::Literal(v, _) = uncast(&b.right) else {
-        return None;
-    };
-    let v = match v.cast_to(&DataType::Int64).ok()? {
-        ScalarValue::Int64(Some(v)) => v,
-        _ => return None,
-    };
-    let n = match b.op {
-        datafusion::logical_expr::Operator::LtEq => v,
-        datafusion::logical_expr::Operator::Lt => v - 1,
-        datafusion::logical_expr::Operator::Eq if v == 1 => 1,
-        _ => return None,
-    };
-    usize::try_from(n)
-        .ok()
-        .filter(|n| (1..=100_000).contains(n))
 }

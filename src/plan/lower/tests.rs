@@ -167,3 +167,33 @@ async fn what_cannot_stream_is_refused_with_a_hint() {
     assert_eq!(err.sqlstate(), "0A000", "{err}");
     assert!(err.to_string().contains("ORDER BY"), "{err}");
 }
+
+#[tokio::test]
+async fn exists_is_a_semi_join_and_not_exists_an_anti_join() {
+    let sql = |not: &str| {
+        format!(
+            "CREATE MATERIALIZED VIEW v AS SELECT auction FROM bids b WHERE {not} EXISTS \
+             (SELECT 1 FROM asks a WHERE a.auction = b.auction \
+              AND a.ts BETWEEN b.ts AND b.ts + INTERVAL '1' SECOND)"
+        )
+    };
+    let semi = explain(&sql("")).await.unwrap().join("\n");
+    assert!(
+        semi.contains("Join: SEMI, keys [auction@0 = auction@1]"),
+        "{semi}"
+    );
+    assert!(
+        semi.ends_with("Materialize: v (auction Int64), append-only"),
+        "{semi}"
+    );
+    let anti = explain(&sql("NOT")).await.unwrap().join("\n");
+    assert!(
+        anti.contains("Join: ANTI, keys [auction@0 = auction@1]"),
+        "{anti}"
+    );
+    // A row goes when its first match comes: the view updates.
+    assert!(
+        anti.ends_with("Materialize: v (auction Int64), updating"),
+        "{anti}"
+    );
+}
