@@ -108,6 +108,11 @@ fn cases() -> Vec<Case> {
             batch: hop_q5(),
         },
         Case {
+            query: "q5_flink",
+            columns: "auction, num",
+            batch: hop_q5(),
+        },
+        Case {
             query: "q7",
             columns: "auction, price, bidder, date_time, extra",
             batch: format!(

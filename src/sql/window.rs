@@ -115,6 +115,7 @@ fn walk_factor(f: &mut TableFactor, found: &mut Vec<WindowTvf>) -> Result<()> {
         TableFactor::Table {
             name,
             args: args @ Some(_),
+            alias,
             ..
         } => {
             let fname = name.to_string().to_uppercase();
@@ -130,6 +131,15 @@ fn walk_factor(f: &mut TableFactor, found: &mut Vec<WindowTvf>) -> Result<()> {
                 }
             };
             *name = ObjectName::from(vec![Ident::new(tvf.placeholder.clone())]);
+            // Unaliased, the window's rows keep the input's name: `bid.auction` still resolves.
+            if alias.is_none() {
+                *alias = Some(ast::TableAlias {
+                    explicit: true,
+                    name: Ident::with_quote('"', tvf.input.clone()),
+                    columns: vec![],
+                    at: None,
+                });
+            }
             found.push(tvf);
             Ok(())
         }

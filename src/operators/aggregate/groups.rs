@@ -221,12 +221,12 @@ impl AggregateOperator {
             .iter()
             .map(|a| {
                 if self.spec.retract {
-                    a.func.create_sliding_accumulator()
+                    super::retracting(&a.func)
                 } else {
-                    a.func.create_accumulator()
+                    Ok(a.func.create_accumulator()?)
                 }
             })
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok(GroupState {
             accs,
             rows: 0,

@@ -3,10 +3,12 @@
 //! [`crate::operators::aggregate::sessions`] for their state).
 
 mod groups;
+mod retract;
 pub mod sessions;
 pub mod snapshot;
 
 pub use groups::*;
+pub use retract::retracting;
 
 use std::sync::Arc;
 

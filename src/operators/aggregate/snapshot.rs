@@ -63,7 +63,7 @@ impl AggregateOperator {
             .iter()
             .map(|a| {
                 if self.spec.retract {
-                    let state = a.func.create_sliding_accumulator()?.state()?;
+                    let state = super::retracting(&a.func)?.state()?;
                     Ok(state.iter().map(|s| s.data_type()).collect())
                 } else {
                     Ok(a.func
@@ -110,7 +110,7 @@ impl AggregateOperator {
                         .map(|s| s.to_array())
                         .collect::<datafusion::error::Result<Vec<_>>>()?;
                     let mut rebuilt = if spec.retract {
-                        spec.aggs[j].func.create_sliding_accumulator()?
+                        super::retracting(&spec.aggs[j].func)?
                     } else {
                         spec.aggs[j].func.create_accumulator()?
                     };

@@ -37,6 +37,7 @@ fn pane_spec(
         || spec.size_ns % spec.slide_ns != 0
         || chain.rank.is_some()
         || !chain.assign
+        || chain.updating_in()
     {
         return None;
     }

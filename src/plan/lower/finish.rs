@@ -9,6 +9,7 @@ use datafusion::logical_expr::LogicalPlan;
 use super::{join, Chain, Lowerer, Origin, PlanInputs};
 use crate::error::{EddyError, Result};
 use crate::operators::top_n::TopNSpec;
+use crate::operators::window::WindowKind;
 use crate::plan::graph::{self, At};
 use crate::plan::{OutputTime, ViewPlan};
 use crate::sql::{CreateView, EmitMode};
@@ -185,11 +186,22 @@ fn check_updating(chain: &mut Chain) -> Result<()> {
         return Ok(());
     }
     let name = chain.origin.name.clone();
-    if chain.assign && chain.window.is_some() {
-        return Err(EddyError::NotSupported {
-            message: format!("windows over the updating view \"{name}\" are not supported"),
-            hint: Some("Make the upstream view EMIT ON WINDOW CLOSE (append-only).".into()),
-        });
+    // A window assigns a retraction the windows of its insert; SESSION and count windows buffer
+    // rows by arrival, which a retraction cannot undo.
+    if let (true, Some((w, _))) = (chain.assign, &chain.window) {
+        if matches!(w.kind, WindowKind::Session | WindowKind::Rows) {
+            return Err(EddyError::NotSupported {
+                message: format!(
+                    "SESSION and TUMBLE_ROWS windows over the updating input \"{name}\" are \
+                     not supported"
+                ),
+                hint: Some(
+                    "Use TUMBLE, HOP or CUMULATE, or make the input append-only (EMIT ON WINDOW \
+                     CLOSE)."
+                        .into(),
+                ),
+            });
+        }
     }
     let Some(agg) = chain.agg.as_mut() else {
         return Ok(());
@@ -198,22 +210,13 @@ fn check_updating(chain: &mut Chain) -> Result<()> {
         Arc::get_mut(agg).ok_or_else(|| EddyError::Internal("aggregate spec is shared".into()))?;
     spec.retract = true;
     for a in &spec.aggs {
-        if !a
-            .func
-            .create_sliding_accumulator()?
-            .supports_retract_batch()
-        {
-            return Err(EddyError::NotSupported {
-                message: format!(
-                    "{} cannot retract rows, so it cannot aggregate the updating view \"{name}\"",
-                    a.func.name(),
-                ),
-                hint: Some(
-                    "Make the upstream view EMIT ON WINDOW CLOSE (append-only), or use count/sum/avg."
-                        .into(),
-                ),
-            });
-        }
+        crate::operators::aggregate::retracting(&a.func).map_err(|e| match e {
+            EddyError::NotSupported { message, hint } => EddyError::NotSupported {
+                message: format!("{message} (\"{name}\" updates its rows)"),
+                hint,
+            },
+            other => other,
+        })?;
     }
     Ok(())
 }
