@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Between, BinaryExpr, Expr, JoinType, Operator};
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Join, JoinType, Operator};
 
 use super::finish::{close, close_as_origin};
 use super::{Chain, Lowerer, Origin, PlanInputs};
 use crate::error::{EddyError, Result};
 use crate::operators::join::{JoinKind, JoinSpec, Retention};
 use crate::operators::window::WindowKind;
+use crate::plan::graph::At;
 
 /// A timestamp column of one side. When `rising`, it rises with the side's
 /// watermark: later rows have `col >= watermark + offset_ns`.
@@ -62,49 +63,40 @@ fn not_supported(message: impl Into<String>, hint: &str) -> EddyError {
 
 impl Lowerer<'_> {
     /// `left JOIN right ON …` (plus the `WHERE` conjuncts above an inner join).
-    pub(super) fn join(
-        &self,
-        j: &datafusion::logical_expr::Join,
-        extra: Option<&Expr>,
-    ) -> Result<Chain> {
-        let kind =
-            match j.join_type {
-                JoinType::Inner => JoinKind::Inner,
-                JoinType::Left => JoinKind::Left,
-                JoinType::Right => return self.right_join(j),
-                JoinType::Full => JoinKind::Full,
-                JoinType::LeftSemi => JoinKind::Semi,
-                JoinType::LeftAnti if j.null_aware => return Err(not_supported(
-                    "NOT IN over a subquery whose values can be NULL is not supported in a \
-                     materialized view (one NULL would empty the result)",
-                    "Use NOT EXISTS (SELECT … WHERE s.k = t.k), or declare the columns NOT NULL.",
-                )),
-                JoinType::LeftAnti => JoinKind::Anti,
-                other => {
-                    return Err(not_supported(
-                        format!("{other} JOIN is not supported in a materialized view"),
-                        "Use an INNER or LEFT JOIN.",
-                    ))
-                }
-            };
+    pub(super) fn join(&self, j: &Join, extra: Option<&Expr>) -> Result<Chain> {
+        let Some(kind) = join_kind(j)? else {
+            return self.right_join(j);
+        };
         let mut sides = [
             self.side(&j.left, self.lower(&j.left)?)?,
             self.side(&j.right, self.lower(&j.right)?)?,
         ];
-        for s in &sides {
-            if s.window
-                .as_ref()
-                .is_some_and(|(w, _)| matches!(w.kind, WindowKind::Session | WindowKind::Rows))
-            {
-                return Err(not_supported(
-                    "SESSION and TUMBLE_ROWS windows cannot be joined",
-                    "Join TUMBLE, HOP or CUMULATE windows, or aggregate the sessions in \
-                     their own view and join that view.",
-                ));
-            }
-        }
+        check_windows(&sides)?;
         let schemas = [j.left.schema(), j.right.schema()];
-        // Split the condition: equalities across the sides are keys, the rest is residual.
+        let (keys, residual) = self.split_condition(j, extra, kind, &mut sides, &schemas)?;
+        let time_cols = [
+            self.time_cols(&sides[0], schemas[0]),
+            self.time_cols(&sides[1], schemas[1]),
+        ];
+        let bounds = self.bounds(&keys, &residual, &schemas, &time_cols);
+        let lookup = lookup_side(kind, &sides, &keys)?;
+        let retention = self.retention(&bounds, lookup)?;
+        let spec = self.join_spec(j, kind, &keys, residual, retention, lookup)?;
+        self.build_join(j, spec, sides, &time_cols)
+    }
+
+    /// Split the condition: equalities across the sides are keys; a condition
+    /// on one side's columns filters that side before the join (not a side
+    /// whose rows stay, padded with NULLs, when they do not match); the rest
+    /// is residual.
+    fn split_condition(
+        &self,
+        j: &Join,
+        extra: Option<&Expr>,
+        kind: JoinKind,
+        sides: &mut [Chain; 2],
+        schemas: &[&Arc<DFSchema>; 2],
+    ) -> Result<([Vec<Expr>; 2], Vec<Expr>)> {
         let mut keys: [Vec<Expr>; 2] = [Vec::new(), Vec::new()];
         for (l, r) in &j.on {
             keys[0].push(l.clone());
@@ -123,33 +115,40 @@ impl Lowerer<'_> {
                 right,
             }) = c
             {
-                let (a, b) = (side_of(left, &schemas), side_of(right, &schemas));
-                if a == Some(0) && b == Some(1) {
-                    keys[0].push(left.as_ref().clone());
-                    keys[1].push(right.as_ref().clone());
-                    continue;
-                }
-                if a == Some(1) && b == Some(0) {
-                    keys[0].push(right.as_ref().clone());
-                    keys[1].push(left.as_ref().clone());
-                    continue;
+                match (side_of(left, schemas), side_of(right, schemas)) {
+                    (Some(0), Some(1)) => {
+                        keys[0].push(left.as_ref().clone());
+                        keys[1].push(right.as_ref().clone());
+                        continue;
+                    }
+                    (Some(1), Some(0)) => {
+                        keys[0].push(right.as_ref().clone());
+                        keys[1].push(left.as_ref().clone());
+                        continue;
+                    }
+                    _ => {}
                 }
             }
-            // A condition on one side's columns filters that side before the join (not a
-            // side whose rows stay, padded with NULLs, when they do not match).
-            match side_of(c, &schemas) {
+            match side_of(c, schemas) {
                 Some(s) if !kind.pads(s) => {
-                    let step = crate::operators::steps::Step::Filter(self.phys(c, schemas[s])?);
-                    sides[s].push(step);
+                    sides[s].push(crate::operators::steps::Step::Filter(
+                        self.phys(c, schemas[s])?,
+                    ));
                 }
                 _ => residual.push(c.clone()),
             }
         }
-        // Time bounds between the sides.
-        let time_cols = [
-            self.time_cols(&sides[0], schemas[0]),
-            self.time_cols(&sides[1], schemas[1]),
-        ];
+        Ok((keys, residual))
+    }
+
+    /// The time bounds between the sides that the keys and the residual state.
+    fn bounds(
+        &self,
+        keys: &[Vec<Expr>; 2],
+        residual: &[Expr],
+        schemas: &[&Arc<DFSchema>; 2],
+        time_cols: &[Vec<TimeCol>; 2],
+    ) -> Vec<Bound> {
         let mut bounds = Vec::new();
         for (l, r) in keys[0].iter().zip(&keys[1]) {
             if let (Some(lt), Some(rt)) = (
@@ -164,37 +163,15 @@ impl Lowerer<'_> {
                 });
             }
         }
-        for c in &residual {
-            self.bounds_of(c, &schemas, &time_cols, &mut bounds);
+        for c in residual {
+            self.bounds_of(c, schemas, time_cols, &mut bounds);
         }
-        // The lookup join: one side is an upsert table, the other an append-only stream (a
-        // retraction could not be matched against the table version its insert saw).
-        let upsert = |c: &Chain| c.origin.facts.upsert;
-        let appends = |c: &Chain| !c.updating_in();
-        let lookup = match (upsert(&sides[0]), upsert(&sides[1])) {
-            (false, true) | (true, false) if kind == JoinKind::Full => {
-                return Err(not_supported(
-                    "a FULL JOIN with an upsert table is not supported",
-                    "Join the stream with the table (LEFT JOIN keeps every stream row).",
-                ))
-            }
-            (false, true) if appends(&sides[0]) => Some(1),
-            (true, false) if appends(&sides[1]) && kind == JoinKind::Inner => Some(0),
-            (true, false) if appends(&sides[1]) => {
-                return Err(not_supported(
-                    "a LEFT JOIN that keeps the rows of an upsert table is not supported",
-                    "Put the stream on the left: stream LEFT JOIN table.",
-                ))
-            }
-            _ => None,
-        };
-        if lookup.is_some() && keys[0].is_empty() {
-            return Err(EddyError::InvalidParameter {
-                message: "a join with an upsert table needs an equality condition on its columns"
-                    .into(),
-                hint: Some("JOIN t ON s.k = t.k".into()),
-            });
-        }
+        bounds
+    }
+
+    /// How long each side keeps its rows: until the other side's watermark
+    /// passes the bound, the lookup table's current rows, else `state_ttl`.
+    fn retention(&self, bounds: &[Bound], lookup: Option<usize>) -> Result<[Retention; 2]> {
         // A left row can go once no later right row can be low enough for it: that needs
         // the right term to rise with the right watermark (and vice versa).
         let left_bound = bounds.iter().filter(|b| b.r.rising).find_map(|b| {
@@ -214,32 +191,43 @@ impl Lowerer<'_> {
             retention[t] = Some(Retention::UntilDeleted);
             retention[1 - t] = Some(Retention::NotKept);
         }
-        let retention = match retention {
-            [Some(l), Some(r)] => [l, r],
-            partial => {
-                let Some(ns) = self.state_ttl else {
-                    let which = match partial {
-                        [None, None] => "both inputs",
-                        [None, _] => "the left input",
-                        _ => "the right input",
-                    };
-                    return Err(EddyError::InvalidParameter {
-                        message: format!(
-                            "this join would keep the rows of {which} forever: nothing in its \
-                             condition bounds how long a row can still find a match"
-                        ),
-                        hint: Some(
-                            "Bound it in event time (b.ts BETWEEN a.ts - INTERVAL '1' MINUTE AND \
-                             a.ts + INTERVAL '1' MINUTE, or equal window bounds), or give the \
-                             view a state TTL: CREATE MATERIALIZED VIEW … WITH (state_ttl = \
-                             '1 hour') AS …"
-                                .into(),
-                        ),
-                    });
-                };
-                partial.map(|r| r.unwrap_or(Retention::Ttl { ns }))
-            }
+        if let [Some(l), Some(r)] = retention {
+            return Ok([l, r]);
+        }
+        let Some(ns) = self.state_ttl else {
+            let which = match retention {
+                [None, None] => "both inputs",
+                [None, _] => "the left input",
+                _ => "the right input",
+            };
+            return Err(EddyError::InvalidParameter {
+                message: format!(
+                    "this join would keep the rows of {which} forever: nothing in its \
+                     condition bounds how long a row can still find a match"
+                ),
+                hint: Some(
+                    "Bound it in event time (b.ts BETWEEN a.ts - INTERVAL '1' MINUTE AND \
+                     a.ts + INTERVAL '1' MINUTE, or equal window bounds), or give the \
+                     view a state TTL: CREATE MATERIALIZED VIEW … WITH (state_ttl = \
+                     '1 hour') AS …"
+                        .into(),
+                ),
+            });
         };
+        Ok(retention.map(|r| r.unwrap_or(Retention::Ttl { ns })))
+    }
+
+    /// The join operator's spec.
+    fn join_spec(
+        &self,
+        j: &Join,
+        kind: JoinKind,
+        keys: &[Vec<Expr>; 2],
+        residual: Vec<Expr>,
+        retention: [Retention; 2],
+        lookup: Option<usize>,
+    ) -> Result<Arc<JoinSpec>> {
+        let schemas = [j.left.schema(), j.right.schema()];
         let key_phys = |s: usize| {
             keys[s]
                 .iter()
@@ -256,9 +244,7 @@ impl Lowerer<'_> {
             Some(f) => Some(self.phys(&f, &pair)?),
             None => None,
         };
-        let n_left = schemas[0].fields().len();
-        let max_rows = self.max_groups.saturating_mul(self.partitions.max(1));
-        let spec = Arc::new(JoinSpec {
+        Ok(Arc::new(JoinSpec {
             kind,
             keys: [key_phys(0)?, key_phys(1)?],
             filter,
@@ -266,75 +252,31 @@ impl Lowerer<'_> {
             output_schema: pair.inner().clone(),
             retention,
             lookup,
-            max_rows,
-        });
-        // The output's event time: the stream's, else the left's.
-        let timed = match lookup {
-            Some(0) => 1,
-            _ => 0,
-        };
-        let shift = |c: Option<usize>| c.map(|c| if timed == 1 { c + n_left } else { c });
-        let time_col = shift(sides[timed].time_col);
-        let time_delay_ns = match retention[timed] {
-            Retention::NotKept => Some(0),
-            // Kept by a column that rises with the watermark: its rows come out at most
-            // this far below it (kept by another timestamp, say `expires`: unbounded).
-            Retention::EventTime { col, after_ns } => time_cols[timed]
-                .iter()
-                .find(|t| t.col == col)
-                .map(|t| after_ns.max(0).saturating_add(t.window_ns)),
-            Retention::Ttl { .. } | Retention::UntilDeleted => None,
-        };
+            max_rows: self.max_groups.saturating_mul(self.partitions.max(1)),
+        }))
+    }
+
+    /// Close both sides, add the join node, and continue on its output.
+    fn build_join(
+        &self,
+        j: &Join,
+        spec: Arc<JoinSpec>,
+        sides: [Chain; 2],
+        time_cols: &[Vec<TimeCol>; 2],
+    ) -> Result<Chain> {
+        let (time_col, time_delay_ns) = output_time(&spec, &sides, time_cols);
         // A semi join's row comes once, with its first match; an anti join's goes then.
-        let retracts = matches!(kind, JoinKind::Left | JoinKind::Full | JoinKind::Anti);
-        let updating = (retracts && lookup.is_none())
+        let retracts = matches!(spec.kind, JoinKind::Left | JoinKind::Full | JoinKind::Anti);
+        let updating = (retracts && spec.lookup.is_none())
             || sides
                 .iter()
                 .any(|s| s.origin.facts.updating && !s.origin.facts.upsert);
-        let watermarked = match lookup {
+        let watermarked = match spec.lookup {
             Some(t) => sides[1 - t].watermarked(),
             None => sides.iter().all(Chain::watermarked),
         };
-        let [l, r] = sides;
-        let window = match kind.filters_left() {
-            true => l.window.clone(),
-            false => l.window.clone().or_else(|| r.window.clone()),
-        };
-        let window_cols = if l.window.is_some() || kind.filters_left() {
-            l.window_cols
-        } else {
-            (
-                r.window_cols.0.map(|c| c + n_left),
-                r.window_cols.1.map(|c| c + n_left),
-            )
-        };
-        // A side the other frees rows by (in event time) drops its late rows, unless
-        // its window assignment does.
-        let drop_late = |c: &Chain, s: usize| match retention[1 - s] {
-            Retention::EventTime { .. } if !(c.assign && c.window.is_some()) => {
-                let f = &c.origin.facts;
-                f.schema.index_of(f.time_column.as_deref()?).ok()
-            }
-            _ => None,
-        };
-        let clocks = [l.watermarked(), r.watermarked()];
-        let table_input = lookup.map(|t| if t == 0 { &l } else { &r }.origin.at.edge);
-        let (dl, dr) = (drop_late(&l, 0), drop_late(&r, 1));
-        let at = [
-            close(self, l, schemas[0].inner().clone(), dl)?.at,
-            close(self, r, schemas[1].inner().clone(), dr)?.at,
-        ];
-        let mut b = self.build.borrow_mut();
-        if let Some(crate::runtime::Edge::Input(k)) = table_input {
-            if b.graph.prefer_input.is_some() {
-                return Err(not_supported(
-                    "more than one join with an upsert table in one view is not supported yet",
-                    "Join the stream with one table in a view, and that view with the next table.",
-                ));
-            }
-            b.graph.prefer_input = Some(k);
-        }
-        let at = crate::plan::graph::join(&mut b, at, &spec, clocks, self.partitions.max(1))?;
+        let (window, window_cols) = output_window(&spec, &sides);
+        let at = self.join_node(&spec, sides)?;
         Ok(Chain {
             window,
             window_cols,
@@ -355,6 +297,41 @@ impl Lowerer<'_> {
                 at,
             ))
         })
+    }
+
+    /// Both sides closed (each dropping its late rows when the other frees
+    /// rows by its watermark) and the join node after them.
+    fn join_node(&self, spec: &JoinSpec, sides: [Chain; 2]) -> Result<At> {
+        // A side the other frees rows by (in event time) drops its late rows, unless
+        // its window assignment does.
+        let drop_late = |c: &Chain, s: usize| match spec.retention[1 - s] {
+            Retention::EventTime { .. } if !(c.assign && c.window.is_some()) => {
+                let f = &c.origin.facts;
+                f.schema.index_of(f.time_column.as_deref()?).ok()
+            }
+            _ => None,
+        };
+        let [l, r] = sides;
+        let clocks = [l.watermarked(), r.watermarked()];
+        let table_input = spec
+            .lookup
+            .map(|t| if t == 0 { &l } else { &r }.origin.at.edge);
+        let (dl, dr) = (drop_late(&l, 0), drop_late(&r, 1));
+        let at = [
+            close(self, l, spec.schemas[0].clone(), dl)?.at,
+            close(self, r, spec.schemas[1].clone(), dr)?.at,
+        ];
+        let mut b = self.build.borrow_mut();
+        if let Some(crate::runtime::Edge::Input(k)) = table_input {
+            if b.graph.prefer_input.is_some() {
+                return Err(not_supported(
+                    "more than one join with an upsert table in one view is not supported yet",
+                    "Join the stream with one table in a view, and that view with the next table.",
+                ));
+            }
+            b.graph.prefer_input = Some(k);
+        }
+        crate::plan::graph::join(&mut b, at, spec, clocks, self.partitions.max(1))
     }
 
     /// A join side as a chain the join can read: one with an aggregate or a
@@ -556,6 +533,127 @@ impl Lowerer<'_> {
             _ => None,
         }
     }
+}
+
+/// The kind of join `j` is (`None`: a RIGHT JOIN, planned as the mirrored LEFT JOIN).
+fn join_kind(j: &Join) -> Result<Option<JoinKind>> {
+    Ok(Some(match j.join_type {
+        JoinType::Inner => JoinKind::Inner,
+        JoinType::Left => JoinKind::Left,
+        JoinType::Right => return Ok(None),
+        JoinType::Full => JoinKind::Full,
+        JoinType::LeftSemi => JoinKind::Semi,
+        JoinType::LeftAnti if j.null_aware => {
+            return Err(not_supported(
+                "NOT IN over a subquery whose values can be NULL is not supported in a \
+                 materialized view (one NULL would empty the result)",
+                "Use NOT EXISTS (SELECT … WHERE s.k = t.k), or declare the columns NOT NULL.",
+            ))
+        }
+        JoinType::LeftAnti => JoinKind::Anti,
+        other => {
+            return Err(not_supported(
+                format!("{other} JOIN is not supported in a materialized view"),
+                "Use an INNER or LEFT JOIN.",
+            ))
+        }
+    }))
+}
+
+/// SESSION and count windows close by arrival, which a join cannot bound.
+fn check_windows(sides: &[Chain; 2]) -> Result<()> {
+    for s in sides {
+        if s.window
+            .as_ref()
+            .is_some_and(|(w, _)| matches!(w.kind, WindowKind::Session | WindowKind::Rows))
+        {
+            return Err(not_supported(
+                "SESSION and TUMBLE_ROWS windows cannot be joined",
+                "Join TUMBLE, HOP or CUMULATE windows, or aggregate the sessions in \
+                 their own view and join that view.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The lookup join: one side is an upsert table, the other an append-only
+/// stream (a retraction could not be matched against the table version its
+/// insert saw). Returns the table's side.
+fn lookup_side(kind: JoinKind, sides: &[Chain; 2], keys: &[Vec<Expr>; 2]) -> Result<Option<usize>> {
+    let upsert = |c: &Chain| c.origin.facts.upsert;
+    let appends = |c: &Chain| !c.updating_in();
+    let lookup = match (upsert(&sides[0]), upsert(&sides[1])) {
+        (false, true) | (true, false) if kind == JoinKind::Full => {
+            return Err(not_supported(
+                "a FULL JOIN with an upsert table is not supported",
+                "Join the stream with the table (LEFT JOIN keeps every stream row).",
+            ))
+        }
+        (false, true) if appends(&sides[0]) => Some(1),
+        (true, false) if appends(&sides[1]) && kind == JoinKind::Inner => Some(0),
+        (true, false) if appends(&sides[1]) => {
+            return Err(not_supported(
+                "a LEFT JOIN that keeps the rows of an upsert table is not supported",
+                "Put the stream on the left: stream LEFT JOIN table.",
+            ))
+        }
+        _ => None,
+    };
+    if lookup.is_some() && keys[0].is_empty() {
+        return Err(EddyError::InvalidParameter {
+            message: "a join with an upsert table needs an equality condition on its columns"
+                .into(),
+            hint: Some("JOIN t ON s.k = t.k".into()),
+        });
+    }
+    Ok(lookup)
+}
+
+/// The output's event-time column (the stream's, else the left's) and how
+/// far below the joined watermark its rows can come out (`None`: unbounded).
+fn output_time(
+    spec: &JoinSpec,
+    sides: &[Chain; 2],
+    time_cols: &[Vec<TimeCol>; 2],
+) -> (Option<usize>, Option<i64>) {
+    let n_left = spec.schemas[0].fields().len();
+    let timed = match spec.lookup {
+        Some(0) => 1,
+        _ => 0,
+    };
+    let time_col = sides[timed]
+        .time_col
+        .map(|c| if timed == 1 { c + n_left } else { c });
+    let delay = match spec.retention[timed] {
+        Retention::NotKept => Some(0),
+        // Kept by a column that rises with the watermark: its rows come out at most
+        // this far below it (kept by another timestamp, say `expires`: unbounded).
+        Retention::EventTime { col, after_ns } => time_cols[timed]
+            .iter()
+            .find(|t| t.col == col)
+            .map(|t| after_ns.max(0).saturating_add(t.window_ns)),
+        Retention::Ttl { .. } | Retention::UntilDeleted => None,
+    };
+    (time_col, delay)
+}
+
+/// The window the output's rows are in: the left's, else the right's (a
+/// semi or anti join has the left columns only).
+fn output_window(
+    spec: &JoinSpec,
+    sides: &[Chain; 2],
+) -> (Option<super::Window>, super::WindowCols) {
+    let [l, r] = sides;
+    if l.window.is_some() || spec.kind.filters_left() {
+        return (l.window.clone(), l.window_cols);
+    }
+    let n_left = spec.schemas[0].fields().len();
+    let shift = |c: Option<usize>| c.map(|c| c + n_left);
+    (
+        r.window.clone(),
+        (shift(r.window_cols.0), shift(r.window_cols.1)),
+    )
 }
 
 fn flip(op: Operator) -> Operator {
