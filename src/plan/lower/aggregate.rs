@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::DFSchema;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -94,7 +95,21 @@ fn pane_spec(
     })
 }
 
+/// The group keys of an aggregate and what they say about windows.
+struct GroupKeys {
+    /// The key expressions.
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// The window bound that closes a group's window, if one is a key.
+    window: Option<WindowKey>,
+    /// Keys that are a SESSION / TUMBLE_ROWS window's (start, end).
+    session_groups: [Option<usize>; 2],
+    /// Keys that are window_start / window_end (their positions in the output).
+    bounds: (Option<usize>, Option<usize>),
+}
+
 impl Lowerer<'_> {
+    /// `GROUP BY` (or `DISTINCT`) over `chain`: an aggregate over an
+    /// aggregate closes the first one and reads its output.
     pub(super) fn aggregate(
         &self,
         chain: Chain,
@@ -105,106 +120,146 @@ impl Lowerer<'_> {
     ) -> Result<Chain> {
         let mut chain = chain;
         if chain.agg.is_some() {
-            // An aggregate over an aggregate: the first one's output is the second one's input.
             let origin = close_as_origin(self, chain, input.schema().inner().clone(), None)?;
             chain = Chain::over(origin);
         }
         let in_schema = input.schema();
-        let mut group_exprs = Vec::new();
-        let mut window = None;
-        let mut session_groups = [None, None];
-        // Group keys that are window_start / window_end (their positions in the output).
-        let mut bounds = (None, None);
+        let mut keys = self.group_keys(&chain, group_expr, in_schema)?;
+        let session = self.buffer(&chain, &mut keys)?;
+        let aggs = self.agg_calls(aggr_expr, in_schema)?;
+        if self.emit == EmitMode::OnWindowClose && keys.window.is_none() {
+            return Err(EddyError::InvalidParameter {
+                message: "EMIT ON WINDOW CLOSE needs an aggregate grouped by window_start or window_end of a TUMBLE, HOP or CUMULATE window".into(),
+                hint: Some("Drop EMIT ON WINDOW CLOSE for an always-updating result.".into()),
+            });
+        }
+        let panes = pane_spec(&chain, &keys.exprs, &aggs);
+        chain.agg = Some(Arc::new(AggregateSpec {
+            group_exprs: keys.exprs,
+            aggs,
+            output_schema,
+            window: keys.window,
+            session,
+            emit: self.emit,
+            max_groups: self.max_groups,
+            retract: false,
+            panes,
+        }));
+        // The window bounds among the group keys, by their positions in the aggregate's output.
+        chain.window_cols = match keys.window {
+            Some(_) => keys.bounds,
+            None => (None, None),
+        };
+        chain.time_col = None;
+        Ok(chain)
+    }
+
+    /// The group keys, and which of them are window bounds.
+    fn group_keys(
+        &self,
+        chain: &Chain,
+        group_expr: &[Expr],
+        in_schema: &DFSchema,
+    ) -> Result<GroupKeys> {
+        let mut keys = GroupKeys {
+            exprs: Vec::new(),
+            window: None,
+            session_groups: [None, None],
+            bounds: (None, None),
+        };
         for (gi, g) in group_expr.iter().enumerate() {
             if matches!(g, Expr::GroupingSet(_)) {
                 return Err(unsupported("GROUPING SETS / ROLLUP / CUBE"));
             }
-            group_exprs.push(self.phys(g, in_schema)?);
-            if let (Some(idx), Some((spec, _))) = (column_index(g, in_schema), &chain.window) {
-                let is_end = Some(idx) == chain.window_cols.1;
-                if is_end {
-                    bounds.1 = bounds.1.or(Some(gi));
-                } else if Some(idx) == chain.window_cols.0 {
-                    bounds.0 = bounds.0.or(Some(gi));
-                }
-                if matches!(spec.kind, WindowKind::Session | WindowKind::Rows)
-                    && (is_end || Some(idx) == chain.window_cols.0)
-                {
-                    session_groups[usize::from(is_end)] = Some(gi);
-                }
-                // window_start gives the end only when every window has the same size.
-                let usable = is_end
-                    || (Some(idx) == chain.window_cols.0 && spec.kind != WindowKind::Cumulate);
-                if usable && window.is_none_or(|w: WindowKey| !w.is_end && is_end) {
-                    window = Some(WindowKey {
-                        group_index: gi,
-                        is_end,
-                        size_ns: spec.size_ns,
-                    });
-                }
+            keys.exprs.push(self.phys(g, in_schema)?);
+            let (Some(idx), Some((spec, _))) = (column_index(g, in_schema), &chain.window) else {
+                continue;
+            };
+            let is_end = Some(idx) == chain.window_cols.1;
+            let is_start = Some(idx) == chain.window_cols.0;
+            if is_end {
+                keys.bounds.1 = keys.bounds.1.or(Some(gi));
+            } else if is_start {
+                keys.bounds.0 = keys.bounds.0.or(Some(gi));
+            }
+            if matches!(spec.kind, WindowKind::Session | WindowKind::Rows) && (is_end || is_start) {
+                keys.session_groups[usize::from(is_end)] = Some(gi);
+            }
+            // window_start gives the end only when every window has the same size.
+            let usable = is_end || (is_start && spec.kind != WindowKind::Cumulate);
+            if usable && keys.window.is_none_or(|w: WindowKey| !w.is_end && is_end) {
+                keys.window = Some(WindowKey {
+                    group_index: gi,
+                    is_end,
+                    size_ns: spec.size_ns,
+                });
             }
         }
-        if let Some(w) = window.as_mut().filter(|_| chain.shift_ns > 0) {
+        if let Some(w) = keys.window.as_mut().filter(|_| chain.shift_ns > 0) {
             // The input's watermark trails the window bounds (it comes from an aggregate
             // closed before this one): the window closes that much sooner by it.
             let closes_after = if w.is_end { 0 } else { w.size_ns };
             w.is_end = false;
             w.size_ns = closes_after - chain.shift_ns;
         }
-        let mut session = None;
-        // SESSION and TUMBLE_ROWS rows wait in a buffer and reach the aggregate
-        // with both bounds set, in windows that are already complete.
-        let buffered = |window: &mut Option<WindowKey>, gap_ns: i64, rows: Option<usize>| {
-            if let Some(w) = window.as_mut() {
+        Ok(keys)
+    }
+
+    /// SESSION and TUMBLE_ROWS rows wait in a buffer and reach the aggregate
+    /// with both bounds set, in windows that are already complete; CUMULATE
+    /// needs window_end among the keys.
+    fn buffer(&self, chain: &Chain, keys: &mut GroupKeys) -> Result<Option<SessionSpec>> {
+        let Some((spec, _)) = &chain.window else {
+            return Ok(None);
+        };
+        let groups = keys.session_groups;
+        let keyed = keys.window.is_some();
+        let mut buffered = |gap_ns: i64, rows: Option<usize>| {
+            if let Some(w) = keys.window.as_mut() {
                 w.size_ns = 0;
-                w.is_end = session_groups[1].is_some();
-                w.group_index = session_groups[1]
-                    .or(session_groups[0])
-                    .unwrap_or(w.group_index);
+                w.is_end = groups[1].is_some();
+                w.group_index = groups[1].or(groups[0]).unwrap_or(w.group_index);
             }
-            SessionSpec {
+            Some(SessionSpec {
                 gap_ns,
                 rows,
                 start_col: chain.window_cols.0,
                 end_col: chain.window_cols.1,
-                window_groups: session_groups,
-            }
+                window_groups: groups,
+            })
         };
-        if let Some((spec, _)) = &chain.window {
-            if spec.kind == WindowKind::Rows {
-                if window.is_none() {
-                    return Err(EddyError::InvalidParameter {
-                        message: "an aggregate over TUMBLE_ROWS windows must GROUP BY \
-                                  window_start or window_end"
-                            .into(),
-                        hint: Some("GROUP BY key, window_start, window_end ….".into()),
-                    });
-                }
-                session = Some(buffered(&mut window, 0, usize::try_from(spec.size_ns).ok()));
-            }
-            if spec.kind == WindowKind::Session {
-                if window.is_none() || self.emit != EmitMode::OnWindowClose {
-                    return Err(EddyError::InvalidParameter {
-                        message: "an aggregate over SESSION windows must GROUP BY window_start \
-                                  or window_end and EMIT ON WINDOW CLOSE (a session's result is \
-                                  known once it closes)"
-                            .into(),
-                        hint: Some(
-                            "GROUP BY key, window_start, window_end … EMIT ON WINDOW CLOSE.".into(),
-                        ),
-                    });
-                }
-                session = Some(buffered(&mut window, spec.size_ns, None));
-            }
-            if spec.kind == WindowKind::Cumulate && window.is_none() {
-                return Err(EddyError::InvalidParameter {
-                    message: "an aggregate over CUMULATE windows must GROUP BY window_end \
-                              (the windows of a period share their window_start)"
+        match spec.kind {
+            WindowKind::Rows if !keyed => Err(EddyError::InvalidParameter {
+                message: "an aggregate over TUMBLE_ROWS windows must GROUP BY window_start or \
+                          window_end"
+                    .into(),
+                hint: Some("GROUP BY key, window_start, window_end ….".into()),
+            }),
+            WindowKind::Rows => Ok(buffered(0, usize::try_from(spec.size_ns).ok())),
+            WindowKind::Session if !keyed || self.emit != EmitMode::OnWindowClose => {
+                Err(EddyError::InvalidParameter {
+                    message: "an aggregate over SESSION windows must GROUP BY window_start \
+                              or window_end and EMIT ON WINDOW CLOSE (a session's result is \
+                              known once it closes)"
                         .into(),
-                    hint: Some("GROUP BY window_start, window_end, ….".into()),
-                });
+                    hint: Some(
+                        "GROUP BY key, window_start, window_end … EMIT ON WINDOW CLOSE.".into(),
+                    ),
+                })
             }
+            WindowKind::Session => Ok(buffered(spec.size_ns, None)),
+            WindowKind::Cumulate if !keyed => Err(EddyError::InvalidParameter {
+                message: "an aggregate over CUMULATE windows must GROUP BY window_end \
+                          (the windows of a period share their window_start)"
+                    .into(),
+                hint: Some("GROUP BY window_start, window_end, ….".into()),
+            }),
+            _ => Ok(None),
         }
+    }
+
+    /// The aggregate calls, lowered as DataFusion lowers them for a query.
+    fn agg_calls(&self, aggr_expr: &[Expr], in_schema: &DFSchema) -> Result<Vec<AggCall>> {
         let props = self.state.execution_props();
         let mut aggs = Vec::new();
         for e in aggr_expr {
@@ -238,30 +293,6 @@ impl Lowerer<'_> {
             let args = func.expressions();
             aggs.push(AggCall { func, args, filter });
         }
-        if self.emit == EmitMode::OnWindowClose && window.is_none() {
-            return Err(EddyError::InvalidParameter {
-                message: "EMIT ON WINDOW CLOSE needs an aggregate grouped by window_start or window_end of a TUMBLE, HOP or CUMULATE window".into(),
-                hint: Some("Drop EMIT ON WINDOW CLOSE for an always-updating result.".into()),
-            });
-        }
-        let panes = pane_spec(&chain, &group_exprs, &aggs);
-        chain.agg = Some(Arc::new(AggregateSpec {
-            group_exprs,
-            aggs,
-            output_schema,
-            window,
-            session,
-            emit: self.emit,
-            max_groups: self.max_groups,
-            retract: false,
-            panes,
-        }));
-        // The window bound among the group keys, by its position in the aggregate's output.
-        chain.window_cols = match window {
-            Some(_) => bounds,
-            None => (None, None),
-        };
-        chain.time_col = None;
-        Ok(chain)
+        Ok(aggs)
     }
 }

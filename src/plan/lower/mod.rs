@@ -10,7 +10,6 @@ use datafusion::common::{DFSchema, TableReference};
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
-use datafusion::physical_expr::expressions::Column as PhysColumn;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -31,6 +30,8 @@ mod finish;
 mod join;
 mod limit;
 mod rank;
+mod scan;
+mod stateless;
 mod time;
 mod union;
 
@@ -38,7 +39,7 @@ mod union;
 mod tests;
 
 use finish::finish;
-use rank::{rank_limit, PendingRank};
+use rank::PendingRank;
 pub use time::parse_state_ttl;
 use time::{state_ttl, window_spec};
 
@@ -290,114 +291,22 @@ impl Lowerer<'_> {
         Ok(Origin::plain(name, facts, At::input(edge)))
     }
 
-    /// `p`'s expressions over `chain`'s rows.
-    fn project(&self, mut chain: Chain, p: &datafusion::logical_expr::Projection) -> Result<Chain> {
-        let in_schema = p.input.schema();
-        let exprs = p
-            .expr
-            .iter()
-            .map(|e| self.phys(e, in_schema))
-            .collect::<Result<Vec<_>>>()?;
-        let pos = |c: Option<usize>| {
-            c.and_then(|c| {
-                p.expr
-                    .iter()
-                    .position(|e| column_index(e, in_schema).is_some_and(|i| i == c))
-            })
-        };
-        chain.window_cols = (pos(chain.window_cols.0), pos(chain.window_cols.1));
-        chain.time_col = pos(chain.time_col);
-        if let Some(r) = chain.rank.as_mut() {
-            r.col = pos(r.col);
-        }
-        chain.push(Step::Project {
-            exprs,
-            schema: p.schema.inner().clone(),
-        });
-        Ok(chain)
-    }
-
     fn lower(&self, plan: &LogicalPlan) -> Result<Chain> {
         match plan {
-            LogicalPlan::TableScan(scan) => {
-                let name = scan.table_name.table().to_string();
-                let mut chain = match self.specs.get(&name) {
-                    Some((input, spec, schema)) => {
-                        let n = schema.fields().len();
-                        Chain {
-                            window: Some((spec.clone(), schema.clone())),
-                            assign: true,
-                            window_cols: (Some(n - 2), Some(n - 1)),
-                            time_col: Some(spec.time_index),
-                            ..Chain::over(self.read(input)?)
-                        }
-                    }
-                    None => Chain::over(self.read(&name)?),
-                };
-                if let Some(proj) = &scan.projection {
-                    let source_schema = scan.source.schema();
-                    let exprs = proj
-                        .iter()
-                        .map(|&i| {
-                            Arc::new(PhysColumn::new(source_schema.field(i).name(), i))
-                                as Arc<dyn PhysicalExpr>
-                        })
-                        .collect();
-                    let remap =
-                        |c: Option<usize>| c.and_then(|c| proj.iter().position(|&i| i == c));
-                    chain.window_cols = (remap(chain.window_cols.0), remap(chain.window_cols.1));
-                    chain.time_col = remap(chain.time_col);
-                    chain.push(Step::Project {
-                        exprs,
-                        schema: scan.projected_schema.inner().clone(),
-                    });
-                }
-                for f in &scan.filters {
-                    chain.push(Step::Filter(self.phys(f, &scan.projected_schema)?));
-                }
-                if scan.fetch.is_some() {
-                    return Err(unsupported("LIMIT"));
-                }
-                Ok(chain)
-            }
+            LogicalPlan::TableScan(scan) => self.scan(scan),
             LogicalPlan::Projection(p) => {
                 let chain = self.lower(&p.input)?;
                 self.project(chain, p)
             }
-            LogicalPlan::Filter(f) => {
-                // WHERE over an inner join is part of its condition (time bounds, keys).
-                if let LogicalPlan::Join(j) = f.input.as_ref() {
-                    if j.join_type == datafusion::logical_expr::JoinType::Inner {
-                        return self.join(j, Some(&f.predicate));
-                    }
-                }
-                let mut chain = self.lower(&f.input)?;
-                if let Some(r) = chain.rank.as_mut().filter(|r| r.n.is_none()) {
-                    r.n = rank_limit(&f.predicate, f.input.schema(), r.col);
-                }
-                chain.push(Step::Filter(self.phys(&f.predicate, f.input.schema())?));
-                Ok(chain)
-            }
+            LogicalPlan::Filter(f) => self.filter(f),
             LogicalPlan::Window(w) => {
                 let chain = self.lower(&w.input)?;
                 self.row_number(chain, w)
             }
             LogicalPlan::SubqueryAlias(s) => self.lower(&s.input),
             LogicalPlan::Unnest(u) => {
-                let mut chain = self.lower(&u.input)?;
-                let [(column, list)] = u.list_type_columns.as_slice() else {
-                    return Err(unsupported("unnesting more than one list at once"));
-                };
-                if list.depth != 1 || !u.struct_type_columns.is_empty() {
-                    return Err(unsupported("unnest of nested lists or of a struct"));
-                }
-                // The unnested column replaces the list in place: positions are unchanged.
-                chain.push(Step::Unnest {
-                    column: *column,
-                    preserve_nulls: u.options.preserve_nulls(),
-                    schema: u.schema.inner().clone(),
-                });
-                Ok(chain)
+                let chain = self.lower(&u.input)?;
+                self.unnest(chain, u)
             }
             LogicalPlan::Aggregate(a) => {
                 let chain = self.lower(&a.input)?;

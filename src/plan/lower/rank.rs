@@ -11,12 +11,13 @@ use crate::error::{EddyError, Result};
 
 use super::finish::close_as_origin;
 use super::{column_index, unsupported, Chain, Lowerer};
+use crate::operators::top_n::RankKind;
 use crate::operators::window::WindowKind;
 
 /// A `ROW_NUMBER() OVER (…)` on the way to becoming a Top-N step.
 pub(super) struct PendingRank {
     /// ROW_NUMBER, RANK or DENSE_RANK.
-    pub(super) kind: crate::operators::top_n::RankKind,
+    pub(super) kind: RankKind,
     /// It ranks the aggregate's output (runs in the view's sink, after `post[..at]`).
     pub(super) after_agg: bool,
     /// Runs after this many `pre` (or, after an aggregate, `post`) steps.
@@ -42,42 +43,7 @@ impl Lowerer<'_> {
         mut chain: Chain,
         w: &datafusion::logical_expr::Window,
     ) -> Result<Chain> {
-        let topn_hint = || {
-            Some(
-                "Rank with ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) and keep rn <= N \
-                 (Top-N) or rn = 1 (dedup)."
-                    .to_string(),
-            )
-        };
-        let fun = match w.window_expr.as_slice() {
-            [Expr::WindowFunction(f)] => f,
-            [Expr::Alias(a)] => match a.expr.as_ref() {
-                Expr::WindowFunction(f) => f,
-                _ => return Err(unsupported("this window function (OVER)")),
-            },
-            _ => {
-                return Err(EddyError::NotSupported {
-                    message: "window functions (OVER) other than one ROW_NUMBER() are not \
-                              supported in a materialized view"
-                        .into(),
-                    hint: topn_hint(),
-                })
-            }
-        };
-        let kind = match fun.fun.name().to_ascii_lowercase().as_str() {
-            "row_number" => crate::operators::top_n::RankKind::RowNumber,
-            "rank" => crate::operators::top_n::RankKind::Rank,
-            "dense_rank" => crate::operators::top_n::RankKind::DenseRank,
-            _ => {
-                return Err(EddyError::NotSupported {
-                    message: format!(
-                        "window function {}() is not supported in a materialized view",
-                        fun.fun.name()
-                    ),
-                    hint: topn_hint(),
-                })
-            }
-        };
+        let (fun, kind) = ranking(w)?;
         if chain.rank.is_some() {
             // A ranking of a ranking: the first one's rows are the second one's input.
             let schema = w.input.schema().inner().clone();
@@ -97,27 +63,7 @@ impl Lowerer<'_> {
                 hint: topn_hint(),
             });
         }
-        // PARTITION BY window_start / window_end: the watermark frees closed windows.
-        let window = chain.window.as_ref().and_then(|(spec, _)| {
-            let sized = !matches!(
-                spec.kind,
-                WindowKind::Session | WindowKind::Rows | WindowKind::Cumulate
-            );
-            fun.params
-                .partition_by
-                .iter()
-                .enumerate()
-                .find_map(|(i, e)| {
-                    let c = column_index(e, in_schema)?;
-                    if Some(c) == chain.window_cols.1 {
-                        Some((i, true, 0))
-                    } else if Some(c) == chain.window_cols.0 && sized {
-                        Some((i, false, spec.size_ns))
-                    } else {
-                        None
-                    }
-                })
-        });
+        let window = window_partition(&chain, &fun.params.partition_by, in_schema);
         let partition_names = fun
             .params
             .partition_by
@@ -167,6 +113,74 @@ impl Lowerer<'_> {
             })
             .collect()
     }
+}
+
+fn topn_hint() -> Option<String> {
+    Some(
+        "Rank with ROW_NUMBER() OVER (PARTITION BY … ORDER BY …) and keep rn <= N \
+         (Top-N) or rn = 1 (dedup)."
+            .to_string(),
+    )
+}
+
+/// The one ranking function of `w` and its kind.
+fn ranking(
+    w: &datafusion::logical_expr::Window,
+) -> Result<(&datafusion::logical_expr::expr::WindowFunction, RankKind)> {
+    let fun = match w.window_expr.as_slice() {
+        [Expr::WindowFunction(f)] => f,
+        [Expr::Alias(a)] => match a.expr.as_ref() {
+            Expr::WindowFunction(f) => f,
+            _ => return Err(unsupported("this window function (OVER)")),
+        },
+        _ => {
+            return Err(EddyError::NotSupported {
+                message: "window functions (OVER) other than one ROW_NUMBER() are not \
+                          supported in a materialized view"
+                    .into(),
+                hint: topn_hint(),
+            })
+        }
+    };
+    let kind = match fun.fun.name().to_ascii_lowercase().as_str() {
+        "row_number" => RankKind::RowNumber,
+        "rank" => RankKind::Rank,
+        "dense_rank" => RankKind::DenseRank,
+        _ => {
+            return Err(EddyError::NotSupported {
+                message: format!(
+                    "window function {}() is not supported in a materialized view",
+                    fun.fun.name()
+                ),
+                hint: topn_hint(),
+            })
+        }
+    };
+    Ok((fun, kind))
+}
+
+/// A window bound among the partition keys (index, is window_end, window
+/// size): the watermark then frees closed windows' partitions.
+fn window_partition(
+    chain: &Chain,
+    partition_by: &[Expr],
+    in_schema: &DFSchema,
+) -> Option<(usize, bool, i64)> {
+    let (spec, _) = chain.window.as_ref()?;
+    let sized = !matches!(
+        spec.kind,
+        WindowKind::Session | WindowKind::Rows | WindowKind::Cumulate
+    );
+    partition_by.iter().enumerate().find_map(|(i, e)| {
+        let c = column_index(e, in_schema)?;
+        if Some(c) == chain.window_cols.1 {
+            Some((i, true, 0))
+        } else if Some(c) == chain.window_cols.0 && sized {
+            Some((i, false, spec.size_ns))
+        } else {
+            None
+        }
+    })
 }
 
 /// The most rows per partition a filter on the rank column `col` can keep:
