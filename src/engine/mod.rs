@@ -689,7 +689,10 @@ impl Engine {
         if stmts.len() != 1 {
             return Err(EddyError::syntax("expected exactly one query"));
         }
-        let stmt = stmts.remove(0);
+        let mut stmt = stmts.remove(0);
+        if let datafusion::sql::sqlparser::ast::Statement::Query(q) = &mut stmt {
+            crate::sql::window::batch_windows(q)?;
+        }
         Ok(self
             .ctx
             .state()

@@ -19,6 +19,7 @@
 pub mod aggregate;
 pub mod join;
 pub mod steps;
+pub mod temporal;
 pub mod top_n;
 pub mod window;
 

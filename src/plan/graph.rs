@@ -229,6 +229,24 @@ pub(super) fn union(b: &mut Builder, inputs: &[At]) -> At {
     }
 }
 
+/// A temporal filter after `at` (on its partitions; rows leave as
+/// processing time passes them).
+pub(super) fn temporal_filter(
+    b: &mut Builder,
+    at: At,
+    spec: crate::operators::temporal::TemporalSpec,
+) -> At {
+    use crate::operators::temporal::TemporalFilter;
+    let edge = b.add(
+        "temporal_filter",
+        OperatorSpec::stateless(),
+        at.parallelism,
+        vec![at.edge],
+        factory(move || TemporalFilter::new(spec.clone())),
+    );
+    At { edge, ..at }
+}
+
 /// The end of the view: every partition's rows meet in one task (a view
 /// input read as it is still passes one operator).
 pub(super) fn gather(b: &mut Builder, at: At) {

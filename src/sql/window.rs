@@ -71,12 +71,100 @@ pub struct WindowTvf {
 
 /// Replace every window TVF in `query` by a placeholder; return what was replaced.
 pub fn extract_windows(query: &mut Query) -> Result<Vec<WindowTvf>> {
-    let mut found = Vec::new();
-    walk_query(query, &mut found)?;
-    Ok(found)
+    let mut w = Walk {
+        found: Vec::new(),
+        strict: true,
+    };
+    walk_query(query, &mut w)?;
+    Ok(w.found)
 }
 
-fn walk_query(q: &mut Query, found: &mut Vec<WindowTvf>) -> Result<()> {
+/// The window TVFs of a query (`SELECT … FROM TUMBLE(…)` outside a view)
+/// as the batch query they stand for: each call becomes a common table
+/// expression that gives every row its windows (`date_bin` bounds; HOP and
+/// CUMULATE unnest a range of them). Other table functions are left alone.
+pub fn batch_windows(query: &mut Query) -> Result<()> {
+    let mut w = Walk {
+        found: Vec::new(),
+        strict: false,
+    };
+    walk_query(query, &mut w)?;
+    if w.found.is_empty() {
+        return Ok(());
+    }
+    let ctes: Vec<String> = w
+        .found
+        .iter()
+        .map(|t| Ok(format!("{} AS ({})", t.placeholder, batch_sql(t)?)))
+        .collect::<Result<_>>()?;
+    let sql = format!("WITH {} SELECT 1", ctes.join(", "));
+    let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+    let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &sql)
+        .map_err(|e| EddyError::Internal(format!("window rewrite: {e}")))?;
+    let Some(ast::Statement::Query(q)) = parsed.into_iter().next() else {
+        return Err(EddyError::Internal("window rewrite: not a query".into()));
+    };
+    let Some(with) = q.with else {
+        return Err(EddyError::Internal("window rewrite: no WITH".into()));
+    };
+    match &mut query.with {
+        Some(existing) => {
+            let mut tables = with.cte_tables;
+            tables.append(&mut existing.cte_tables);
+            existing.cte_tables = tables;
+        }
+        None => query.with = Some(with),
+    }
+    Ok(())
+}
+
+/// The batch query that gives the rows of `t`'s input their windows.
+fn batch_sql(t: &WindowTvf) -> Result<String> {
+    let (input, ts) = (quote(&t.input), quote(&t.time_column));
+    let bin = |size: &ast::Expr| format!("date_bin({size}, {ts}, TIMESTAMP '1970-01-01 00:00:00')");
+    Ok(match &t.args {
+        WindowFnArgs::Tumble { size } => format!(
+            "SELECT *, {b} AS window_start, {b} + {size} AS window_end FROM {input}",
+            b = bin(size)
+        ),
+        WindowFnArgs::Hop { slide, size } => format!(
+            "SELECT * EXCLUDE (__eddy_ws), __eddy_ws AS window_start, __eddy_ws + {size} AS \
+             window_end FROM (SELECT *, unnest(range({b} - {size} + {slide}, {b} + {slide}, \
+             {slide})) AS __eddy_ws FROM {input})",
+            b = bin(slide)
+        ),
+        WindowFnArgs::Cumulate { step, size } => format!(
+            "SELECT * EXCLUDE (__eddy_we), {p} AS window_start, __eddy_we AS window_end FROM \
+             (SELECT *, unnest(range({b} + {step}, {p} + {size} + {step}, {step})) AS __eddy_we \
+             FROM {input})",
+            b = bin(step),
+            p = bin(size)
+        ),
+        WindowFnArgs::Session { .. } | WindowFnArgs::Rows { .. } => {
+            return Err(EddyError::NotSupported {
+                message: "SESSION and TUMBLE_ROWS windows are not supported in a query".into(),
+                hint: Some(
+                    "They need the rows in event-time order per key: create a materialized view \
+                     with them and SELECT from it."
+                        .into(),
+                ),
+            })
+        }
+    })
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// What a walk over a query found, and whether other table functions are errors.
+struct Walk {
+    found: Vec<WindowTvf>,
+    /// In a view: only window TVFs may be called in `FROM`.
+    strict: bool,
+}
+
+fn walk_query(q: &mut Query, found: &mut Walk) -> Result<()> {
     if let Some(with) = &mut q.with {
         for cte in &mut with.cte_tables {
             walk_query(&mut cte.query, found)?;
@@ -85,7 +173,7 @@ fn walk_query(q: &mut Query, found: &mut Vec<WindowTvf>) -> Result<()> {
     walk_set_expr(&mut q.body, found)
 }
 
-fn walk_set_expr(body: &mut SetExpr, found: &mut Vec<WindowTvf>) -> Result<()> {
+fn walk_set_expr(body: &mut SetExpr, found: &mut Walk) -> Result<()> {
     match body {
         SetExpr::Select(select) => {
             for twj in &mut select.from {
@@ -102,7 +190,7 @@ fn walk_set_expr(body: &mut SetExpr, found: &mut Vec<WindowTvf>) -> Result<()> {
     }
 }
 
-fn walk_table_with_joins(twj: &mut TableWithJoins, found: &mut Vec<WindowTvf>) -> Result<()> {
+fn walk_table_with_joins(twj: &mut TableWithJoins, found: &mut Walk) -> Result<()> {
     walk_factor(&mut twj.relation, found)?;
     for j in &mut twj.joins {
         walk_factor(&mut j.relation, found)?;
@@ -110,7 +198,7 @@ fn walk_table_with_joins(twj: &mut TableWithJoins, found: &mut Vec<WindowTvf>) -
     Ok(())
 }
 
-fn walk_factor(f: &mut TableFactor, found: &mut Vec<WindowTvf>) -> Result<()> {
+fn walk_factor(f: &mut TableFactor, found: &mut Walk) -> Result<()> {
     match f {
         TableFactor::Table {
             name,
@@ -119,12 +207,17 @@ fn walk_factor(f: &mut TableFactor, found: &mut Vec<WindowTvf>) -> Result<()> {
             ..
         } => {
             let fname = name.to_string().to_uppercase();
+            let window = matches!(
+                fname.as_str(),
+                "TUMBLE" | "HOP" | "CUMULATE" | "SESSION" | "TUMBLE_ROWS"
+            );
+            if !window && !found.strict {
+                return Ok(());
+            }
             let call_args = args.take().map(|a| a.args).unwrap_or_default();
-            let tvf = match fname.as_str() {
-                "TUMBLE" | "HOP" | "CUMULATE" | "SESSION" | "TUMBLE_ROWS" => {
-                    parse_call(&fname, call_args, found.len())?
-                }
-                _ => {
+            let tvf = match window {
+                true => parse_call(&fname, call_args, found.found.len())?,
+                false => {
                     return Err(EddyError::not_supported(format!(
                         "table function {name} is not supported in a materialized view"
                     )))
@@ -140,7 +233,7 @@ fn walk_factor(f: &mut TableFactor, found: &mut Vec<WindowTvf>) -> Result<()> {
                     at: None,
                 });
             }
-            found.push(tvf);
+            found.found.push(tvf);
             Ok(())
         }
         TableFactor::Derived { subquery, .. } => walk_query(subquery, found),

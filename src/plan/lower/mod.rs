@@ -32,6 +32,7 @@ mod limit;
 mod rank;
 mod scan;
 mod stateless;
+mod temporal;
 mod time;
 mod union;
 

@@ -43,6 +43,9 @@ impl Lowerer<'_> {
                 return self.join(j, Some(&f.predicate));
             }
         }
+        if let Some(chain) = self.temporal(f)? {
+            return Ok(chain);
+        }
         let mut chain = self.lower(&f.input)?;
         if let Some(r) = chain.rank.as_mut().filter(|r| r.n.is_none()) {
             r.n = rank_limit(&f.predicate, f.input.schema(), r.col);

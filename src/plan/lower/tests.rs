@@ -197,3 +197,19 @@ async fn exists_is_a_semi_join_and_not_exists_an_anti_join() {
         "{anti}"
     );
 }
+
+#[tokio::test]
+async fn a_bound_by_now_is_a_temporal_filter_and_the_view_updates() {
+    assert_explains(
+        "CREATE MATERIALIZED VIEW v AS SELECT auction FROM bids \
+         WHERE ts >= now() - INTERVAL '1' MINUTE AND price > 5",
+        r#"
+Input: bids [table]
+TemporalFilter: ts >= now() - 60 s (rows are retracted as processing time passes them); state the rows inside
+Filter: price@1 > 5
+Project: auction
+Materialize: v (auction Int64), updating
+"#,
+    )
+    .await;
+}
