@@ -17,7 +17,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Join, JoinType, Operator};
 
 use super::finish::{close, close_as_origin};
-use super::{Chain, Lowerer, Origin, PlanInputs};
+use super::{uncast, Chain, Lowerer, Origin, PlanInputs};
 use crate::error::{EddyError, Result};
 use crate::operators::join::{JoinKind, JoinSpec, Retention};
 use crate::operators::window::WindowKind;
@@ -662,15 +662,6 @@ fn flip(op: Operator) -> Operator {
         Operator::LtEq => Operator::GtEq,
         Operator::Gt => Operator::Lt,
         Operator::GtEq => Operator::LtEq,
-        other => other,
-    }
-}
-
-fn uncast(e: &Expr) -> &Expr {
-    match e {
-        Expr::Cast(c) => uncast(&c.expr),
-        Expr::TryCast(c) => uncast(&c.expr),
-        Expr::Alias(a) => uncast(&a.expr),
         other => other,
     }
 }

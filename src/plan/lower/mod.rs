@@ -345,6 +345,16 @@ impl Lowerer<'_> {
     }
 }
 
+/// `e` without the casts type coercion wrapped it in (and without an alias).
+fn uncast(e: &Expr) -> &Expr {
+    match e {
+        Expr::Cast(c) => uncast(&c.expr),
+        Expr::TryCast(c) => uncast(&c.expr),
+        Expr::Alias(a) => uncast(&a.expr),
+        other => other,
+    }
+}
+
 /// Index in `schema` of `e` if it is a plain column reference.
 fn column_index(e: &Expr, schema: &DFSchema) -> Option<usize> {
     match e {

@@ -10,7 +10,7 @@ use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use crate::error::{EddyError, Result};
 
 use super::finish::close_as_origin;
-use super::{column_index, unsupported, Chain, Lowerer};
+use super::{column_index, uncast, unsupported, Chain, Lowerer};
 use crate::operators::top_n::RankKind;
 use crate::operators::window::WindowKind;
 
@@ -202,13 +202,6 @@ pub(super) fn rank_limit(predicate: &Expr, schema: &DFSchema, col: Option<usize>
 fn upper_bound(c: &Expr, schema: &DFSchema, col: usize) -> Option<i64> {
     use datafusion::logical_expr::{Between, Operator};
     // Type coercion may have wrapped either side in a cast.
-    fn uncast(e: &Expr) -> &Expr {
-        match e {
-            Expr::Cast(c) => uncast(&c.expr),
-            Expr::TryCast(c) => uncast(&c.expr),
-            other => other,
-        }
-    }
     let is_rank = |e: &Expr| column_index(uncast(e), schema) == Some(col);
     let value = |e: &Expr| match uncast(e) {
         Expr::Literal(v, _) => match v.cast_to(&DataType::Int64).ok()? {

@@ -12,7 +12,7 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Filter, Operator};
 
 use super::finish::close_as_origin;
 use super::time::interval_value_ns;
-use super::{column_index, Chain, Lowerer};
+use super::{column_index, uncast, Chain, Lowerer};
 use crate::error::Result;
 use crate::operators::steps::Step;
 use crate::operators::temporal::TemporalSpec;
@@ -94,12 +94,4 @@ fn temporal_bound(c: &Expr, schema: &DFSchema) -> Option<(usize, i64, bool)> {
     };
     let width_ns = interval_value_ns(v)?;
     (is_now && width_ns > 0).then_some((col, width_ns, inclusive))
-}
-
-fn uncast(e: &Expr) -> &Expr {
-    match e {
-        Expr::Cast(c) => uncast(&c.expr),
-        Expr::TryCast(c) => uncast(&c.expr),
-        other => other,
-    }
 }
