@@ -133,6 +133,7 @@ impl Lowerer<'_> {
                 hint: Some("Drop EMIT ON WINDOW CLOSE for an always-updating result.".into()),
             });
         }
+        self.aggregated.set(true);
         let panes = pane_spec(&chain, &keys.exprs, &aggs);
         chain.agg = Some(Arc::new(AggregateSpec {
             group_exprs: keys.exprs,

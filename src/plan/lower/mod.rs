@@ -124,6 +124,7 @@ pub async fn plan_view(
         partitions,
         state_ttl: state_ttl(view)?,
         build: RefCell::new(Builder::default()),
+        aggregated: std::cell::Cell::new(false),
     };
     let chain = lowerer.lower(&plan)?;
     finish(&lowerer, view, chain, &plan)
@@ -269,6 +270,8 @@ struct Lowerer<'a> {
     state_ttl: Option<i64>,
     /// The graph built so far.
     build: RefCell<Builder>,
+    /// An aggregate was planned (for EMIT ON WINDOW CLOSE over a join of aggregates).
+    aggregated: std::cell::Cell<bool>,
 }
 
 fn unsupported(what: &str) -> EddyError {
