@@ -65,11 +65,6 @@ fn rows() -> impl Strategy<Value = Vec<Row>> {
     )
 }
 
-fn ts_literal(ms: i64) -> String {
-    let dt = chrono::DateTime::from_timestamp_millis(ms).expect("valid timestamp");
-    format!("'{}'", dt.format("%Y-%m-%d %H:%M:%S%.3f"))
-}
-
 async fn text_rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
     let msgs = client
         .simple_query(sql)
@@ -238,7 +233,14 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
     for chunk in rows.chunks(7) {
         let values: Vec<String> = chunk
             .iter()
-            .map(|r| format!("({}, {}, {})", r.auction, r.price, ts_literal(r.ts_ms)))
+            .map(|r| {
+                format!(
+                    "({}, {}, {})",
+                    r.auction,
+                    r.price,
+                    common::timestamp_literal(r.ts_ms)
+                )
+            })
             .collect();
         client
             .batch_execute(&format!("INSERT INTO {t} VALUES {}", values.join(", ")))
@@ -250,7 +252,7 @@ async fn check_case(server: &Server, rows: Vec<Row>) {
     client
         .batch_execute(&format!(
             "INSERT INTO {t} VALUES (999, 0, {})",
-            ts_literal(flush_ms)
+            common::timestamp_literal(flush_ms)
         ))
         .await
         .unwrap_or_else(|e| panic!("flush: {}", common::error_text(&e)));

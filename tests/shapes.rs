@@ -246,20 +246,13 @@ fn data(rng: &mut SmallRng) -> Vec<(usize, i64, i64, i64)> {
     rows.into_iter().map(|(_, r)| r).collect()
 }
 
-fn ts(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let dt = chrono::DateTime::from_timestamp(secs, (ms.rem_euclid(1000) * 1_000_000) as u32)
-        .expect("timestamp");
-    format!("TIMESTAMP '{}'", dt.format("%Y-%m-%d %H:%M:%S%.3f"))
-}
-
 async fn insert(c: &PgClient, rows: &[(usize, i64, i64, i64)]) {
     for chunk in rows.chunks(5) {
         for t in 1..=2 {
             let values: Vec<String> = chunk
                 .iter()
                 .filter(|r| r.0 == t)
-                .map(|r| format!("({}, {}, {})", r.1, r.2, ts(r.3)))
+                .map(|r| format!("({}, {}, {})", r.1, r.2, common::timestamp_literal(r.3)))
                 .collect();
             if !values.is_empty() {
                 c.batch_execute(&format!("INSERT INTO t{t} VALUES {}", values.join(", ")))
@@ -329,7 +322,7 @@ async fn run_case(seed: u64, restart: bool) -> (usize, usize) {
     }
     insert(&c, &rows[half..]).await;
     let mut nonempty = 0;
-    let last_window = ts(BASE_MS + 100_000);
+    let last_window = common::timestamp_literal(BASE_MS + 100_000);
     for (name, query, open) in &views {
         let closed = |from: &str| match open {
             true => format!("SELECT * FROM {from} WHERE window_start < {last_window}"),

@@ -7,8 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, Int64Array, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{Array, BooleanArray, Int64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
@@ -106,16 +105,14 @@ impl StreamOperator for TemporalFilter {
         let batch = &changes.batch;
         let ts = event_times_ns(batch.column(self.spec.col))?;
         let rows = self.conv.convert_columns(batch.columns())?;
-        let mut keep = Vec::new();
+        let mut keep = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
-            if ts.is_null(i) {
+            let expires = (!ts.is_null(i)).then(|| self.spec.expires(ts.value(i)));
+            let inside = expires.filter(|e| *e > self.now_ns);
+            keep.push(inside.is_some());
+            let Some(expires) = inside else {
                 continue;
-            }
-            let expires = self.spec.expires(ts.value(i));
-            if expires <= self.now_ns {
-                continue;
-            }
-            keep.push(i as u32);
+            };
             let row = rows.row(i).owned();
             if changes.weight(i) > 0 {
                 self.insert(expires, row);
@@ -123,29 +120,12 @@ impl StreamOperator for TemporalFilter {
                 self.remove(expires, &row);
             }
         }
-        if keep.len() == batch.num_rows() {
+        let keep = BooleanArray::from(keep);
+        if keep.false_count() == 0 {
             out.emit(changes);
-            return Ok(());
+        } else {
+            out.emit(changes.filter(&keep)?);
         }
-        let idx = UInt32Array::from(keep);
-        let cols = batch
-            .columns()
-            .iter()
-            .map(|c| take(c.as_ref(), &idx, None))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let kept = RecordBatch::try_new(batch.schema(), cols)?;
-        out.emit(match &changes.weights {
-            None => Changes::inserts(kept),
-            Some(w) => {
-                let w = take(w.as_ref(), &idx, None)?;
-                let w = w
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .cloned()
-                    .ok_or_else(|| EddyError::Internal("weights are not Int64".into()))?;
-                Changes::with_weights(kept, w)
-            }
-        });
         Ok(())
     }
 

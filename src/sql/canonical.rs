@@ -32,6 +32,7 @@ pub fn canonical_sql(v: &CreateView) -> String {
     )
 }
 
-fn quote(name: &str) -> String {
+/// `name` as a quoted SQL identifier.
+pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -120,6 +120,7 @@ pub fn batch_windows(query: &mut Query) -> Result<()> {
 
 /// The batch query that gives the rows of `t`'s input their windows.
 fn batch_sql(t: &WindowTvf) -> Result<String> {
+    use super::canonical::quote;
     let (input, ts) = (quote(&t.input), quote(&t.time_column));
     let bin = |size: &ast::Expr| format!("date_bin({size}, {ts}, TIMESTAMP '1970-01-01 00:00:00')");
     Ok(match &t.args {
@@ -151,10 +152,6 @@ fn batch_sql(t: &WindowTvf) -> Result<String> {
             })
         }
     })
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// What a walk over a query found, and whether other table functions are errors.

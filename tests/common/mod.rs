@@ -394,6 +394,12 @@ pub fn error_text(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// A SQL timestamp literal for `ms` milliseconds since the Unix epoch (UTC).
+pub fn timestamp_literal(ms: i64) -> String {
+    let dt = chrono::DateTime::from_timestamp_millis(ms).expect("a timestamp in range");
+    format!("TIMESTAMP '{}'", dt.format("%Y-%m-%d %H:%M:%S%.3f"))
+}
+
 /// Asks the OS for a free loopback port. The port is released before the server binds it, so a
 /// race is possible; [`Server::start_with`] retries when the server reports the port taken.
 pub fn free_port() -> u16 {

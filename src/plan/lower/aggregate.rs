@@ -196,12 +196,12 @@ impl Lowerer<'_> {
                 });
             }
         }
-        if let Some(w) = keys.window.as_mut().filter(|_| chain.shift_ns > 0) {
+        if let Some(w) = keys.window.as_mut().filter(|_| chain.origin.shift_ns > 0) {
             // The input's watermark trails the window bounds (it comes from an aggregate
             // closed before this one): the window closes that much sooner by it.
             let closes_after = if w.is_end { 0 } else { w.size_ns };
             w.is_end = false;
-            w.size_ns = closes_after - chain.shift_ns;
+            w.size_ns = closes_after - chain.origin.shift_ns;
         }
         Ok(keys)
     }

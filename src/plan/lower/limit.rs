@@ -10,14 +10,11 @@ use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::finish::close_as_origin;
-use super::rank::PendingRank;
+use super::rank::{PendingRank, MAX_TOP_N};
 use super::{Chain, Lowerer};
 use crate::error::{EddyError, Result};
 use crate::operators::steps::Step;
 use crate::operators::top_n::RankKind;
-
-/// The most rows a view's `LIMIT` may keep (as a Top-N's N).
-const MAX_LIMIT: usize = 100_000;
 
 fn refused(message: &str, hint: &str) -> EddyError {
     EddyError::NotSupported {
@@ -46,10 +43,10 @@ impl Lowerer<'_> {
             }
         };
         let keep = skip.saturating_add(fetch);
-        if !(1..=MAX_LIMIT).contains(&keep) {
+        if !(1..=MAX_TOP_N).contains(&keep) {
             return Err(EddyError::InvalidParameter {
                 message: format!(
-                    "LIMIT plus OFFSET in a materialized view must be between 1 and {MAX_LIMIT}, \
+                    "LIMIT plus OFFSET in a materialized view must be between 1 and {MAX_TOP_N}, \
                      not {keep}"
                 ),
                 hint: None,

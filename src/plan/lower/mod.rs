@@ -209,8 +209,6 @@ struct Chain {
     time_col: Option<usize>,
     /// The origin is a join: how late its rows come out.
     joined: Option<join::JoinFacts>,
-    /// The origin's watermark trails its window bounds by this much (see [`Origin::shift_ns`]).
-    shift_ns: i64,
 }
 
 impl Chain {
@@ -226,7 +224,6 @@ impl Chain {
             None => (None, (None, None)),
         };
         Chain {
-            shift_ns: origin.shift_ns,
             origin,
             window,
             assign: false,

@@ -14,6 +14,9 @@ use super::{column_index, uncast, unsupported, Chain, Lowerer};
 use crate::operators::top_n::RankKind;
 use crate::operators::window::WindowKind;
 
+/// The most rows per partition a Top-N (a rank bound, a view's `LIMIT`) may keep.
+pub(super) const MAX_TOP_N: usize = 100_000;
+
 /// A `ROW_NUMBER() OVER (…)` on the way to becoming a Top-N step.
 pub(super) struct PendingRank {
     /// ROW_NUMBER, RANK or DENSE_RANK.
@@ -195,7 +198,7 @@ pub(super) fn rank_limit(predicate: &Expr, schema: &DFSchema, col: Option<usize>
         .filter_map(|c| upper_bound(c, schema, col))
         .min()
         .and_then(|n| usize::try_from(n).ok())
-        .filter(|n| (1..=100_000).contains(n))
+        .filter(|n| (1..=MAX_TOP_N).contains(n))
 }
 
 /// The largest rank conjunct `c` lets through, if it bounds column `col`.
