@@ -113,6 +113,17 @@ fn cases() -> Vec<Case> {
             batch: hop_q5(),
         },
         Case {
+            query: "q6",
+            columns: "seller, avg_price",
+            batch: "SELECT seller, avg(price) OVER (PARTITION BY seller ORDER BY date_time \
+                    ROWS BETWEEN 10 PRECEDING AND CURRENT ROW) AS avg_price FROM ( \
+                    SELECT A.seller, B.price, B.date_time, ROW_NUMBER() OVER \
+                    (PARTITION BY A.id ORDER BY B.price DESC) AS rn \
+                    FROM auction A JOIN bid B ON A.id = B.auction \
+                    AND B.date_time BETWEEN A.date_time AND A.expires) WHERE rn = 1"
+                .into(),
+        },
+        Case {
             query: "q7",
             columns: "auction, price, bidder, date_time, extra",
             batch: format!(

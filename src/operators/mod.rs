@@ -18,6 +18,7 @@
 
 pub mod aggregate;
 pub mod join;
+pub mod over;
 pub mod steps;
 pub mod temporal;
 pub mod top_n;
@@ -241,6 +242,21 @@ pub struct RestoreContext<'a> {
     pub partition: Partition,
     /// Each input port's watermark at the checkpoint.
     pub watermarks: &'a [Option<EventTime>],
+}
+
+impl RestoreContext<'_> {
+    /// The rows of `batches` that belong to this partition, keyed by
+    /// `keys` evaluated over each batch (the rows' own shape).
+    pub fn keep_by(
+        &self,
+        batches: Vec<RecordBatch>,
+        keys: &[Arc<dyn PhysicalExpr>],
+    ) -> Result<Vec<RecordBatch>> {
+        batches
+            .iter()
+            .map(|b| self.partition.keep(b, &evaluate(keys, b)?))
+            .collect()
+    }
 }
 
 /// One partition of a node that runs on several.

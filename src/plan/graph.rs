@@ -247,6 +247,36 @@ pub(super) fn temporal_filter(
     At { edge, ..at }
 }
 
+/// Window functions (OVER) after `at`, per PARTITION BY key on `n`
+/// partitions (on one without PARTITION BY).
+pub(super) fn over(
+    b: &mut Builder,
+    at: At,
+    spec: Arc<crate::operators::over::OverSpec>,
+    n: usize,
+) -> At {
+    use crate::operators::over::Over;
+    let (p, dist) = match spec.partition_by.is_empty() {
+        true => (1, Distribution::Single),
+        false => (n, Distribution::Hash(spec.partition_by.clone())),
+    };
+    let from = exchange_from(b, at, p);
+    let edge = b.add(
+        "over",
+        OperatorSpec {
+            inputs: vec![dist],
+            ..single(1, true)
+        },
+        p,
+        vec![from],
+        factory(move || Over::new(spec.clone())),
+    );
+    At {
+        edge,
+        parallelism: p,
+    }
+}
+
 /// The end of the view: every partition's rows meet in one task (a view
 /// input read as it is still passes one operator).
 pub(super) fn gather(b: &mut Builder, at: At) {

@@ -1,11 +1,8 @@
 //! The streaming planner: a view's query, planned by DataFusion, lowered
-//! into a chain of streaming operators.
-//!
-//! Supported shape (this slice): one input (table, source, view, or a
-//! window TVF over one of them) → stateless filters/projections → at most
-//! one aggregate (windowed or not) → stateless filters/projections. Joins,
-//! ORDER BY/LIMIT, window functions and set operations are refused with
-//! SQLSTATE 0A000 rather than run wrongly.
+//! into a graph of streaming operators (`lower/`, one rule per construct;
+//! `graph.rs` builds the nodes; `explain.rs` prints them). What a rule
+//! cannot run correctly is refused with SQLSTATE 0A000 and a hint rather
+//! than run wrongly.
 
 mod explain;
 mod graph;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::{evaluate, OperatorState, Output, RestoreContext, StreamOperator};
+use super::{OperatorState, Output, RestoreContext, StreamOperator};
 use crate::error::Result;
 use crate::operators::window::fmt_ns;
 use crate::types::{Changes, EventTime};
@@ -165,11 +165,7 @@ impl StreamOperator for Sessions {
     }
 
     fn restore(&mut self, mut state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
-        let mut mine = Vec::new();
-        for b in state.take("rows") {
-            let keys = evaluate(&self.keys, &b)?;
-            mine.push(ctx.partition.keep(&b, &keys)?);
-        }
+        let mine = ctx.keep_by(state.take("rows"), &self.keys)?;
         self.buf.restore(&mine)?;
         state.expect_consumed("session window")
     }

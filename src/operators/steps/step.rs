@@ -48,6 +48,14 @@ impl fmt::Debug for Step {
                     .iter()
                     .zip(schema.fields())
                     .map(|(e, field)| {
+                        let plain = e
+                            .as_ref()
+                            .downcast_ref::<datafusion::physical_expr::expressions::Column>();
+                        // A column named after the expression that computed it
+                        // (a window function's output): its position says enough.
+                        if let Some(c) = plain.filter(|c| c.name().contains(" BETWEEN ")) {
+                            return format!("@{} AS {}", c.index(), field.name());
+                        }
                         let e = e.to_string();
                         let col = format!("{}@", field.name());
                         if e.starts_with(&col) {

@@ -7,7 +7,7 @@ pub use ranking::*;
 
 use std::sync::Arc;
 
-use super::{evaluate, OperatorState, Output, RestoreContext, StreamOperator};
+use super::{OperatorState, Output, RestoreContext, StreamOperator};
 use crate::error::Result;
 use crate::types::{Changes, EventTime};
 
@@ -54,11 +54,7 @@ impl StreamOperator for TopN {
 
     fn restore(&mut self, mut state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
         // Rows are held in the input's shape: a partition keeps its keys' rows.
-        let mut mine = Vec::new();
-        for b in state.take("rows") {
-            let keys = evaluate(&self.spec.partition_by, &b)?;
-            mine.push(ctx.partition.keep(&b, &keys)?);
-        }
+        let mine = ctx.keep_by(state.take("rows"), &self.spec.partition_by)?;
         self.op.restore(&mine)?;
         if let Some(w) = ctx.watermarks.first().copied().flatten() {
             self.op.on_watermark(w);
@@ -101,7 +97,7 @@ mod tests {
     use datafusion::physical_expr::PhysicalSortExpr;
 
     use super::*;
-    use crate::operators::{route, Partition};
+    use crate::operators::{evaluate, route, Partition};
 
     fn input() -> SchemaRef {
         Arc::new(Schema::new(vec![

@@ -29,6 +29,7 @@ mod aggregate;
 mod finish;
 mod join;
 mod limit;
+mod over;
 mod rank;
 mod scan;
 mod stateless;
@@ -125,6 +126,7 @@ pub async fn plan_view(
         state_ttl: state_ttl(view)?,
         build: RefCell::new(Builder::default()),
         aggregated: std::cell::Cell::new(false),
+        top_n: over::top_n_windows(&plan),
     };
     let chain = lowerer.lower(&plan)?;
     finish(&lowerer, view, chain, &plan)
@@ -269,6 +271,8 @@ struct Lowerer<'a> {
     build: RefCell<Builder>,
     /// An aggregate was planned (for EMIT ON WINDOW CLOSE over a join of aggregates).
     aggregated: std::cell::Cell<bool>,
+    /// The window nodes a rank filter bounds (by address): Top-N, not OVER.
+    top_n: std::collections::HashSet<usize>,
 }
 
 fn unsupported(what: &str) -> EddyError {
@@ -302,7 +306,11 @@ impl Lowerer<'_> {
             LogicalPlan::Filter(f) => self.filter(f),
             LogicalPlan::Window(w) => {
                 let chain = self.lower(&w.input)?;
-                self.row_number(chain, w)
+                if self.top_n.contains(&over::address(w)) {
+                    self.row_number(chain, w)
+                } else {
+                    self.over(chain, w)
+                }
             }
             LogicalPlan::SubqueryAlias(s) => self.lower(&s.input),
             LogicalPlan::Unnest(u) => {

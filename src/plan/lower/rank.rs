@@ -127,7 +127,7 @@ fn topn_hint() -> Option<String> {
 }
 
 /// The one ranking function of `w` and its kind.
-fn ranking(
+pub(super) fn ranking(
     w: &datafusion::logical_expr::Window,
 ) -> Result<(&datafusion::logical_expr::expr::WindowFunction, RankKind)> {
     let fun = match w.window_expr.as_slice() {

@@ -150,7 +150,7 @@ async fn ranking_with_a_filter_is_a_top_n() {
 Input: bids [table]
 Exchange: hash(auction@0) into 2 partitions
 TopN: 2 rows per [auction@0] by [price@1 DESC], with their rank; state the top rows per key
-Project: auction, price, row_number() PARTITION BY [bids.auction] ORDER BY [bids.price DESC NULLS FIRST] RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW@3 AS rn
+Project: auction, price, @3 AS rn
 Filter: rn@2 <= 2
 Project: auction, price, rn
 Materialize: v (auction Int64, price Int64, rn UInt64), updating
@@ -209,6 +209,37 @@ TemporalFilter: ts >= now() - 60 s (rows are retracted as processing time passes
 Filter: price@1 > 5
 Project: auction
 Materialize: v (auction Int64), updating
+"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn window_function_is_an_over_node_keyed_by_its_partition() {
+    // Bounded frame over event time on an append-only input: state is freed by the watermark.
+    assert_explains(
+        "CREATE MATERIALIZED VIEW v AS SELECT auction, \
+         max(price) OVER (PARTITION BY auction ORDER BY ts ROWS BETWEEN 3 PRECEDING AND CURRENT ROW) AS m, \
+         lead(price, 2) OVER (PARTITION BY auction ORDER BY ts) AS nxt FROM bids",
+        r#"
+Input: bids [table]
+DropLate: rows below this input's watermark (counted as late)
+Exchange: hash(auction@0) into 2 partitions
+Over: [max(bids.price) ROWS BETWEEN 3 PRECEDING AND CURRENT ROW, lead(bids.price, Int64(2))] per [auction@0] by [ts@2 ASC NULLS LAST]; reach 3 rows, 2 rows before, 0 rows, 2 rows after; state rows the watermark has not passed, and those their frames read
+Project: auction, @3 AS m, @4 AS nxt
+Materialize: v (auction Int64, m Int64, nxt Int64), updating
+"#,
+    )
+    .await;
+    // Ordered by something else than event time: every row is kept.
+    assert_explains(
+        "CREATE MATERIALIZED VIEW v AS SELECT auction, \
+         sum(price) OVER (ORDER BY price ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) AS s FROM bids",
+        r#"
+Input: bids [table]
+Over: [sum(bids.price) ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING] per [] by [price@1 ASC NULLS LAST]; reach 1 rows before, 1 rows after; state every row
+Project: auction, @3 AS s
+Materialize: v (auction Int64, s Int64), updating
 "#,
     )
     .await;
