@@ -682,6 +682,8 @@ impl Engine {
 
     /// Plan a query (for the extended protocol's Parse/Describe).
     pub async fn plan_query(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
+        // Flink's TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …)) as in a view.
+        let sql = &crate::sql::tokens::flink_windows_in_query(sql)?;
         let mut stmts = self
             .compat
             .parse(sql)

@@ -241,7 +241,10 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
             return Ok(s);
         }
     }
-    let mut p = parser_for(st.tokens.clone());
+    // Flink's TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …)) in a query, as in a view.
+    let mut tokens = st.tokens.clone();
+    tokens::rewrite_flink_windows(&mut tokens);
+    let mut p = parser_for(tokens);
     let stmt = p.parse_statement().map_err(perr)?;
     if p.peek_token().token != Token::EOF {
         return Err(parser_error(

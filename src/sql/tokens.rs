@@ -191,6 +191,26 @@ pub fn strip_emit_clause(tokens: &mut Vec<TokenWithSpan>) -> Option<EmitClause> 
     None
 }
 
+/// `sql` (one query) with Flink's window TVF form rewritten into the short
+/// form (see [`rewrite_flink_windows`]); unchanged when it has none.
+pub fn flink_windows_in_query(sql: &str) -> Result<String> {
+    if !sql.to_ascii_uppercase().contains("DESCRIPTOR") {
+        return Ok(sql.to_string());
+    }
+    let mut out = Vec::new();
+    for st in split_statements(sql)? {
+        let mut tokens = st.tokens;
+        rewrite_flink_windows(&mut tokens);
+        out.push(
+            tokens
+                .iter()
+                .map(|t| t.token.to_string())
+                .collect::<String>(),
+        );
+    }
+    Ok(out.join(";\n"))
+}
+
 /// Rewrite Flink's window TVF form into the short form:
 /// `TABLE(TUMBLE(TABLE t, DESCRIPTOR(c), args…))` → `TUMBLE(t, c, args…)`
 /// (same for HOP, SESSION, CUMULATE). Token spans are kept for error positions.
@@ -334,6 +354,17 @@ mod tests {
             text(&t),
             "SELECT * FROM HOP( bids, ts , INTERVAL '2' SECOND, INTERVAL '10' SECOND) AS w"
         );
+    }
+
+    #[test]
+    fn rewrites_flink_tvf_in_a_query_text() {
+        let q = "SELECT count(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND))";
+        let got = flink_windows_in_query(q).unwrap();
+        assert_eq!(
+            got.split_whitespace().collect::<Vec<_>>().join(" "),
+            "SELECT count(*) FROM TUMBLE( t, ts , INTERVAL '1' SECOND)"
+        );
+        assert_eq!(flink_windows_in_query("SELECT 1").unwrap(), "SELECT 1");
     }
 
     #[test]
