@@ -48,6 +48,12 @@ pub enum EddyError {
     /// An object with this name already exists (42P07).
     #[error("{0}")]
     DuplicateObject(String),
+    /// A function with this name and arguments already exists (42723).
+    #[error("{0}")]
+    DuplicateFunction(String),
+    /// A function does not exist (42883).
+    #[error("{0}")]
+    UndefinedFunction(String),
     /// Valid SQL that eddy does not support (yet) (0A000).
     #[error("{message}")]
     NotSupported {
@@ -156,6 +162,8 @@ impl EddyError {
             EddyError::UndefinedObject(_) => "42P01",
             EddyError::UndefinedColumn(_) => "42703",
             EddyError::DuplicateObject(_) => "42P07",
+            EddyError::DuplicateFunction(_) => "42723",
+            EddyError::UndefinedFunction(_) => "42883",
             EddyError::NotSupported { .. } => "0A000",
             EddyError::InvalidParameter { .. } => "22023",
             EddyError::DependentObjects { .. } => "2BP01",

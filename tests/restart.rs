@@ -24,7 +24,11 @@ async fn catalog_survives_sigkill() {
          CREATE MATERIALIZED VIEW per_k AS SELECT k, sum(v) AS v FROM t GROUP BY k;
          CREATE MATERIALIZED VIEW big_k AS SELECT k FROM per_k WHERE v > 10;
          CREATE MATERIALIZED VIEW gone AS SELECT count(*) AS n FROM t;
-         DROP MATERIALIZED VIEW gone;",
+         DROP MATERIALIZED VIEW gone;
+         CREATE FUNCTION shout(s VARCHAR) RETURNS VARCHAR LANGUAGE sql AS $$ SELECT upper(s) || '!' $$;
+         CREATE FUNCTION gone_fn(x BIGINT) RETURNS BIGINT RETURN x;
+         DROP FUNCTION gone_fn;
+         CREATE MATERIALIZED VIEW loud AS SELECT shout(k) AS k FROM t;",
         clicks.display()
     ))
     .await
@@ -47,7 +51,7 @@ async fn catalog_survives_sigkill() {
     eventually(
         &c,
         "SELECT name FROM eddy.views ORDER BY name",
-        &[&["big_k"], &["per_k"], &["per_user"]],
+        &[&["big_k"], &["loud"], &["per_k"], &["per_user"]],
     )
     .await;
     eventually(
@@ -72,9 +76,18 @@ async fn catalog_survives_sigkill() {
         .await
         .unwrap_or_else(|e| panic!("INSERT: {}", common::error_text(&e)));
     eventually(&c, "SELECT k FROM big_k ORDER BY k", &[&["a"], &["b"]]).await;
+    // A SQL function comes back before the view that calls it.
+    eventually(
+        &c,
+        "SELECT k FROM loud ORDER BY k",
+        &[&["A!"], &["A!"], &["B!"], &["B!"]],
+    )
+    .await;
     // Dropped stays dropped; the definition is the user's text.
     let err = rows(&c, "SELECT * FROM gone").await.unwrap_err();
     assert!(err.contains("42P01"), "{err}");
+    let err = rows(&c, "SELECT gone_fn(1)").await.unwrap_err();
+    assert!(err.contains("gone_fn"), "{err}");
     let create = rows(&c, "SHOW CREATE MATERIALIZED VIEW big_k")
         .await
         .unwrap();

@@ -7,6 +7,7 @@ pub mod credentials;
 mod ddl;
 mod delete;
 pub mod durable;
+mod functions;
 mod insert;
 pub mod interrupt;
 mod pg_compat;
@@ -112,6 +113,8 @@ pub struct Engine {
     limits: Limits,
     compat: PostgresCompatibilityParser,
     ddl_lock: tokio::sync::Mutex<()>,
+    /// Names of the SQL functions users created (`CREATE FUNCTION`).
+    sql_functions: parking_lot::Mutex<std::collections::BTreeSet<String>>,
     dead_letters: Arc<DeadLetterStore>,
     /// The catalog file, when the engine has a data dir.
     durable: Option<DurableCatalog>,
@@ -256,6 +259,7 @@ impl Engine {
             limits,
             compat: PostgresCompatibilityParser::new(),
             ddl_lock: tokio::sync::Mutex::new(()),
+            sql_functions: parking_lot::Mutex::default(),
             durable: None,
             credentials,
             start_gate: tokio::sync::watch::Sender::new(true),
@@ -497,6 +501,7 @@ impl Engine {
             }
             Statement::CreateView(v) => self.create_view(v).await,
             Statement::CreateSink(s) => self.create_sink(s).await,
+            Statement::CreateFunction(f, sql) => self.create_function(*f, sql, false).await,
             other => Err(EddyError::Internal(format!(
                 "catalog entry is not a CREATE statement: {other:?}"
             ))),
@@ -642,6 +647,14 @@ impl Engine {
                 Ok(out)
             }
             Statement::ExplainView(v) => self.explain_view(v).await,
+            Statement::CreateFunction(f, sql) => {
+                let _g = self.ddl_lock.lock().await;
+                self.create_function(*f, sql, true).await
+            }
+            Statement::DropFunction { names, if_exists } => {
+                let _g = self.ddl_lock.lock().await;
+                self.drop_functions(names, if_exists)
+            }
             Statement::Drop {
                 kind,
                 names,

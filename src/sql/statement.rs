@@ -178,6 +178,16 @@ pub enum Statement {
     },
     /// Session noise drivers send (`SET`, `SHOW var`, `BEGIN`, `COMMIT`, …).
     Session(Box<ast::Statement>),
+    /// `CREATE [OR REPLACE] FUNCTION … LANGUAGE sql`: a SQL function, and
+    /// the statement's text.
+    CreateFunction(Box<ast::CreateFunction>, String),
+    /// `DROP FUNCTION [IF EXISTS] f[(types)], …`.
+    DropFunction {
+        /// Function names.
+        names: Vec<String>,
+        /// `IF EXISTS` was given.
+        if_exists: bool,
+    },
     /// `CHECKPOINT`: take a checkpoint now.
     Checkpoint,
     /// Users and secrets (see [`access`]).
@@ -263,6 +273,15 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
         }
         S::Insert(_) => Statement::Insert(Box::new(stmt)),
         S::Delete(_) => Statement::Delete(Box::new(stmt)),
+        S::CreateFunction(f) => Statement::CreateFunction(Box::new(f), st.text.clone()),
+        S::DropFunction(d) => Statement::DropFunction {
+            names: d
+                .func_desc
+                .iter()
+                .map(|f| normalize_object_name(&f.name))
+                .collect::<Result<_>>()?,
+            if_exists: d.if_exists,
+        },
         S::Update(_) => {
             return Err(EddyError::NotSupported {
                 message: "UPDATE is not supported".into(),
