@@ -176,6 +176,12 @@ fn cases() -> Vec<Case> {
                 .into(),
         },
         Case {
+            // Processing-time windows cut where the clock says: compared per bidder (below).
+            query: "q12",
+            columns: "bidder, bid_count",
+            batch: "SELECT bidder, count(*) AS bid_count FROM bid GROUP BY bidder".into(),
+        },
+        Case {
             query: "q14",
             columns: "auction, bidder, price, bidtimetype, date_time, c_counts",
             batch: "SELECT auction, bidder, 0.908 * price AS price, \
@@ -428,7 +434,13 @@ async fn check(server: &Server, ctx: &SessionContext, case: &Case) {
         "{}: the batch answer is empty, so the comparison would prove little",
         case.query
     );
-    let view = format!("nexmark_{}", case.query);
+    let view = match case.query {
+        // Which processing-time window a bid falls in depends on when it arrived; every bid is
+        // counted in exactly one, so the sums per bidder are the batch counts.
+        "q12" => "(SELECT bidder, sum(bid_count) AS bid_count FROM nexmark_q12 GROUP BY bidder) q"
+            .to_string(),
+        q => format!("nexmark_{q}"),
+    };
     let sql = as_text(case.columns, &view);
     let start = Instant::now();
     loop {

@@ -146,6 +146,7 @@ pub fn merged(ports: &[Option<EventTime>]) -> Option<EventTime> {
 pub struct Output {
     changes: Vec<Changes>,
     late_rows: u64,
+    watermark: Option<EventTime>,
 }
 
 impl Output {
@@ -159,6 +160,17 @@ impl Output {
     /// Count `n` input rows dropped because they were late.
     pub fn late(&mut self, n: u64) {
         self.late_rows += n;
+    }
+
+    /// From [`StreamOperator::on_tick`]: advance the output watermark to
+    /// `t` (an operator whose output time is processing time).
+    pub fn advance_watermark(&mut self, t: EventTime) {
+        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+    }
+
+    /// Take the watermark set by [`Output::advance_watermark`] (for the runtime).
+    pub fn take_watermark(&mut self) -> Option<EventTime> {
+        self.watermark.take()
     }
 
     /// Take what was emitted (for the runtime).

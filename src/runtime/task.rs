@@ -102,7 +102,15 @@ impl Task {
             for n in 0..self.nodes.len() {
                 let mut out = Output::default();
                 self.nodes[n].op.on_tick(now, &mut out)?;
-                self.deliver(n, out, None, &mut items)?;
+                // A processing-time operator moves its output watermark with the clock.
+                let node = &mut self.nodes[n];
+                let forward = out
+                    .take_watermark()
+                    .filter(|f| node.forwarded.is_none_or(|cur| *f > cur));
+                if forward.is_some() {
+                    node.forwarded = forward;
+                }
+                self.deliver(n, out, forward, &mut items)?;
             }
             let Some(event) = event else {
                 self.store_bytes();

@@ -63,8 +63,11 @@ pub struct WindowTvf {
     pub placeholder: String,
     /// The input relation (table, source or view).
     pub input: String,
-    /// The event-time column of the input.
+    /// The event-time column of the input (`proctime` for `PROCTIME()`).
     pub time_column: String,
+    /// The time argument is `PROCTIME()`: windows over processing time,
+    /// in a column `proctime` appended to the input's.
+    pub processing_time: bool,
     /// Kind and interval arguments.
     pub args: WindowFnArgs,
 }
@@ -121,6 +124,15 @@ pub fn batch_windows(query: &mut Query) -> Result<()> {
 /// The batch query that gives the rows of `t`'s input their windows.
 fn batch_sql(t: &WindowTvf) -> Result<String> {
     use super::canonical::quote;
+    if t.processing_time {
+        return Err(EddyError::NotSupported {
+            message: "windows over PROCTIME() run in materialized views only".into(),
+            hint: Some(
+                "A query over a table's rows has no arrival times; window by its event time."
+                    .into(),
+            ),
+        });
+    }
     let (input, ts) = (quote(&t.input), quote(&t.time_column));
     let bin = |size: &ast::Expr| format!("date_bin({size}, {ts}, TIMESTAMP '1970-01-01 00:00:00')");
     Ok(match &t.args {
@@ -280,11 +292,14 @@ fn parse_call(fname: &str, args: Vec<FunctionArg>, index: usize) -> Result<Windo
             )))
         }
     };
-    let time_column = match &exprs[1] {
-        ast::Expr::Identifier(id) => normalize_ident(id),
+    let (time_column, processing_time) = match &exprs[1] {
+        ast::Expr::Identifier(id) => (normalize_ident(id), false),
+        ast::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("proctime") => {
+            ("proctime".to_string(), true)
+        }
         other => {
             return Err(EddyError::syntax(format!(
-                "syntax error: the second argument of {fname} must be a time column, got {other}: {usage}"
+                "syntax error: the second argument of {fname} must be a time column or PROCTIME(), got {other}: {usage}"
             )))
         }
     };
@@ -311,6 +326,7 @@ fn parse_call(fname: &str, args: Vec<FunctionArg>, index: usize) -> Result<Windo
         placeholder: format!("{PLACEHOLDER_PREFIX}{index}"),
         input,
         time_column,
+        processing_time,
         args,
     })
 }

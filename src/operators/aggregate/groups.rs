@@ -101,6 +101,7 @@ impl PaneSpec {
             slide_ns: self.slide_ns,
             time_index: hop.time_index,
             time_column: hop.time_column.clone(),
+            processing_time: hop.processing_time,
         }
     }
 

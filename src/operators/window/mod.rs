@@ -25,6 +25,8 @@ pub struct WindowAssign {
     watermark: Option<EventTime>,
     /// Its EXPLAIN line.
     shown: String,
+    /// Processing time at the last tick (for `PROCTIME()` windows).
+    now: EventTime,
 }
 
 impl WindowAssign {
@@ -35,6 +37,7 @@ impl WindowAssign {
             spec,
             schema,
             watermark: None,
+            now: 0,
         }
     }
 
@@ -52,6 +55,28 @@ impl WindowAssign {
             ..WindowAssign::new(pane, schema)
         }
     }
+}
+
+/// `changes` with the processing time `now` appended as a column (the
+/// window input's time column; `schema` is the window's output schema,
+/// whose column before `window_start` it is).
+fn stamp(changes: &Changes, now: EventTime, schema: &SchemaRef) -> Result<Changes> {
+    use datafusion::arrow::array::TimestampNanosecondArray;
+    let b = &changes.batch;
+    let mut columns = b.columns().to_vec();
+    columns.push(std::sync::Arc::new(TimestampNanosecondArray::from(vec![
+        now;
+        b.num_rows()
+    ])));
+    let fields: Vec<_> = schema.fields()[..columns.len()].to_vec();
+    let batch = datafusion::arrow::record_batch::RecordBatch::try_new(
+        std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?;
+    Ok(Changes {
+        batch,
+        weights: changes.weights.clone(),
+    })
 }
 
 /// Keep the (one) input port's watermark, below which rows are late, and
@@ -80,11 +105,24 @@ pub fn describe(w: &WindowSpec) -> String {
             fmt_ns(w.size_ns)
         ),
     };
+    if w.processing_time {
+        return format!(
+            "WindowAssign: {what}; rows stamped with the processing time they arrive at, \
+             the watermark follows the clock"
+        );
+    }
     format!("WindowAssign: {what}; drops rows below the watermark (counted as late)")
 }
 
 impl StreamOperator for WindowAssign {
     fn on_data(&mut self, _port: usize, changes: Changes, out: &mut Output) -> Result<()> {
+        if self.spec.processing_time {
+            // Stamped with the time they arrive at: never late.
+            let stamped = stamp(&changes, self.now, &self.schema)?;
+            let (windowed, _) = assign(&self.spec, &self.schema, &stamped, None)?;
+            out.emit(windowed);
+            return Ok(());
+        }
         let (windowed, late) = assign(&self.spec, &self.schema, &changes, self.watermark)?;
         out.late(late);
         out.emit(windowed);
@@ -97,7 +135,19 @@ impl StreamOperator for WindowAssign {
         ports: &[Option<EventTime>],
         _out: &mut Output,
     ) -> Result<Option<EventTime>> {
+        if self.spec.processing_time {
+            // The input's event time does not order processing-time windows.
+            return Ok(None);
+        }
         Ok(follow(&mut self.watermark, ports))
+    }
+
+    fn on_tick(&mut self, now_ns: i64, out: &mut Output) -> Result<()> {
+        if self.spec.processing_time {
+            self.now = self.now.max(now_ns);
+            out.advance_watermark(self.now);
+        }
+        Ok(())
     }
 
     fn restore(&mut self, state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {

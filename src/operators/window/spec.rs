@@ -51,6 +51,10 @@ pub struct WindowSpec {
     pub time_index: usize,
     /// Name of the event-time column.
     pub time_column: String,
+    /// `PROCTIME()` windows: rows are stamped with the processing time
+    /// they arrive at (a column appended at `time_index`), and the
+    /// watermark is the wall clock.
+    pub processing_time: bool,
 }
 
 impl WindowSpec {
@@ -113,7 +117,16 @@ impl WindowSpec {
             slide_ns,
             time_index,
             time_column,
+            processing_time: false,
         })
+    }
+
+    /// The same window over processing time (see [`WindowSpec::processing_time`]).
+    pub fn over_processing_time(self) -> Self {
+        WindowSpec {
+            processing_time: true,
+            ..self
+        }
     }
 
     /// The schema with `window_start`, `window_end` appended (typed like the time column).

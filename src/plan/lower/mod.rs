@@ -101,8 +101,7 @@ pub async fn plan_view(
             EddyError::UndefinedObject(format!("relation \"{}\" does not exist", w.input))
         })?;
         let spec = window_spec(&ctx.state(), w, input)?;
-        let time_type = input.schema.field(spec.time_index).data_type().clone();
-        let schema = WindowSpec::output_schema(&input.schema, &time_type);
+        let schema = window_schema(&spec, &input.schema);
         ctx.register_table(
             TableReference::bare(w.placeholder.as_str()),
             Arc::new(EmptyTable::new(schema.clone())),
@@ -130,6 +129,20 @@ pub async fn plan_view(
     };
     let chain = lowerer.lower(&plan)?;
     finish(&lowerer, view, chain, &plan)
+}
+
+/// The schema a window TVF gives `input`'s rows: their columns (and, over
+/// `PROCTIME()`, the arrival time as `proctime`), then the window bounds.
+fn window_schema(spec: &WindowSpec, input: &SchemaRef) -> SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    if spec.processing_time {
+        let time_type = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(&spec.time_column, time_type.clone(), false));
+        return WindowSpec::output_schema(&Schema::new(fields), &time_type);
+    }
+    let time_type = input.field(spec.time_index).data_type().clone();
+    WindowSpec::output_schema(input, &time_type)
 }
 
 /// Subqueries in `WHERE` as joins: `IN` / `EXISTS` become semi joins, `NOT

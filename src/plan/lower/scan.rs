@@ -19,12 +19,17 @@ impl Lowerer<'_> {
         let mut chain = match self.specs.get(&name) {
             Some((input, spec, schema)) => {
                 let n = schema.fields().len();
+                let mut origin = self.read(input)?;
+                if spec.processing_time {
+                    // What follows is ordered by arrival time, whatever the input's event time.
+                    origin.facts.time_column = Some(spec.time_column.clone());
+                }
                 Chain {
                     window: Some((spec.clone(), schema.clone())),
                     assign: true,
                     window_cols: (Some(n - 2), Some(n - 1)),
                     time_col: Some(spec.time_index),
-                    ..Chain::over(self.read(input)?)
+                    ..Chain::over(origin)
                 }
             }
             None => Chain::over(self.read(&name)?),

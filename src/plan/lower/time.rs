@@ -19,6 +19,18 @@ pub(super) fn window_spec(
     w: &WindowTvf,
     input: &PlanInputs,
 ) -> Result<WindowSpec> {
+    if w.processing_time {
+        // The arrival time, in a column appended to the input's.
+        let size = window_sizes(state, w)?;
+        let spec = WindowSpec::new(
+            size.0,
+            size.1,
+            size.2,
+            input.schema.fields().len(),
+            w.time_column.clone(),
+        )?;
+        return Ok(spec.over_processing_time());
+    }
     let time_index = input.schema.index_of(&w.time_column).map_err(|_| {
         EddyError::UndefinedColumn(format!(
             "column \"{}\" does not exist in \"{}\"",
@@ -46,7 +58,13 @@ pub(super) fn window_spec(
             });
         }
     }
-    let (kind, size, slide) = match &w.args {
+    let (kind, size, slide) = window_sizes(state, w)?;
+    WindowSpec::new(kind, size, slide, time_index, w.time_column.clone())
+}
+
+/// The window kind, size and slide (ns; rows for TUMBLE_ROWS) of `w`.
+fn window_sizes(state: &SessionState, w: &WindowTvf) -> Result<(WindowKind, i64, i64)> {
+    Ok(match &w.args {
         WindowFnArgs::Tumble { size } => {
             let s = interval_ns(state, size)?;
             (WindowKind::Tumble, s, s)
@@ -69,8 +87,7 @@ pub(super) fn window_spec(
             interval_ns(state, size)?,
             interval_ns(state, step)?,
         ),
-    };
-    WindowSpec::new(kind, size, slide, time_index, w.time_column.clone())
+    })
 }
 
 /// Evaluate a constant expression (`None` if it is not one).
