@@ -182,6 +182,14 @@ fn cases() -> Vec<Case> {
             batch: "SELECT bidder, count(*) AS bid_count FROM bid GROUP BY bidder".into(),
         },
         Case {
+            // Every auction id has its side row (keys 0..9999), loaded before the bids arrive.
+            query: "q13",
+            columns: "auction, bidder, price, date_time, value",
+            batch: "SELECT auction, bidder, price, date_time, \
+                    'v' || CAST(auction % 10000 AS VARCHAR) AS value FROM bid"
+                .into(),
+        },
+        Case {
             query: "q14",
             columns: "auction, bidder, price, bidtimetype, date_time, c_counts",
             batch: "SELECT auction, bidder, 0.908 * price AS price, \

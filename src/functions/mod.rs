@@ -3,6 +3,7 @@
 //! - `repeat`, `lpad`, `array_repeat`, `range`, …: DataFusion's, refused
 //!   (54000) where one call would build too much ([`bounded`]).
 //! - `mod(a, b)`: Postgres's remainder function ([`modulo`]).
+//! - `proctime()`: the processing time, as Flink names it ([`proctime`]).
 //! - `approx_top_k(expr, k [, capacity])`: heavy hitters in fixed memory,
 //!   with per-item error bounds ([`approx_top_k`]).
 //! - `reservoir_sample(expr, k)`: a uniform sample ([`reservoir_sample`]).
@@ -26,6 +27,7 @@ pub mod checked;
 pub mod float_overflow;
 pub mod modulo;
 pub mod pg_operators;
+pub mod proctime;
 pub mod regexp_flags;
 pub mod reservoir_sample;
 pub mod space_saving;
@@ -133,6 +135,7 @@ pub(crate) fn map_array(
 pub fn register(ctx: &SessionContext) {
     bounded::register(ctx);
     ctx.register_udf(ScalarUDF::from(modulo::Mod::default()));
+    ctx.register_udf(ScalarUDF::from(proctime::ProcTime::default()));
     ctx.register_udf(ScalarUDF::from(to_char::ToChar::default()));
     to_timestamp::register(ctx);
     ctx.register_udf(ScalarUDF::from(to_number::ToNumber::default()));

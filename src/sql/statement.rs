@@ -122,6 +122,8 @@ pub struct CreateView {
     pub options: BTreeMap<String, String>,
     /// The statement text, for `SHOW CREATE`.
     pub sql: String,
+    /// Tables joined `FOR SYSTEM_TIME AS OF …` (lookup joins by processing time).
+    pub as_of: Vec<String>,
 }
 
 /// `CREATE SINK name FROM view WITH (…)`.
@@ -254,6 +256,8 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
     // Flink's TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …)) in a query, as in a view.
     let mut tokens = st.tokens.clone();
     tokens::rewrite_flink_windows(&mut tokens);
+    // A query reads the table as it is now: what a temporal join would see.
+    tokens::strip_system_time(&mut tokens);
     let mut p = parser_for(tokens);
     let stmt = p.parse_statement().map_err(perr)?;
     if p.peek_token().token != Token::EOF {
@@ -556,6 +560,7 @@ fn parse_create_view(sql: &str, st: StatementTokens, explain: bool) -> Result<Cr
         _ => EmitMode::OnUpdate,
     };
     tokens::rewrite_flink_windows(&mut tokens);
+    let as_of = tokens::strip_system_time(&mut tokens);
     let mut p = parser_for(tokens);
     if explain {
         p.next_token();
@@ -585,6 +590,7 @@ fn parse_create_view(sql: &str, st: StatementTokens, explain: bool) -> Result<Cr
         emit,
         options,
         sql: st.text,
+        as_of,
     })
 }
 

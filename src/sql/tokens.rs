@@ -211,6 +211,48 @@ pub fn flink_windows_in_query(sql: &str) -> Result<String> {
     Ok(out.join(";\n"))
 }
 
+/// Remove `FOR SYSTEM_TIME AS OF <expr>` after a table in `FROM` (a
+/// temporal join: the table as it is when the stream's row is processed)
+/// and return the tables it followed, lower-cased unless quoted. `<expr>`
+/// is a (qualified) column or a function call.
+pub fn strip_system_time(tokens: &mut Vec<TokenWithSpan>) -> Vec<String> {
+    let mut tables = Vec::new();
+    loop {
+        let sig = significant(tokens);
+        let found = sig.windows(4).position(|w| {
+            is_word(&tokens[w[0]].token, "FOR")
+                && is_word(&tokens[w[1]].token, "SYSTEM_TIME")
+                && is_word(&tokens[w[2]].token, "AS")
+                && is_word(&tokens[w[3]].token, "OF")
+        });
+        let Some(p) = found else { return tables };
+        if let Some(Token::Word(w)) = p.checked_sub(1).map(|b| &tokens[sig[b]].token) {
+            tables.push(match w.quote_style {
+                Some(_) => w.value.clone(),
+                None => w.value.to_lowercase(),
+            });
+        }
+        // The expression: words joined by dots, then an argument list if any.
+        let mut end = p + 4;
+        while end < sig.len() && matches!(tokens[sig[end]].token, Token::Word(_)) {
+            end += 1;
+            if end < sig.len() && matches!(tokens[sig[end]].token, Token::Period) {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        let mut last = sig[end.min(sig.len()) - 1];
+        if end < sig.len() && matches!(tokens[sig[end]].token, Token::LParen) {
+            match matching_paren(tokens, sig[end]) {
+                Some(close) => last = close,
+                None => return tables,
+            }
+        }
+        tokens.drain(sig[p]..=last);
+    }
+}
+
 /// Rewrite Flink's window TVF form into the short form:
 /// `TABLE(TUMBLE(TABLE t, DESCRIPTOR(c), args…))` → `TUMBLE(t, c, args…)`
 /// (same for HOP, SESSION, CUMULATE). Token spans are kept for error positions.
@@ -365,6 +407,22 @@ mod tests {
             "SELECT count(*) FROM TUMBLE( t, ts , INTERVAL '1' SECOND)"
         );
         assert_eq!(flink_windows_in_query("SELECT 1").unwrap(), "SELECT 1");
+    }
+
+    #[test]
+    fn strips_for_system_time_as_of() {
+        let mut t = split_statements(
+            "SELECT * FROM b JOIN Side FOR SYSTEM_TIME AS OF b.p_time AS s ON b.k = s.k \
+             JOIN \"T\" FOR SYSTEM_TIME AS OF PROCTIME() ON true",
+        )
+        .unwrap()[0]
+            .tokens
+            .clone();
+        assert_eq!(strip_system_time(&mut t), ["side", "T"]);
+        assert_eq!(
+            text(&t),
+            "SELECT * FROM b JOIN Side AS s ON b.k = s.k JOIN \"T\" ON true"
+        );
     }
 
     #[test]

@@ -72,6 +72,21 @@ pub async fn plan_view(
     partitions: usize,
     max_groups: usize,
 ) -> Result<ViewPlan> {
+    for t in &view.as_of {
+        if !inputs.get(t).is_some_and(|i| i.upsert) {
+            return Err(EddyError::NotSupported {
+                message: format!(
+                    "FOR SYSTEM_TIME AS OF needs a table with a PRIMARY KEY: \"{t}\" is not one"
+                ),
+                hint: Some(
+                    "eddy joins FOR SYSTEM_TIME AS OF as a lookup at processing time, against \
+                     an upsert table (CREATE TABLE … (k … PRIMARY KEY, …)); versioned joins at \
+                     the stream's event time are not supported."
+                        .into(),
+                ),
+            });
+        }
+    }
     let mut query = view.query.clone();
     crate::sql::names::name_compound_columns(&mut query);
     crate::sql::unnest::rewrite_lateral_unnest(&mut query)?;
