@@ -1,6 +1,6 @@
 //! Random-shape oracle: generated views that compose filters, projections, `UNION ALL`, interval
-//! joins, semi and anti joins (`EXISTS` / `NOT EXISTS`), aggregates, aggregates over aggregates
-//! and Top-N over two tables fed random rows out of order (by less than the watermark delay).
+//! joins, semi and anti joins (`EXISTS` / `NOT EXISTS`), aggregates, aggregates over aggregates,
+//! Top-N and window functions (`OVER`, `LAG`) over two tables fed random rows out of order (by less than the watermark delay).
 //! Once a last row per table pushes every watermark past the data, each view must hold exactly
 //! what the same query gives in batch over the tables' rows (DataFusion, through the same server).
 //!
@@ -196,8 +196,20 @@ impl Gen {
         let s = self.stream(3);
         let a = self.alias();
         let bin = "date_bin(INTERVAL '10' SECOND, ts, TIMESTAMP '1970-01-01 00:00:00')";
-        match self.rng.random_range(0..5) {
+        match self.rng.random_range(0..6) {
             0 => format!("SELECT k, v, ts FROM {} {a}", s.sql),
+            5 => {
+                // Window functions; rows equal in (k, ts, v) are equal rows, so ties do not matter.
+                let order = "PARTITION BY k ORDER BY ts, v";
+                let f = match self.rng.random_range(0..3) {
+                    0 => format!("sum(v) OVER ({order} ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)"),
+                    1 => format!("lag(v) OVER ({order})"),
+                    _ => "count(*) OVER (PARTITION BY k ORDER BY ts \
+                          RANGE BETWEEN INTERVAL '1' SECOND PRECEDING AND CURRENT ROW)"
+                        .to_string(),
+                };
+                format!("SELECT k, v, ts, {f} AS w FROM {} {a}", s.sql)
+            }
             1 => format!(
                 "SELECT k, count(*) AS n, sum(v) AS total FROM {} {a} GROUP BY k",
                 s.sql

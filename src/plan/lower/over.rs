@@ -26,6 +26,14 @@ impl Lowerer<'_> {
     /// The window functions of `w` computed over the chain's rows.
     pub(super) fn over(&self, chain: Chain, w: &Window) -> Result<Chain> {
         let in_schema = w.input.schema();
+        // Rows straight from an input (through stateless steps) never come below its
+        // watermark but as late rows, which are dropped; after a join, union or aggregate
+        // that is not assured, so every row is kept there.
+        let direct = matches!(chain.origin.at.edge, crate::runtime::Edge::Input(_))
+            && chain.agg.is_none()
+            && chain.joined.is_none()
+            && chain.rank.is_none()
+            && chain.window.is_none();
         let mut origin = close_as_origin(self, chain, in_schema.inner().clone(), None)?;
         let funs = w
             .window_expr
@@ -72,7 +80,7 @@ impl Lowerer<'_> {
             .first()
             .is_some_and(|s| s.asc && time.is_some() && column_index(&s.expr, in_schema) == time);
         let bounded = !before.iter().chain(&after).any(|e| *e == Extent::Unbounded);
-        let evict_by = time.filter(|_| by_time && bounded && !origin.facts.updating);
+        let evict_by = time.filter(|_| direct && by_time && bounded && !origin.facts.updating);
         let spec = OverSpec {
             shown: funs.iter().map(|f| shown(f)).collect(),
             partition_by,
