@@ -172,10 +172,7 @@ impl Rows {
                     self.spec.max_rows
                 )));
             }
-            if !self.parts.contains_key(part) {
-                self.parts.insert(part.into(), Part::new());
-            }
-            let rows = self.parts.get_mut(part).expect("inserted above");
+            let rows = self.parts.entry(part.into()).or_default();
             let n = rows.entry(key).or_insert(0);
             if *n == 0 {
                 self.bytes += size;
