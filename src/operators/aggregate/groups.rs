@@ -24,7 +24,7 @@ use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, UInt32
 use datafusion::arrow::compute::{cast, concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::hash_utils::RandomState;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
@@ -118,7 +118,7 @@ impl PaneSpec {
 }
 
 /// Everything the operator needs, fixed at planning time.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AggregateSpec {
     /// Group-by expressions over the input.
     pub group_exprs: Vec<Arc<dyn PhysicalExpr>>,
@@ -169,7 +169,7 @@ pub(super) struct GroupState {
 }
 
 /// A group of the state: (window end, key in row format).
-type GroupRef = (EventTime, Box<[u8]>);
+pub(super) type GroupRef = (EventTime, Box<[u8]>);
 
 /// Not-windowed state lives under this "window end".
 pub(super) const NO_WINDOW: EventTime = EventTime::MAX;
@@ -244,53 +244,8 @@ impl AggregateOperator {
         if n == 0 {
             return Ok(None);
         }
-        let group_arrays = self
-            .spec
-            .group_exprs
-            .iter()
-            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
-        // With no GROUP BY every row belongs to the one group whose key is empty.
-        let rows = if group_arrays.is_empty() {
-            None
-        } else {
-            Some(self.converter.convert_columns(&group_arrays)?)
-        };
-        let ends: Option<Vec<EventTime>> = match self.spec.window {
-            None => None,
-            Some(wk) => {
-                let t = event_times_ns(&group_arrays[wk.group_index])?;
-                Some(
-                    t.values()
-                        .iter()
-                        .map(|v| if wk.is_end { *v } else { v + wk.size_ns })
-                        .collect(),
-                )
-            }
-        };
-        let args: Vec<Vec<ArrayRef>> = self
-            .spec
-            .aggs
-            .iter()
-            .map(|a| {
-                a.args
-                    .iter()
-                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
-                    .collect::<datafusion::error::Result<Vec<_>>>()
-            })
-            .collect::<datafusion::error::Result<_>>()?;
-        let masks: Vec<Option<BooleanArray>> = self
-            .spec
-            .aggs
-            .iter()
-            .map(|a| match &a.filter {
-                None => Ok(None),
-                Some(f) => {
-                    let v = f.evaluate(batch)?.into_array(n)?;
-                    Ok(v.as_any().downcast_ref::<BooleanArray>().cloned())
-                }
-            })
-            .collect::<datafusion::error::Result<_>>()?;
+        let input = Evaluated::new(&self.spec, &self.converter, batch)?;
+        let (args, masks) = (&input.args, &input.masks);
 
         // Group the batch's rows: (window end, key) -> (insert rows, delete rows).
         let mut slots: HashMap<(EventTime, &[u8]), usize, RandomState> = HashMap::default();
@@ -298,8 +253,7 @@ impl AggregateOperator {
         let mut inserts: Vec<Vec<u32>> = Vec::new();
         let mut deletes: Vec<Vec<u32>> = Vec::new();
         for i in 0..n {
-            let end = ends.as_ref().map_or(NO_WINDOW, |e| e[i]);
-            let key = (end, rows.as_ref().map_or(&[][..], |r| r.row(i).data()));
+            let key = input.key(i);
             let slot = *slots.entry(key).or_insert_with(|| {
                 keys.push(key);
                 inserts.push(Vec::new());
@@ -319,7 +273,7 @@ impl AggregateOperator {
                 .iter()
                 .map(|(e, k)| vec![(*e, Box::from(*k))])
                 .collect(),
-            Some(p) => self.pane_targets(&p, &keys)?,
+            Some(p) => pane_targets(&self.converter, &p, &keys)?,
         };
         for (slot, slot_targets) in targets.iter().enumerate() {
             // Each aggregate's (inserted, deleted) values, taken once for all targets.
@@ -385,51 +339,51 @@ impl AggregateOperator {
         let changed: Vec<(EventTime, Box<[u8]>)> = targets.into_iter().flatten().collect();
         self.emit_updates(&changed)
     }
+}
 
-    /// For each slot key (groups of one pane), the windows containing its pane: (window end,
-    /// the key with the window's bounds in place of the pane's).
-    fn pane_targets(
-        &self,
-        p: &PaneSpec,
-        keys: &[(EventTime, &[u8])],
-    ) -> Result<Vec<Vec<GroupRef>>> {
-        let parser = self.converter.parser();
-        let cols = self
-            .converter
-            .convert_rows(keys.iter().map(|(_, k)| parser.parse(k)))?;
-        let (bound, is_end) = match (p.start_group, p.end_group) {
-            (Some(i), _) => (i, false),
-            (None, Some(i)) => (i, true),
-            (None, None) => {
-                return Err(EddyError::Internal(
-                    "a pane aggregate without window bounds".into(),
-                ))
-            }
-        };
-        let pane_starts: Vec<i64> = event_times_ns(&cols[bound])?
-            .values()
-            .iter()
-            .map(|v| if is_end { v - p.slide_ns } else { *v })
-            .collect();
-        let mut out: Vec<Vec<GroupRef>> = (0..keys.len())
-            .map(|_| Vec::with_capacity(p.windows() as usize))
-            .collect();
-        for k in 0..p.windows() {
-            let starts: Vec<i64> = pane_starts.iter().map(|s| s - k * p.slide_ns).collect();
-            let mut window_cols = cols.clone();
-            for (group, add) in [(p.start_group, 0), (p.end_group, p.size_ns)] {
-                if let Some(g) = group {
-                    window_cols[g] = timestamps_like(&cols[g], starts.iter().map(|s| s + add))?;
-                }
-            }
-            let rows = self.converter.convert_columns(&window_cols)?;
-            for (i, o) in out.iter_mut().enumerate() {
-                o.push((starts[i] + p.size_ns, Box::from(rows.row(i).data())));
+/// For each slot key (groups of one pane), the windows containing its pane: (window end, the
+/// key with the window's bounds in place of the pane's).
+pub(super) fn pane_targets(
+    converter: &RowConverter,
+    p: &PaneSpec,
+    keys: &[(EventTime, &[u8])],
+) -> Result<Vec<Vec<GroupRef>>> {
+    let parser = converter.parser();
+    let cols = converter.convert_rows(keys.iter().map(|(_, k)| parser.parse(k)))?;
+    let (bound, is_end) = match (p.start_group, p.end_group) {
+        (Some(i), _) => (i, false),
+        (None, Some(i)) => (i, true),
+        (None, None) => {
+            return Err(EddyError::Internal(
+                "a pane aggregate without window bounds".into(),
+            ))
+        }
+    };
+    let pane_starts: Vec<i64> = event_times_ns(&cols[bound])?
+        .values()
+        .iter()
+        .map(|v| if is_end { v - p.slide_ns } else { *v })
+        .collect();
+    let mut out: Vec<Vec<GroupRef>> = (0..keys.len())
+        .map(|_| Vec::with_capacity(p.windows() as usize))
+        .collect();
+    for k in 0..p.windows() {
+        let starts: Vec<i64> = pane_starts.iter().map(|s| s - k * p.slide_ns).collect();
+        let mut window_cols = cols.clone();
+        for (group, add) in [(p.start_group, 0), (p.end_group, p.size_ns)] {
+            if let Some(g) = group {
+                window_cols[g] = timestamps_like(&cols[g], starts.iter().map(|s| s + add))?;
             }
         }
-        Ok(out)
+        let rows = converter.convert_columns(&window_cols)?;
+        for (i, o) in out.iter_mut().enumerate() {
+            o.push((starts[i] + p.size_ns, Box::from(rows.row(i).data())));
+        }
     }
+    Ok(out)
+}
 
+impl AggregateOperator {
     /// Re-evaluate `changed` groups and emit retractions/insertions for those whose result changed.
     fn emit_updates(&mut self, changed: &[(EventTime, Box<[u8]>)]) -> Result<Option<Changes>> {
         let mut out = OutputBuilder::default();
@@ -492,6 +446,85 @@ impl AggregateOperator {
             }
         }
         out.finish(&self.converter, &self.spec.output_schema)
+    }
+}
+
+/// A batch's inputs to the aggregate, evaluated once: group keys in row format, window ends,
+/// aggregate arguments and FILTER masks.
+pub(super) struct Evaluated {
+    /// Group keys (none without GROUP BY: every row is in the one group with the empty key).
+    keys: Option<Rows>,
+    /// Each row's window end, when windowed.
+    ends: Option<Vec<EventTime>>,
+    /// Per aggregate, its argument arrays.
+    pub(super) args: Vec<Vec<ArrayRef>>,
+    /// Per aggregate, its FILTER.
+    pub(super) masks: Vec<Option<BooleanArray>>,
+}
+
+impl Evaluated {
+    /// Evaluate `spec`'s expressions over `batch`.
+    pub(super) fn new(
+        spec: &AggregateSpec,
+        converter: &RowConverter,
+        batch: &RecordBatch,
+    ) -> Result<Self> {
+        let n = batch.num_rows();
+        let group_arrays = spec
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let keys = if group_arrays.is_empty() {
+            None
+        } else {
+            Some(converter.convert_columns(&group_arrays)?)
+        };
+        let ends = match spec.window {
+            None => None,
+            Some(wk) => {
+                let t = event_times_ns(&group_arrays[wk.group_index])?;
+                Some(
+                    t.values()
+                        .iter()
+                        .map(|v| if wk.is_end { *v } else { v + wk.size_ns })
+                        .collect(),
+                )
+            }
+        };
+        let args = spec
+            .aggs
+            .iter()
+            .map(|a| {
+                a.args
+                    .iter()
+                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+                    .collect::<datafusion::error::Result<Vec<_>>>()
+            })
+            .collect::<datafusion::error::Result<_>>()?;
+        let masks = spec
+            .aggs
+            .iter()
+            .map(|a| match &a.filter {
+                None => Ok(None),
+                Some(f) => {
+                    let v = f.evaluate(batch)?.into_array(n)?;
+                    Ok(v.as_any().downcast_ref::<BooleanArray>().cloned())
+                }
+            })
+            .collect::<datafusion::error::Result<_>>()?;
+        Ok(Evaluated {
+            keys,
+            ends,
+            args,
+            masks,
+        })
+    }
+
+    /// Row `i`'s group: (window end, key).
+    pub(super) fn key(&self, i: usize) -> (EventTime, &[u8]) {
+        let end = self.ends.as_ref().map_or(NO_WINDOW, |e| e[i]);
+        (end, self.keys.as_ref().map_or(&[][..], |r| r.row(i).data()))
     }
 }
 

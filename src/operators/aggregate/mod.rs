@@ -2,11 +2,15 @@
 //! buffer in front of it (see [`crate::operators::aggregate`] and
 //! [`crate::operators::aggregate::sessions`] for their state).
 
+mod columnar;
 mod groups;
 mod retract;
 pub mod sessions;
 pub mod snapshot;
+#[cfg(test)]
+mod tests;
 
+pub use columnar::Columnar;
 pub use groups::*;
 pub use retract::retracting;
 
@@ -32,7 +36,57 @@ pub fn routing_keys(spec: &AggregateSpec) -> Vec<Arc<dyn PhysicalExpr>> {
 /// A grouped aggregate; one instance per partition.
 pub struct Aggregate {
     /// The groups.
-    op: AggregateOperator,
+    op: Groups,
+}
+
+/// The two layouts of aggregate state: columnar where DataFusion has vectorised accumulators
+/// for every aggregate and the input never retracts, else one boxed accumulator per group.
+enum Groups {
+    Columnar(Columnar),
+    Boxed(AggregateOperator),
+}
+
+/// Call `$f` on whichever layout `$g` holds.
+macro_rules! each {
+    ($g:expr, $v:ident => $e:expr) => {
+        match $g {
+            Groups::Columnar($v) => $e,
+            Groups::Boxed($v) => $e,
+        }
+    };
+}
+
+impl Groups {
+    fn new(spec: Arc<AggregateSpec>) -> Result<Self> {
+        Ok(match Columnar::try_new(spec.clone())? {
+            Some(c) => Groups::Columnar(c),
+            None => Groups::Boxed(AggregateOperator::new(spec)?),
+        })
+    }
+
+    fn spec(&self) -> &Arc<AggregateSpec> {
+        each!(self, g => g.spec())
+    }
+
+    fn process(&mut self, changes: &Changes) -> Result<Option<Changes>> {
+        each!(self, g => g.process(changes))
+    }
+
+    fn on_watermark(&mut self, wm: EventTime) -> Result<Option<Changes>> {
+        each!(self, g => g.on_watermark(wm))
+    }
+
+    fn snapshot(&mut self) -> Result<datafusion::arrow::record_batch::RecordBatch> {
+        each!(self, g => g.snapshot())
+    }
+
+    fn restore(&mut self, batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Result<()> {
+        each!(self, g => g.restore(batches))
+    }
+
+    fn state_bytes(&self) -> usize {
+        each!(self, g => g.state_bytes())
+    }
 }
 
 impl Aggregate {
@@ -41,7 +95,7 @@ impl Aggregate {
     /// enter the view (`ViewOutput::time`).
     pub fn new(spec: Arc<AggregateSpec>) -> Result<Self> {
         Ok(Aggregate {
-            op: AggregateOperator::new(spec)?,
+            op: Groups::new(spec)?,
         })
     }
 }
@@ -98,8 +152,13 @@ impl StreamOperator for Aggregate {
             Some(_) => "windowed; state freed when the watermark passes window_end",
             None => "not windowed; state kept per group",
         };
+        let layout = match self.op {
+            Groups::Columnar(_) => "columnar",
+            Groups::Boxed(_) if spec.aggs.is_empty() => "keys only",
+            Groups::Boxed(_) => "an accumulator per group",
+        };
         format!(
-            "Aggregate: group=[{}], aggregates=[{}], emit {} ({window})",
+            "Aggregate: group=[{}], aggregates=[{}], emit {} ({window}; {layout})",
             keys.join(", "),
             aggs.join(", "),
             spec.emit.name().replace('_', " ")

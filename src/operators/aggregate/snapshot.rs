@@ -25,55 +25,13 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 
-use super::groups::{AggregateOperator, NO_WINDOW};
+use super::groups::{AggregateOperator, AggregateSpec, NO_WINDOW};
 use crate::error::{EddyError, Result};
 
 impl AggregateOperator {
     /// The schema of [`AggregateOperator::snapshot`]'s batch.
     pub fn state_schema(&self) -> Result<SchemaRef> {
-        let spec = &self.spec;
-        let n_groups = spec.group_exprs.len();
-        let mut fields = vec![Field::new("window_end", DataType::Int64, false)];
-        for f in &spec.output_schema.fields()[..n_groups] {
-            fields.push(Field::new(
-                format!("k_{}", f.name()),
-                f.data_type().clone(),
-                true,
-            ));
-        }
-        fields.push(Field::new("rows", DataType::Int64, false));
-        for (j, types) in self.state_types()?.into_iter().enumerate() {
-            for (k, t) in types.into_iter().enumerate() {
-                fields.push(Field::new(format!("s{j}_{k}"), t, true));
-            }
-        }
-        fields.push(Field::new("emitted", DataType::Boolean, false));
-        for (j, f) in spec.output_schema.fields()[n_groups..].iter().enumerate() {
-            fields.push(Field::new(format!("e{j}"), f.data_type().clone(), true));
-        }
-        Ok(Arc::new(Schema::new(fields)))
-    }
-
-    /// Per aggregate, the types of its intermediate state. The retractable
-    /// ("sliding") accumulators keep more than their plain counterparts
-    /// (a sum also keeps its count), so their state is asked for directly.
-    fn state_types(&self) -> Result<Vec<Vec<DataType>>> {
-        self.spec
-            .aggs
-            .iter()
-            .map(|a| {
-                if self.spec.retract {
-                    let state = super::retracting(&a.func)?.state()?;
-                    Ok(state.iter().map(|s| s.data_type()).collect())
-                } else {
-                    Ok(a.func
-                        .state_fields()?
-                        .iter()
-                        .map(|f| f.data_type().clone())
-                        .collect())
-                }
-            })
-            .collect()
+        state_schema(&self.spec)
     }
 
     /// Every group as one batch (see the module docs). The accumulators keep
@@ -166,7 +124,7 @@ impl AggregateOperator {
     pub fn restore(&mut self, batches: &[RecordBatch]) -> Result<()> {
         let schema = self.state_schema()?;
         let n_groups = self.spec.group_exprs.len();
-        let state_counts: Vec<usize> = self.state_types()?.iter().map(Vec::len).collect();
+        let state_counts: Vec<usize> = state_types(&self.spec)?.iter().map(Vec::len).collect();
         for batch in batches {
             if batch.schema().fields() != schema.fields() {
                 return Err(EddyError::Internal(
@@ -236,7 +194,53 @@ impl AggregateOperator {
     }
 }
 
-fn to_array(list: Vec<ScalarValue>, t: &DataType) -> Result<ArrayRef> {
+/// The schema of an aggregate's checkpoint batch (see the module docs); both state layouts
+/// (boxed and columnar) write it.
+pub(super) fn state_schema(spec: &AggregateSpec) -> Result<SchemaRef> {
+    let n_groups = spec.group_exprs.len();
+    let mut fields = vec![Field::new("window_end", DataType::Int64, false)];
+    for f in &spec.output_schema.fields()[..n_groups] {
+        fields.push(Field::new(
+            format!("k_{}", f.name()),
+            f.data_type().clone(),
+            true,
+        ));
+    }
+    fields.push(Field::new("rows", DataType::Int64, false));
+    for (j, types) in state_types(spec)?.into_iter().enumerate() {
+        for (k, t) in types.into_iter().enumerate() {
+            fields.push(Field::new(format!("s{j}_{k}"), t, true));
+        }
+    }
+    fields.push(Field::new("emitted", DataType::Boolean, false));
+    for (j, f) in spec.output_schema.fields()[n_groups..].iter().enumerate() {
+        fields.push(Field::new(format!("e{j}"), f.data_type().clone(), true));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Per aggregate, the types of its intermediate state. The retractable ("sliding")
+/// accumulators keep more than their plain counterparts (a sum also keeps its count), so
+/// their state is asked for directly.
+pub(super) fn state_types(spec: &AggregateSpec) -> Result<Vec<Vec<DataType>>> {
+    spec.aggs
+        .iter()
+        .map(|a| {
+            if spec.retract {
+                let state = super::retracting(&a.func)?.state()?;
+                Ok(state.iter().map(|s| s.data_type()).collect())
+            } else {
+                Ok(a.func
+                    .state_fields()?
+                    .iter()
+                    .map(|f| f.data_type().clone())
+                    .collect())
+            }
+        })
+        .collect()
+}
+
+pub(super) fn to_array(list: Vec<ScalarValue>, t: &DataType) -> Result<ArrayRef> {
     if list.is_empty() {
         return Ok(new_empty_array(t));
     }
@@ -248,7 +252,7 @@ fn to_array(list: Vec<ScalarValue>, t: &DataType) -> Result<ArrayRef> {
     })
 }
 
-fn int64(a: &ArrayRef) -> Result<&Int64Array> {
+pub(super) fn int64(a: &ArrayRef) -> Result<&Int64Array> {
     a.as_any()
         .downcast_ref::<Int64Array>()
         .ok_or_else(|| EddyError::Internal("bad int64 column in checkpointed state".into()))

@@ -73,11 +73,11 @@ async fn aggregate_over_aggregate_closes_the_first_and_delays_its_watermark() {
 Input: bids [table]
 WindowAssign: TUMBLE(ts, size 10 s); drops rows below the watermark (counted as late)
 Exchange: hash(window_start@3, window_end@4, auction@0) into 2 partitions
-Aggregate: group=[window_start@3, window_end@4, auction@0], aggregates=[count(Int64(1))], emit on window close (windowed; state freed when the watermark passes window_end)
+Aggregate: group=[window_start@3, window_end@4, auction@0], aggregates=[count(Int64(1))], emit on window close (windowed; state freed when the watermark passes window_end; columnar)
 Project: window_start, auction, count(Int64(1))@3 AS n
 Delay: the watermark by 10 s
 Exchange: hash(window_start@0) into 2 partitions
-Aggregate: group=[window_start@0], aggregates=[max(per_auction.n)], emit on window close (windowed; state freed when the watermark passes window_end)
+Aggregate: group=[window_start@0], aggregates=[max(per_auction.n)], emit on window close (windowed; state freed when the watermark passes window_end; columnar)
 Project: window_start, max(per_auction.n)@1 AS top
 Materialize: v (window_start Timestamp(ns), top Int64), append-only
 "#,
