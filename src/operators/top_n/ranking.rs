@@ -12,11 +12,10 @@
 //! a retraction in the top N brings the next row up. The output has the
 //! input's columns plus the rank (UInt64), like DataFusion's window node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, UInt32Array, UInt64Array};
-use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::array::{ArrayRef, Int64Array, UInt64Array};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -62,48 +61,52 @@ pub struct TopNSpec {
     pub keep_all: bool,
 }
 
-/// Position of a row in its partition: order key, then arrival number.
+/// Position of a row in its partition: order key, then arrival number (unique per row).
 type Slot = (Box<[u8]>, u64);
 
-/// A partition's ranked top N: (slot, rank, row).
-type Ranked = Vec<(Slot, u64, RecordBatch)>;
+/// A partition's ranked rows: (slot, rank).
+type Ranks = Vec<(Slot, u64)>;
 
-/// The rows of one partition key, and its window's end when windowed.
+/// The rows of one partition key, and its window's end when windowed. Rows are kept in
+/// Arrow's row format (the whole input row), not as one-row batches.
 #[derive(Default)]
 struct Partition {
-    entries: BTreeMap<Slot, RecordBatch>,
-    /// Full-row key → slots holding that row (to find a retracted row).
+    entries: BTreeMap<Slot, Box<[u8]>>,
+    /// Full row → slots holding that row (to find a retracted row); only when every row is
+    /// kept.
     by_row: HashMap<Box<[u8]>, Vec<Slot>, RandomState>,
     end: Option<i64>,
 }
 
 impl Partition {
-    /// The ranked top N: (slot, rank, row).
-    fn top(&self, kind: RankKind, n: usize) -> Ranked {
-        let mut out = Vec::new();
+    /// The ranked top N, in order: (slot, rank, row).
+    fn ranked(&self, kind: RankKind, n: usize) -> impl Iterator<Item = (&Slot, u64, &[u8])> {
         let mut prev: Option<&[u8]> = None;
         let mut rank = 0u64;
-        for (i, (slot, row)) in self.entries.iter().enumerate() {
-            let tie = prev == Some(&slot.0[..]);
-            rank = match kind {
-                RankKind::RowNumber => i as u64 + 1,
-                RankKind::Rank if tie => rank,
-                RankKind::Rank => i as u64 + 1,
-                RankKind::DenseRank if tie => rank,
-                RankKind::DenseRank => rank + 1,
-            };
-            if rank > n as u64 {
-                break;
-            }
-            prev = Some(&slot.0);
-            out.push((slot.clone(), rank, row.clone()));
-        }
-        out
+        self.entries
+            .iter()
+            .enumerate()
+            .map_while(move |(i, (slot, row))| {
+                let tie = prev == Some(&slot.0[..]);
+                rank = match kind {
+                    RankKind::RowNumber => i as u64 + 1,
+                    RankKind::Rank if tie => rank,
+                    RankKind::Rank => i as u64 + 1,
+                    RankKind::DenseRank if tie => rank,
+                    RankKind::DenseRank => rank + 1,
+                };
+                if rank > n as u64 {
+                    return None;
+                }
+                prev = Some(&slot.0);
+                Some((slot, rank, &row[..]))
+            })
     }
 }
 
-fn row_bytes(row: &RecordBatch, order: &[u8]) -> usize {
-    row.get_array_memory_size() + order.len()
+/// Bytes a held row costs: its row, its order key and the map entry.
+fn row_bytes(row: &[u8], order: &[u8]) -> usize {
+    row.len() + order.len() + std::mem::size_of::<(Slot, Box<[u8]>)>()
 }
 
 /// The operator (one per view; it runs in the view's front task).
@@ -111,7 +114,8 @@ pub struct TopNOperator {
     spec: Arc<TopNSpec>,
     partition_conv: Option<RowConverter>,
     order_conv: RowConverter,
-    row_conv: Option<RowConverter>,
+    /// Whole input rows.
+    row_conv: RowConverter,
     parts: HashMap<Box<[u8]>, Partition, RandomState>,
     seq: u64,
     rows: usize,
@@ -142,17 +146,13 @@ impl TopNOperator {
                 .map(|(t, s)| SortField::new_with_options(t, s.options))
                 .collect(),
         )?;
-        let row_conv = if spec.keep_all {
-            Some(RowConverter::new(
-                spec.input_schema
-                    .fields()
-                    .iter()
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .collect(),
-            )?)
-        } else {
-            None
-        };
+        let row_conv = RowConverter::new(
+            spec.input_schema
+                .fields()
+                .iter()
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect(),
+        )?;
         Ok(TopNOperator {
             spec,
             partition_conv,
@@ -210,107 +210,121 @@ impl TopNOperator {
             .map(|s| eval(&s.expr))
             .collect::<Result<Vec<_>>>()?;
         let orders = self.order_conv.convert_columns(&order_cols)?;
-        let full = match &self.row_conv {
-            Some(conv) => Some(conv.convert_columns(batch.columns())?),
-            None => None,
-        };
-        // The top N of each touched partition before the batch.
-        let mut before: Vec<(Box<[u8]>, Ranked)> = Vec::new();
-        let (kind, limit) = (self.spec.kind, self.spec.n);
+        let full = self.row_conv.convert_columns(batch.columns())?;
+        // The top N of each touched partition before the batch (in first-touch order), and
+        // the rows the batch removed (a retraction of one of them needs its values).
+        let mut before: Vec<(&[u8], Ranks)> = Vec::new();
+        let mut touched: HashSet<&[u8], RandomState> = HashSet::default();
+        let mut removed: HashMap<u64, Box<[u8]>, RandomState> = HashMap::default();
+        let (kind, limit, keep_all) = (self.spec.kind, self.spec.n, self.spec.keep_all);
         for i in 0..n {
-            let key: Box<[u8]> = parts
-                .as_ref()
-                .map_or_else(|| Box::from([]), |p| p.row(i).as_ref().into());
-            if !self.parts.contains_key(&key) && self.parts.len() >= self.spec.max_keys {
-                return Err(EddyError::LimitExceeded(format!(
-                    "Top-N holds more than {} partition keys",
-                    self.spec.max_keys
-                )));
+            let key: &[u8] = parts.as_ref().map_or(&[][..], |p| p.row(i).data());
+            if !self.parts.contains_key(key) {
+                if self.parts.len() >= self.spec.max_keys {
+                    return Err(EddyError::LimitExceeded(format!(
+                        "Top-N holds more than {} partition keys",
+                        self.spec.max_keys
+                    )));
+                }
+                self.parts.insert(key.into(), Partition::default());
             }
-            let part = self.parts.entry(key.clone()).or_default();
-            if emit && !before.iter().any(|(k, _)| *k == key) {
-                before.push((key.clone(), part.top(kind, limit)));
+            let Some(part) = self.parts.get_mut(key) else {
+                return Err(EddyError::Internal("Top-N partition vanished".into()));
+            };
+            if emit && touched.insert(key) {
+                let top = part.ranked(kind, limit).map(|(s, r, _)| (s.clone(), r));
+                before.push((key, top.collect()));
             }
             if let Some((t, add)) = &ends {
                 part.end = Some(t.value(i).saturating_add(*add));
             }
-            let order: Box<[u8]> = orders.row(i).as_ref().into();
-            let row_key: Option<Box<[u8]>> = full.as_ref().map(|f| f.row(i).as_ref().into());
+            let row = full.row(i).data();
             if changes.weight(i) > 0 {
-                if self.spec.keep_all && self.rows >= self.spec.max_keys {
+                if keep_all && self.rows >= self.spec.max_keys {
                     return Err(EddyError::LimitExceeded(format!(
                         "Top-N over an updating input holds more than {} rows",
                         self.spec.max_keys
                     )));
                 }
                 self.seq += 1;
-                // A copy, not a slice: a slice would keep the whole input batch alive.
-                let row = crate::types::detach::detach(take_record_batch(
-                    batch,
-                    &UInt32Array::from(vec![i as u32]),
-                )?)?;
-                self.bytes += row_bytes(&row, &order);
+                let order: Box<[u8]> = orders.row(i).data().into();
+                self.bytes += row_bytes(row, &order);
                 self.rows += 1;
                 let slot = (order, self.seq);
-                if let Some(rk) = row_key {
-                    self.bytes += rk.len();
-                    part.by_row.entry(rk).or_default().push(slot.clone());
+                if keep_all {
+                    self.bytes += row.len();
+                    part.by_row
+                        .entry(row.into())
+                        .or_default()
+                        .push(slot.clone());
                 }
-                part.entries.insert(slot, row);
-            } else if let Some(rk) = row_key {
+                part.entries.insert(slot, row.into());
+            } else if keep_all {
                 // Retract one copy of an identical row (absent: nothing to do).
-                let slot = part.by_row.get_mut(&rk).and_then(|v| v.pop());
-                if part.by_row.get(&rk).is_some_and(|v| v.is_empty()) {
-                    part.by_row.remove(&rk);
-                    self.bytes = self.bytes.saturating_sub(rk.len());
+                let slot = part.by_row.get_mut(row).and_then(|v| v.pop());
+                if part.by_row.get(row).is_some_and(|v| v.is_empty()) {
+                    part.by_row.remove(row);
+                    self.bytes = self.bytes.saturating_sub(row.len());
                 }
-                if let Some(row) = slot.and_then(|s| part.entries.remove(&s).map(|r| (s, r))) {
-                    self.bytes = self.bytes.saturating_sub(row_bytes(&row.1, &row.0 .0));
+                if let Some((slot, held)) =
+                    slot.and_then(|s| part.entries.remove(&s).map(|r| (s, r)))
+                {
+                    self.bytes = self.bytes.saturating_sub(row_bytes(&held, &slot.0));
                     self.rows -= 1;
+                    if emit {
+                        removed.insert(slot.1, held);
+                    }
                 }
             }
-            if !self.spec.keep_all {
+            if !keep_all {
                 // Append-only: a row below the top N never comes back.
-                let kept = part.top(kind, limit).len();
+                let kept = part.ranked(kind, limit).count();
                 while part.entries.len() > kept {
-                    if let Some((slot, row)) = part.entries.pop_last() {
-                        self.bytes = self.bytes.saturating_sub(row_bytes(&row, &slot.0));
+                    if let Some((slot, held)) = part.entries.pop_last() {
+                        self.bytes = self.bytes.saturating_sub(row_bytes(&held, &slot.0));
                         self.rows -= 1;
+                        if emit {
+                            removed.insert(slot.1, held);
+                        }
                     }
                 }
             }
         }
-        let mut out: Vec<(RecordBatch, u64, i64)> = Vec::new();
-        for (key, old) in before {
-            let new = self
-                .parts
-                .get(&key)
-                .map(|p| p.top(kind, limit))
+        let mut out: Vec<(&[u8], u64, i64)> = Vec::new();
+        for (key, old) in &before {
+            let part = self.parts.get(*key);
+            let new: Vec<(&Slot, u64, &[u8])> = part
+                .map(|p| p.ranked(kind, limit).collect())
                 .unwrap_or_default();
-            for (slot, rank, row) in &old {
-                if !new.iter().any(|(s, r, _)| s == slot && r == rank) {
-                    out.push((row.clone(), *rank, -1));
+            for (slot, rank) in old {
+                if !new.iter().any(|(s, r, _)| *s == slot && r == rank) {
+                    let row = part
+                        .and_then(|p| p.entries.get(slot))
+                        .or_else(|| removed.get(&slot.1))
+                        .ok_or_else(|| EddyError::Internal("a ranked row vanished".into()))?;
+                    out.push((&row[..], *rank, -1));
                 }
             }
             for (slot, rank, row) in &new {
-                if !old.iter().any(|(s, r, _)| s == slot && r == rank) {
-                    out.push((row.clone(), *rank, 1));
+                if !old.iter().any(|(s, r)| s == *slot && r == rank) {
+                    out.push((row, *rank, 1));
                 }
             }
         }
-        self.ranked(out)
+        self.output(&out)
     }
 
-    /// Rows with their rank appended, and their weights.
-    fn ranked(&self, rows: Vec<(RecordBatch, u64, i64)>) -> Result<Changes> {
+    /// Rows (row format) with their rank appended, and their weights.
+    fn output(&self, rows: &[(&[u8], u64, i64)]) -> Result<Changes> {
         if rows.is_empty() {
             return Ok(Changes::inserts(RecordBatch::new_empty(
                 self.spec.output_schema.clone(),
             )));
         }
-        let batches: Vec<&RecordBatch> = rows.iter().map(|r| &r.0).collect();
-        let input = concat_batches(&self.spec.input_schema, batches)?;
-        let mut cols = input.columns().to_vec();
+        let parser = self.row_conv.parser();
+        let mut cols = self
+            .row_conv
+            .convert_rows(rows.iter().map(|r| parser.parse(r.0)))?;
         cols.push(Arc::new(UInt64Array::from_iter_values(
             rows.iter().map(|r| r.1),
         )));
@@ -321,15 +335,21 @@ impl TopNOperator {
 
     /// The rows held, in order per partition key (input schema).
     pub fn snapshot(&self) -> Result<Vec<RecordBatch>> {
-        let all: Vec<&RecordBatch> = self
+        let parser = self.row_conv.parser();
+        let all: Vec<_> = self
             .parts
             .values()
             .flat_map(|p| p.entries.values())
+            .map(|r| parser.parse(r))
             .collect();
         if all.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(vec![concat_batches(&self.spec.input_schema, all)?])
+        let cols = self.row_conv.convert_rows(all)?;
+        Ok(vec![RecordBatch::try_new(
+            self.spec.input_schema.clone(),
+            cols,
+        )?])
     }
 
     /// The watermark passed `w`: drop the partitions of windows that ended
