@@ -29,7 +29,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::hash_utils::RandomState;
@@ -179,20 +179,7 @@ impl Columnar {
         let input = Evaluated::new(&self.spec, &self.keys, batch)?;
 
         // 1. Number the rows by group.
-        let mut slots: HashMap<(EventTime, &[u8]), usize, RandomState> = HashMap::default();
-        let mut slot_keys: Vec<(EventTime, &[u8])> = Vec::new();
-        let mut slot_rows: Vec<i64> = Vec::new();
-        let mut row_slot: Vec<usize> = Vec::with_capacity(n);
-        for i in 0..n {
-            let key = input.key(i);
-            let slot = *slots.entry(key).or_insert_with(|| {
-                slot_keys.push(key);
-                slot_rows.push(0);
-                slot_keys.len() - 1
-            });
-            slot_rows[slot] += 1;
-            row_slot.push(slot);
-        }
+        let (slot_keys, slot_rows, row_slot) = number_rows(&input, n);
         let targets = Targets::new(&self.keys, &self.spec, &slot_keys, &slot_rows)?;
         let nu = targets.keys.len();
 
@@ -446,30 +433,7 @@ impl Columnar {
             flags,
         )));
         cols.extend(decode(&self.values, &emitted)?);
-        let meta = [(LAYOUT_KEY.to_string(), COLUMNAR.to_string())].into();
-        let schema = Arc::new(schema.as_ref().clone().with_metadata(meta));
-        Ok(RecordBatch::try_new(schema, cols)?)
-    }
-
-    /// A boxed layout's checkpointed states, as a `GroupsAccumulator` expects them. The two
-    /// differ for `avg` over no values: the boxed one keeps (count 0, sum NULL), the columnar
-    /// one (NULL, NULL) — given a count of 0 it would count the group as having values and
-    /// return NaN.
-    fn boxed_states(&self, states: &[ArrayRef]) -> Result<Vec<ArrayRef>> {
-        let mut out = states.to_vec();
-        let mut col = 0;
-        for (j, agg) in self.spec.aggs.iter().enumerate() {
-            let w = self.widths[j];
-            if matches!(agg.func.fun().name(), "avg" | "mean") && w == 2 {
-                let nulls = NullBuffer::union(out[col].nulls(), out[col + 1].nulls());
-                for a in &mut out[col..col + 2] {
-                    let data = a.to_data().into_builder().nulls(nulls.clone()).build()?;
-                    *a = make_array(data);
-                }
-            }
-            col += w;
-        }
-        Ok(out)
+        Ok(RecordBatch::try_new(tagged(schema), cols)?)
     }
 
     /// Load groups from checkpoint batches (of [`state_schema`]).
@@ -490,16 +454,12 @@ impl Columnar {
                 .transpose()?;
             let rows = int64(&c[1 + n_groups])?;
             let first_state = 2 + n_groups;
-            let mut states = c[first_state..first_state + n_states].to_vec();
-            if batch
-                .schema()
-                .metadata()
-                .get(LAYOUT_KEY)
-                .map(String::as_str)
-                != Some(COLUMNAR)
-            {
-                states = self.boxed_states(&states)?;
-            }
+            let states = checkpointed_states(
+                batch,
+                &self.spec,
+                &self.widths,
+                &c[first_state..first_state + n_states],
+            )?;
             let states = self.states.convert_columns(&states)?;
             let flag_at = first_state + n_states;
             let flags = c[flag_at]
@@ -540,17 +500,18 @@ impl Columnar {
 
 /// Where a batch's groups go: without panes each group is a target; with panes each pane's
 /// group feeds the windows that contain the pane.
-struct Targets {
+pub(super) struct Targets {
     /// The groups changed: (window end, key).
-    keys: Vec<GroupRef>,
+    pub(super) keys: Vec<GroupRef>,
     /// Input rows per target.
-    rows: Vec<i64>,
+    pub(super) rows: Vec<i64>,
     /// With panes: (pane group, target) pairs.
-    contributions: Option<(UInt32Array, Vec<usize>)>,
+    pub(super) contributions: Option<(UInt32Array, Vec<usize>)>,
 }
 
 impl Targets {
-    fn new(
+    /// The targets of a batch's groups (`slot_keys`, with `slot_rows` rows each).
+    pub(super) fn new(
         converter: &RowConverter,
         spec: &AggregateSpec,
         slot_keys: &[(EventTime, &[u8])],
@@ -595,12 +556,76 @@ impl Targets {
     }
 }
 
+/// The batch's groups (window end, key) in order of first appearance, the rows of each, and
+/// each row's group number.
+pub(super) type Numbered<'a> = (Vec<(EventTime, &'a [u8])>, Vec<i64>, Vec<usize>);
+
+/// Number the `n` rows of `input` by group: one hash lookup per row.
+pub(super) fn number_rows(input: &Evaluated, n: usize) -> Numbered<'_> {
+    let mut slots: HashMap<(EventTime, &[u8]), usize, RandomState> = HashMap::default();
+    let mut slot_keys: Vec<(EventTime, &[u8])> = Vec::new();
+    let mut slot_rows: Vec<i64> = Vec::new();
+    let mut row_slot: Vec<usize> = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = input.key(i);
+        let slot = *slots.entry(key).or_insert_with(|| {
+            slot_keys.push(key);
+            slot_rows.push(0);
+            slot_keys.len() - 1
+        });
+        slot_rows[slot] += 1;
+        row_slot.push(slot);
+    }
+    (slot_keys, slot_rows, row_slot)
+}
+
+/// The checkpoint schema, marked as written by a `GroupsAccumulator` layout.
+pub(super) fn tagged(schema: SchemaRef) -> SchemaRef {
+    let meta = [(LAYOUT_KEY.to_string(), COLUMNAR.to_string())].into();
+    Arc::new(schema.as_ref().clone().with_metadata(meta))
+}
+
+/// The state columns `states` of a checkpoint `batch`, as a `GroupsAccumulator` merges them.
+/// A boxed layout's checkpoint differs for `avg` over no values: the boxed accumulator keeps
+/// (count 0, sum NULL), the vectorised one (NULL, NULL) — given a count of 0 it would count
+/// the group as having values and return NaN.
+pub(super) fn checkpointed_states(
+    batch: &RecordBatch,
+    spec: &AggregateSpec,
+    widths: &[usize],
+    states: &[ArrayRef],
+) -> Result<Vec<ArrayRef>> {
+    let mut out = states.to_vec();
+    if batch
+        .schema()
+        .metadata()
+        .get(LAYOUT_KEY)
+        .map(String::as_str)
+        == Some(COLUMNAR)
+    {
+        return Ok(out);
+    }
+    let mut col = 0;
+    for (j, agg) in spec.aggs.iter().enumerate() {
+        let w = widths[j];
+        if matches!(agg.func.fun().name(), "avg" | "mean") && w == 2 {
+            let nulls = NullBuffer::union(out[col].nulls(), out[col + 1].nulls());
+            for a in &mut out[col..col + 2] {
+                let data = a.to_data().into_builder().nulls(nulls.clone()).build()?;
+                *a = make_array(data);
+            }
+        }
+        col += w;
+    }
+    Ok(out)
+}
+
 /// Whether `a` runs columnar with PostgreSQL's results. DataFusion's vectorised accumulators
 /// for DISTINCT aggregates are rarely used by DataFusion itself (it rewrites a DISTINCT into a
 /// nested GROUP BY), and `bit_xor(DISTINCT …)`'s panics on merge; its vectorised `min`/`max`
 /// over floats skip NaN, where PostgreSQL (and DataFusion's row-at-a-time accumulator) take
 /// NaN as the largest value. Those keep an accumulator per group.
-fn vectorizable(a: &AggCall) -> bool {
+pub(super) fn vectorizable(a: &AggCall) -> bool {
     let float_min_max =
         matches!(a.func.fun().name(), "min" | "max") && a.func.field().data_type().is_floating();
     a.func.groups_accumulator_supported() && !a.func.is_distinct() && !float_min_max
@@ -608,12 +633,12 @@ fn vectorizable(a: &AggCall) -> bool {
 
 /// `a` as type `t` (DataFusion's state and result types can differ from the planned ones in
 /// details such as a decimal's precision).
-fn cast_to(a: ArrayRef, t: &DataType) -> Result<ArrayRef> {
+pub(super) fn cast_to(a: ArrayRef, t: &DataType) -> Result<ArrayRef> {
     Ok(if a.data_type() == t { a } else { cast(&a, t)? })
 }
 
 /// Row-format byte strings back to columns.
-fn decode(converter: &RowConverter, rows: &[&[u8]]) -> Result<Vec<ArrayRef>> {
+pub(super) fn decode(converter: &RowConverter, rows: &[&[u8]]) -> Result<Vec<ArrayRef>> {
     let parser = converter.parser();
     Ok(converter.convert_rows(rows.iter().map(|r| parser.parse(r)))?)
 }

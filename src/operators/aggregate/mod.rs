@@ -2,6 +2,7 @@
 //! buffer in front of it (see [`crate::operators::aggregate`] and
 //! [`crate::operators::aggregate::sessions`] for their state).
 
+mod closing;
 mod columnar;
 mod groups;
 mod retract;
@@ -10,6 +11,7 @@ pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
+pub use closing::Closing;
 pub use columnar::Columnar;
 pub use groups::*;
 pub use retract::retracting;
@@ -39,9 +41,11 @@ pub struct Aggregate {
     op: Groups,
 }
 
-/// The two layouts of aggregate state: columnar where DataFusion has vectorised accumulators
-/// for every aggregate and the input never retracts, else one boxed accumulator per group.
+/// The layouts of aggregate state: columnar where DataFusion has vectorised accumulators for
+/// every aggregate and the input never retracts (updated in place when the aggregate emits on
+/// window close), else one boxed accumulator per group.
 enum Groups {
+    Closing(Closing),
     Columnar(Columnar),
     Boxed(AggregateOperator),
 }
@@ -50,6 +54,7 @@ enum Groups {
 macro_rules! each {
     ($g:expr, $v:ident => $e:expr) => {
         match $g {
+            Groups::Closing($v) => $e,
             Groups::Columnar($v) => $e,
             Groups::Boxed($v) => $e,
         }
@@ -58,6 +63,9 @@ macro_rules! each {
 
 impl Groups {
     fn new(spec: Arc<AggregateSpec>) -> Result<Self> {
+        if let Some(c) = Closing::try_new(spec.clone())? {
+            return Ok(Groups::Closing(c));
+        }
         Ok(match Columnar::try_new(spec.clone())? {
             Some(c) => Groups::Columnar(c),
             None => Groups::Boxed(AggregateOperator::new(spec)?),
@@ -153,7 +161,7 @@ impl StreamOperator for Aggregate {
             None => "not windowed; state kept per group",
         };
         let layout = match self.op {
-            Groups::Columnar(_) => "columnar",
+            Groups::Closing(_) | Groups::Columnar(_) => "columnar",
             Groups::Boxed(_) if spec.aggs.is_empty() => "keys only",
             Groups::Boxed(_) => "an accumulator per group",
         };

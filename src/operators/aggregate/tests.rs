@@ -198,35 +198,86 @@ fn lines(c: Option<Changes>) -> Vec<String> {
     out
 }
 
-/// Both layouts for `shape`.
-fn pair(shape: Shape) -> (Columnar, AggregateOperator) {
-    let s = spec(shape);
-    let columnar = Columnar::try_new(s.clone())
-        .expect("columnar")
-        .expect("count, sum, max and avg have GroupsAccumulators");
-    (columnar, AggregateOperator::new(s).expect("boxed"))
+/// The layouts, behind one interface.
+trait Layout {
+    fn process(&mut self, c: &Changes) -> crate::error::Result<Option<Changes>>;
+    fn on_watermark(&mut self, wm: i64) -> crate::error::Result<Option<Changes>>;
+    fn snapshot(&mut self) -> crate::error::Result<RecordBatch>;
+    fn restore(&mut self, b: &[RecordBatch]) -> crate::error::Result<()>;
+    fn groups(&self) -> usize;
 }
 
-/// Run 30 batches through both, with watermarks, checking every output; halfway, each
-/// restores from the other's checkpoint.
-fn same_output(shape: Shape, keys: i64, rows: usize) {
+macro_rules! layout {
+    ($t:ty) => {
+        impl Layout for $t {
+            fn process(&mut self, c: &Changes) -> crate::error::Result<Option<Changes>> {
+                <$t>::process(self, c)
+            }
+            fn on_watermark(&mut self, wm: i64) -> crate::error::Result<Option<Changes>> {
+                <$t>::on_watermark(self, wm)
+            }
+            fn snapshot(&mut self) -> crate::error::Result<RecordBatch> {
+                <$t>::snapshot(self)
+            }
+            fn restore(&mut self, b: &[RecordBatch]) -> crate::error::Result<()> {
+                <$t>::restore(self, b)
+            }
+            fn groups(&self) -> usize {
+                <$t>::groups(self)
+            }
+        }
+    };
+}
+layout!(AggregateOperator);
+layout!(Columnar);
+layout!(Closing);
+
+/// Which layout a test runs against the boxed one.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Columnar,
+    Closing,
+}
+
+/// The layout `kind` and the boxed one for `shape`.
+fn pair(shape: Shape, kind: Kind) -> (Box<dyn Layout>, Box<dyn Layout>) {
+    let s = spec(shape);
+    let tested: Box<dyn Layout> = match kind {
+        Kind::Columnar => Box::new(
+            Columnar::try_new(s.clone())
+                .expect("columnar")
+                .expect("count, sum, max and avg have GroupsAccumulators"),
+        ),
+        Kind::Closing => Box::new(
+            Closing::try_new(s.clone())
+                .expect("closing")
+                .expect("a windowed aggregate emitting on close"),
+        ),
+    };
+    (tested, Box::new(AggregateOperator::new(s).expect("boxed")))
+}
+
+/// Run 30 batches through `kind` and the boxed layout, with watermarks, checking every
+/// output; halfway, each restores from the other's checkpoint.
+fn same_output(shape: Shape, kind: Kind, keys: i64, rows: usize) {
     let pane = if matches!(shape, Shape::Hop(_)) {
         2
     } else {
         10
     };
-    let (mut col, mut boxed) = pair(shape);
+    let what = format!("{kind:?} {shape:?}");
+    let (mut col, mut boxed) = pair(shape, kind);
     let mut emitted = 0;
     for step in 0..30u64 {
         let t0 = step as i64;
         let b = batch(step, rows, keys, t0, pane);
         let (a, e) = (
-            col.process(&b).expect("columnar"),
+            col.process(&b).expect("tested"),
             boxed.process(&b).expect("boxed"),
         );
         let a = lines(a);
         emitted += a.len();
-        assert_eq!(a, lines(e), "{shape:?}: batch {step}");
+        assert_eq!(a, lines(e), "{what}: batch {step}");
         let wm = (t0 - 2) * S;
         let (a, e) = (
             col.on_watermark(wm).expect("c"),
@@ -234,14 +285,14 @@ fn same_output(shape: Shape, keys: i64, rows: usize) {
         );
         let a = lines(a);
         emitted += a.len();
-        assert_eq!(a, lines(e), "{shape:?}: watermark after batch {step}");
-        assert_eq!(col.groups(), boxed.groups(), "{shape:?}: groups");
+        assert_eq!(a, lines(e), "{what}: watermark after batch {step}");
+        assert_eq!(col.groups(), boxed.groups(), "{what}: groups");
         if step == 15 {
             let (c_snap, b_snap) = (col.snapshot().expect("c"), boxed.snapshot().expect("b"));
             assert_eq!(c_snap.num_rows(), b_snap.num_rows());
-            let (mut c2, mut b2) = pair(shape);
-            c2.restore(&[b_snap]).expect("columnar from boxed");
-            b2.restore(&[c_snap]).expect("boxed from columnar");
+            let (mut c2, mut b2) = pair(shape, kind);
+            c2.restore(&[b_snap]).expect("tested from boxed");
+            b2.restore(&[c_snap]).expect("boxed from tested");
             (col, boxed) = (c2, b2);
         }
     }
@@ -249,31 +300,55 @@ fn same_output(shape: Shape, keys: i64, rows: usize) {
         col.on_watermark(i64::MAX - 1).expect("c"),
         boxed.on_watermark(i64::MAX - 1).expect("b"),
     );
-    assert_eq!(lines(a), lines(e), "{shape:?}: final watermark");
-    assert!(emitted > 0, "{shape:?}: the test emitted nothing");
+    assert_eq!(lines(a), lines(e), "{what}: final watermark");
+    assert!(emitted > 0, "{what}: the test emitted nothing");
 }
 
 #[test]
 fn tumble_on_update_matches_the_boxed_layout() {
-    same_output(Shape::Tumble(EmitMode::OnUpdate), 7, 40);
-    same_output(Shape::Tumble(EmitMode::OnUpdate), 500, 300);
+    same_output(Shape::Tumble(EmitMode::OnUpdate), Kind::Columnar, 7, 40);
+    same_output(Shape::Tumble(EmitMode::OnUpdate), Kind::Columnar, 500, 300);
 }
 
 #[test]
 fn tumble_on_window_close_matches_the_boxed_layout() {
-    same_output(Shape::Tumble(EmitMode::OnWindowClose), 50, 200);
+    same_output(
+        Shape::Tumble(EmitMode::OnWindowClose),
+        Kind::Columnar,
+        50,
+        200,
+    );
+    same_output(
+        Shape::Tumble(EmitMode::OnWindowClose),
+        Kind::Closing,
+        50,
+        200,
+    );
+    same_output(
+        Shape::Tumble(EmitMode::OnWindowClose),
+        Kind::Closing,
+        3,
+        500,
+    );
 }
 
 #[test]
 fn hop_panes_match_the_boxed_layout() {
-    same_output(Shape::Hop(EmitMode::OnUpdate), 5, 60);
-    same_output(Shape::Hop(EmitMode::OnWindowClose), 300, 400);
+    same_output(Shape::Hop(EmitMode::OnUpdate), Kind::Columnar, 5, 60);
+    same_output(
+        Shape::Hop(EmitMode::OnWindowClose),
+        Kind::Columnar,
+        300,
+        400,
+    );
+    same_output(Shape::Hop(EmitMode::OnWindowClose), Kind::Closing, 300, 400);
+    same_output(Shape::Hop(EmitMode::OnWindowClose), Kind::Closing, 4, 100);
 }
 
 #[test]
 fn unwindowed_and_global_aggregates_match_the_boxed_layout() {
-    same_output(Shape::Keyed, 20, 50);
-    same_output(Shape::Global, 1, 50);
+    same_output(Shape::Keyed, Kind::Columnar, 20, 50);
+    same_output(Shape::Global, Kind::Columnar, 1, 50);
 }
 
 #[test]
