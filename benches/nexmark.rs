@@ -6,6 +6,7 @@
 //! cargo bench --bench nexmark -- q5 --events 2000000
 //! cargo bench --bench nexmark -- all                # every query in sql/nexmark/
 //! cargo bench --bench nexmark -- q0 --kafka         # JSON bids through a Kafka topic (tansu)
+//! cargo bench --bench nexmark -- --json-file F.jsonl # the peer queries over a file (benches/peer.sh)
 //! ```
 //!
 //! For each query, **throughput**: three unthrottled nexmark sources (`--events` events of all
@@ -57,12 +58,15 @@ struct Args {
     rate: Option<u64>,
     kafka: bool,
     bootstrap: Option<String>,
+    /// `--json-file PATH`: the peer queries over a JSON-lines file of bids.
+    json_file: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: cargo bench --bench nexmark -- [q0 q5 …|all] [--events N] [--latency SECS] \
-         [--rate EVENTS_PER_S] [--kafka [--bootstrap HOST:PORT]]"
+         [--rate EVENTS_PER_S] [--kafka [--bootstrap HOST:PORT]]\n       \
+         cargo bench --bench nexmark -- --json-file BIDS.jsonl [q0 q1 q2 hop tumble]"
     );
     std::process::exit(2)
 }
@@ -75,6 +79,7 @@ fn parse_args() -> Args {
         rate: None,
         kafka: false,
         bootstrap: None,
+        json_file: None,
     };
     let mut it = std::env::args().skip(1);
     let number =
@@ -87,13 +92,19 @@ fn parse_args() -> Args {
             "--rate" => args.rate = Some(number(it.next())),
             "--kafka" => args.kafka = true,
             "--bootstrap" => args.bootstrap = Some(it.next().unwrap_or_else(|| usage())),
+            "--json-file" => args.json_file = Some(it.next().unwrap_or_else(|| usage()).into()),
+            "hop" | "tumble" => args.queries.push(a),
             "all" => args.queries.extend(all_queries()),
             q if q.starts_with('q') => args.queries.push(q.to_string()),
             _ => usage(),
         }
     }
     if args.queries.is_empty() {
-        args.queries = DEFAULT_QUERIES.iter().map(|q| q.to_string()).collect();
+        let default: Vec<&str> = match args.json_file {
+            Some(_) => peer::QUERIES.iter().map(|(q, _)| *q).collect(),
+            None => DEFAULT_QUERIES.to_vec(),
+        };
+        args.queries = default.into_iter().map(str::to_string).collect();
     }
     args
 }
@@ -277,6 +288,23 @@ async fn wait_done(engine: &Engine, view: &str) -> Instant {
     }
 }
 
+/// Rows the sources read, and rows `view` holds.
+async fn read_and_held(engine: &Engine, view: &str) -> (i64, i64) {
+    let read = one_i64(
+        engine,
+        "SELECT CAST(sum(rows_read) AS BIGINT) FROM eddy.sources",
+    )
+    .await
+    .unwrap_or(0);
+    let rows = one_i64(
+        engine,
+        &format!("SELECT rows FROM eddy.views WHERE name = '{view}'"),
+    )
+    .await
+    .unwrap_or(0);
+    (read, rows)
+}
+
 async fn throughput(q: &str, events: u64) -> Option<Throughput> {
     let engine = engine();
     run(&engine, &nexmark_sources(Some(events), 0, false))
@@ -293,18 +321,7 @@ async fn throughput(q: &str, events: u64) -> Option<Throughput> {
     let end = wait_done(&engine, &view).await;
     let secs = (end - start).as_secs_f64();
     let cpu = cpu_secs() - cpu0;
-    let read = one_i64(
-        &engine,
-        "SELECT CAST(sum(rows_read) AS BIGINT) FROM eddy.sources",
-    )
-    .await
-    .unwrap_or(0);
-    let rows = one_i64(
-        &engine,
-        &format!("SELECT rows FROM eddy.views WHERE name = '{view}'"),
-    )
-    .await
-    .unwrap_or(0);
+    let (read, rows) = read_and_held(&engine, &view).await;
     let rate = events as f64 / secs;
     println!(
         "{q:<4} {events:>10} events {secs:>7.2} s {:>10.0} events/s {:>9.0} /core | \
@@ -590,6 +607,19 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if let Some(path) = &args.json_file {
+        println!(
+            "peer queries: {} cores, bids from {}",
+            cores(),
+            path.display()
+        );
+        rt.block_on(async {
+            for q in &args.queries {
+                peer::file_throughput(q, path).await;
+            }
+        });
+        return;
+    }
     println!(
         "nexmark: {} cores, {} events per query ({})",
         cores(),
@@ -627,4 +657,86 @@ fn main() {
             freshness(q, rate, args.latency_secs).await;
         }
     });
+}
+
+mod peer {
+    //! The queries `benches/peer.sh` runs in eddy and in Flink SQL over the same JSON file of
+    //! bids (`benches/peer/peer_flink.py` holds Flink's text of each).
+    use std::path::Path;
+    use std::time::Instant;
+
+    use super::{
+        cores, cpu_secs, engine, read_and_held, reset_peak_memory, run, status_kb, wait_done,
+    };
+
+    /// (name, SELECT): Flink's windowed aggregates emit once a window closes, so eddy's do too.
+    pub const QUERIES: &[(&str, &str)] = &[
+        (
+            "q0",
+            "SELECT auction, bidder, price, date_time, extra FROM bid",
+        ),
+        (
+            "q1",
+            "SELECT auction, bidder, 0.908 * price AS price, date_time, extra FROM bid",
+        ),
+        (
+            "q2",
+            "SELECT auction, price FROM bid WHERE auction % 123 = 0",
+        ),
+        (
+            "hop",
+            "SELECT auction, window_start, count(*) AS n \
+             FROM HOP(bid, date_time, INTERVAL '2' SECOND, INTERVAL '10' SECOND) \
+             GROUP BY auction, window_start, window_end EMIT ON WINDOW CLOSE",
+        ),
+        (
+            "tumble",
+            "SELECT window_start, max(price) AS m, count(*) AS n \
+             FROM TUMBLE(bid, date_time, INTERVAL '10' SECOND) \
+             GROUP BY window_start, window_end EMIT ON WINDOW CLOSE",
+        ),
+    ];
+
+    /// Read `path` through the `file` source into the view of query `q`; print rows per
+    /// CPU-second of this process (the line `benches/peer.sh` reads).
+    pub async fn file_throughput(q: &str, path: &Path) {
+        let Some((_, select)) = QUERIES.iter().find(|(name, _)| *name == q) else {
+            println!("{q}: not a peer query (q0 q1 q2 hop tumble)");
+            return;
+        };
+        let engine = engine();
+        run(
+            &engine,
+            &format!(
+                "CREATE SOURCE bid (auction BIGINT, bidder BIGINT, price BIGINT, \
+                 channel VARCHAR, url VARCHAR, date_time TIMESTAMP(3), extra VARCHAR, \
+                 WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND) \
+                 WITH (connector = 'file', path = '{}', format = 'json')",
+                path.display()
+            ),
+        )
+        .await
+        .expect("file source");
+        reset_peak_memory();
+        let (cpu0, start) = (cpu_secs(), Instant::now());
+        let view = format!("peer_{q}");
+        run(
+            &engine,
+            &format!("CREATE MATERIALIZED VIEW {view} AS {select}"),
+        )
+        .await
+        .expect("view");
+        let end = wait_done(&engine, &view).await;
+        let (secs, cpu) = ((end - start).as_secs_f64(), cpu_secs() - cpu0);
+        let (read, rows) = read_and_held(&engine, &view).await;
+        println!(
+            "peer {q:<6} eddy {read:>9} rows {secs:>7.2} s {:>10.0} rows/s {:>9.0} /core | \
+             {cpu:>6.1} CPU-s {:>9.0} rows/CPU-s | {rows:>9} view rows | peak RSS {} MiB",
+            read as f64 / secs,
+            read as f64 / secs / cores(),
+            read as f64 / cpu.max(1e-9),
+            status_kb("VmHWM:") / 1024
+        );
+        run(&engine, "DROP SOURCE bid CASCADE").await.expect("drop");
+    }
 }

@@ -279,18 +279,20 @@ impl Columnar {
         let mut inserts: Vec<usize> = Vec::new();
         for (u, (end, key)) in targets.keys.iter().enumerate() {
             let window = self.windows.entry(*end).or_default();
-            if !window.contains_key(key) {
-                let g = Group {
+            // Step 2 numbered the existing groups first: one lookup for those, none for new ones.
+            let mut fresh = None;
+            let group = if pos[u] >= n_old {
+                self.groups += 1;
+                self.state_bytes += GROUP_OVERHEAD + key.len();
+                fresh.insert(Group {
                     state: Box::default(),
                     emitted: None,
                     rows: 0,
-                };
-                window.insert(key.clone(), g);
-                self.groups += 1;
-                self.state_bytes += GROUP_OVERHEAD + key.len();
-            }
-            let Some(group) = window.get_mut(key) else {
-                return Err(EddyError::Internal("group vanished".into()));
+                })
+            } else {
+                window
+                    .get_mut(key)
+                    .ok_or_else(|| EddyError::Internal("group vanished".into()))?
             };
             let before = group.state.len() + group.emitted.as_ref().map_or(0, |e| e.len());
             let state = encoded.row(pos[u]);
@@ -311,6 +313,9 @@ impl Columnar {
             }
             let after = group.state.len() + group.emitted.as_ref().map_or(0, |e| e.len());
             self.state_bytes = self.state_bytes.saturating_sub(before) + after;
+            if let Some(g) = fresh {
+                window.insert(key.clone(), g);
+            }
         }
         match value_rows {
             Some(values) if !inserts.is_empty() => {
