@@ -365,6 +365,25 @@ fn a_full_state_is_a_clear_error_and_keeps_what_it_held() {
 }
 
 #[test]
+fn a_full_window_state_is_a_clear_error_too() {
+    let mut s = Arc::unwrap_or_clone(spec(Shape::Tumble(EmitMode::OnWindowClose)));
+    s.max_groups = 10;
+    let mut closing = Closing::try_new(Arc::new(s)).expect("c").expect("closing");
+    closing
+        .process(&batch(1, 50, 10, 0, 10))
+        .expect("ten keys fit");
+    let e = closing.process(&batch(2, 50, 11, 0, 10)).unwrap_err();
+    assert_eq!(e.sqlstate(), "53400");
+    assert_eq!(closing.groups(), 10);
+    // What it held still closes.
+    let out = closing
+        .on_watermark(i64::MAX - 1)
+        .expect("close")
+        .expect("rows");
+    assert_eq!(out.num_rows(), 10);
+}
+
+#[test]
 fn a_retracting_input_or_an_aggregate_without_groups_accumulator_stays_boxed() {
     let mut s = Arc::unwrap_or_clone(spec(Shape::Keyed));
     s.retract = true;
