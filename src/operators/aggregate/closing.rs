@@ -28,7 +28,7 @@ use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
 use super::columnar::{cast_to, checkpointed_states, number_rows, tagged, vectorizable, Targets};
 use super::groups::{concat_changes, AggregateSpec, Evaluated};
-use super::snapshot::{int64, state_schema, state_types};
+use super::snapshot::{state_schema, state_types, Checkpoint};
 use crate::error::{EddyError, Result};
 use crate::sql::EmitMode;
 use crate::types::{Changes, EventTime};
@@ -256,25 +256,29 @@ impl Closing {
         dst: &[usize],
         group_of: &[(EventTime, usize)],
     ) -> Result<Option<Changes>> {
-        let mut per_window: BTreeMap<EventTime, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
+        let mut lists: BTreeMap<EventTime, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
         for (k, u) in dst.iter().enumerate() {
             let (end, g) = group_of[*u];
-            let e = per_window.entry(end).or_default();
+            let e = lists.entry(end).or_default();
             e.0.push(src.value(k));
             e.1.push(g);
         }
+        // Per window: which pane groups feed it (as take indices) and its groups they feed.
+        let per_window: Vec<(EventTime, UInt32Array, Vec<usize>)> = lists
+            .into_iter()
+            .map(|(end, (slots, groups))| (end, UInt32Array::from(slots), groups))
+            .collect();
         for (j, agg) in self.spec.aggs.iter().enumerate() {
             let mut pane = agg.func.create_groups_accumulator()?;
             pane.update_batch(&input.args[j], row_slot, input.masks[j].as_ref(), n_slots)?;
             let partial = pane.state(EmitTo::All)?;
-            for (end, (slots, groups)) in &per_window {
+            for (end, idx, groups) in &per_window {
                 let Some(window) = self.windows.get_mut(end) else {
                     return Err(EddyError::Internal("window vanished".into()));
                 };
-                let idx = UInt32Array::from(slots.clone());
                 let taken = partial
                     .iter()
-                    .map(|a| take(a.as_ref(), &idx, None))
+                    .map(|a| take(a.as_ref(), idx, None))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
                 let total = window.keys.len();
                 window.accs[j].merge_batch(&taken, groups, total)?;
@@ -367,32 +371,16 @@ impl Closing {
 
     /// Load groups from checkpoint batches (of [`state_schema`], any layout).
     pub fn restore(&mut self, batches: &[RecordBatch]) -> Result<()> {
-        let schema = state_schema(&self.spec)?;
-        let n_groups = self.spec.group_exprs.len();
-        let n_states = self.state_types.len();
         for batch in batches {
-            if batch.schema().fields() != schema.fields() {
-                return Err(EddyError::Internal(
-                    "checkpointed aggregate state does not match the view's plan".into(),
-                ));
-            }
-            let c = batch.columns();
-            let ends = int64(&c[0])?;
-            let keys = (n_groups > 0)
-                .then(|| self.keys.convert_columns(&c[1..=n_groups]))
+            let cp = Checkpoint::read(&self.spec, batch)?;
+            let keys = (!self.spec.group_exprs.is_empty())
+                .then(|| self.keys.convert_columns(cp.keys))
                 .transpose()?;
-            let rows = int64(&c[1 + n_groups])?;
-            let first_state = 2 + n_groups;
-            let states = checkpointed_states(
-                batch,
-                &self.spec,
-                &self.widths,
-                &c[first_state..first_state + n_states],
-            )?;
+            let states = checkpointed_states(batch, &self.spec, &self.widths, cp.states)?;
             // Rows per window, with their group numbers there.
             let mut per_window: BTreeMap<EventTime, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
             for r in 0..batch.num_rows() {
-                let end = ends.value(r);
+                let end = cp.ends.value(r);
                 if !self.windows.contains_key(&end) {
                     self.windows.insert(end, Window::new(&self.spec)?);
                 }
@@ -403,7 +391,7 @@ impl Closing {
                 let before = window.keys.len();
                 let g = window.group(key);
                 self.groups += window.keys.len() - before;
-                window.rows[g] += rows.value(r);
+                window.rows[g] += cp.rows.value(r);
                 let e = per_window.entry(end).or_default();
                 e.0.push(r as u32);
                 e.1.push(g);

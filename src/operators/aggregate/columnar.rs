@@ -38,7 +38,7 @@ use datafusion::logical_expr::EmitTo;
 use super::groups::{
     concat_changes, pane_targets, AggCall, AggregateSpec, Evaluated, GroupRef, NO_WINDOW,
 };
-use super::snapshot::{int64, state_schema, state_types};
+use super::snapshot::{state_schema, state_types, Checkpoint};
 use crate::error::{EddyError, Result};
 use crate::sql::EmitMode;
 use crate::types::{Changes, EventTime};
@@ -441,49 +441,28 @@ impl Columnar {
         Ok(RecordBatch::try_new(tagged(schema), cols)?)
     }
 
-    /// Load groups from checkpoint batches (of [`state_schema`]).
+    /// Load groups from checkpoint batches (of [`state_schema`], any layout).
     pub fn restore(&mut self, batches: &[RecordBatch]) -> Result<()> {
-        let schema = state_schema(&self.spec)?;
-        let n_groups = self.spec.group_exprs.len();
-        let n_states = self.state_types.len();
         for batch in batches {
-            if batch.schema().fields() != schema.fields() {
-                return Err(EddyError::Internal(
-                    "checkpointed aggregate state does not match the view's plan".into(),
-                ));
-            }
-            let c = batch.columns();
-            let ends = int64(&c[0])?;
-            let keys = (n_groups > 0)
-                .then(|| self.keys.convert_columns(&c[1..=n_groups]))
+            let cp = Checkpoint::read(&self.spec, batch)?;
+            let keys = (!self.spec.group_exprs.is_empty())
+                .then(|| self.keys.convert_columns(cp.keys))
                 .transpose()?;
-            let rows = int64(&c[1 + n_groups])?;
-            let first_state = 2 + n_groups;
-            let states = checkpointed_states(
-                batch,
-                &self.spec,
-                &self.widths,
-                &c[first_state..first_state + n_states],
-            )?;
+            let states = checkpointed_states(batch, &self.spec, &self.widths, cp.states)?;
             let states = self.states.convert_columns(&states)?;
-            let flag_at = first_state + n_states;
-            let flags = c[flag_at]
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-                .ok_or_else(|| EddyError::Internal("bad emitted column".into()))?;
-            let emitted: Rows = self.values.convert_columns(&c[flag_at + 1..])?;
+            let emitted: Rows = self.values.convert_columns(cp.values)?;
             for r in 0..batch.num_rows() {
                 let key: Box<[u8]> = keys
                     .as_ref()
                     .map_or(Box::default(), |k| k.row(r).data().into());
                 let g = Group {
                     state: states.row(r).data().into(),
-                    emitted: flags.value(r).then(|| emitted.row(r).data().into()),
-                    rows: rows.value(r),
+                    emitted: cp.emitted.value(r).then(|| emitted.row(r).data().into()),
+                    rows: cp.rows.value(r),
                 };
                 let bytes = g.cost(&key);
                 let end = if self.spec.window.is_some() {
-                    ends.value(r)
+                    cp.ends.value(r)
                 } else {
                     NO_WINDOW
                 };

@@ -122,49 +122,31 @@ impl AggregateOperator {
 
     /// Load groups from snapshot batches (of [`AggregateOperator::state_schema`]).
     pub fn restore(&mut self, batches: &[RecordBatch]) -> Result<()> {
-        let schema = self.state_schema()?;
         let n_groups = self.spec.group_exprs.len();
         let state_counts: Vec<usize> = state_types(&self.spec)?.iter().map(Vec::len).collect();
         for batch in batches {
-            if batch.schema().fields() != schema.fields() {
-                return Err(EddyError::Internal(
-                    "checkpointed aggregate state does not match the view's plan".into(),
-                ));
-            }
+            let cp = Checkpoint::read(&self.spec, batch)?;
             let n = batch.num_rows();
-            let ends = int64(batch.column(0))?;
-            let keys = if n_groups > 0 {
-                Some(
-                    self.converter
-                        .convert_columns(&batch.columns()[1..=n_groups])?,
-                )
-            } else {
-                None
-            };
-            let rows = int64(batch.column(1 + n_groups))?;
-            let first_state = 2 + n_groups;
-            let emitted_at = first_state + state_counts.iter().sum::<usize>();
-            let emitted = batch
-                .column(emitted_at)
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .cloned()
-                .ok_or_else(|| EddyError::Internal("bad emitted column".into()))?;
+            let keys = (n_groups > 0)
+                .then(|| self.converter.convert_columns(cp.keys))
+                .transpose()?;
             for r in 0..n {
                 let mut group = self.new_group()?;
-                let mut col = first_state;
+                let mut col = 0;
                 for (acc, count) in group.accs.iter_mut().zip(&state_counts) {
-                    let slices: Vec<ArrayRef> = batch.columns()[col..col + count]
+                    let slices: Vec<ArrayRef> = cp.states[col..col + count]
                         .iter()
                         .map(|c| c.slice(r, 1))
                         .collect();
                     acc.merge_batch(&slices)?;
                     col += count;
                 }
-                group.rows = rows.value(r);
-                if emitted.value(r) {
-                    let vals = (0..self.spec.aggs.len())
-                        .map(|j| ScalarValue::try_from_array(batch.column(emitted_at + 1 + j), r))
+                group.rows = cp.rows.value(r);
+                if cp.emitted.value(r) {
+                    let vals = cp
+                        .values
+                        .iter()
+                        .map(|v| ScalarValue::try_from_array(v, r))
                         .collect::<datafusion::error::Result<Vec<_>>>()?;
                     group.emitted = Some(vals);
                 }
@@ -175,7 +157,7 @@ impl AggregateOperator {
                 group.bytes = key.len() + group.accs.iter().map(|a| a.size()).sum::<usize>();
                 self.state_bytes += group.bytes;
                 let end = if self.spec.window.is_some() {
-                    ends.value(r)
+                    cp.ends.value(r)
                 } else {
                     NO_WINDOW
                 };
@@ -194,8 +176,8 @@ impl AggregateOperator {
     }
 }
 
-/// The schema of an aggregate's checkpoint batch (see the module docs); both state layouts
-/// (boxed and columnar) write it.
+/// The schema of an aggregate's checkpoint batch (see the module docs); every state layout
+/// writes it.
 pub(super) fn state_schema(spec: &AggregateSpec) -> Result<SchemaRef> {
     let n_groups = spec.group_exprs.len();
     let mut fields = vec![Field::new("window_end", DataType::Int64, false)];
@@ -238,6 +220,49 @@ pub(super) fn state_types(spec: &AggregateSpec) -> Result<Vec<Vec<DataType>>> {
             }
         })
         .collect()
+}
+
+/// A checkpoint batch's columns by meaning (see the module docs), every layout's restore reads.
+pub(super) struct Checkpoint<'a> {
+    /// Window ends (ns).
+    pub(super) ends: &'a Int64Array,
+    /// Group key columns.
+    pub(super) keys: &'a [ArrayRef],
+    /// Net input rows per group.
+    pub(super) rows: &'a Int64Array,
+    /// Intermediate state columns, all aggregates.
+    pub(super) states: &'a [ArrayRef],
+    /// Whether a group emitted a row.
+    pub(super) emitted: &'a BooleanArray,
+    /// The values it emitted.
+    pub(super) values: &'a [ArrayRef],
+}
+
+impl<'a> Checkpoint<'a> {
+    /// Split `batch`, which must have `spec`'s [`state_schema`].
+    pub(super) fn read(spec: &AggregateSpec, batch: &'a RecordBatch) -> Result<Self> {
+        if batch.schema().fields() != state_schema(spec)?.fields() {
+            return Err(EddyError::Internal(
+                "checkpointed aggregate state does not match the view's plan".into(),
+            ));
+        }
+        let n_groups = spec.group_exprs.len();
+        let n_states: usize = state_types(spec)?.iter().map(Vec::len).sum();
+        let c = batch.columns();
+        let first_state = 2 + n_groups;
+        let flag_at = first_state + n_states;
+        Ok(Checkpoint {
+            ends: int64(&c[0])?,
+            keys: &c[1..=n_groups],
+            rows: int64(&c[1 + n_groups])?,
+            states: &c[first_state..flag_at],
+            emitted: c[flag_at]
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| EddyError::Internal("bad emitted column".into()))?,
+            values: &c[flag_at + 1..],
+        })
+    }
 }
 
 pub(super) fn to_array(list: Vec<ScalarValue>, t: &DataType) -> Result<ArrayRef> {
