@@ -10,19 +10,34 @@ use std::time::Duration;
 use common::{eventually, rows, Server};
 
 /// The fixture's 2,000 lines: 1,960 rows and 40 dead letters, each at its line number.
+/// Decoded in 32 chunks of 64 lines on three threads: rows, positions and dead
+/// letters still come out in line order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meetup_fixture_from_a_file() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sql/data/meetup/rsvps.jsonl");
     let text = std::fs::read_to_string(&path).expect("Meetup fixture");
     let server = Server::start().await;
     let c = server.client().await;
+    let e = c
+        .batch_execute(&format!(
+            "CREATE SOURCE bad (v BIGINT) WITH (connector = 'file', path = '{}', \
+             'decode.threads' = '0')",
+            path.display()
+        ))
+        .await
+        .expect_err("decode.threads = 0");
+    assert_eq!(
+        common::error_text(&e),
+        "22023 ERROR: decode.threads must be an integer in 1..=64, got '0'"
+    );
     c.batch_execute(&format!(
         r#"CREATE SOURCE rsvps (
              rsvp_id BIGINT NOT NULL, response VARCHAR CHECK (response IN ('yes', 'no')),
              guests INT CHECK (guests >= 0), mtime TIMESTAMP NOT NULL,
              WATERMARK FOR mtime AS mtime - INTERVAL '5' SECOND)
            INCLUDE offset AS line
-           WITH (connector = 'file', path = '{}', format = 'json');
+           WITH (connector = 'file', path = '{}', format = 'json',
+                 'batch.max_rows' = '64', 'decode.threads' = '3');
            CREATE MATERIALIZED VIEW n AS SELECT count(*) AS n, count(DISTINCT rsvp_id) AS ids,
              max(line) AS last_line FROM rsvps;"#,
         path.display()
@@ -54,6 +69,14 @@ async fn meetup_fixture_from_a_file() {
         .map(|n: usize| vec![n.to_string(), lines[n - 1].to_string()])
         .collect();
     assert_eq!(letters, want);
+    // Kept in the order they were rejected, which is line order.
+    let unordered = rows(&c, r#"SELECT "offset" FROM eddy.dead_letters"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        unordered.iter().map(|r| &r[0]).collect::<Vec<_>>(),
+        want.iter().map(|r| &r[0]).collect::<Vec<_>>()
+    );
 }
 
 /// The Meetup pipeline's running top 10 RSVP topics (`UNNEST` of the nested

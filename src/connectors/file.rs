@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use super::format::Record;
 use super::ingest::Ingest;
+use super::pipeline::{Done, Pipeline};
 use super::runner::Produced;
 use super::BatchBounds;
 use crate::error::EddyError;
@@ -122,9 +123,12 @@ fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
 }
 
+/// Where a chunk ends: the position after its last line.
+type Tag = Option<serde_json::Value>;
+
 struct Reader {
     opts: FileOptions,
-    ingest: Ingest,
+    pipeline: Pipeline<Tag>,
     bounds: BatchBounds,
     tx: mpsc::Sender<Produced>,
     pending: Vec<Record>,
@@ -132,6 +136,14 @@ struct Reader {
     overlong: Vec<(Record, String)>,
     /// Resuming from a checkpoint: lines up to this one (file, line) were read already.
     resume: Option<(PathBuf, i64)>,
+}
+
+/// A name for the reader's threads: the path's last component.
+fn source_name(opts: &FileOptions) -> String {
+    opts.path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// A file source's position: the last line handed over.
@@ -153,9 +165,16 @@ pub fn read_files(
     tx: mpsc::Sender<Produced>,
     resume: Option<serde_json::Value>,
 ) {
+    let pipeline = match Pipeline::new(ingest, bounds.decode_threads, &source_name(&opts)) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tx.blocking_send(Produced::Failed(e));
+            return;
+        }
+    };
     let mut r = Reader {
         opts,
-        ingest,
+        pipeline,
         bounds,
         tx,
         pending: Vec::new(),
@@ -221,11 +240,13 @@ impl Reader {
                     }
                 }
                 self.flush()?;
+                self.drain()?;
                 self.send(Produced::Watermark(i64::MAX))?;
                 self.send(Produced::Finished)?;
                 return Ok(());
             }
             self.flush()?;
+            self.drain()?;
             // Sleep in short slices so a dropped source ends promptly.
             let until = std::time::Instant::now() + self.opts.poll_interval;
             while std::time::Instant::now() < until && !self.tx.is_closed() {
@@ -262,7 +283,7 @@ impl Reader {
             }
             c.pos += n as u64;
             let mut rest = &buf[..n];
-            while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            while let Some(nl) = memchr::memchr(b'\n', rest) {
                 let piece = &rest[..nl];
                 rest = &rest[nl + 1..];
                 c.line += 1;
@@ -270,8 +291,13 @@ impl Reader {
                     c.overlong = false;
                     continue;
                 }
-                let mut line = std::mem::take(&mut c.partial);
-                line.extend_from_slice(piece);
+                let line = if c.partial.is_empty() {
+                    piece.to_vec()
+                } else {
+                    let mut line = std::mem::take(&mut c.partial);
+                    line.extend_from_slice(piece);
+                    line
+                };
                 self.line_named(&name, c.line, line);
                 if self.pending.len() >= self.bounds.max_rows {
                     self.flush()
@@ -328,25 +354,45 @@ impl Reader {
         });
     }
 
-    /// Decode and hand over what is pending.
+    /// Start decoding what is pending; hand over the chunks decoded by now.
     fn flush(&mut self) -> Result<(), EddyError> {
         for (rec, error) in std::mem::take(&mut self.overlong) {
-            self.ingest.reject_one(rec, error)?;
+            self.pipeline.reject_one(rec, error)?;
         }
-        if self.pending.is_empty() {
-            return Ok(());
+        if !self.pending.is_empty() {
+            while !self.pipeline.has_room() {
+                if let Some(done) = self.pipeline.next(true) {
+                    self.publish(done)?;
+                }
+            }
+            let records = std::mem::take(&mut self.pending);
+            let position = records
+                .last()
+                .and_then(|r| Some(file_position(r.file.as_deref()?, r.offset)));
+            self.pipeline.submit(records, position);
         }
-        let records = std::mem::take(&mut self.pending);
-        let processed = self.ingest.process(&records);
-        let position = records
-            .last()
-            .and_then(|r| Some(file_position(r.file.as_deref()?, r.offset)));
-        match (processed.rows, position) {
+        while let Some(done) = self.pipeline.next(false) {
+            self.publish(done)?;
+        }
+        Ok(())
+    }
+
+    /// Hand over every chunk still decoding.
+    fn drain(&mut self) -> Result<(), EddyError> {
+        while let Some(done) = self.pipeline.next(true) {
+            self.publish(done)?;
+        }
+        Ok(())
+    }
+
+    /// A decoded chunk, in order: hand its rows over with its position.
+    fn publish(&mut self, done: Done<Tag>) -> Result<(), EddyError> {
+        match (done.processed.rows, done.tag) {
             (Some((batch, _)), position) => self.send(Produced::Rows(batch, None, position))?,
             (None, Some(position)) => self.send(Produced::Position(position))?,
             (None, None) => {}
         }
-        match processed.failure {
+        match done.processed.failure {
             Some(e) => Err(e),
             None => Ok(()),
         }

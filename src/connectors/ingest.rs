@@ -129,11 +129,36 @@ pub struct Processed {
     pub failure: Option<EddyError>,
 }
 
-/// Decodes, checks and routes records for one source.
+/// Decodes, checks and routes records for one source: a [`Checker`] (pure:
+/// records to rows and rejections, one per decoding thread) and a [`Router`]
+/// (side effects, in record order: counts, dead letters, `on_error = 'fail'`).
 pub struct Ingest {
+    check: Checker,
+    route: Router,
+}
+
+/// Records to rows: decode, add metadata columns, apply the contract. Has no
+/// side effects, so several can run at once on chunks of one source.
+pub(super) struct Checker {
     stream: Arc<StreamObject>,
     decoder: Box<dyn RecordDecoder>,
     spec: IngestSpec,
+}
+
+/// What a [`Checker`] gives for a chunk of records.
+#[derive(Debug, Default)]
+pub(super) struct Checked {
+    /// Good rows, with the index of the record each came from.
+    rows: Option<(RecordBatch, Vec<usize>)>,
+    /// Rejected records, by index, ascending.
+    rejected: Vec<Rejected>,
+}
+
+/// Handles rejected records in record order: counts them, keeps them as dead
+/// letters, or stops the source.
+pub(super) struct Router {
+    stream: Arc<StreamObject>,
+    on_error: OnError,
     dead_letters: Arc<DeadLetterStore>,
     /// Also produce dead letters here (`'dead_letter.topic'`).
     dead_letter_topic: Option<DeadLetterTopic>,
@@ -147,21 +172,22 @@ impl Ingest {
         spec: IngestSpec,
         dead_letters: Arc<DeadLetterStore>,
     ) -> std::result::Result<Self, String> {
-        let payload = payload_schema(&stream.schema, spec.includes.len());
-        let decoder = spec.format.decoder(payload)?;
-        Ok(Ingest {
+        let route = Router {
             source: stream.name.as_str().into(),
-            stream,
-            decoder,
-            spec,
+            stream: stream.clone(),
+            on_error: spec.on_error,
             dead_letters,
             dead_letter_topic: None,
+        };
+        Ok(Ingest {
+            check: Checker::new(stream, spec)?,
+            route,
         })
     }
 
     /// Also produce every dead letter to a Kafka topic.
     pub fn with_dead_letter_topic(mut self, topic: DeadLetterTopic) -> Self {
-        self.dead_letter_topic = Some(topic);
+        self.route.dead_letter_topic = Some(topic);
         self
     }
 
@@ -170,18 +196,41 @@ impl Ingest {
     /// skipped. With `on_error = 'fail'`, the rows before the first rejected
     /// record are returned with the error that must stop the source.
     pub fn process(&mut self, records: &[Record]) -> Processed {
-        match self.process_inner(records) {
-            Ok(p) => p,
-            Err(e) => Processed {
-                rows: None,
-                failure: Some(e),
-            },
-        }
+        let checked = self.check.check(records);
+        self.route.route(records, checked)
     }
 
-    fn process_inner(&mut self, records: &[Record]) -> Result<Processed> {
+    /// Reject one record that never reached the decoder (e.g. over-long).
+    pub fn reject_one(&self, record: Record, error: String) -> Result<()> {
+        self.route.reject_one(record, error)
+    }
+
+    /// The two halves, for a [`super::pipeline::Pipeline`].
+    pub(super) fn into_parts(self) -> (Checker, Router) {
+        (self.check, self.route)
+    }
+}
+
+impl Checker {
+    fn new(stream: Arc<StreamObject>, spec: IngestSpec) -> std::result::Result<Self, String> {
+        let payload = payload_schema(&stream.schema, spec.includes.len());
+        let decoder = spec.format.decoder(payload)?;
+        Ok(Checker {
+            stream,
+            decoder,
+            spec,
+        })
+    }
+
+    /// Another checker of the same source (a decoder of its own).
+    pub(super) fn fresh(&self) -> std::result::Result<Self, String> {
+        Checker::new(self.stream.clone(), self.spec.clone())
+    }
+
+    /// Decode and check `records`.
+    pub(super) fn check(&mut self, records: &[Record]) -> Result<Checked> {
         if records.is_empty() {
-            return Ok(Processed::default());
+            return Ok(Checked::default());
         }
         let Decoded {
             batch,
@@ -237,12 +286,31 @@ impl Ingest {
                 out = Some((batch, rows_from));
             }
         }
-        let failure = self.reject(records, rejected).err();
-        Ok(Processed { rows: out, failure })
+        Ok(Checked {
+            rows: out,
+            rejected,
+        })
+    }
+}
+
+impl Router {
+    /// Act on what a checker found in `records`: rejected records are counted
+    /// and dead-lettered, skipped, or stop the source.
+    pub(super) fn route(&self, records: &[Record], checked: Result<Checked>) -> Processed {
+        match checked {
+            Ok(Checked { rows, rejected }) => Processed {
+                rows,
+                failure: self.reject(records, rejected).err(),
+            },
+            Err(e) => Processed {
+                rows: None,
+                failure: Some(e),
+            },
+        }
     }
 
     /// Reject one record that never reached the decoder (e.g. over-long).
-    pub fn reject_one(&self, record: Record, error: String) -> Result<()> {
+    pub(super) fn reject_one(&self, record: Record, error: String) -> Result<()> {
         self.reject(
             std::slice::from_ref(&record),
             vec![Rejected { index: 0, error }],
@@ -254,7 +322,7 @@ impl Ingest {
             return Ok(());
         }
         let m = &self.stream.metrics;
-        match self.spec.on_error {
+        match self.on_error {
             OnError::Fail => {
                 let r = &rejected[0];
                 m.rows_rejected.fetch_add(1, Ordering::Relaxed);

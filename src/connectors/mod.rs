@@ -10,6 +10,7 @@ pub mod format;
 pub mod ingest;
 pub mod kafka;
 pub mod nexmark;
+pub mod pipeline;
 pub mod runner;
 pub mod stream;
 pub mod table_log;
@@ -28,6 +29,8 @@ pub struct BatchBounds {
     pub max_rows: usize,
     /// Longest a record waits for its batch to fill.
     pub max_wait: Duration,
+    /// Threads decoding chunks of records at once (see [`pipeline`]).
+    pub decode_threads: usize,
 }
 
 impl Default for BatchBounds {
@@ -35,6 +38,7 @@ impl Default for BatchBounds {
         BatchBounds {
             max_rows: 4096,
             max_wait: Duration::from_millis(50),
+            decode_threads: 1,
         }
     }
 }
@@ -43,18 +47,24 @@ impl BatchBounds {
     /// Largest `batch.max_rows` accepted.
     pub const MAX_ROWS_LIMIT: usize = 1 << 20;
 
-    /// Read `batch.max_rows` and `batch.max_wait_ms`, removing them from `options`.
-    pub fn from_options(options: &mut BTreeMap<String, String>) -> Result<Self, String> {
-        let mut b = BatchBounds::default();
-        if let Some(v) = options.remove("batch.max_rows") {
-            b.max_rows = v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=Self::MAX_ROWS_LIMIT).contains(n))
-                .ok_or(format!(
-                    "batch.max_rows must be an integer in 1..={}, got '{v}'",
-                    Self::MAX_ROWS_LIMIT
-                ))?;
+    /// Most `decode.threads`.
+    pub const DECODE_THREADS_LIMIT: usize = 64;
+
+    /// Read `batch.max_rows`, `batch.max_wait_ms` and `decode.threads`
+    /// (default `threads`), removing them from `options`.
+    pub fn from_options(
+        options: &mut BTreeMap<String, String>,
+        threads: usize,
+    ) -> Result<Self, String> {
+        let mut b = BatchBounds {
+            decode_threads: threads.clamp(1, Self::DECODE_THREADS_LIMIT),
+            ..BatchBounds::default()
+        };
+        if let Some(n) = take_count(options, "decode.threads", Self::DECODE_THREADS_LIMIT)? {
+            b.decode_threads = n;
+        }
+        if let Some(n) = take_count(options, "batch.max_rows", Self::MAX_ROWS_LIMIT)? {
+            b.max_rows = n;
         }
         if let Some(v) = options.remove("batch.max_wait_ms") {
             let ms = v.parse::<u64>().map_err(|_| {
@@ -64,4 +74,20 @@ impl BatchBounds {
         }
         Ok(b)
     }
+}
+
+/// Remove option `key`, a whole number in `1..=max`.
+fn take_count(
+    options: &mut BTreeMap<String, String>,
+    key: &str,
+    max: usize,
+) -> Result<Option<usize>, String> {
+    let Some(v) = options.remove(key) else {
+        return Ok(None);
+    };
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .map(Some)
+        .ok_or(format!("{key} must be an integer in 1..={max}, got '{v}'"))
 }

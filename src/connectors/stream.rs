@@ -358,6 +358,62 @@ impl StreamObject {
         })
     }
 
+    /// The watermark candidate of each group of rows of `batch` (row `i` is in
+    /// group `group[i]`, one of `groups`): the largest value of the watermark
+    /// expression over the group's rows, `None` where no row has one. `None`
+    /// when the stream has no watermark. A monotone expression is evaluated on
+    /// each group's latest row only.
+    pub fn group_watermarks(
+        &self,
+        batch: &RecordBatch,
+        group: &[usize],
+        groups: usize,
+    ) -> Result<Option<Vec<Option<i64>>>> {
+        use datafusion::arrow::array::Array;
+        let Some(wm) = &self.watermark else {
+            return Ok(None);
+        };
+        let mut out = vec![None; groups];
+        if !wm.monotone {
+            if let Some(c) = self.watermark_candidates(batch)? {
+                for (row, &g) in group.iter().enumerate() {
+                    if c.is_valid(row) {
+                        let v = c.value(row);
+                        out[g] = Some(out[g].map_or(v, |w: i64| w.max(v)));
+                    }
+                }
+            }
+            return Ok(Some(out));
+        }
+        let ts = event_times_ns(batch.column(wm.time_index))?;
+        let mut latest: Vec<Option<(i64, usize)>> = vec![None; groups];
+        for (row, (t, &g)) in ts.iter().zip(group).enumerate() {
+            if let Some(t) = t {
+                if latest[g].is_none_or(|(m, _)| t > m) {
+                    latest[g] = Some((t, row));
+                }
+            }
+        }
+        let rows: Vec<u32> = latest.iter().flatten().map(|&(_, r)| r as u32).collect();
+        if rows.is_empty() {
+            return Ok(Some(out));
+        }
+        let picked = datafusion::arrow::compute::take_record_batch(
+            batch,
+            &datafusion::arrow::array::UInt32Array::from(rows),
+        )?;
+        if let Some(c) = self.watermark_candidates(&picked)? {
+            let mut k = 0;
+            for (g, l) in latest.iter().enumerate() {
+                if l.is_some() {
+                    out[g] = c.is_valid(k).then(|| c.value(k));
+                    k += 1;
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// Rows of `batch` that cannot enter the stream because of their event
     /// time, with why, ascending: an event time outside the nanosecond range
     /// watermarks are kept in (1677-09-21 to 2262-04-11), or one whose

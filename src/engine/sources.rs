@@ -214,7 +214,8 @@ impl Engine {
     ) -> Result<(Ingest, BatchBounds)> {
         let format = Format::from_options(opts).map_err(EddyError::invalid)?;
         let on_error = OnError::from_options(opts).map_err(EddyError::invalid)?;
-        let bounds = BatchBounds::from_options(opts).map_err(EddyError::invalid)?;
+        let bounds =
+            BatchBounds::from_options(opts, self.limits.partitions).map_err(EddyError::invalid)?;
         let spec = IngestSpec {
             format,
             includes: columns.includes.clone(),

@@ -3,6 +3,7 @@
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::json::reader::{Decoder, ReaderBuilder};
+use datafusion::arrow::record_batch::RecordBatch;
 
 use super::{decode_with_fallback, diagnose, json_wire_schema, Decoded, Record, RecordDecoder};
 
@@ -12,6 +13,9 @@ pub struct JsonDecoder {
     declared: SchemaRef,
     /// What `arrow-json` reads (timestamps as milliseconds, all nullable).
     wire: SchemaRef,
+    /// A decoder kept between chunks (its buffers keep their capacity), with
+    /// the most rows it takes at once; dropped after an error.
+    kept: Option<(usize, Decoder)>,
 }
 
 impl JsonDecoder {
@@ -22,18 +26,38 @@ impl JsonDecoder {
         ReaderBuilder::new(wire.clone())
             .build_decoder()
             .map_err(|e| format!("format 'json' cannot read these columns: {e}"))?;
-        Ok(JsonDecoder { declared, wire })
+        Ok(JsonDecoder {
+            declared,
+            wire,
+            kept: None,
+        })
     }
 
-    fn decoder(&self, rows: usize) -> Result<Decoder, String> {
-        ReaderBuilder::new(self.wire.clone())
+    fn decoder(wire: &SchemaRef, rows: usize) -> Result<Decoder, String> {
+        ReaderBuilder::new(wire.clone())
             .with_batch_size(rows.max(1))
             .build_decoder()
             .map_err(|e| e.to_string())
     }
 
+    /// Decode a whole chunk with the kept decoder (built anew when the chunk
+    /// is larger than it takes, or after an error).
+    fn decode_all(&mut self, records: &[Record]) -> Result<Option<RecordBatch>, String> {
+        let (most, mut d) = match self.kept.take() {
+            Some((most, d)) if most >= records.len() => (most, d),
+            _ => (
+                records.len().max(1),
+                Self::decoder(&self.wire, records.len())?,
+            ),
+        };
+        Self::feed(&mut d, records)?;
+        let batch = d.flush().map_err(clean)?;
+        self.kept = Some((most, d));
+        Ok(batch)
+    }
+
     /// Feed records one after another, checking each is exactly one whole value.
-    fn feed(&self, d: &mut Decoder, records: &[Record]) -> Result<(), String> {
+    fn feed(d: &mut Decoder, records: &[Record]) -> Result<(), String> {
         for (i, r) in records.iter().enumerate() {
             let used = d.decode(&r.payload).map_err(clean)?;
             if used != r.payload.len() || d.has_partial_record() || d.len() != i + 1 {
@@ -56,17 +80,14 @@ fn clean(e: datafusion::arrow::error::ArrowError) -> String {
 impl RecordDecoder for JsonDecoder {
     fn decode(&mut self, records: &[Record]) -> Decoded {
         let declared = self.declared.clone();
+        let wire = self.wire.clone();
         decode_with_fallback(
             records,
             &declared,
-            |all| {
-                let mut d = self.decoder(all.len())?;
-                self.feed(&mut d, all)?;
-                d.flush().map_err(clean)
-            },
+            |all| self.decode_all(all),
             |one| {
-                let mut d = self.decoder(1)?;
-                self.feed(&mut d, std::slice::from_ref(one))?;
+                let mut d = Self::decoder(&wire, 1)?;
+                Self::feed(&mut d, std::slice::from_ref(one))?;
                 d.flush().map_err(clean)
             },
             |r, arrow_error| diagnose::json(&r.payload, declared.fields()).unwrap_or(arrow_error),
@@ -140,6 +161,33 @@ mod tests {
             "{}",
             out.rejected[1].error
         );
+    }
+
+    #[test]
+    fn one_decoder_serves_chunks_of_any_size_before_and_after_an_error() {
+        let mut d = JsonDecoder::new(schema()).unwrap();
+        let ids = |out: &Decoded| -> Vec<i64> {
+            out.batch.as_ref().map_or(Vec::new(), |b| {
+                b.column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+        };
+        let chunk = |from: i64, n: i64| -> Vec<Record> {
+            (from..from + n)
+                .map(|i| rec(&format!(r#"{{"id": {i}, "ts": {i}}}"#)))
+                .collect()
+        };
+        assert_eq!(ids(&d.decode(&chunk(0, 2))), vec![0, 1]);
+        // Larger than the kept decoder takes: a new one.
+        assert_eq!(ids(&d.decode(&chunk(2, 5))), vec![2, 3, 4, 5, 6]);
+        let mut bad = chunk(7, 3);
+        bad[1] = rec(r#"{"id": "x", "ts": 1}"#);
+        let out = d.decode(&bad);
+        assert_eq!((ids(&out), out.rejected.len()), (vec![7, 9], 1));
+        assert_eq!(ids(&d.decode(&chunk(10, 1))), vec![10]);
+        assert_eq!(ids(&d.decode(&chunk(11, 4))), vec![11, 12, 13, 14]);
     }
 
     #[test]

@@ -16,7 +16,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::Array;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -28,6 +27,7 @@ use super::context::Reporting;
 use super::options::{KafkaOptions, StartupMode};
 use crate::connectors::format::Record;
 use crate::connectors::ingest::Ingest;
+use crate::connectors::pipeline::{Done, Pipeline};
 use crate::connectors::runner::Produced;
 use crate::connectors::stream::{PartitionProgress, StreamObject};
 use crate::connectors::BatchBounds;
@@ -38,6 +38,8 @@ type BaseConsumer = rdkafka::consumer::BaseConsumer<Reporting>;
 
 /// Longest single poll, so a dropped source is noticed quickly.
 const POLL: Duration = Duration::from_millis(50);
+/// How often idle partitions, progress and new partitions are looked at.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(10);
 /// How often offsets are committed and high watermarks fetched.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Metadata and offset lookups give up after this long (then retry).
@@ -53,7 +55,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 struct Partition {
     id: i32,
+    /// Next offset after the records published (checkpoints, commits, lag).
     next_offset: Option<i64>,
+    /// Next offset after the records polled (some may still be decoding).
+    polled: Option<i64>,
     low_watermark: Option<i64>,
     high_watermark: Option<i64>,
     watermark: Option<i64>,
@@ -64,9 +69,12 @@ struct Partition {
 /// The channel closed: the source was dropped.
 struct Closed;
 
+/// Per partition, the offset after a chunk's last record of it.
+type Ends = Vec<(i32, i64)>;
+
 struct Reader {
     opts: KafkaOptions,
-    ingest: Ingest,
+    pipeline: Pipeline<Ends>,
     bounds: BatchBounds,
     tx: mpsc::Sender<Produced>,
     stream: Arc<StreamObject>,
@@ -115,9 +123,16 @@ pub fn read_kafka(
     tx: mpsc::Sender<Produced>,
     resume: Option<serde_json::Value>,
 ) {
+    let pipeline = match Pipeline::new(ingest, bounds.decode_threads, &stream.name) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tx.blocking_send(Produced::Failed(e));
+            return;
+        }
+    };
     let mut r = Reader {
         opts,
-        ingest,
+        pipeline,
         bounds,
         tx,
         stream,
@@ -207,22 +222,33 @@ impl Reader {
         let mut pending: Vec<Record> = Vec::new();
         let mut first_pending = Instant::now();
         let mut last_progress = Instant::now();
+        let mut next_housekeeping = Instant::now();
         loop {
             if self.tx.is_closed() {
                 return Err(Stop::Closed);
             }
-            match consumer.poll(POLL) {
+            // With chunks decoding, look for records without waiting: the
+            // oldest chunk is published when there are none.
+            let wait = if self.pipeline.is_empty() {
+                POLL
+            } else {
+                Duration::ZERO
+            };
+            let polled = consumer.poll(wait);
+            // One clock reading per record.
+            let now = Instant::now();
+            match polled {
                 Some(Ok(m)) => {
                     self.healthy()?;
                     if pending.is_empty() {
-                        first_pending = Instant::now();
+                        first_pending = now;
                     }
                     let p = m.partition();
                     let mut gap = None;
                     if let Some(part) = self.partitions.get_mut(&p) {
                         gap = deleted_before_read(part, m.offset());
-                        part.next_offset = Some(m.offset() + 1);
-                        part.last_record = Instant::now();
+                        part.polled = Some(m.offset() + 1);
+                        part.last_record = now;
                     }
                     if let Some((from, to)) = gap {
                         self.lost(p, from, to, m.offset())?;
@@ -237,21 +263,31 @@ impl Reader {
                     });
                 }
                 Some(Err(e)) => self.retrying(describe(&e))?,
-                None => {}
+                None => {
+                    if let Some(done) = self.pipeline.next(true) {
+                        self.publish(done)?;
+                    }
+                }
             }
             let full = pending.len() >= self.bounds.max_rows;
-            let due = !pending.is_empty() && first_pending.elapsed() >= self.bounds.max_wait;
+            let due = !pending.is_empty() && now - first_pending >= self.bounds.max_wait;
             if full || due {
-                let records = std::mem::take(&mut pending);
-                self.flush(&records)?;
+                self.submit(std::mem::take(&mut pending))?;
             }
-            self.check_idle()?;
-            if last_progress.elapsed() >= PROGRESS_EVERY {
-                last_progress = Instant::now();
+            while let Some(done) = self.pipeline.next(false) {
+                self.publish(done)?;
+            }
+            if now < next_housekeeping {
+                continue;
+            }
+            next_housekeeping = now + HOUSEKEEPING_EVERY;
+            self.check_idle(now)?;
+            if now - last_progress >= PROGRESS_EVERY {
+                last_progress = now;
                 self.progress(&consumer)?;
             }
-            if self.last_discovery.elapsed() >= DISCOVER_EVERY {
-                self.last_discovery = Instant::now();
+            if now - self.last_discovery >= DISCOVER_EVERY {
+                self.last_discovery = now;
                 self.discover(&consumer)?;
             }
         }
@@ -345,6 +381,7 @@ impl Reader {
                     Partition {
                         id,
                         next_offset: self.resume.offsets.get(&id).copied(),
+                        polled: self.resume.offsets.get(&id).copied(),
                         low_watermark: None,
                         high_watermark: None,
                         watermark: self.resume.watermarks.get(&id).copied(),
@@ -410,6 +447,7 @@ impl Reader {
                 Partition {
                     id,
                     next_offset: None,
+                    polled: None,
                     low_watermark: None,
                     high_watermark: None,
                     watermark: None,
@@ -433,14 +471,37 @@ impl Reader {
         self.send(Produced::Notice(msg))
     }
 
-    /// Decode `records`, update per-partition watermarks, hand the rows over.
-    fn flush(&mut self, records: &[Record]) -> Result<(), Stop> {
-        let processed = self.ingest.process(records);
-        match processed.rows {
-            Some((batch, rows_from)) => self.publish_rows(records, batch, rows_from)?,
+    /// Start decoding `records` (waiting for room: publishing the oldest chunks).
+    fn submit(&mut self, records: Vec<Record>) -> Result<(), Stop> {
+        while !self.pipeline.has_room() {
+            if let Some(done) = self.pipeline.next(true) {
+                self.publish(done)?;
+            }
+        }
+        let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+        for r in &records {
+            if let Some(p) = r.partition {
+                let end = ends.entry(p).or_insert(r.offset + 1);
+                *end = (*end).max(r.offset + 1);
+            }
+        }
+        self.pipeline.submit(records, ends.into_iter().collect());
+        Ok(())
+    }
+
+    /// A decoded chunk, in order: update per-partition offsets and
+    /// watermarks, hand the rows over.
+    fn publish(&mut self, done: Done<Ends>) -> Result<(), Stop> {
+        for &(p, end) in &done.tag {
+            if let Some(part) = self.partitions.get_mut(&p) {
+                part.next_offset = Some(end);
+            }
+        }
+        match done.processed.rows {
+            Some((batch, rows_from)) => self.publish_rows(&done.records, batch, rows_from)?,
             None => self.send(Produced::Position(self.position()))?,
         }
-        match processed.failure {
+        match done.processed.failure {
             Some(e) => Err(Stop::Failed(e)),
             None => Ok(()),
         }
@@ -452,27 +513,37 @@ impl Reader {
         batch: datafusion::arrow::record_batch::RecordBatch,
         rows_from: Vec<usize>,
     ) -> Result<(), Stop> {
-        let candidates = self
-            .stream
-            .watermark_candidates(&batch)
-            .map_err(Stop::Failed)?;
-        if let Some(c) = &candidates {
-            for (row, &rec) in rows_from.iter().enumerate() {
-                let Some(p) = records[rec].partition else {
-                    continue;
-                };
-                if let (Some(part), true) = (self.partitions.get_mut(&p), c.is_valid(row)) {
-                    let v = c.value(row);
-                    part.watermark = Some(part.watermark.map_or(v, |w| w.max(v)));
+        // Rows by partition: the partitions of this batch, in order of first row.
+        // Records of a partition come in runs: look at the last one's first.
+        let mut ids: Vec<i32> = Vec::new();
+        let mut last = 0;
+        let group: Vec<usize> = rows_from
+            .iter()
+            .map(|&rec| {
+                let p = records[rec].partition.unwrap_or(-1);
+                if ids.get(last) != Some(&p) {
+                    last = ids.iter().position(|&q| q == p).unwrap_or_else(|| {
+                        ids.push(p);
+                        ids.len() - 1
+                    });
                 }
+                last
+            })
+            .collect();
+        for &p in &ids {
+            if let Some(part) = self.partitions.get_mut(&p) {
+                part.idle = false;
             }
         }
-        for &rec in &rows_from {
-            if let Some(part) = records[rec]
-                .partition
-                .and_then(|p| self.partitions.get_mut(&p))
-            {
-                part.idle = false;
+        let candidates = self
+            .stream
+            .group_watermarks(&batch, &group, ids.len())
+            .map_err(Stop::Failed)?;
+        if let Some(c) = &candidates {
+            for (&p, v) in ids.iter().zip(c) {
+                if let (Some(part), Some(v)) = (self.partitions.get_mut(&p), *v) {
+                    part.watermark = Some(part.watermark.map_or(v, |w| w.max(v)));
+                }
             }
         }
         let combined = candidates.is_some().then(|| self.combined()).flatten();
@@ -512,11 +583,11 @@ impl Reader {
     }
 
     /// Mark partitions idle after the idle timeout; the watermark may move.
-    fn check_idle(&mut self) -> Result<(), Closed> {
+    fn check_idle(&mut self, now: Instant) -> Result<(), Closed> {
         let timeout = self.opts.idle_timeout;
         let mut changed = false;
         for p in self.partitions.values_mut() {
-            if !p.idle && p.last_record.elapsed() >= timeout {
+            if !p.idle && now.saturating_duration_since(p.last_record) >= timeout {
                 p.idle = true;
                 changed = true;
             }
@@ -535,14 +606,19 @@ impl Reader {
         // A partition not read from yet (startup 'latest', nothing produced):
         // record the offset it was placed at, so a restart resumes there.
         let mut resolved = false;
-        if self.partitions.values().any(|p| p.next_offset.is_none()) {
+        if self
+            .partitions
+            .values()
+            .any(|p| p.next_offset.is_none() && p.polled.is_none())
+        {
             if let Ok(pos) = consumer.position() {
                 for e in pos.elements() {
                     if let (Offset::Offset(o), Some(p)) =
                         (e.offset(), self.partitions.get_mut(&e.partition()))
                     {
-                        if p.next_offset.is_none() {
+                        if p.next_offset.is_none() && p.polled.is_none() {
                             p.next_offset = Some(o);
+                            p.polled = Some(o);
                             resolved = true;
                         }
                     }
@@ -612,7 +688,7 @@ impl Reader {
 /// already deleted (below its oldest offset as last fetched), if any. Other
 /// gaps are normal (compacted topics, transaction markers).
 fn deleted_before_read(part: &Partition, offset: i64) -> Option<(i64, i64)> {
-    let expected = part.next_offset?;
+    let expected = part.polled?;
     let low = part.low_watermark?;
     (offset > expected && low > expected).then(|| (expected, low.min(offset) - 1))
 }
@@ -633,6 +709,7 @@ mod tests {
         Partition {
             id: 0,
             next_offset: next,
+            polled: next,
             low_watermark: low,
             high_watermark: None,
             watermark: None,
