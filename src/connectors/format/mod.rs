@@ -172,9 +172,13 @@ impl Format {
 /// The type a format decodes a declared type as: timestamps as milliseconds
 /// (so epoch-millisecond numbers are read as such), recursively, and every
 /// field nullable (NOT NULL is checked by the contract, with a better message).
+/// Text is read as `Utf8` and cast to the declared `Utf8View` after: arrow-json's
+/// view decoder reserves a view per byte of text (a 4,096-row chunk of 200-byte
+/// records held megabytes per column, for as long as a view kept its rows).
 fn json_wire_type(t: &DataType) -> DataType {
     match t {
         DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
+        DataType::Utf8View => DataType::Utf8,
         DataType::Struct(fields) => DataType::Struct(json_wire_fields(fields)),
         DataType::List(f) => DataType::List(json_wire_field(f)),
         DataType::LargeList(f) => DataType::LargeList(json_wire_field(f)),
