@@ -58,6 +58,28 @@ fn json_decode(c: &mut Criterion) {
             b.iter(|| decoder.decode(records).batch.map_or(0, |b| b.num_rows()))
         });
     }
+    // One record in a hundred is bad (a text price): the slow path of a chunk that fails.
+    let records: Vec<Record> = (0..4096u64)
+        .map(|i| Record {
+            payload: if i % 100 == 50 {
+                bid_json(i).replace(r#""price":"#, r#""price":"n/a","p":"#)
+            } else {
+                bid_json(i)
+            }
+            .into_bytes(),
+            ..Default::default()
+        })
+        .collect();
+    let mut decoder = Format::Json
+        .decoder(bid_schema(TimeUnit::Millisecond))
+        .expect("decoder");
+    assert_eq!(decoder.decode(&records).rejected.len(), 41);
+    group.throughput(Throughput::Elements(4096));
+    group.bench_with_input(
+        BenchmarkId::new("bid_1pct_bad", 4096),
+        &records,
+        |b, records| b.iter(|| decoder.decode(records).batch.map_or(0, |b| b.num_rows())),
+    );
     group.finish();
 }
 

@@ -191,6 +191,39 @@ mod tests {
     }
 
     #[test]
+    fn bad_records_anywhere_in_a_large_chunk_are_found_exactly() {
+        let mut d = JsonDecoder::new(schema()).unwrap();
+        let bad = [0usize, 37, 38, 99];
+        let records: Vec<Record> = (0..100)
+            .map(|i| {
+                if bad.contains(&i) {
+                    rec(&format!(r#"{{"id": {i}, "guests": "many", "ts": 1}}"#))
+                } else {
+                    rec(&format!(r#"{{"id": {i}, "ts": 1}}"#))
+                }
+            })
+            .collect();
+        let out = d.decode(&records);
+        let good: Vec<usize> = (0..100).filter(|i| !bad.contains(i)).collect();
+        assert_eq!(out.rows_from, good);
+        let ids = out.batch.unwrap();
+        let ids = ids
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        assert_eq!(
+            ids.values().iter().map(|&v| v as usize).collect::<Vec<_>>(),
+            good
+        );
+        let rejected: Vec<(usize, &str)> = out
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.error.as_str()))
+            .collect();
+        let msg = "field `guests`: expected an integer, got \"many\"";
+        assert_eq!(rejected, bad.iter().map(|&i| (i, msg)).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn two_values_in_one_record_are_rejected() {
         let mut d = JsonDecoder::new(schema()).unwrap();
         let out = d.decode(&[rec(r#"{"id": 1, "ts": 1} {"id": 2, "ts": 2}"#)]);
