@@ -16,6 +16,8 @@ pub struct JsonDecoder {
     /// A decoder kept between chunks (its buffers keep their capacity), with
     /// the most rows it takes at once; dropped after an error.
     kept: Option<(usize, Decoder)>,
+    /// The same for the record-by-record pass over a chunk that failed.
+    kept_one: Option<(usize, Decoder)>,
 }
 
 impl JsonDecoder {
@@ -30,6 +32,7 @@ impl JsonDecoder {
             declared,
             wire,
             kept: None,
+            kept_one: None,
         })
     }
 
@@ -40,19 +43,20 @@ impl JsonDecoder {
             .map_err(|e| e.to_string())
     }
 
-    /// Decode a whole chunk with the kept decoder (built anew when the chunk
-    /// is larger than it takes, or after an error).
-    fn decode_all(&mut self, records: &[Record]) -> Result<Option<RecordBatch>, String> {
-        let (most, mut d) = match self.kept.take() {
+    /// Decode `records` at once with the decoder in `kept` (built anew when
+    /// they are more than it takes, or after an error).
+    fn decode_kept(
+        kept: &mut Option<(usize, Decoder)>,
+        wire: &SchemaRef,
+        records: &[Record],
+    ) -> Result<Option<RecordBatch>, String> {
+        let (most, mut d) = match kept.take() {
             Some((most, d)) if most >= records.len() => (most, d),
-            _ => (
-                records.len().max(1),
-                Self::decoder(&self.wire, records.len())?,
-            ),
+            _ => (records.len().max(1), Self::decoder(wire, records.len())?),
         };
         Self::feed(&mut d, records)?;
         let batch = d.flush().map_err(clean)?;
-        self.kept = Some((most, d));
+        *kept = Some((most, d));
         Ok(batch)
     }
 
@@ -81,17 +85,16 @@ impl RecordDecoder for JsonDecoder {
     fn decode(&mut self, records: &[Record]) -> Decoded {
         let declared = self.declared.clone();
         let wire = self.wire.clone();
-        decode_with_fallback(
+        let (mut kept, mut kept_one) = (self.kept.take(), self.kept_one.take());
+        let decoded = decode_with_fallback(
             records,
             &declared,
-            |all| self.decode_all(all),
-            |one| {
-                let mut d = Self::decoder(&wire, 1)?;
-                Self::feed(&mut d, std::slice::from_ref(one))?;
-                d.flush().map_err(clean)
-            },
+            |all| Self::decode_kept(&mut kept, &wire, all),
+            |one| Self::decode_kept(&mut kept_one, &wire, std::slice::from_ref(one)),
             |r, arrow_error| diagnose::json(&r.payload, declared.fields()).unwrap_or(arrow_error),
-        )
+        );
+        (self.kept, self.kept_one) = (kept, kept_one);
+        decoded
     }
 }
 
