@@ -214,3 +214,41 @@ async fn followed_directory_picks_up_growth_and_new_files() {
     )
     .await;
 }
+
+/// `on_error = 'fail'` with a bad line in the middle of a file read in small chunks on
+/// several threads: the rows before it arrive, the source fails, and its error names the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_mid_file_names_the_bad_line() {
+    let dir = common::unique_temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("v.jsonl");
+    let text: String = (1..=50)
+        .map(|i| {
+            if i == 20 {
+                "{\"v\": \"twenty\"}\n".to_string()
+            } else {
+                format!("{{\"v\": {i}}}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let server = Server::start().await;
+    let c = server.client().await;
+    c.batch_execute(&format!(
+        "CREATE SOURCE s (v BIGINT) WITH (connector = 'file', path = '{}', format = 'json', \
+         on_error = 'fail', 'batch.max_rows' = '4', 'decode.threads' = '2');
+         CREATE MATERIALIZED VIEW n AS SELECT count(*) AS n, max(v) AS last FROM s;",
+        path.display()
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("DDL: {}", common::error_text(&e)));
+    eventually(&c, "SELECT status FROM eddy.sources", &[&["failed"]]).await;
+    eventually(&c, "SELECT n, last FROM n", &[&["19", "19"]]).await;
+    let error = rows(&c, "SELECT last_error FROM eddy.sources")
+        .await
+        .unwrap();
+    assert!(
+        error[0][0].contains("v.jsonl line 20 rejected"),
+        "{error:?}"
+    );
+}

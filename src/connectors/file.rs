@@ -186,6 +186,20 @@ pub fn read_files(
     }
 }
 
+/// Why reading a file stopped.
+enum ReadError {
+    /// The file could not be read (retried when following).
+    Io(std::io::Error),
+    /// The source stops: a record failed with `on_error = 'fail'`, or it was dropped.
+    Stop(EddyError),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
 /// The channel closed: the source was dropped.
 struct Closed;
 
@@ -211,7 +225,13 @@ impl Reader {
                     }
                     for f in files {
                         let cursor = cursors.entry(f.clone()).or_default();
-                        if let Err(e) = self.read_file(&f, cursor) {
+                        let read = match self.read_file(&f, cursor) {
+                            Ok(()) => Ok(()),
+                            // Decoding stopped the source (`on_error = 'fail'`) or it was dropped.
+                            Err(ReadError::Stop(e)) => return Err(e),
+                            Err(ReadError::Io(e)) => Err(e),
+                        };
+                        if let Err(e) = read {
                             let msg = format!("cannot read {}: {e}", f.display());
                             if !self.opts.follow {
                                 return Err(EddyError::Connector(msg));
@@ -262,7 +282,7 @@ impl Reader {
     }
 
     /// Read what is new in `path`, splitting it into line records.
-    fn read_file(&mut self, path: &Path, c: &mut Cursor) -> std::io::Result<()> {
+    fn read_file(&mut self, path: &Path, c: &mut Cursor) -> Result<(), ReadError> {
         let mut file = File::open(path)?;
         let len = file.metadata()?.len();
         if len < c.pos {
@@ -300,8 +320,7 @@ impl Reader {
                 };
                 self.line_named(&name, c.line, line);
                 if self.pending.len() >= self.bounds.max_rows {
-                    self.flush()
-                        .map_err(|_| std::io::Error::other("source dropped"))?;
+                    self.flush().map_err(ReadError::Stop)?;
                 }
             }
             if !c.overlong {

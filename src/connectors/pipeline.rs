@@ -9,7 +9,7 @@
 //! watermarks and dead letters therefore see records in their order, as with
 //! one thread, while decoding — the bulk of a reader's work — uses every core.
 //!
-//! Bounded: at most [`Pipeline::limit`] chunks are in flight; a reader waits
+//! Bounded: at most two chunks per thread are in flight; a reader waits
 //! for the oldest before submitting more. Workers are joined when the
 //! pipeline is dropped. With one thread nothing is spawned: chunks are
 //! decoded as they are submitted.
@@ -99,11 +99,6 @@ impl<T> Pipeline<T> {
             });
         }
         Ok(p)
-    }
-
-    /// Most chunks in flight.
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 
     /// True when a chunk can be submitted without waiting for one to finish.

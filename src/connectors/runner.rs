@@ -177,22 +177,11 @@ pub async fn publish_reader(stream: Arc<StreamObject>, mut rx: mpsc::Receiver<Pr
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-
     use super::*;
-    use crate::sql::ObjectKind;
 
     #[tokio::test]
     async fn a_reader_that_vanishes_fails_its_source() {
-        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
-        let stream = Arc::new(StreamObject::new(
-            "s".into(),
-            ObjectKind::Source,
-            "file".into(),
-            schema,
-            None,
-            0,
-        ));
+        let stream = Arc::new(StreamObject::test_source());
         let (sub_tx, _sub_rx) = mpsc::channel(4);
         stream.publisher.subscribe("v", sub_tx, Vec::new).await;
         let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);

@@ -312,6 +312,21 @@ impl StreamObject {
         }
     }
 
+    /// A file source `s` of one nullable BIGINT column `v`, without a watermark (tests).
+    #[cfg(test)]
+    pub(crate) fn test_source() -> Self {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        StreamObject::new(
+            "s".into(),
+            ObjectKind::Source,
+            "file".into(),
+            schema,
+            None,
+            0,
+        )
+    }
+
     /// The event-time column the watermark refers to.
     pub fn time_column(&self) -> Option<&str> {
         self.watermark.as_ref().map(|w| w.time_column.as_str())
@@ -334,39 +349,20 @@ impl StreamObject {
     /// The watermark candidate of a batch: the largest value of the watermark
     /// expression over its rows.
     pub fn batch_watermark(&self, batch: &RecordBatch) -> Result<Option<i64>> {
-        if let Some(wm) = self.watermark.as_ref().filter(|w| w.monotone) {
-            if batch.num_rows() == 0 {
-                return Ok(None);
-            }
-            let ts = event_times_ns(batch.column(wm.time_index))?;
-            let latest = ts
-                .iter()
-                .enumerate()
-                .filter_map(|(i, t)| Some((t?, i)))
-                .max();
-            let Some((_, row)) = latest else {
-                return Ok(None);
-            };
-            return Ok(match self.watermark_candidates(&batch.slice(row, 1))? {
-                Some(c) => max(&c),
-                None => None,
-            });
-        }
-        Ok(match self.watermark_candidates(batch)? {
-            Some(c) => max(&c),
-            None => None,
-        })
+        Ok(self
+            .group_watermarks(batch, |_| 0, 1)?
+            .and_then(|per_group| per_group[0]))
     }
 
     /// The watermark candidate of each group of rows of `batch` (row `i` is in
-    /// group `group[i]`, one of `groups`): the largest value of the watermark
-    /// expression over the group's rows, `None` where no row has one. `None`
-    /// when the stream has no watermark. A monotone expression is evaluated on
-    /// each group's latest row only.
+    /// group `group(i)`, one of `groups`; a partitioned source's partitions):
+    /// the largest value of the watermark expression over the group's rows,
+    /// `None` where no row has one. `None` when the stream has no watermark. A
+    /// monotone expression is evaluated on each group's latest row only.
     pub fn group_watermarks(
         &self,
         batch: &RecordBatch,
-        group: &[usize],
+        group: impl Fn(usize) -> usize,
         groups: usize,
     ) -> Result<Option<Vec<Option<i64>>>> {
         use datafusion::arrow::array::Array;
@@ -376,7 +372,8 @@ impl StreamObject {
         let mut out = vec![None; groups];
         if !wm.monotone {
             if let Some(c) = self.watermark_candidates(batch)? {
-                for (row, &g) in group.iter().enumerate() {
+                for row in 0..c.len() {
+                    let g = group(row);
                     if c.is_valid(row) {
                         let v = c.value(row);
                         out[g] = Some(out[g].map_or(v, |w: i64| w.max(v)));
@@ -387,8 +384,9 @@ impl StreamObject {
         }
         let ts = event_times_ns(batch.column(wm.time_index))?;
         let mut latest: Vec<Option<(i64, usize)>> = vec![None; groups];
-        for (row, (t, &g)) in ts.iter().zip(group).enumerate() {
+        for (row, t) in ts.iter().enumerate() {
             if let Some(t) = t {
+                let g = group(row);
                 if latest[g].is_none_or(|(m, _)| t > m) {
                     latest[g] = Some((t, row));
                 }

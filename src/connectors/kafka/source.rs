@@ -537,7 +537,7 @@ impl Reader {
         }
         let candidates = self
             .stream
-            .group_watermarks(&batch, &group, ids.len())
+            .group_watermarks(&batch, |row| group[row], ids.len())
             .map_err(Stop::Failed)?;
         if let Some(c) = &candidates {
             for (&p, v) in ids.iter().zip(c) {

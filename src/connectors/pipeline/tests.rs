@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use datafusion::arrow::datatypes::Int64Type;
 
 use super::*;
 use crate::connectors::contract::Contract;
@@ -11,18 +11,9 @@ use crate::connectors::dead_letter::DeadLetterStore;
 use crate::connectors::format::Format;
 use crate::connectors::ingest::{IngestSpec, OnError};
 use crate::connectors::stream::StreamObject;
-use crate::sql::ObjectKind;
 
 fn ingest(on_error: OnError, letters: &Arc<DeadLetterStore>) -> Ingest {
-    let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
-    let stream = Arc::new(StreamObject::new(
-        "s".into(),
-        ObjectKind::Source,
-        "file".into(),
-        schema,
-        None,
-        0,
-    ));
+    let stream = Arc::new(StreamObject::test_source());
     let spec = IngestSpec {
         format: Format::Json,
         includes: Vec::new(),
