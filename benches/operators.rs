@@ -30,11 +30,12 @@ fn schema() -> SchemaRef {
 /// the window state can hold up to 1 M keys).
 const STEP_NS: i64 = 10_000;
 
-/// A batch of `rows` bids: `keys` distinct auctions, event times [`STEP_NS`] apart from bid
-/// number `start`.
+/// A batch of `rows` bids from bid number `start` on: auctions cycle through `keys` distinct
+/// values (bid i bids on auction i × 7919 mod `keys`, so a run of `keys` bids covers them all),
+/// event times [`STEP_NS`] apart.
 fn batch_of(rows: usize, keys: i64, start: i64) -> Changes {
     let n = rows as i64;
-    let auction = Int64Array::from_iter_values((0..n).map(|i| (i * 7919) % keys));
+    let auction = Int64Array::from_iter_values((0..n).map(|i| ((start + i) * 7919) % keys));
     let price = Int64Array::from_iter_values((0..n).map(|i| (i * 31) % 1000));
     let ts = TimestampNanosecondArray::from_iter_values((0..n).map(|i| (start + i) * STEP_NS));
     let b = RecordBatch::try_new(

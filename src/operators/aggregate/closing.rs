@@ -13,6 +13,7 @@
 //! Checkpoints write the same batch as the other layouts (`state` hands the state out; the
 //! accumulator is rebuilt from it).
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -22,33 +23,36 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::hash_utils::RandomState;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
-use super::columnar::{cast_to, checkpointed_states, number_rows, tagged, vectorizable, Targets};
+use super::columnar::{
+    append_only, cast_to, checkpointed_states, in_columns, number_rows, tagged, Targets,
+};
 use super::groups::{concat_changes, AggregateSpec, Evaluated};
 use super::snapshot::{state_schema, state_types, Checkpoint};
 use crate::error::{EddyError, Result};
 use crate::sql::EmitMode;
 use crate::types::{Changes, EventTime};
 
-/// The groups of one window.
-struct Window {
+/// The groups of one window (or of one HOP pane, [`super::Panes`]).
+pub(super) struct Window {
     /// Key (row format) → group number.
     index: HashMap<Arc<[u8]>, usize, RandomState>,
     /// Keys by group number.
-    keys: Vec<Arc<[u8]>>,
+    pub(super) keys: Vec<Arc<[u8]>>,
     /// Net input rows by group number.
-    rows: Vec<i64>,
+    pub(super) rows: Vec<i64>,
     /// One per aggregate.
-    accs: Vec<Box<dyn GroupsAccumulator>>,
+    pub(super) accs: Vec<Box<dyn GroupsAccumulator>>,
     /// Bytes of the keys.
     key_bytes: usize,
 }
 
 impl Window {
-    fn new(spec: &AggregateSpec) -> Result<Self> {
+    /// No groups.
+    pub(super) fn new(spec: &AggregateSpec) -> Result<Self> {
         Ok(Window {
             index: HashMap::default(),
             keys: Vec::new(),
@@ -63,7 +67,7 @@ impl Window {
     }
 
     /// The number of group `key`, added if new.
-    fn group(&mut self, key: &[u8]) -> usize {
+    pub(super) fn group(&mut self, key: &[u8]) -> usize {
         if let Some(g) = self.index.get(key) {
             return *g;
         }
@@ -75,7 +79,34 @@ impl Window {
         self.keys.len() - 1
     }
 
-    fn bytes(&self) -> usize {
+    /// Forget the groups numbered `n` and above (added since the window had `n`), before any
+    /// of their rows reached the accumulators.
+    pub(super) fn truncate(&mut self, n: usize) {
+        for key in self.keys.drain(n..) {
+            self.key_bytes -= key.len();
+            self.index.remove(&key);
+        }
+        self.rows.truncate(n);
+    }
+
+    /// Each aggregate's state fields, by group number, leaving the state as it was (an
+    /// accumulator hands its state out and is rebuilt from it).
+    pub(super) fn state(&mut self, spec: &AggregateSpec) -> Result<Vec<Vec<ArrayRef>>> {
+        let n = self.keys.len();
+        let idx: Vec<usize> = (0..n).collect();
+        let mut out = Vec::with_capacity(self.accs.len());
+        for (acc, agg) in self.accs.iter_mut().zip(&spec.aggs) {
+            let state = acc.state(EmitTo::All)?;
+            let mut rebuilt = agg.func.create_groups_accumulator()?;
+            rebuilt.merge_batch(&state, &idx, n)?;
+            *acc = rebuilt;
+            out.push(state);
+        }
+        Ok(out)
+    }
+
+    /// Approximate bytes held.
+    pub(super) fn bytes(&self) -> usize {
         const PER_GROUP: usize = 2 * std::mem::size_of::<(Arc<[u8]>, usize)>();
         self.key_bytes
             + self.keys.len() * PER_GROUP
@@ -98,16 +129,7 @@ impl Closing {
     /// The state for `spec`, or `None` unless it emits on window close, is windowed, never
     /// retracts and every aggregate has a `GroupsAccumulator` (see [`vectorizable`]).
     pub fn try_new(spec: Arc<AggregateSpec>) -> Result<Option<Self>> {
-        if spec.emit != EmitMode::OnWindowClose
-            || spec.window.is_none()
-            || spec.retract
-            || spec.aggs.is_empty()
-            || !spec.aggs.iter().all(vectorizable)
-            || spec
-                .aggs
-                .iter()
-                .any(|a| a.func.create_groups_accumulator().is_err())
-        {
+        if spec.emit != EmitMode::OnWindowClose || spec.window.is_none() || !in_columns(&spec) {
             return Ok(None);
         }
         let n_groups = spec.group_exprs.len();
@@ -156,11 +178,7 @@ impl Closing {
         if n == 0 {
             return Ok(None);
         }
-        if changes.weights.is_some() && (0..n).any(|i| changes.weight(i) <= 0) {
-            return Err(EddyError::Internal(
-                "a retraction reached an aggregate planned for an append-only input".into(),
-            ));
-        }
+        append_only(changes)?;
         let input = Evaluated::new(&self.spec, &self.keys, batch)?;
         let (slot_keys, slot_rows, row_slot) = number_rows(&input, n);
         let targets = Targets::new(&self.keys, &self.spec, &slot_keys, &slot_rows)?;
@@ -328,45 +346,26 @@ impl Closing {
         }
         let mut ends = Vec::with_capacity(self.groups);
         let mut rows: Vec<i64> = Vec::with_capacity(self.groups);
-        let mut keys: Vec<&[u8]> = Vec::with_capacity(self.groups);
+        let mut keys: Vec<Arc<[u8]>> = Vec::with_capacity(self.groups);
         let mut states: Vec<Vec<ArrayRef>> = vec![Vec::new(); self.state_types.len()];
         for (end, window) in self.windows.iter_mut() {
             let n = window.keys.len();
             ends.extend(std::iter::repeat_n(*end, n));
             rows.extend(&window.rows);
-            keys.extend(window.keys.iter().map(|k| k.as_ref()));
-            let idx: Vec<usize> = (0..n).collect();
-            let mut col = 0;
-            for (j, agg) in self.spec.aggs.iter().enumerate() {
-                let state = window.accs[j].state(EmitTo::All)?;
-                let mut rebuilt = agg.func.create_groups_accumulator()?;
-                rebuilt.merge_batch(&state, &idx, n)?;
-                window.accs[j] = rebuilt;
-                for (k, a) in state.into_iter().enumerate() {
-                    states[col + k].push(cast_to(a, &self.state_types[col + k])?);
-                }
-                col += self.widths[j];
+            keys.extend(window.keys.iter().cloned());
+            let fields = window.state(&self.spec)?.into_iter().flatten();
+            for ((parts, a), t) in states.iter_mut().zip(fields).zip(&self.state_types) {
+                parts.push(cast_to(a, t)?);
             }
         }
-        let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ends))];
-        if !self.spec.group_exprs.is_empty() {
+        let key_cols = if self.spec.group_exprs.is_empty() {
+            Vec::new()
+        } else {
             let parser = self.keys.parser();
-            cols.extend(
-                self.keys
-                    .convert_rows(keys.iter().map(|k| parser.parse(k)))?,
-            );
-        }
-        let total = rows.len();
-        cols.push(Arc::new(Int64Array::from(rows)));
-        for parts in states {
-            let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-            cols.push(datafusion::arrow::compute::concat(&refs)?);
-        }
-        cols.push(Arc::new(BooleanArray::from(vec![false; total])));
-        for t in &self.value_types {
-            cols.push(new_null_array(t, total));
-        }
-        Ok(RecordBatch::try_new(schema, cols)?)
+            self.keys
+                .convert_rows(keys.iter().map(|k| parser.parse(k)))?
+        };
+        checkpoint_batch(&self.spec, &self.value_types, ends, key_cols, rows, states)
     }
 
     /// Load groups from checkpoint batches (of [`state_schema`], any layout).
@@ -376,44 +375,92 @@ impl Closing {
             let keys = (!self.spec.group_exprs.is_empty())
                 .then(|| self.keys.convert_columns(cp.keys))
                 .transpose()?;
-            let states = checkpointed_states(batch, &self.spec, &self.widths, cp.states)?;
-            // Rows per window, with their group numbers there.
-            let mut per_window: BTreeMap<EventTime, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
-            for r in 0..batch.num_rows() {
-                let end = cp.ends.value(r);
-                if !self.windows.contains_key(&end) {
-                    self.windows.insert(end, Window::new(&self.spec)?);
-                }
-                let Some(window) = self.windows.get_mut(&end) else {
-                    return Err(EddyError::Internal("window vanished".into()));
-                };
-                let key = keys.as_ref().map_or(&[][..], |k| k.row(r).data());
-                let before = window.keys.len();
-                let g = window.group(key);
-                self.groups += window.keys.len() - before;
-                window.rows[g] += cp.rows.value(r);
-                let e = per_window.entry(end).or_default();
-                e.0.push(r as u32);
-                e.1.push(g);
-            }
-            for (end, (rs, groups)) in per_window {
-                let Some(window) = self.windows.get_mut(&end) else {
-                    return Err(EddyError::Internal("window vanished".into()));
-                };
-                let idx = UInt32Array::from(rs);
-                let total = window.keys.len();
-                let mut col = 0;
-                for (j, acc) in window.accs.iter_mut().enumerate() {
-                    let w = self.widths[j];
-                    let taken = states[col..col + w]
-                        .iter()
-                        .map(|a| take(a.as_ref(), &idx, None))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
-                    acc.merge_batch(&taken, &groups, total)?;
-                    col += w;
-                }
-            }
+            self.groups += load(
+                &mut self.windows,
+                &self.spec,
+                &self.widths,
+                batch,
+                &cp,
+                keys.as_ref(),
+            )?;
         }
         Ok(())
     }
+}
+
+/// Merge the groups of checkpoint `batch` (read as `cp`) into `windows` (by window end), each
+/// under its row in `keys` (the empty key where there are none). Returns how many groups
+/// were added.
+pub(super) fn load(
+    windows: &mut BTreeMap<EventTime, Window>,
+    spec: &AggregateSpec,
+    widths: &[usize],
+    batch: &RecordBatch,
+    cp: &Checkpoint<'_>,
+    keys: Option<&Rows>,
+) -> Result<usize> {
+    let states = checkpointed_states(batch, spec, widths, cp.states)?;
+    let mut added = 0;
+    // Rows per window, with their group numbers there.
+    let mut per_window: BTreeMap<EventTime, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
+    for r in 0..cp.ends.len() {
+        let end = cp.ends.value(r);
+        let window = match windows.entry(end) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => v.insert(Window::new(spec)?),
+        };
+        let key = keys.map_or(&[][..], |k| k.row(r).data());
+        let before = window.keys.len();
+        let g = window.group(key);
+        added += window.keys.len() - before;
+        window.rows[g] += cp.rows.value(r);
+        let e = per_window.entry(end).or_default();
+        e.0.push(r as u32);
+        e.1.push(g);
+    }
+    for (end, (rs, groups)) in per_window {
+        let Some(window) = windows.get_mut(&end) else {
+            return Err(EddyError::Internal("window vanished".into()));
+        };
+        let idx = UInt32Array::from(rs);
+        let total = window.keys.len();
+        let mut col = 0;
+        for (j, acc) in window.accs.iter_mut().enumerate() {
+            let w = widths[j];
+            let taken = states[col..col + w]
+                .iter()
+                .map(|a| take(a.as_ref(), &idx, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            acc.merge_batch(&taken, &groups, total)?;
+            col += w;
+        }
+    }
+    Ok(added)
+}
+
+/// A checkpoint batch in the layout of [`state_schema`] from its parts: each group's window
+/// end, key columns, net rows and state fields (`states[f]` holds field f's arrays, one per
+/// window, in the order of `ends`). Emitting on close, no group has emitted.
+pub(super) fn checkpoint_batch(
+    spec: &AggregateSpec,
+    value_types: &[DataType],
+    ends: Vec<EventTime>,
+    key_cols: Vec<ArrayRef>,
+    rows: Vec<i64>,
+    states: Vec<Vec<ArrayRef>>,
+) -> Result<RecordBatch> {
+    let schema = tagged(state_schema(spec)?);
+    let total = rows.len();
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ends))];
+    cols.extend(key_cols);
+    cols.push(Arc::new(Int64Array::from(rows)));
+    for parts in states {
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        cols.push(datafusion::arrow::compute::concat(&refs)?);
+    }
+    cols.push(Arc::new(BooleanArray::from(vec![false; total])));
+    for t in value_types {
+        cols.push(new_null_array(t, total));
+    }
+    Ok(RecordBatch::try_new(schema, cols)?)
 }

@@ -98,16 +98,7 @@ impl Columnar {
     /// an aggregate has no `GroupsAccumulator`, there are no aggregates, or a type has no row
     /// format.
     pub fn try_new(spec: Arc<AggregateSpec>) -> Result<Option<Self>> {
-        if spec.retract || spec.aggs.is_empty() || !spec.aggs.iter().all(vectorizable) {
-            return Ok(None);
-        }
-        // Supported in general is not supported for these types (avg over an uncoerced
-        // integer, say).
-        if spec
-            .aggs
-            .iter()
-            .any(|a| a.func.create_groups_accumulator().is_err())
-        {
+        if !in_columns(&spec) {
             return Ok(None);
         }
         let n_groups = spec.group_exprs.len();
@@ -171,11 +162,7 @@ impl Columnar {
         if n == 0 {
             return Ok(None);
         }
-        if changes.weights.is_some() && (0..n).any(|i| changes.weight(i) <= 0) {
-            return Err(EddyError::Internal(
-                "a retraction reached an aggregate planned for an append-only input".into(),
-            ));
-        }
+        append_only(changes)?;
         let input = Evaluated::new(&self.spec, &self.keys, batch)?;
 
         // 1. Number the rows by group.
@@ -602,6 +589,29 @@ pub(super) fn checkpointed_states(
         col += w;
     }
     Ok(out)
+}
+
+/// Whether `spec`'s state can be columnar: it has aggregates, its input never retracts and
+/// every aggregate has a `GroupsAccumulator` for its types (supported in general is not
+/// supported for every type: avg over an uncoerced integer, say).
+pub(super) fn in_columns(spec: &AggregateSpec) -> bool {
+    !spec.retract
+        && !spec.aggs.is_empty()
+        && spec.aggs.iter().all(vectorizable)
+        && spec
+            .aggs
+            .iter()
+            .all(|a| a.func.create_groups_accumulator().is_ok())
+}
+
+/// Fail on a retraction: the columnar layouts are planned for append-only inputs.
+pub(super) fn append_only(changes: &Changes) -> Result<()> {
+    if changes.weights.is_some() && (0..changes.num_rows()).any(|i| changes.weight(i) <= 0) {
+        return Err(EddyError::Internal(
+            "a retraction reached an aggregate planned for an append-only input".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `a` runs columnar with PostgreSQL's results. DataFusion's vectorised accumulators

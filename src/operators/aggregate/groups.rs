@@ -372,7 +372,8 @@ pub(super) fn pane_targets(
         let mut window_cols = cols.clone();
         for (group, add) in [(p.start_group, 0), (p.end_group, p.size_ns)] {
             if let Some(g) = group {
-                window_cols[g] = timestamps_like(&cols[g], starts.iter().map(|s| s + add))?;
+                window_cols[g] =
+                    timestamps_of(cols[g].data_type(), starts.iter().map(|s| s + add))?;
             }
         }
         let rows = converter.convert_columns(&window_cols)?;
@@ -492,27 +493,7 @@ impl Evaluated {
                 )
             }
         };
-        let args = spec
-            .aggs
-            .iter()
-            .map(|a| {
-                a.args
-                    .iter()
-                    .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
-                    .collect::<datafusion::error::Result<Vec<_>>>()
-            })
-            .collect::<datafusion::error::Result<_>>()?;
-        let masks = spec
-            .aggs
-            .iter()
-            .map(|a| match &a.filter {
-                None => Ok(None),
-                Some(f) => {
-                    let v = f.evaluate(batch)?.into_array(n)?;
-                    Ok(v.as_any().downcast_ref::<BooleanArray>().cloned())
-                }
-            })
-            .collect::<datafusion::error::Result<_>>()?;
+        let (args, masks) = agg_inputs(spec, batch)?;
         Ok(Evaluated {
             keys,
             ends,
@@ -528,17 +509,44 @@ impl Evaluated {
     }
 }
 
-/// Nanosecond times as an array of `like`'s timestamp type.
-fn timestamps_like(like: &ArrayRef, ns: impl Iterator<Item = i64>) -> Result<ArrayRef> {
-    let DataType::Timestamp(unit, _) = like.data_type() else {
-        return Err(EddyError::Internal(format!(
-            "window bound of type {}",
-            like.data_type()
-        )));
+/// Per aggregate of `spec`, its argument arrays and its FILTER mask over `batch`.
+pub(super) type AggInputs = (Vec<Vec<ArrayRef>>, Vec<Option<BooleanArray>>);
+
+/// Evaluate every aggregate's arguments and FILTER over `batch`.
+pub(super) fn agg_inputs(spec: &AggregateSpec, batch: &RecordBatch) -> Result<AggInputs> {
+    let n = batch.num_rows();
+    let args = spec
+        .aggs
+        .iter()
+        .map(|a| {
+            a.args
+                .iter()
+                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+                .collect::<datafusion::error::Result<Vec<_>>>()
+        })
+        .collect::<datafusion::error::Result<_>>()?;
+    let masks = spec
+        .aggs
+        .iter()
+        .map(|a| match &a.filter {
+            None => Ok(None),
+            Some(f) => {
+                let v = f.evaluate(batch)?.into_array(n)?;
+                Ok(v.as_any().downcast_ref::<BooleanArray>().cloned())
+            }
+        })
+        .collect::<datafusion::error::Result<_>>()?;
+    Ok((args, masks))
+}
+
+/// Nanosecond times as an array of timestamp type `t` (a window bound's).
+pub(super) fn timestamps_of(t: &DataType, ns: impl Iterator<Item = i64>) -> Result<ArrayRef> {
+    let DataType::Timestamp(unit, _) = t else {
+        return Err(EddyError::Internal(format!("window bound of type {t}")));
     };
     let per = nanos_per_unit(*unit);
     let raw: ArrayRef = Arc::new(Int64Array::from_iter_values(ns.map(|v| v / per)));
-    Ok(cast(&raw, like.data_type())?)
+    Ok(cast(&raw, t)?)
 }
 
 /// Collects output rows and turns them into one [`Changes`] batch.

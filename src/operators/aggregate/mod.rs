@@ -5,6 +5,7 @@
 mod closing;
 mod columnar;
 mod groups;
+mod panes;
 mod retract;
 pub mod sessions;
 pub mod snapshot;
@@ -14,6 +15,7 @@ mod tests;
 pub use closing::Closing;
 pub use columnar::Columnar;
 pub use groups::*;
+pub use panes::Panes;
 pub use retract::retracting;
 
 use std::sync::Arc;
@@ -42,9 +44,11 @@ pub struct Aggregate {
 }
 
 /// The layouts of aggregate state: columnar where DataFusion has vectorised accumulators for
-/// every aggregate and the input never retracts (updated in place when the aggregate emits on
-/// window close), else one boxed accumulator per group.
+/// every aggregate and the input never retracts (per pane for a HOP emitting on window close,
+/// updated in place for other windows emitting on close), else one boxed accumulator per
+/// group.
 enum Groups {
+    Panes(Panes),
     Closing(Closing),
     Columnar(Columnar),
     Boxed(AggregateOperator),
@@ -54,6 +58,7 @@ enum Groups {
 macro_rules! each {
     ($g:expr, $v:ident => $e:expr) => {
         match $g {
+            Groups::Panes($v) => $e,
             Groups::Closing($v) => $e,
             Groups::Columnar($v) => $e,
             Groups::Boxed($v) => $e,
@@ -63,6 +68,9 @@ macro_rules! each {
 
 impl Groups {
     fn new(spec: Arc<AggregateSpec>) -> Result<Self> {
+        if let Some(p) = Panes::try_new(spec.clone())? {
+            return Ok(Groups::Panes(p));
+        }
         if let Some(c) = Closing::try_new(spec.clone())? {
             return Ok(Groups::Closing(c));
         }
@@ -157,11 +165,14 @@ impl StreamOperator for Aggregate {
             .map(|a| a.func.name().to_string())
             .collect();
         let window = match &spec.window {
+            Some(_) if matches!(self.op, Groups::Panes(_)) => {
+                "windowed; state kept per pane, freed when the last window holding it closes"
+            }
             Some(_) => "windowed; state freed when the watermark passes window_end",
             None => "not windowed; state kept per group",
         };
         let layout = match self.op {
-            Groups::Closing(_) | Groups::Columnar(_) => "columnar",
+            Groups::Panes(_) | Groups::Closing(_) | Groups::Columnar(_) => "columnar",
             Groups::Boxed(_) if spec.aggs.is_empty() => "keys only",
             Groups::Boxed(_) => "an accumulator per group",
         };
