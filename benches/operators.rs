@@ -209,11 +209,80 @@ fn window_assign(c: &mut Criterion) {
     group.finish();
 }
 
+/// A TUMBLE 10 s count + sum + max over 1 M keys, next to DataFusion's own hash aggregate over
+/// the same batches (one core each): 2 M bids in 8,192-row batches, two windows of 1 M keys.
+/// eddy's side runs the view's whole line (window assignment, exchange, aggregate) with a
+/// watermark after every batch and emits every window; DataFusion's groups by
+/// `date_bin('10 s', ts), auction` in one `GROUP BY` over an in-memory table.
+fn against_datafusion(c: &mut Criterion) {
+    const KEYS: i64 = 1_000_000;
+    const ROWS: i64 = 2 * KEYS;
+    let batches: Vec<Changes> = (0..ROWS)
+        .step_by(BATCH_ROWS)
+        .map(|start| batch_of(BATCH_ROWS.min((ROWS - start) as usize), KEYS, start))
+        .collect();
+    let mut group = c.benchmark_group("aggregate_1m_keys");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(ROWS as u64));
+    let close = plan(&format!("{TUMBLE} EMIT ON WINDOW CLOSE"));
+    group.bench_function("eddy_tumble_10s_close", |b| {
+        b.iter(|| {
+            let mut line = Line::new(&close, "");
+            let mut out = 0;
+            for c in &batches {
+                out += line.push(c);
+                line.watermark(ts_of(c) - 1);
+            }
+            line.watermark(i64::MAX - 1);
+            out
+        })
+    });
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let ctx = datafusion::prelude::SessionContext::new_with_config(
+        SessionConfig::new().with_target_partitions(1),
+    );
+    let raw: Vec<RecordBatch> = batches.iter().map(|c| c.batch.clone()).collect();
+    let table =
+        datafusion::datasource::MemTable::try_new(schema(), vec![raw]).expect("memory table");
+    ctx.register_table("bids", Arc::new(table))
+        .expect("register");
+    let sql = "SELECT date_bin(INTERVAL '10 seconds', ts) AS window_start, auction, count(*), \
+        sum(price), max(price) FROM bids GROUP BY 1, 2";
+    group.bench_function("datafusion_hash_aggregate", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let batches = ctx.sql(sql).await?.collect().await?;
+                Ok::<_, datafusion::error::DataFusionError>(
+                    batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+                )
+            })
+            .expect("query")
+        })
+    });
+    group.finish();
+}
+
+/// The event time (ns) of the first row of `c` (the bench's batches are in time order).
+fn ts_of(c: &Changes) -> i64 {
+    c.batch
+        .column(2)
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .map_or(0, |t| t.value(0))
+}
+
 fn planner(c: &mut Criterion) {
     c.bench_function("plan_tumble_view", |b| {
         b.iter(|| plan(TUMBLE).graph.nodes.len())
     });
 }
 
-criterion_group!(benches, window_assign, aggregate, state_per_group, planner);
+criterion_group!(
+    benches,
+    window_assign,
+    aggregate,
+    state_per_group,
+    against_datafusion,
+    planner
+);
 criterion_main!(benches);

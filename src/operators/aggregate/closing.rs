@@ -1,142 +1,160 @@
-//! Aggregate state for windows that emit when they close: per window, one DataFusion
-//! `GroupsAccumulator` per aggregate holding every group of the window (its state is a few
-//! arrays indexed by group number, as in DataFusion's own hash aggregate).
+//! Aggregate state for windows that emit when they close: per window — or, for a HOP, per
+//! *pane* (the slide a row falls in) — a [`GroupTable`] of the groups with one DataFusion
+//! `GroupsAccumulator` per aggregate holding them all.
 //!
-//! Emitting on window close, nothing is read from a group until its window closes, so the
-//! accumulators are updated in place: a batch costs one hash lookup per row and one
-//! `update_batch` per aggregate and window it touches (a HOP's rows are first folded per pane
-//! and each pane's partial state merged into its windows). When the watermark passes a
-//! window's end, one `evaluate` per aggregate yields every group's value. Emitting on update
-//! needs each changed group's value after every batch, which `evaluate` (it consumes the
-//! state) cannot give without rebuilding it: that is [`super::Columnar`]'s job.
+//! Emitting on close, nothing is read from a group until its window closes, so a batch costs
+//! one hash lookup per row and one `update_batch` per aggregate and window (or pane) it
+//! touches. When the watermark passes a window's end, one `evaluate` per aggregate yields every
+//! group's value. Emitting on update needs each changed group's value after every batch,
+//! which `evaluate` (it consumes the state) cannot give without rebuilding it: that is
+//! [`super::Columnar`]'s job.
 //!
-//! Checkpoints write the same batch as the other layouts (`state` hands the state out; the
-//! accumulator is rebuilt from it).
+//! A HOP of size 10 s sliding by 2 s puts every row in 5 windows. Kept per pane, a row costs
+//! one lookup and one `update_batch` into its pane's accumulators, as a TUMBLE of the slide
+//! would. When a window closes, its panes hand out their state (once per pane: a finished
+//! pane is frozen into its state arrays) and the window merges them, group by group: per
+//! window one lookup per pane group, however many rows the panes took. A pane is freed when
+//! the last window containing it has closed. Every other window (TUMBLE, CUMULATE, SESSION,
+//! TUMBLE_ROWS) is its own pane.
+//!
+//! Checkpoints keep the per-window format every aggregate layout writes (each open window's
+//! state, a HOP's panes merged), so any layout restores them; restored windows are kept whole
+//! as *bases*, and a window closing merges its base with what its panes took since.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array,
-};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
+use datafusion::arrow::compute::{filter_record_batch, take};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
-use datafusion::common::hash_utils::RandomState;
-use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::logical_expr::EmitTo;
 
-use super::columnar::{
-    append_only, cast_to, checkpointed_states, in_columns, number_rows, tagged, Targets,
+use super::columnar::{append_only, cast_to, in_columns, tagged};
+use super::groups::{
+    agg_inputs, concat_changes, timestamps_of, AggregateSpec, PaneSpec, WindowKey,
 };
-use super::groups::{concat_changes, AggregateSpec, Evaluated};
 use super::snapshot::{state_schema, state_types, Checkpoint};
+use super::table::{checkpoint_batch, load, GroupTable};
 use crate::error::{EddyError, Result};
+use crate::operators::window::event_times_ns;
 use crate::sql::EmitMode;
 use crate::types::{Changes, EventTime};
 
-/// The groups of one window (or of one HOP pane, [`super::Panes`]).
-pub(super) struct Window {
-    /// Key (row format) → group number.
-    index: HashMap<Arc<[u8]>, usize, RandomState>,
-    /// Keys by group number.
-    pub(super) keys: Vec<Arc<[u8]>>,
-    /// Net input rows by group number.
-    pub(super) rows: Vec<i64>,
-    /// One per aggregate.
-    pub(super) accs: Vec<Box<dyn GroupsAccumulator>>,
-    /// Bytes of the keys.
-    key_bytes: usize,
+/// One pane's groups.
+struct Pane {
+    groups: GroupTable,
+    /// Set once the watermark has passed the pane's end and a window needed its state: each
+    /// aggregate's state fields by group number (the accumulators are then empty).
+    frozen: Option<Vec<Vec<ArrayRef>>>,
 }
 
-impl Window {
-    /// No groups.
-    pub(super) fn new(spec: &AggregateSpec) -> Result<Self> {
-        Ok(Window {
-            index: HashMap::default(),
-            keys: Vec::new(),
-            rows: Vec::new(),
-            accs: spec
-                .aggs
-                .iter()
-                .map(|a| a.func.create_groups_accumulator())
-                .collect::<datafusion::error::Result<_>>()?,
-            key_bytes: 0,
-        })
-    }
-
-    /// The number of group `key`, added if new.
-    pub(super) fn group(&mut self, key: &[u8]) -> usize {
-        if let Some(g) = self.index.get(key) {
-            return *g;
+impl Pane {
+    /// Freeze the pane if it is still filling.
+    fn freeze(&mut self) -> Result<()> {
+        if self.frozen.is_none() {
+            let state = self
+                .groups
+                .accs
+                .iter_mut()
+                .map(|a| a.state(EmitTo::All))
+                .collect::<datafusion::error::Result<_>>()?;
+            self.frozen = Some(state);
         }
-        let key: Arc<[u8]> = key.into();
-        self.key_bytes += key.len();
-        self.keys.push(key.clone());
-        self.rows.push(0);
-        self.index.insert(key, self.keys.len() - 1);
-        self.keys.len() - 1
+        Ok(())
     }
 
-    /// Forget the groups numbered `n` and above (added since the window had `n`), before any
-    /// of their rows reached the accumulators.
-    pub(super) fn truncate(&mut self, n: usize) {
-        for key in self.keys.drain(n..) {
-            self.key_bytes -= key.len();
-            self.index.remove(&key);
+    /// Make a frozen pane take rows again (a row for a pane the watermark has passed: window
+    /// assignment drops those as late, so only a restored watermark lower than before gets
+    /// here).
+    fn thaw(&mut self) -> Result<()> {
+        if let Some(frozen) = self.frozen.take() {
+            let n = self.groups.len();
+            let idx: Vec<usize> = (0..n).collect();
+            for (acc, state) in self.groups.accs.iter_mut().zip(&frozen) {
+                acc.merge_batch(state, &idx, n)?;
+            }
         }
-        self.rows.truncate(n);
+        Ok(())
     }
 
-    /// Each aggregate's state fields, by group number, leaving the state as it was (an
-    /// accumulator hands its state out and is rebuilt from it).
-    pub(super) fn state(&mut self, spec: &AggregateSpec) -> Result<Vec<Vec<ArrayRef>>> {
-        let n = self.keys.len();
-        let idx: Vec<usize> = (0..n).collect();
-        let mut out = Vec::with_capacity(self.accs.len());
-        for (acc, agg) in self.accs.iter_mut().zip(&spec.aggs) {
-            let state = acc.state(EmitTo::All)?;
-            let mut rebuilt = agg.func.create_groups_accumulator()?;
-            rebuilt.merge_batch(&state, &idx, n)?;
-            *acc = rebuilt;
-            out.push(state);
+    /// Each aggregate's state by group number, leaving the pane as it was.
+    fn state(&mut self, spec: &AggregateSpec) -> Result<Vec<Vec<ArrayRef>>> {
+        match &self.frozen {
+            Some(f) => Ok(f.clone()),
+            None => self.groups.state(spec),
         }
-        Ok(out)
     }
 
-    /// Approximate bytes held.
-    pub(super) fn bytes(&self) -> usize {
-        const PER_GROUP: usize = 2 * std::mem::size_of::<(Arc<[u8]>, usize)>();
-        self.key_bytes
-            + self.keys.len() * PER_GROUP
-            + self.accs.iter().map(|a| a.size()).sum::<usize>()
+    fn bytes(&self) -> usize {
+        let frozen: usize = self
+            .frozen
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|a| a.get_array_memory_size())
+            .sum();
+        self.groups.bytes() + frozen
     }
 }
 
-/// The state of one partition of an aggregate that emits on window close.
+/// Where a row's window is.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A HOP aggregated per pane.
+    Hop(PaneSpec),
+    /// Every window is its own pane; the group column the key names gives the window's end.
+    Own(WindowKey),
+}
+
+/// The state of one partition of an aggregate emitting on window close.
 pub struct Closing {
     spec: Arc<AggregateSpec>,
+    shape: Shape,
+    /// The group expressions other than the window bounds: a group's key within a pane or a
+    /// window.
+    inner: Vec<usize>,
+    /// Keys (the `inner` columns) in row format.
     keys: RowConverter,
     widths: Vec<usize>,
     state_types: Vec<DataType>,
     value_types: Vec<DataType>,
-    windows: BTreeMap<EventTime, Window>,
+    /// By pane end.
+    panes: BTreeMap<EventTime, Pane>,
+    /// Windows restored from a checkpoint, by window end.
+    bases: BTreeMap<EventTime, GroupTable>,
+    /// The end of the last window emitted.
+    closed: Option<EventTime>,
+    /// Groups held: pane groups and restored window groups.
     groups: usize,
+    /// Groups of the last pane freed, and of the last window merged from panes: room a new
+    /// one gets up front (a table growing rehashes its index every time it doubles).
+    hint: usize,
+    window_hint: usize,
 }
 
 impl Closing {
-    /// The state for `spec`, or `None` unless it emits on window close, is windowed, never
-    /// retracts and every aggregate has a `GroupsAccumulator` (see [`vectorizable`]).
+    /// The state for `spec`, or `None` unless it is windowed, emits on window close and its
+    /// state can be columnar (see [`in_columns`]).
     pub fn try_new(spec: Arc<AggregateSpec>) -> Result<Option<Self>> {
-        if spec.emit != EmitMode::OnWindowClose || spec.window.is_none() || !in_columns(&spec) {
+        let shape = match (spec.panes, spec.window) {
+            (Some(p), _) if p.slide_ns > 0 && p.size_ns % p.slide_ns == 0 => Shape::Hop(p),
+            (None, Some(w)) => Shape::Own(w),
+            _ => return Ok(None),
+        };
+        if spec.emit != EmitMode::OnWindowClose || !in_columns(&spec) {
             return Ok(None);
         }
         let n_groups = spec.group_exprs.len();
         let fields = spec.output_schema.fields();
-        let key_fields: Vec<SortField> = fields[..n_groups]
+        let inner: Vec<usize> = (0..n_groups)
+            .filter(|i| bound(shape, *i, 0).is_none())
+            .collect();
+        let key_fields: Vec<SortField> = inner
             .iter()
-            .map(|f| SortField::new(f.data_type().clone()))
+            .map(|i| SortField::new(fields[*i].data_type().clone()))
             .collect();
         if !RowConverter::supports_fields(&key_fields) {
             return Ok(None);
@@ -150,9 +168,15 @@ impl Closing {
                 .iter()
                 .map(|f| f.data_type().clone())
                 .collect(),
+            inner,
+            shape,
             spec,
-            windows: BTreeMap::new(),
+            panes: BTreeMap::new(),
+            bases: BTreeMap::new(),
+            closed: None,
             groups: 0,
+            hint: 0,
+            window_hint: 0,
         }))
     }
 
@@ -161,17 +185,23 @@ impl Closing {
         &self.spec
     }
 
-    /// Number of groups held.
+    /// Number of groups held (a group of a pane counts once, however many windows it feeds).
     pub fn groups(&self) -> usize {
         self.groups
     }
 
     /// Approximate bytes of state held.
     pub fn state_bytes(&self) -> usize {
-        self.windows.values().map(Window::bytes).sum()
+        self.panes.values().map(Pane::bytes).sum::<usize>()
+            + self.bases.values().map(GroupTable::bytes).sum::<usize>()
     }
 
-    /// Fold a batch into state (nothing is emitted before a window closes).
+    /// A key's rows in `keys`, the empty key without keys.
+    fn key(keys: &Option<Rows>, i: usize) -> &[u8] {
+        keys.as_ref().map_or(&[][..], |k| k.row(i).data())
+    }
+
+    /// Fold a batch into its panes (nothing is emitted before a window closes).
     pub fn process(&mut self, changes: &Changes) -> Result<Option<Changes>> {
         let batch = &changes.batch;
         let n = batch.num_rows();
@@ -179,204 +209,345 @@ impl Closing {
             return Ok(None);
         }
         append_only(changes)?;
-        let input = Evaluated::new(&self.spec, &self.keys, batch)?;
-        let (slot_keys, slot_rows, row_slot) = number_rows(&input, n);
-        let targets = Targets::new(&self.keys, &self.spec, &slot_keys, &slot_rows)?;
-        let fresh = targets
-            .keys
+        let cols = self
+            .spec
+            .group_exprs
             .iter()
-            .filter(|(end, key)| {
-                !self
-                    .windows
-                    .get(end)
-                    .is_some_and(|w| w.index.contains_key(key.as_ref()))
-            })
-            .count();
-        if self.groups + fresh > self.spec.max_groups {
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let ends = self.pane_ends(&cols)?;
+        let keys = if self.inner.is_empty() {
+            None
+        } else {
+            let inner: Vec<ArrayRef> = self.inner.iter().map(|i| cols[*i].clone()).collect();
+            Some(self.keys.convert_columns(&inner)?)
+        };
+        // Rows by pane: usually a batch lies in one.
+        let first = ends.first().copied().unwrap_or_default();
+        let segments: Vec<(EventTime, Option<UInt32Array>)> = if ends.iter().all(|e| *e == first) {
+            vec![(first, None)]
+        } else {
+            let mut by_pane: BTreeMap<EventTime, Vec<u32>> = BTreeMap::new();
+            for (i, e) in ends.iter().enumerate() {
+                by_pane.entry(*e).or_default().push(i as u32);
+            }
+            by_pane
+                .into_iter()
+                .map(|(e, rows)| (e, Some(UInt32Array::from(rows))))
+                .collect()
+        };
+        // Number every row's group in its pane; undo the new groups if they overflow.
+        let mut numbered = Vec::with_capacity(segments.len());
+        let mut added = 0;
+        for (end, rows) in &segments {
+            let pane = match self.panes.entry(*end) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => v.insert(Pane {
+                    groups: GroupTable::new(&self.spec, self.hint)?,
+                    frozen: None,
+                }),
+            };
+            pane.thaw()?;
+            let before = pane.groups.len();
+            let groups: Vec<usize> = match rows {
+                None => (0..n)
+                    .map(|i| pane.groups.group(Self::key(&keys, i)))
+                    .collect(),
+                Some(rows) => rows
+                    .values()
+                    .iter()
+                    .map(|i| pane.groups.group(Self::key(&keys, *i as usize)))
+                    .collect(),
+            };
+            added += pane.groups.len() - before;
+            numbered.push((before, groups));
+        }
+        if self.groups + added > self.spec.max_groups {
+            for ((end, _), (before, _)) in segments.iter().zip(&numbered) {
+                let pane = self.pane(*end)?;
+                pane.groups.truncate(*before);
+                if pane.groups.len() == 0 {
+                    self.panes.remove(end);
+                }
+            }
             return Err(EddyError::LimitExceeded(format!(
                 "aggregate state is full: {} groups in one partition (limit {})",
                 self.groups, self.spec.max_groups
             )));
         }
-        // Each target's window and group number there.
-        let mut group_of = Vec::with_capacity(targets.keys.len());
-        for (u, (end, key)) in targets.keys.iter().enumerate() {
-            if !self.windows.contains_key(end) {
-                self.windows.insert(*end, Window::new(&self.spec)?);
+        self.groups += added;
+        let (args, masks) = agg_inputs(&self.spec, batch)?;
+        for ((end, rows), (_, groups)) in segments.iter().zip(&numbered) {
+            let pane = self.pane(*end)?;
+            for g in groups {
+                pane.groups.rows[*g] += 1;
             }
-            let Some(window) = self.windows.get_mut(end) else {
-                return Err(EddyError::Internal("window vanished".into()));
-            };
-            let g = window.group(key);
-            window.rows[g] += targets.rows[u];
-            group_of.push((*end, g));
-        }
-        self.groups += fresh;
-        match &targets.contributions {
-            None => self.update(&input, &row_slot, &group_of),
-            Some((src, dst)) => {
-                self.merge_panes(&input, &row_slot, slot_keys.len(), src, dst, &group_of)
-            }
-        }
-    }
-
-    /// Rows straight into their windows' accumulators (`row_slot[i]` is row i's target).
-    fn update(
-        &mut self,
-        input: &Evaluated,
-        row_slot: &[usize],
-        group_of: &[(EventTime, usize)],
-    ) -> Result<Option<Changes>> {
-        // Rows per window: usually a batch lies in one window.
-        let mut per_window: BTreeMap<EventTime, Vec<u32>> = BTreeMap::new();
-        for (i, s) in row_slot.iter().enumerate() {
-            per_window.entry(group_of[*s].0).or_default().push(i as u32);
-        }
-        let single = per_window.len() == 1;
-        for (end, rows) in per_window {
-            let Some(window) = self.windows.get_mut(&end) else {
-                return Err(EddyError::Internal("window vanished".into()));
-            };
-            let total = window.keys.len();
-            let groups: Vec<usize> = rows
-                .iter()
-                .map(|i| group_of[row_slot[*i as usize]].1)
-                .collect();
-            let idx = UInt32Array::from(rows);
-            for (j, acc) in window.accs.iter_mut().enumerate() {
-                let mask = input.masks[j].as_ref();
-                if single {
-                    acc.update_batch(&input.args[j], &groups, mask, total)?;
-                } else {
-                    let args = input.args[j]
-                        .iter()
-                        .map(|a| take(a.as_ref(), &idx, None))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
-                    let mask = match mask {
-                        Some(m) => Some(take(m, &idx, None)?.as_boolean().clone()),
-                        None => None,
-                    };
-                    acc.update_batch(&args, &groups, mask.as_ref(), total)?;
+            let total = pane.groups.len();
+            for (j, acc) in pane.groups.accs.iter_mut().enumerate() {
+                match rows {
+                    None => acc.update_batch(&args[j], groups, masks[j].as_ref(), total)?,
+                    Some(idx) => {
+                        let args = args[j]
+                            .iter()
+                            .map(|a| take(a.as_ref(), idx, None))
+                            .collect::<std::result::Result<Vec<_>, _>>()?;
+                        let mask = match &masks[j] {
+                            Some(m) => Some(take(m, idx, None)?.as_boolean().clone()),
+                            None => None,
+                        };
+                        acc.update_batch(&args, groups, mask.as_ref(), total)?;
+                    }
                 }
             }
         }
         Ok(None)
     }
 
-    /// HOP: fold the batch per pane group, then merge each pane's partial state into the
-    /// windows containing the pane (`src[k]` → target `dst[k]`).
-    fn merge_panes(
-        &mut self,
-        input: &Evaluated,
-        row_slot: &[usize],
-        n_slots: usize,
-        src: &UInt32Array,
-        dst: &[usize],
-        group_of: &[(EventTime, usize)],
-    ) -> Result<Option<Changes>> {
-        let mut lists: BTreeMap<EventTime, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
-        for (k, u) in dst.iter().enumerate() {
-            let (end, g) = group_of[*u];
-            let e = lists.entry(end).or_default();
-            e.0.push(src.value(k));
-            e.1.push(g);
-        }
-        // Per window: which pane groups feed it (as take indices) and its groups they feed.
-        let per_window: Vec<(EventTime, UInt32Array, Vec<usize>)> = lists
-            .into_iter()
-            .map(|(end, (slots, groups))| (end, UInt32Array::from(slots), groups))
-            .collect();
-        for (j, agg) in self.spec.aggs.iter().enumerate() {
-            let mut pane = agg.func.create_groups_accumulator()?;
-            pane.update_batch(&input.args[j], row_slot, input.masks[j].as_ref(), n_slots)?;
-            let partial = pane.state(EmitTo::All)?;
-            for (end, idx, groups) in &per_window {
-                let Some(window) = self.windows.get_mut(end) else {
-                    return Err(EddyError::Internal("window vanished".into()));
-                };
-                let taken = partial
-                    .iter()
-                    .map(|a| take(a.as_ref(), idx, None))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let total = window.keys.len();
-                window.accs[j].merge_batch(&taken, groups, total)?;
+    /// Each row's pane end, from the window bound among the group columns `cols`.
+    fn pane_ends(&self, cols: &[ArrayRef]) -> Result<Vec<EventTime>> {
+        let (bound, add) = match self.shape {
+            Shape::Hop(PaneSpec {
+                start_group: Some(i),
+                slide_ns,
+                ..
+            }) => (i, slide_ns),
+            Shape::Hop(PaneSpec {
+                end_group: Some(i), ..
+            }) => (i, 0),
+            Shape::Hop(_) => {
+                return Err(EddyError::Internal(
+                    "a pane aggregate without window bounds".into(),
+                ))
             }
-        }
-        Ok(None)
+            Shape::Own(w) if w.is_end => (w.group_index, 0),
+            Shape::Own(w) => (w.group_index, w.size_ns),
+        };
+        Ok(event_times_ns(&cols[bound])?
+            .values()
+            .iter()
+            .map(|v| v.saturating_add(add))
+            .collect())
     }
 
-    /// The watermark advanced to `wm`: emit and free every window whose end is at or below it.
+    fn pane(&mut self, end: EventTime) -> Result<&mut Pane> {
+        self.panes
+            .get_mut(&end)
+            .ok_or_else(|| EddyError::Internal("pane vanished".into()))
+    }
+
+    /// The ends of the windows containing the pane ending at `pane_end`.
+    fn windows_of(&self, pane_end: EventTime) -> impl Iterator<Item = EventTime> {
+        let (slide, n) = match self.shape {
+            Shape::Hop(p) => (p.slide_ns, p.size_ns / p.slide_ns),
+            Shape::Own(_) => (0, 1),
+        };
+        (0..n).map(move |k| pane_end.saturating_add(k * slide))
+    }
+
+    /// The end of the last window containing the pane ending at `pane_end`.
+    fn last_window(&self, pane_end: EventTime) -> EventTime {
+        self.windows_of(pane_end).last().unwrap_or(pane_end)
+    }
+
+    /// The first window not yet emitted that holds state: the earliest unemitted window of
+    /// the first pane, or a restored window if earlier. Panes whose windows have all been
+    /// emitted are freed on the way.
+    fn next_window(&mut self) -> Option<EventTime> {
+        let from_panes = loop {
+            let Some((&p, pane)) = self.panes.first_key_value() else {
+                break None;
+            };
+            let next = match (self.closed, self.shape) {
+                (Some(c), Shape::Hop(h)) => p.max(c.saturating_add(h.slide_ns)),
+                _ => p,
+            };
+            if next <= self.last_window(p) {
+                break Some(next);
+            }
+            self.groups -= pane.groups.len();
+            self.hint = pane.groups.len();
+            self.panes.pop_first();
+        };
+        let from_bases = self.bases.first_key_value().map(|(e, _)| *e);
+        match (from_panes, from_bases) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The watermark advanced to `wm`: emit every window whose end is at or below it, and
+    /// free the panes no open window contains.
     pub fn on_watermark(&mut self, wm: EventTime) -> Result<Option<Changes>> {
         let mut parts = Vec::new();
-        while let Some(entry) = self.windows.first_entry() {
-            if *entry.key() > wm {
+        while let Some(end) = self.next_window() {
+            if end > wm {
                 break;
             }
-            let mut window = entry.remove();
-            self.groups -= window.keys.len();
-            let mut cols = if self.spec.group_exprs.is_empty() {
-                Vec::new()
-            } else {
-                let parser = self.keys.parser();
-                self.keys
-                    .convert_rows(window.keys.iter().map(|k| parser.parse(k)))?
-            };
-            for (acc, t) in window.accs.iter_mut().zip(&self.value_types) {
-                cols.push(cast_to(acc.evaluate(EmitTo::All)?, t)?);
+            let window = self.merge(end, true)?;
+            self.window_hint = window.len();
+            if let Some(c) = self.emit(end, window)? {
+                parts.push(c);
             }
-            let n = window.keys.len();
-            let batch = RecordBatch::try_new(self.spec.output_schema.clone(), cols)?;
-            // Append-only input: every group has rows; the filter keeps the contract explicit.
-            let keep = BooleanArray::from_iter(window.rows.iter().map(|r| Some(*r > 0)));
-            let batch = datafusion::arrow::compute::filter_record_batch(&batch, &keep)?;
-            if n > 0 && batch.num_rows() > 0 {
-                let weights = Int64Array::from(vec![1; batch.num_rows()]);
-                parts.push(Changes::with_weights(batch, weights));
+            // A window that is its own pane took the pane with it.
+            if let Shape::Hop(_) = self.shape {
+                self.closed = Some(end);
             }
         }
         concat_changes(&self.spec.output_schema, parts)
     }
 
-    /// Every group as one batch, in the layout of [`state_schema`]. Each accumulator hands out
-    /// its state and is rebuilt from it.
-    pub fn snapshot(&mut self) -> Result<RecordBatch> {
-        let schema = tagged(state_schema(&self.spec)?);
-        if self.groups == 0 {
-            return Ok(RecordBatch::new_empty(schema));
+    /// The window ending at `end`: its restored base (taken out when `closing`) and its
+    /// panes' groups merged.
+    fn merge(&mut self, end: EventTime, closing: bool) -> Result<GroupTable> {
+        let mut window = match self.bases.remove(&end) {
+            Some(base) if closing => {
+                self.groups -= base.len();
+                base
+            }
+            Some(mut base) => {
+                let mut copy = GroupTable::new(&self.spec, base.len())?;
+                let state = base.state(&self.spec)?;
+                merge_into(&mut copy, &base, &state)?;
+                self.bases.insert(end, base);
+                copy
+            }
+            None if matches!(self.shape, Shape::Hop(_)) => {
+                GroupTable::new(&self.spec, self.window_hint)?
+            }
+            None => GroupTable::new(&self.spec, 0)?,
+        };
+        if let (Shape::Own(_), true) = (self.shape, closing) {
+            if let Some(mut pane) = self.panes.remove(&end) {
+                self.groups -= pane.groups.len();
+                self.hint = pane.groups.len();
+                pane.thaw()?;
+                if window.len() == 0 {
+                    return Ok(pane.groups);
+                }
+                let state = pane.groups.state(&self.spec)?;
+                merge_into(&mut window, &pane.groups, &state)?;
+            }
+            return Ok(window);
         }
-        let mut ends = Vec::with_capacity(self.groups);
-        let mut rows: Vec<i64> = Vec::with_capacity(self.groups);
-        let mut keys: Vec<Arc<[u8]>> = Vec::with_capacity(self.groups);
+        let first = match self.shape {
+            Shape::Hop(h) => end.saturating_sub(h.size_ns - h.slide_ns),
+            Shape::Own(_) => end,
+        };
+        for pane in self.panes.range_mut(first..=end).map(|(_, p)| p) {
+            if closing {
+                pane.freeze()?;
+                let state = pane.frozen.as_deref().unwrap_or_default();
+                merge_into(&mut window, &pane.groups, state)?;
+            } else {
+                let state = pane.state(&self.spec)?;
+                merge_into(&mut window, &pane.groups, &state)?;
+            }
+        }
+        Ok(window)
+    }
+
+    /// The output rows of the window ending at `end`.
+    fn emit(&self, end: EventTime, mut window: GroupTable) -> Result<Option<Changes>> {
+        let n = window.len();
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut cols = self.key_columns(end, &window)?;
+        for (acc, t) in window.accs.iter_mut().zip(&self.value_types) {
+            cols.push(cast_to(acc.evaluate(EmitTo::All)?, t)?);
+        }
+        let batch = RecordBatch::try_new(self.spec.output_schema.clone(), cols)?;
+        // Append-only input: every group has rows; the filter keeps the contract explicit.
+        let keep = BooleanArray::from_iter(window.rows.iter().map(|r| Some(*r > 0)));
+        let batch = filter_record_batch(&batch, &keep)?;
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let weights = Int64Array::from(vec![1; batch.num_rows()]);
+        Ok(Some(Changes::with_weights(batch, weights)))
+    }
+
+    /// The group columns of the window ending at `end` for groups `keys`: the window bounds
+    /// and the key columns, in the order of the GROUP BY.
+    fn key_columns(&self, end: EventTime, groups: &GroupTable) -> Result<Vec<ArrayRef>> {
+        let n = groups.len();
+        let parser = self.keys.parser();
+        let mut inner = if self.inner.is_empty() {
+            Vec::new()
+        } else {
+            self.keys
+                .convert_rows(groups.keys().map(|k| parser.parse(k)))?
+        }
+        .into_iter();
+        let fields = self.spec.output_schema.fields();
+        let mut cols = Vec::with_capacity(fields.len());
+        for (i, field) in fields[..self.spec.group_exprs.len()].iter().enumerate() {
+            cols.push(match bound(self.shape, i, end) {
+                Some(t) => timestamps_of(field.data_type(), std::iter::repeat_n(t, n))?,
+                None => inner
+                    .next()
+                    .ok_or_else(|| EddyError::Internal("a pane key column is missing".into()))?,
+            });
+        }
+        Ok(cols)
+    }
+
+    /// Every open window's groups as one batch, in the layout of [`state_schema`]: the
+    /// format the other layouts write, so any of them restores it.
+    pub fn snapshot(&mut self) -> Result<RecordBatch> {
+        if self.groups == 0 {
+            return Ok(RecordBatch::new_empty(tagged(state_schema(&self.spec)?)));
+        }
+        let mut open: BTreeSet<EventTime> = self.bases.keys().copied().collect();
+        for &p in self.panes.keys() {
+            open.extend(
+                self.windows_of(p)
+                    .filter(|end| self.closed.is_none_or(|c| *end > c)),
+            );
+        }
+        let mut ends = Vec::new();
+        let mut rows = Vec::new();
+        let mut key_cols: Vec<Vec<ArrayRef>> = vec![Vec::new(); self.spec.group_exprs.len()];
         let mut states: Vec<Vec<ArrayRef>> = vec![Vec::new(); self.state_types.len()];
-        for (end, window) in self.windows.iter_mut() {
-            let n = window.keys.len();
-            ends.extend(std::iter::repeat_n(*end, n));
+        for end in open {
+            let mut window = self.merge(end, false)?;
+            let n = window.len();
+            if n == 0 {
+                continue;
+            }
+            ends.extend(std::iter::repeat_n(end, n));
             rows.extend(&window.rows);
-            keys.extend(window.keys.iter().cloned());
+            for (parts, c) in key_cols.iter_mut().zip(self.key_columns(end, &window)?) {
+                parts.push(c);
+            }
             let fields = window.state(&self.spec)?.into_iter().flatten();
             for ((parts, a), t) in states.iter_mut().zip(fields).zip(&self.state_types) {
                 parts.push(cast_to(a, t)?);
             }
         }
-        let key_cols = if self.spec.group_exprs.is_empty() {
-            Vec::new()
-        } else {
-            let parser = self.keys.parser();
-            self.keys
-                .convert_rows(keys.iter().map(|k| parser.parse(k)))?
-        };
+        let key_cols = key_cols
+            .into_iter()
+            .map(|parts| {
+                let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                Ok(datafusion::arrow::compute::concat(&refs)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
         checkpoint_batch(&self.spec, &self.value_types, ends, key_cols, rows, states)
     }
 
-    /// Load groups from checkpoint batches (of [`state_schema`], any layout).
+    /// Load windows from checkpoint batches (of [`state_schema`], any layout) as bases.
     pub fn restore(&mut self, batches: &[RecordBatch]) -> Result<()> {
         for batch in batches {
             let cp = Checkpoint::read(&self.spec, batch)?;
-            let keys = (!self.spec.group_exprs.is_empty())
-                .then(|| self.keys.convert_columns(cp.keys))
+            let keys = (!self.inner.is_empty())
+                .then(|| {
+                    let inner: Vec<ArrayRef> =
+                        self.inner.iter().map(|i| cp.keys[*i].clone()).collect();
+                    self.keys.convert_columns(&inner)
+                })
                 .transpose()?;
             self.groups += load(
-                &mut self.windows,
+                &mut self.bases,
                 &self.spec,
                 &self.widths,
                 batch,
@@ -384,83 +555,53 @@ impl Closing {
                 keys.as_ref(),
             )?;
         }
+        // A window that is its own pane goes on filling as one.
+        if let Shape::Own(_) = self.shape {
+            for (end, groups) in std::mem::take(&mut self.bases) {
+                match self.panes.entry(end) {
+                    Entry::Vacant(v) => {
+                        v.insert(Pane {
+                            groups,
+                            frozen: None,
+                        });
+                    }
+                    Entry::Occupied(mut o) => {
+                        // The window already took rows: merge what was restored into them.
+                        let pane = o.get_mut();
+                        self.groups -= groups.len();
+                        let before = pane.groups.len();
+                        let mut groups = groups;
+                        let state = groups.state(&self.spec)?;
+                        merge_into(&mut pane.groups, &groups, &state)?;
+                        self.groups += pane.groups.len() - before;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
 
-/// Merge the groups of checkpoint `batch` (read as `cp`) into `windows` (by window end), each
-/// under its row in `keys` (the empty key where there are none). Returns how many groups
-/// were added.
-pub(super) fn load(
-    windows: &mut BTreeMap<EventTime, Window>,
-    spec: &AggregateSpec,
-    widths: &[usize],
-    batch: &RecordBatch,
-    cp: &Checkpoint<'_>,
-    keys: Option<&Rows>,
-) -> Result<usize> {
-    let states = checkpointed_states(batch, spec, widths, cp.states)?;
-    let mut added = 0;
-    // Rows per window, with their group numbers there.
-    let mut per_window: BTreeMap<EventTime, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
-    for r in 0..cp.ends.len() {
-        let end = cp.ends.value(r);
-        let window = match windows.entry(end) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => v.insert(Window::new(spec)?),
-        };
-        let key = keys.map_or(&[][..], |k| k.row(r).data());
-        let before = window.keys.len();
-        let g = window.group(key);
-        added += window.keys.len() - before;
-        window.rows[g] += cp.rows.value(r);
-        let e = per_window.entry(end).or_default();
-        e.0.push(r as u32);
-        e.1.push(g);
+/// Merge the groups of `from` (with aggregate states `state`, by group number) into `window`.
+fn merge_into(window: &mut GroupTable, from: &GroupTable, state: &[Vec<ArrayRef>]) -> Result<()> {
+    let groups: Vec<usize> = from.keys().map(|k| window.group(k)).collect();
+    for (g, r) in groups.iter().zip(&from.rows) {
+        window.rows[*g] += r;
     }
-    for (end, (rs, groups)) in per_window {
-        let Some(window) = windows.get_mut(&end) else {
-            return Err(EddyError::Internal("window vanished".into()));
-        };
-        let idx = UInt32Array::from(rs);
-        let total = window.keys.len();
-        let mut col = 0;
-        for (j, acc) in window.accs.iter_mut().enumerate() {
-            let w = widths[j];
-            let taken = states[col..col + w]
-                .iter()
-                .map(|a| take(a.as_ref(), &idx, None))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            acc.merge_batch(&taken, &groups, total)?;
-            col += w;
-        }
+    let total = window.len();
+    for (acc, s) in window.accs.iter_mut().zip(state) {
+        acc.merge_batch(s, &groups, total)?;
     }
-    Ok(added)
+    Ok(())
 }
 
-/// A checkpoint batch in the layout of [`state_schema`] from its parts: each group's window
-/// end, key columns, net rows and state fields (`states[f]` holds field f's arrays, one per
-/// window, in the order of `ends`). Emitting on close, no group has emitted.
-pub(super) fn checkpoint_batch(
-    spec: &AggregateSpec,
-    value_types: &[DataType],
-    ends: Vec<EventTime>,
-    key_cols: Vec<ArrayRef>,
-    rows: Vec<i64>,
-    states: Vec<Vec<ArrayRef>>,
-) -> Result<RecordBatch> {
-    let schema = tagged(state_schema(spec)?);
-    let total = rows.len();
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ends))];
-    cols.extend(key_cols);
-    cols.push(Arc::new(Int64Array::from(rows)));
-    for parts in states {
-        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-        cols.push(datafusion::arrow::compute::concat(&refs)?);
+/// Where group column `i` is a bound of the window ending at `end`, that bound.
+fn bound(shape: Shape, i: usize, end: EventTime) -> Option<EventTime> {
+    match shape {
+        Shape::Hop(h) if h.start_group == Some(i) => Some(end.saturating_sub(h.size_ns)),
+        Shape::Hop(h) if h.end_group == Some(i) => Some(end),
+        Shape::Own(w) if w.group_index == i && w.is_end => Some(end),
+        Shape::Own(w) if w.group_index == i => Some(end.saturating_sub(w.size_ns)),
+        _ => None,
     }
-    cols.push(Arc::new(BooleanArray::from(vec![false; total])));
-    for t in value_types {
-        cols.push(new_null_array(t, total));
-    }
-    Ok(RecordBatch::try_new(schema, cols)?)
 }

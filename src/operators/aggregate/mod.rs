@@ -5,17 +5,16 @@
 mod closing;
 mod columnar;
 mod groups;
-mod panes;
 mod retract;
 pub mod sessions;
 pub mod snapshot;
+mod table;
 #[cfg(test)]
 mod tests;
 
 pub use closing::Closing;
 pub use columnar::Columnar;
 pub use groups::*;
-pub use panes::Panes;
 pub use retract::retracting;
 
 use std::sync::Arc;
@@ -48,7 +47,6 @@ pub struct Aggregate {
 /// updated in place for other windows emitting on close), else one boxed accumulator per
 /// group.
 enum Groups {
-    Panes(Panes),
     Closing(Closing),
     Columnar(Columnar),
     Boxed(AggregateOperator),
@@ -58,7 +56,6 @@ enum Groups {
 macro_rules! each {
     ($g:expr, $v:ident => $e:expr) => {
         match $g {
-            Groups::Panes($v) => $e,
             Groups::Closing($v) => $e,
             Groups::Columnar($v) => $e,
             Groups::Boxed($v) => $e,
@@ -68,9 +65,6 @@ macro_rules! each {
 
 impl Groups {
     fn new(spec: Arc<AggregateSpec>) -> Result<Self> {
-        if let Some(p) = Panes::try_new(spec.clone())? {
-            return Ok(Groups::Panes(p));
-        }
         if let Some(c) = Closing::try_new(spec.clone())? {
             return Ok(Groups::Closing(c));
         }
@@ -165,14 +159,14 @@ impl StreamOperator for Aggregate {
             .map(|a| a.func.name().to_string())
             .collect();
         let window = match &spec.window {
-            Some(_) if matches!(self.op, Groups::Panes(_)) => {
+            Some(_) if spec.panes.is_some() && matches!(self.op, Groups::Closing(_)) => {
                 "windowed; state kept per pane, freed when the last window holding it closes"
             }
             Some(_) => "windowed; state freed when the watermark passes window_end",
             None => "not windowed; state kept per group",
         };
         let layout = match self.op {
-            Groups::Panes(_) | Groups::Closing(_) | Groups::Columnar(_) => "columnar",
+            Groups::Closing(_) | Groups::Columnar(_) => "columnar",
             Groups::Boxed(_) if spec.aggs.is_empty() => "keys only",
             Groups::Boxed(_) => "an accumulator per group",
         };
