@@ -19,7 +19,7 @@
 //! A LEFT join emits a left row padded with NULLs while it has no match; the
 //! first match retracts that row, and losing the last match brings it back.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, AsArray, Int64Array, UInt32Array};
@@ -149,7 +149,7 @@ type Key = Arc<[u8]>;
 struct Side {
     conv: RowConverter,
     /// Per key, its rows in arrival order (expiry mostly takes the oldest: the front).
-    by_key: HashMap<Key, VecDeque<Entry>, RandomState>,
+    by_key: hashbrown::HashMap<Key, VecDeque<Entry>, RandomState>,
     /// (expires, seq) → key, for rows that expire.
     expiry: BTreeMap<(i64, u64), Key>,
     rows: usize,
@@ -168,7 +168,7 @@ impl Side {
             .collect();
         Ok(Side {
             conv: RowConverter::new(fields)?,
-            by_key: HashMap::with_hasher(RandomState::with_seed(0x6a6f_696e)),
+            by_key: hashbrown::HashMap::with_hasher(RandomState::with_seed(0x6a6f_696e)),
             expiry: BTreeMap::new(),
             rows: 0,
             bytes: 0,
@@ -176,13 +176,15 @@ impl Side {
     }
 
     fn remove_entry(&mut self, key: &[u8], pos: usize) {
-        let Some(list) = self.by_key.get_mut(key) else {
-            return;
-        };
-        let Some(e) = list.remove(pos) else {
-            return;
-        };
-        self.expiry.remove(&(e.expires, e.seq));
+        if let Some(e) = self.take(key, pos) {
+            self.expiry.remove(&(e.expires, e.seq));
+        }
+    }
+
+    /// Take row `pos` of `key` out of `by_key` (not out of `expiry`).
+    fn take(&mut self, key: &[u8], pos: usize) -> Option<Entry> {
+        let list = self.by_key.get_mut(key)?;
+        let e = list.remove(pos)?;
         self.rows -= 1;
         self.bytes = self
             .bytes
@@ -190,6 +192,7 @@ impl Side {
         if list.is_empty() {
             self.by_key.remove(key);
         }
+        Some(e)
     }
 
     /// Drop rows whose expiry is below `t`.
@@ -204,7 +207,8 @@ impl Side {
                 .get(&key)
                 .and_then(|l| l.iter().position(|e| e.seq == seq))
             {
-                self.remove_entry(&key, pos);
+                // Its expiry entry is gone already.
+                self.take(&key, pos);
             }
         }
     }
@@ -432,20 +436,27 @@ impl JoinOperator {
         let seq = self.seq;
         side.bytes += row.as_ref().len() + key.len() + ENTRY_OVERHEAD;
         side.rows += 1;
-        // One allocation of the key, shared with the expiry index.
-        let key: Key = match side.by_key.get_key_value(key) {
-            Some((k, _)) => k.clone(),
-            None => key.into(),
-        };
-        if expires != i64::MAX {
-            side.expiry.insert((expires, seq), key.clone());
-        }
-        side.by_key.entry(key).or_default().push_back(Entry {
+        let entry = Entry {
             seq,
             row,
             expires,
             matches,
-        });
+        };
+        // One allocation of the key, shared with the expiry index; one lookup.
+        let key: Key = match side.by_key.get_key_value_mut(key) {
+            Some((k, list)) => {
+                list.push_back(entry);
+                k.clone()
+            }
+            None => {
+                let k: Key = key.into();
+                side.by_key.insert(k.clone(), VecDeque::from([entry]));
+                k
+            }
+        };
+        if expires != i64::MAX {
+            side.expiry.insert((expires, seq), key);
+        }
         Ok(())
     }
 
