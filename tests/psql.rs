@@ -229,6 +229,51 @@ fn psql_stops_on_error_with_nonzero_exit() {
 /// it undid nothing (the row stays). `SET datafusion.*` would change every
 /// session's settings and is refused (0A000); PostgreSQL settings still work.
 #[test]
+fn psql_reads_a_postgres_16_server_and_savepoints_pass() {
+    let rt = runtime();
+    let server = rt.block_on(Server::start());
+    // psql sets these from the server_version the server sends at startup.
+    let out = psql_ok(
+        &server,
+        &["-c", "\\echo :SERVER_VERSION_NAME / :SERVER_VERSION_NUM"],
+    );
+    assert_contains(
+        &out,
+        &[&format!(
+            "16.6 (eddy {}) / 160006",
+            env!("CARGO_PKG_VERSION")
+        )],
+        "psql's server version",
+    );
+    let out = psql(
+        server.port,
+        &[
+            "-c",
+            "BEGIN",
+            "-c",
+            "SAVEPOINT s",
+            "-c",
+            "ROLLBACK TO SAVEPOINT s",
+            "-c",
+            "RELEASE SAVEPOINT s",
+            "-c",
+            "COMMIT",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_contains(
+        &text(&out.stdout),
+        &["SAVEPOINT", "ROLLBACK", "RELEASE", "COMMIT"],
+        "command tags",
+    );
+    assert_contains(
+        &text(&out.stderr),
+        &["WARNING:  ROLLBACK TO SAVEPOINT undid nothing"],
+        "psql stderr",
+    );
+}
+
+#[test]
 fn rollback_warns_and_shared_settings_are_refused() {
     let rt = runtime();
     let server = rt.block_on(Server::start());

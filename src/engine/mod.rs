@@ -695,8 +695,8 @@ impl Engine {
 
     /// Plan a query (for the extended protocol's Parse/Describe).
     pub async fn plan_query(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
-        // Flink's TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …)) as in a view.
-        let sql = &crate::sql::tokens::flink_windows_in_query(sql)?;
+        // Flink's TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …)) as in a view; `top` as a column.
+        let sql = &crate::sql::tokens::query_text(sql)?;
         let mut stmts = self
             .compat
             .parse(sql)

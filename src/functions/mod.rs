@@ -18,6 +18,7 @@
 //! - float-to-integer casts round, a bare number cast to interval is seconds, `date ± interval`
 //!   is a timestamp, `SIMILAR TO` reads SQL patterns ([`pg_operators`]).
 //! - `regexp_*` with an empty flags string read no flags ([`regexp_flags`]).
+//! - `version()` and `current_setting(name)` answer as PostgreSQL 16.6 ([`settings`]).
 //! - casts to text and the arguments of `concat` and `||` write values as PostgreSQL does
 //!   ([`text_cast`]).
 
@@ -30,6 +31,7 @@ pub mod pg_operators;
 pub mod proctime;
 pub mod regexp_flags;
 pub mod reservoir_sample;
+pub mod settings;
 pub mod space_saving;
 pub(crate) mod template;
 pub mod text_cast;
@@ -136,6 +138,8 @@ pub fn register(ctx: &SessionContext) {
     bounded::register(ctx);
     ctx.register_udf(ScalarUDF::from(modulo::Mod::default()));
     ctx.register_udf(ScalarUDF::from(proctime::ProcTime::default()));
+    ctx.register_udf(ScalarUDF::from(settings::Version::default()));
+    ctx.register_udf(ScalarUDF::from(settings::CurrentSetting::default()));
     ctx.register_udf(ScalarUDF::from(to_char::ToChar::default()));
     to_timestamp::register(ctx);
     ctx.register_udf(ScalarUDF::from(to_number::ToNumber::default()));

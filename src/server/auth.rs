@@ -20,8 +20,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::Sink;
-use pgwire::api::auth::noop::NoopStartupHandler;
-use pgwire::api::auth::StartupHandler;
+use pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+    DefaultServerParameterProvider, StartupHandler,
+};
 use pgwire::api::{ClientInfo, PgWireConnectionState, PidSecretKeyGenerator};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -76,9 +78,40 @@ pub fn check_privilege(role: Option<Role>, user: &str, stmt: &Statement) -> Resu
 }
 
 /// Accepts any user (trust mode).
-struct Trust;
+struct Trust {
+    keys: Arc<dyn PidSecretKeyGenerator>,
+}
 
-impl NoopStartupHandler for Trust {}
+#[async_trait]
+impl StartupHandler for Trust {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(startup) = &message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            let (pid, secret) = self.keys.generate(client);
+            client.set_pid_and_secret_key(pid, secret);
+            finish_authentication(client, &server_parameters()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The parameters a client receives at startup: pgwire's, with eddy's `server_version`
+/// (psql and drivers read it to choose their catalog queries).
+pub(super) fn server_parameters() -> DefaultServerParameterProvider {
+    let mut p = DefaultServerParameterProvider::default();
+    p.server_version = crate::functions::settings::server_version();
+    p
+}
 
 /// The startup phase of one connection: TLS requirement, authentication,
 /// then registration for cancel requests.
@@ -106,7 +139,7 @@ impl ConnectionStartup {
         keys: Arc<dyn PidSecretKeyGenerator>,
     ) -> Self {
         let inner = match mode {
-            AuthMode::Trust => Inner::Trust(Trust),
+            AuthMode::Trust => Inner::Trust(Trust { keys }),
             AuthMode::Password(c) => Inner::Scram(Box::new(ScramStartup::new(c.clone(), keys))),
         };
         ConnectionStartup {

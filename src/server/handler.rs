@@ -199,21 +199,38 @@ impl EddyHandler {
         match stmt {
             Statement::Session(s) => {
                 super::session::refuse_shared_settings(&s).map_err(pg)?;
-                if matches!(
-                    s.as_ref(),
-                    datafusion::sql::sqlparser::ast::Statement::Rollback { .. }
-                ) {
+                use datafusion::sql::sqlparser::ast::Statement as S;
+                if let S::Rollback { savepoint, .. } = s.as_ref() {
                     // Every statement took effect when it ran: say so rather than pretend.
+                    let what = if savepoint.is_some() {
+                        "ROLLBACK TO SAVEPOINT"
+                    } else {
+                        "ROLLBACK"
+                    };
                     let notice = ErrorInfo::new(
                         "WARNING".into(),
                         "01000".into(),
-                        "ROLLBACK undid nothing: eddy applies each statement when it runs \
-                         and has no transactions"
-                            .into(),
+                        format!(
+                            "{what} undid nothing: eddy applies each statement when it runs \
+                             and has no transactions"
+                        ),
                     );
                     client
                         .send(PgWireBackendMessage::NoticeResponse(notice.into()))
                         .await?;
+                }
+                // Savepoints mark nothing to return to (see the warning above); the
+                // transaction block, as the client sees it, goes on.
+                if matches!(
+                    s.as_ref(),
+                    S::Savepoint { .. }
+                        | S::ReleaseSavepoint { .. }
+                        | S::Rollback {
+                            savepoint: Some(_),
+                            ..
+                        }
+                ) {
+                    return Ok(Response::Execution(Tag::new(&session_tag(&s))));
                 }
                 if let Some(r) = super::session::set_state_ttl(&s, client.metadata_mut()) {
                     return r.map(|_| Response::Execution(Tag::new("SET"))).map_err(pg);

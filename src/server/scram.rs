@@ -15,8 +15,8 @@ use base64::Engine as _;
 use futures::{Sink, SinkExt};
 use parking_lot::Mutex;
 use pgwire::api::auth::{
-    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
-    DefaultServerParameterProvider, LoginInfo, StartupHandler,
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, LoginInfo,
+    StartupHandler,
 };
 use pgwire::api::{ClientInfo, PgWireConnectionState, PidSecretKeyGenerator};
 use pgwire::error::{PgWireError, PgWireResult};
@@ -223,8 +223,7 @@ impl StartupHandler for ScramStartup {
                             .await?;
                         let (pid, secret) = self.keys.generate(client);
                         client.set_pid_and_secret_key(pid, secret);
-                        finish_authentication(client, &DefaultServerParameterProvider::default())
-                            .await?;
+                        finish_authentication(client, &super::auth::server_parameters()).await?;
                     }
                     Exchange::Initial | Exchange::Done => {
                         return Err(PgWireError::InvalidSASLState);

@@ -270,6 +270,9 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
             )),
         ));
     }
+    if let Some(q) = show_fixed_setting(&stmt)? {
+        return Ok(q);
+    }
     use ast::Statement as S;
     Ok(match stmt {
         S::Query(_) | S::Explain { .. } | S::ExplainTable { .. } => {
@@ -300,6 +303,8 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
         | S::ShowVariable { .. }
         | S::ShowStatus { .. }
         | S::StartTransaction { .. }
+        | S::Savepoint { .. }
+        | S::ReleaseSavepoint { .. }
         | S::Commit { .. }
         | S::Rollback { .. }
         | S::Discard { .. }
@@ -312,6 +317,28 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
             )))
         }
     })
+}
+
+/// `SHOW server_version` and the other settings fixed for the server's life, as a query of
+/// the value ([`crate::functions::settings`]): PostgreSQL's answer, where the session hooks
+/// would name DataFusion.
+fn show_fixed_setting(stmt: &ast::Statement) -> Result<Option<Statement>> {
+    let ast::Statement::ShowVariable { variable } = stmt else {
+        return Ok(None);
+    };
+    let [name] = variable.as_slice() else {
+        return Ok(None);
+    };
+    let Some(value) = crate::functions::settings::fixed_setting(&name.value) else {
+        return Ok(None);
+    };
+    let column = name.value.to_ascii_lowercase();
+    let sql = format!("SELECT '{}' AS \"{column}\"", value.replace('\'', "''"));
+    let query = Parser::new(&DIALECT)
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_statement())
+        .map_err(|e| parser_error(&sql, e))?;
+    Ok(Some(Statement::Query(Box::new(query), sql)))
 }
 
 fn first_words(s: &str) -> String {

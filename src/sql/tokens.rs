@@ -46,8 +46,9 @@ pub fn split_statements(sql: &str) -> Result<Vec<StatementTokens>> {
 fn push_statement(
     sql: &str,
     out: &mut Vec<StatementTokens>,
-    tokens: Vec<TokenWithSpan>,
+    mut tokens: Vec<TokenWithSpan>,
 ) -> Result<()> {
+    unreserve_top(&mut tokens);
     let significant: Vec<&TokenWithSpan> =
         tokens.iter().filter(|t| !is_whitespace(&t.token)).collect();
     let (Some(first), Some(last)) = (significant.first(), significant.last()) else {
@@ -59,6 +60,25 @@ fn push_statement(
     let text = sql.get(start..end).unwrap_or_default().trim().to_string();
     out.push(StatementTokens { tokens, text });
     Ok(())
+}
+
+/// `TOP` is no keyword in PostgreSQL, but sqlparser reads `SELECT top FROM t` as SQL Server's
+/// `SELECT TOP n`: right after SELECT, DISTINCT or ALL, an unquoted `top` becomes the
+/// identifier it is in PostgreSQL.
+fn unreserve_top(tokens: &mut [TokenWithSpan]) {
+    let sig = significant(tokens);
+    for w in sig.windows(2) {
+        let after_select = ["SELECT", "DISTINCT", "ALL"]
+            .iter()
+            .any(|k| is_word(&tokens[w[0]].token, k));
+        if let Token::Word(word) = &mut tokens[w[1]].token {
+            if after_select && word.quote_style.is_none() && word.keyword == Keyword::TOP {
+                word.value = word.value.to_lowercase();
+                word.quote_style = Some('"');
+                word.keyword = Keyword::NoKeyword;
+            }
+        }
+    }
 }
 
 /// True for whitespace and comments.
@@ -192,9 +212,11 @@ pub fn strip_emit_clause(tokens: &mut Vec<TokenWithSpan>) -> Option<EmitClause> 
 }
 
 /// `sql` (one query) with Flink's window TVF form rewritten into the short
-/// form (see [`rewrite_flink_windows`]); unchanged when it has none.
-pub fn flink_windows_in_query(sql: &str) -> Result<String> {
-    if !sql.to_ascii_uppercase().contains("DESCRIPTOR") {
+/// form (see [`rewrite_flink_windows`]) and a column named `top` read as one
+/// (see [`unreserve_top`]); unchanged when it has neither.
+pub fn query_text(sql: &str) -> Result<String> {
+    let upper = sql.to_ascii_uppercase();
+    if !upper.contains("DESCRIPTOR") && !upper.contains("TOP") {
         return Ok(sql.to_string());
     }
     let mut out = Vec::new();
@@ -401,12 +423,29 @@ mod tests {
     #[test]
     fn rewrites_flink_tvf_in_a_query_text() {
         let q = "SELECT count(*) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' SECOND))";
-        let got = flink_windows_in_query(q).unwrap();
+        let got = query_text(q).unwrap();
         assert_eq!(
             got.split_whitespace().collect::<Vec<_>>().join(" "),
             "SELECT count(*) FROM TUMBLE( t, ts , INTERVAL '1' SECOND)"
         );
-        assert_eq!(flink_windows_in_query("SELECT 1").unwrap(), "SELECT 1");
+        assert_eq!(query_text("SELECT 1").unwrap(), "SELECT 1");
+    }
+
+    #[test]
+    fn top_is_a_column_name_as_in_postgres() {
+        assert_eq!(
+            query_text("SELECT TOP, DISTINCT_top FROM t").unwrap(),
+            "SELECT \"top\", DISTINCT_top FROM t"
+        );
+        assert_eq!(
+            query_text("SELECT DISTINCT top FROM t").unwrap(),
+            "SELECT DISTINCT \"top\" FROM t"
+        );
+        // Elsewhere it is a plain word already.
+        assert_eq!(
+            query_text("SELECT a FROM t ORDER BY top").unwrap(),
+            "SELECT a FROM t ORDER BY top"
+        );
     }
 
     #[test]
