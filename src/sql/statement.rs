@@ -310,10 +310,21 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
         | S::Discard { .. }
         | S::Deallocate { .. }
         | S::Close { .. } => Statement::Session(Box::new(stmt)),
+        S::Copy { .. } => {
+            return Err(EddyError::NotSupported {
+                message: "COPY is not supported yet".into(),
+                hint: Some(
+                    "Read rows with SELECT (psql: psql --csv -c 'SELECT …' > file); load rows \
+                     with INSERT … VALUES, or read a file with CREATE SOURCE … WITH \
+                     (connector = 'file', …)."
+                        .into(),
+                ),
+            })
+        }
         other => {
             return Err(EddyError::not_supported(format!(
-                "statement not supported: {}",
-                first_words(&other.to_string())
+                "{} is not supported",
+                statement_kind(&other.to_string())
             )))
         }
     })
@@ -341,8 +352,24 @@ fn show_fixed_setting(stmt: &ast::Statement) -> Result<Option<Statement>> {
     Ok(Some(Statement::Query(Box::new(query), sql)))
 }
 
-fn first_words(s: &str) -> String {
-    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+/// What kind of statement `s` (sqlparser's rendering) is: its leading keywords (`GRANT`,
+/// `CREATE INDEX`, `ALTER TABLE`), not the names and values after them.
+fn statement_kind(s: &str) -> String {
+    use datafusion::sql::sqlparser::keywords::ALL_KEYWORDS;
+    let mut words = s.split_whitespace().peekable();
+    // CREATE UNIQUE INDEX, ALTER TABLE, DROP INDEX: the object's kind follows.
+    let n = match words.peek() {
+        Some(&("CREATE" | "ALTER" | "DROP")) => 3,
+        _ => 1,
+    };
+    let words: Vec<&str> = words
+        .take(n)
+        .take_while(|w| ALL_KEYWORDS.binary_search(w).is_ok())
+        .collect();
+    match words.is_empty() {
+        true => "this statement".into(),
+        false => words.join(" "),
+    }
 }
 
 /// Normalise an identifier: unquoted names fold to lower case, as in Postgres.
