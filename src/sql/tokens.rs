@@ -49,6 +49,7 @@ fn push_statement(
     mut tokens: Vec<TokenWithSpan>,
 ) -> Result<()> {
     unreserve_top(&mut tokens);
+    complete_timestamp_literals(&mut tokens);
     let significant: Vec<&TokenWithSpan> =
         tokens.iter().filter(|t| !is_whitespace(&t.token)).collect();
     let (Some(first), Some(last)) = (significant.first(), significant.last()) else {
@@ -79,6 +80,57 @@ fn unreserve_top(tokens: &mut [TokenWithSpan]) {
             }
         }
     }
+}
+
+/// PostgreSQL reads a timestamp without seconds (`TIMESTAMP '2020-04-15 12:02'`, `9:05` for
+/// the hour); Arrow's parser needs them. In a timestamp literal — `TIMESTAMP '…'`,
+/// `'…'::timestamp`, `CAST('…' AS TIMESTAMP)` — such a text gets `:00`.
+fn complete_timestamp_literals(tokens: &mut [TokenWithSpan]) {
+    let sig = significant(tokens);
+    let at = |k: usize, kw: &str| sig.get(k).is_some_and(|&i| is_word(&tokens[i].token, kw));
+    let tok = |k: usize| sig.get(k).map(|&i| &tokens[i].token);
+    let mut literals = Vec::new();
+    for k in 0..sig.len() {
+        if !matches!(tok(k), Some(Token::SingleQuotedString(_))) {
+            continue;
+        }
+        let typed = k > 0 && at(k - 1, "TIMESTAMP");
+        let cast = matches!(tok(k + 1), Some(Token::DoubleColon)) && at(k + 2, "TIMESTAMP");
+        let call = k > 1
+            && matches!(tok(k - 1), Some(Token::LParen))
+            && at(k - 2, "CAST")
+            && at(k + 1, "AS")
+            && at(k + 2, "TIMESTAMP");
+        if typed || cast || call {
+            literals.push(sig[k]);
+        }
+    }
+    for i in literals {
+        if let Token::SingleQuotedString(text) = &mut tokens[i].token {
+            if let Some(full) = with_seconds(text) {
+                *text = full;
+            }
+        }
+    }
+}
+
+/// `date hh:mm` (or `h:mm`, `T` between) as `date hh:mm:00`; `None` for any other text.
+fn with_seconds(text: &str) -> Option<String> {
+    let t = text.trim();
+    let (date, time) = t.split_once([' ', 'T'])?;
+    let date_ok = date.len() == 10
+        && date.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    let (h, m) = time.trim().split_once(':')?;
+    let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&s.len()) && s.chars().all(|c| c.is_ascii_digit())
+    };
+    (date_ok && digits(h, 1..=2) && digits(m, 2..=2)).then(|| format!("{date} {h:0>2}:{m}:00"))
 }
 
 /// True for whitespace and comments.
@@ -212,11 +264,15 @@ pub fn strip_emit_clause(tokens: &mut Vec<TokenWithSpan>) -> Option<EmitClause> 
 }
 
 /// `sql` (one query) with Flink's window TVF form rewritten into the short
-/// form (see [`rewrite_flink_windows`]) and a column named `top` read as one
-/// (see [`unreserve_top`]); unchanged when it has neither.
+/// form (see [`rewrite_flink_windows`]), a column named `top` read as one
+/// (see [`unreserve_top`]) and timestamp literals without seconds completed
+/// (see [`complete_timestamp_literals`]); unchanged when it has none of them.
 pub fn query_text(sql: &str) -> Result<String> {
     let upper = sql.to_ascii_uppercase();
-    if !upper.contains("DESCRIPTOR") && !upper.contains("TOP") {
+    if !["DESCRIPTOR", "TOP", "TIMESTAMP"]
+        .iter()
+        .any(|w| upper.contains(w))
+    {
         return Ok(sql.to_string());
     }
     let mut out = Vec::new();
@@ -429,6 +485,26 @@ mod tests {
             "SELECT count(*) FROM TUMBLE( t, ts , INTERVAL '1' SECOND)"
         );
         assert_eq!(query_text("SELECT 1").unwrap(), "SELECT 1");
+    }
+
+    #[test]
+    fn timestamp_literals_without_seconds_are_completed() {
+        assert_eq!(
+            query_text("SELECT TIMESTAMP '2020-04-15 12:02', '2020-04-15 9:05'::timestamp")
+                .unwrap(),
+            "SELECT TIMESTAMP '2020-04-15 12:02:00', '2020-04-15 09:05:00'::timestamp"
+        );
+        assert_eq!(
+            query_text("SELECT CAST('2020-04-15T12:02' AS TIMESTAMP)").unwrap(),
+            "SELECT CAST('2020-04-15 12:02:00' AS TIMESTAMP)"
+        );
+        // Only timestamp literals, and only that shape.
+        for q in [
+            "SELECT '2020-04-15 12:02' AS text_kept, TIMESTAMP '2020-04-15 12:02:07'",
+            "SELECT TIMESTAMP '12:02', TIMESTAMP '2020-04-15 12:2'",
+        ] {
+            assert_eq!(query_text(q).unwrap(), q);
+        }
     }
 
     #[test]
