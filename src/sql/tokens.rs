@@ -90,8 +90,8 @@ fn complete_timestamp_literals(tokens: &mut [TokenWithSpan]) {
     let at = |k: usize, kw: &str| sig.get(k).is_some_and(|&i| is_word(&tokens[i].token, kw));
     let tok = |k: usize| sig.get(k).map(|&i| &tokens[i].token);
     let mut literals = Vec::new();
-    for k in 0..sig.len() {
-        if !matches!(tok(k), Some(Token::SingleQuotedString(_))) {
+    for (k, &i) in sig.iter().enumerate() {
+        if !matches!(tokens[i].token, Token::SingleQuotedString(_)) {
             continue;
         }
         let typed = k > 0 && at(k - 1, "TIMESTAMP");
@@ -102,7 +102,7 @@ fn complete_timestamp_literals(tokens: &mut [TokenWithSpan]) {
             && at(k + 1, "AS")
             && at(k + 2, "TIMESTAMP");
         if typed || cast || call {
-            literals.push(sig[k]);
+            literals.push(i);
         }
     }
     for i in literals {
