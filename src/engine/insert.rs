@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef};
 use datafusion::arrow::compute::{cast_with_options, CastOptions};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::FormatOptions;
 use datafusion::common::ParamValues;
@@ -299,7 +300,17 @@ fn fit(
         .collect();
     for (src, &dst) in targets.iter().enumerate() {
         let field = schema.field(dst);
-        cols[dst] = cast_with_options(b.column(src), field.data_type(), &opts).map_err(|e| {
+        let value = b.column(src);
+        // PostgreSQL reads '2020-04-15 08:05' as a timestamp; Arrow wants the seconds.
+        let completed = match (value.data_type(), field.data_type()) {
+            (
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8,
+                DataType::Timestamp(..),
+            ) => crate::pgtext::datetime::complete_seconds_in(value.as_ref()),
+            _ => None,
+        };
+        let value = completed.as_ref().unwrap_or(value);
+        cols[dst] = cast_with_options(value, field.data_type(), &opts).map_err(|e| {
             EddyError::DatatypeMismatch(format!(
                 "column \"{}\" is of type {} but the value cannot be converted: {e}",
                 field.name(),

@@ -1,11 +1,13 @@
 //! `timestamp`, `timestamptz`, `time` and `date` as PostgreSQL writes them (ISO style): the
 //! fraction only when there is one, micro-second precision, `+00` on `timestamptz` (the session
-//! zone is UTC), ` BC` for years before 1.
+//! zone is UTC), ` BC` for years before 1. And the timestamp text PostgreSQL reads that Arrow's
+//! parser does not (no seconds: [`complete_seconds`]).
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike};
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Date64Type, Time32MillisecondType, Time32SecondType,
     Time64MicrosecondType, Time64NanosecondType, TimeUnit, TimestampMicrosecondType,
@@ -129,6 +131,41 @@ pub fn date_text(array: &dyn Array, row: usize, out: &mut String) -> bool {
     let bc = push_date(date, out);
     out.push_str(bc);
     true
+}
+
+/// Timestamp text PostgreSQL reads and Arrow does not: `date hh:mm` (or `h:mm`, `T` between)
+/// as `date hh:mm:00`; `None` for any other text.
+pub fn complete_seconds(text: &str) -> Option<String> {
+    let t = text.trim();
+    let (date, time) = t.split_once([' ', 'T'])?;
+    let date_ok = date.len() == 10
+        && date.char_indices().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                c == '-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    let (h, m) = time.trim().split_once(':')?;
+    let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&s.len()) && s.chars().all(|c| c.is_ascii_digit())
+    };
+    (date_ok && digits(h, 1..=2) && digits(m, 2..=2)).then(|| format!("{date} {h:0>2}:{m}:00"))
+}
+
+/// `strings` with [`complete_seconds`] applied where it changes a value (`None`: nothing to
+/// change; then the caller keeps its array).
+pub fn complete_seconds_in(strings: &dyn Array) -> Option<ArrayRef> {
+    let text = datafusion::arrow::compute::cast(strings, &DataType::Utf8).ok()?;
+    let text = text.as_string::<i32>();
+    if !text.iter().flatten().any(|v| complete_seconds(v).is_some()) {
+        return None;
+    }
+    let done: StringArray = text
+        .iter()
+        .map(|v| v.map(|v| complete_seconds(v).unwrap_or_else(|| v.to_string())))
+        .collect();
+    Some(Arc::new(done))
 }
 
 #[cfg(test)]

@@ -107,30 +107,11 @@ fn complete_timestamp_literals(tokens: &mut [TokenWithSpan]) {
     }
     for i in literals {
         if let Token::SingleQuotedString(text) = &mut tokens[i].token {
-            if let Some(full) = with_seconds(text) {
+            if let Some(full) = crate::pgtext::datetime::complete_seconds(text) {
                 *text = full;
             }
         }
     }
-}
-
-/// `date hh:mm` (or `h:mm`, `T` between) as `date hh:mm:00`; `None` for any other text.
-fn with_seconds(text: &str) -> Option<String> {
-    let t = text.trim();
-    let (date, time) = t.split_once([' ', 'T'])?;
-    let date_ok = date.len() == 10
-        && date.char_indices().all(|(i, c)| {
-            if i == 4 || i == 7 {
-                c == '-'
-            } else {
-                c.is_ascii_digit()
-            }
-        });
-    let (h, m) = time.trim().split_once(':')?;
-    let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
-        n.contains(&s.len()) && s.chars().all(|c| c.is_ascii_digit())
-    };
-    (date_ok && digits(h, 1..=2) && digits(m, 2..=2)).then(|| format!("{date} {h:0>2}:{m}:00"))
 }
 
 /// True for whitespace and comments.
