@@ -250,24 +250,43 @@ pub fn strip_emit_clause(tokens: &mut Vec<TokenWithSpan>) -> Option<EmitClause> 
 /// (see [`complete_timestamp_literals`]); unchanged when it has none of them.
 pub fn query_text(sql: &str) -> Result<String> {
     let upper = sql.to_ascii_uppercase();
-    if !["DESCRIPTOR", "TOP", "TIMESTAMP"]
-        .iter()
-        .any(|w| upper.contains(w))
-    {
+    if upper.contains("DESCRIPTOR") {
+        let mut out = Vec::new();
+        for st in split_statements(sql)? {
+            let mut tokens = st.tokens;
+            rewrite_flink_windows(&mut tokens);
+            out.push(
+                tokens
+                    .iter()
+                    .map(|t| t.token.to_string())
+                    .collect::<String>(),
+            );
+        }
+        return Ok(out.join(";\n"));
+    }
+    if !upper.contains("TOP") && !upper.contains("TIMESTAMP") {
         return Ok(sql.to_string());
     }
-    let mut out = Vec::new();
-    for st in split_statements(sql)? {
-        let mut tokens = st.tokens;
-        rewrite_flink_windows(&mut tokens);
-        out.push(
-            tokens
-                .iter()
-                .map(|t| t.token.to_string())
-                .collect::<String>(),
-        );
+    // Only the tokens the passes change are written anew; the rest of the text stays as it
+    // was (a token written back loses its escapes: 'it''s' would become 'it's').
+    let raw = Tokenizer::new(&DIALECT, sql)
+        .tokenize_with_location()
+        .map_err(|e| EddyError::Syntax {
+            message: format!("syntax error: {}", e.message),
+            position: Some(char_position(sql, e.location)),
+        })?;
+    let mut fixed = raw.clone();
+    unreserve_top(&mut fixed);
+    complete_timestamp_literals(&mut fixed);
+    let mut out = sql.to_string();
+    for (before, after) in raw.iter().zip(&fixed).rev() {
+        if before.token != after.token {
+            let start = byte_offset(sql, before.span.start);
+            let end = byte_offset(sql, before.span.end);
+            out.replace_range(start..end, &after.token.to_string());
+        }
     }
-    Ok(out.join(";\n"))
+    Ok(out)
 }
 
 /// Remove `FOR SYSTEM_TIME AS OF <expr>` after a table in `FROM` (a
@@ -497,6 +516,15 @@ mod tests {
         assert_eq!(
             query_text("SELECT DISTINCT top FROM t").unwrap(),
             "SELECT DISTINCT \"top\" FROM t"
+        );
+        // The rest of the text is kept as written, escapes and all.
+        assert_eq!(
+            query_text("SELECT 'it''s' AS stop, E'a\\nb', top FROM t -- top").unwrap(),
+            "SELECT 'it''s' AS stop, E'a\\nb', top FROM t -- top"
+        );
+        assert_eq!(
+            query_text("SELECT top, 'it''s' FROM t").unwrap(),
+            "SELECT \"top\", 'it''s' FROM t"
         );
         // Elsewhere it is a plain word already.
         assert_eq!(

@@ -55,13 +55,7 @@ impl Pane {
     /// Freeze the pane if it is still filling.
     fn freeze(&mut self) -> Result<()> {
         if self.frozen.is_none() {
-            let state = self
-                .groups
-                .accs
-                .iter_mut()
-                .map(|a| a.state(EmitTo::All))
-                .collect::<datafusion::error::Result<_>>()?;
-            self.frozen = Some(state);
+            self.frozen = Some(self.groups.take_state()?);
         }
         Ok(())
     }
@@ -383,7 +377,7 @@ impl Closing {
             if end > wm {
                 break;
             }
-            let window = self.merge(end, true)?;
+            let window = self.close(end)?;
             self.window_hint = window.len();
             if let Some(c) = self.emit(end, window)? {
                 parts.push(c);
@@ -396,54 +390,49 @@ impl Closing {
         concat_changes(&self.spec.output_schema, parts)
     }
 
-    /// The window ending at `end`: its restored base (taken out when `closing`) and its
-    /// panes' groups merged.
-    fn merge(&mut self, end: EventTime, closing: bool) -> Result<GroupTable> {
-        let mut window = match self.bases.remove(&end) {
-            Some(base) if closing => {
-                self.groups -= base.len();
-                base
-            }
-            Some(mut base) => {
-                let mut copy = GroupTable::new(&self.spec, base.len())?;
-                let state = base.state(&self.spec)?;
-                merge_into(&mut copy, &base, &state)?;
-                self.bases.insert(end, base);
-                copy
-            }
-            None if matches!(self.shape, Shape::Hop(_)) => {
-                GroupTable::new(&self.spec, self.window_hint)?
-            }
-            None => GroupTable::new(&self.spec, 0)?,
-        };
-        if let (Shape::Own(_), true) = (self.shape, closing) {
-            if let Some(mut pane) = self.panes.remove(&end) {
-                self.groups -= pane.groups.len();
-                self.hint = pane.groups.len();
-                pane.thaw()?;
-                if window.len() == 0 {
-                    return Ok(pane.groups);
-                }
-                let state = pane.groups.state(&self.spec)?;
-                merge_into(&mut window, &pane.groups, &state)?;
-            }
+    /// The window ending at `end`, taken out of the state: its restored base and its panes'
+    /// groups merged (a window that is its own pane is that pane).
+    fn close(&mut self, end: EventTime) -> Result<GroupTable> {
+        let base = self.bases.remove(&end);
+        if let Some(b) = &base {
+            self.groups -= b.len();
+        }
+        if let Shape::Own(_) = self.shape {
+            let Some(mut pane) = self.panes.remove(&end) else {
+                return base.map_or_else(|| GroupTable::new(&self.spec, 0), Ok);
+            };
+            self.groups -= pane.groups.len();
+            self.hint = pane.groups.len();
+            pane.thaw()?;
+            let Some(mut window) = base else {
+                return Ok(pane.groups);
+            };
+            let state = pane.groups.take_state()?;
+            merge_into(&mut window, &pane.groups, &state)?;
             return Ok(window);
         }
-        let first = match self.shape {
-            Shape::Hop(h) => end.saturating_sub(h.size_ns - h.slide_ns),
-            Shape::Own(_) => end,
+        let mut window = match base {
+            Some(b) => b,
+            None => GroupTable::new(&self.spec, self.window_hint)?,
         };
-        for pane in self.panes.range_mut(first..=end).map(|(_, p)| p) {
-            if closing {
-                pane.freeze()?;
-                let state = pane.frozen.as_deref().unwrap_or_default();
-                merge_into(&mut window, &pane.groups, state)?;
-            } else {
-                let state = pane.state(&self.spec)?;
-                merge_into(&mut window, &pane.groups, &state)?;
-            }
+        for pane in self
+            .panes
+            .range_mut(self.first_pane(end)..=end)
+            .map(|(_, p)| p)
+        {
+            pane.freeze()?;
+            let state = pane.frozen.as_deref().unwrap_or_default();
+            merge_into(&mut window, &pane.groups, state)?;
         }
         Ok(window)
+    }
+
+    /// The end of the first pane of the window ending at `end`.
+    fn first_pane(&self, end: EventTime) -> EventTime {
+        match self.shape {
+            Shape::Hop(h) => end.saturating_sub(h.size_ns - h.slide_ns),
+            Shape::Own(_) => end,
+        }
     }
 
     /// The output rows of the window ending at `end`.
@@ -505,12 +494,24 @@ impl Closing {
                     .filter(|end| self.closed.is_none_or(|c| *end > c)),
             );
         }
+        // Each pane's state once, whatever the number of windows it is in.
+        let mut pane_states = BTreeMap::new();
+        for (&p, pane) in self.panes.iter_mut() {
+            pane_states.insert(p, pane.state(&self.spec)?);
+        }
         let mut ends = Vec::new();
         let mut rows = Vec::new();
         let mut key_cols: Vec<Vec<ArrayRef>> = vec![Vec::new(); self.spec.group_exprs.len()];
         let mut states: Vec<Vec<ArrayRef>> = vec![Vec::new(); self.state_types.len()];
         for end in open {
-            let mut window = self.merge(end, false)?;
+            let mut window = GroupTable::new(&self.spec, 0)?;
+            if let Some(base) = self.bases.get_mut(&end) {
+                let state = base.state(&self.spec)?;
+                merge_into(&mut window, base, &state)?;
+            }
+            for (p, state) in pane_states.range(self.first_pane(end)..=end) {
+                merge_into(&mut window, &self.panes[p].groups, state)?;
+            }
             let n = window.len();
             if n == 0 {
                 continue;
@@ -520,7 +521,7 @@ impl Closing {
             for (parts, c) in key_cols.iter_mut().zip(self.key_columns(end, &window)?) {
                 parts.push(c);
             }
-            let fields = window.state(&self.spec)?.into_iter().flatten();
+            let fields = window.take_state()?.into_iter().flatten();
             for ((parts, a), t) in states.iter_mut().zip(fields).zip(&self.state_types) {
                 parts.push(cast_to(a, t)?);
             }

@@ -108,6 +108,16 @@ impl GroupTable {
         self.rows.truncate(n);
     }
 
+    /// Each aggregate's state fields, by group number, taken out: the accumulators are left
+    /// empty (a table about to be dropped or frozen).
+    pub(super) fn take_state(&mut self) -> Result<Vec<Vec<ArrayRef>>> {
+        Ok(self
+            .accs
+            .iter_mut()
+            .map(|a| a.state(EmitTo::All))
+            .collect::<datafusion::error::Result<_>>()?)
+    }
+
     /// Each aggregate's state fields, by group number, leaving the state as it was (an
     /// accumulator hands its state out and is rebuilt from it).
     pub(super) fn state(&mut self, spec: &AggregateSpec) -> Result<Vec<Vec<ArrayRef>>> {
