@@ -31,7 +31,7 @@ use crate::types::EventTime;
 /// its number: no allocation per group, and growing the index never hashes a key again.
 pub(super) struct GroupTable {
     /// (hash of the key, group number).
-    index: HashTable<(u64, u32)>,
+    index: HashTable<(u64, usize)>,
     /// Every group's key (row format), one after the other.
     key_data: Vec<u8>,
     /// Where each group's key ends in `key_data`.
@@ -78,20 +78,18 @@ impl GroupTable {
     pub(super) fn group(&mut self, key: &[u8]) -> usize {
         let hash = HASHER.hash_one(key);
         let (data, ends) = (&self.key_data, &self.key_ends);
-        let same = |&(h, g): &(u64, u32)| {
-            let g = g as usize;
+        let same = |&(h, g): &(u64, usize)| {
             let start = if g == 0 { 0 } else { ends[g - 1] };
             h == hash && &data[start..ends[g]] == key
         };
         if let Some((_, g)) = self.index.find(hash, same) {
-            return *g as usize;
+            return *g;
         }
         let g = self.key_ends.len();
         self.key_data.extend_from_slice(key);
         self.key_ends.push(self.key_data.len());
         self.rows.push(0);
-        self.index
-            .insert_unique(hash, (hash, g as u32), |(h, _)| *h);
+        self.index.insert_unique(hash, (hash, g), |(h, _)| *h);
         g
     }
 
@@ -101,7 +99,7 @@ impl GroupTable {
         if n >= self.len() {
             return;
         }
-        self.index.retain(|(_, g)| (*g as usize) < n);
+        self.index.retain(|(_, g)| *g < n);
         self.key_data
             .truncate(if n == 0 { 0 } else { self.key_ends[n - 1] });
         self.key_ends.truncate(n);
