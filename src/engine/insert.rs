@@ -18,6 +18,7 @@ use futures::StreamExt;
 use super::interrupt::Interrupt;
 use super::{Engine, Outcome};
 use crate::catalog::ObjectRef;
+use crate::connectors::StreamObject;
 use crate::error::{EddyError, Result};
 use crate::sql::statement::{normalize_ident, normalize_object_name};
 
@@ -50,48 +51,13 @@ impl Engine {
             return Err(EddyError::not_supported("INSERT INTO a table function"));
         };
         let name = normalize_object_name(name)?;
-        let stream = self
-            .catalog
-            .with(|e| match e.get(&name).map(|e| &e.object) {
-                Some(ObjectRef::Stream(s)) if s.kind == ObjectKind::Table => Ok(s.clone()),
-                Some(ObjectRef::Stream(_)) => Err(EddyError::InvalidParameter {
-                    message: format!(
-                        "cannot INSERT into source \"{name}\": it is fed by its connector"
-                    ),
-                    hint: None,
-                }),
-                Some(ObjectRef::View(_)) => Err(EddyError::InvalidParameter {
-                    message: format!("cannot INSERT into materialized view \"{name}\""),
-                    hint: None,
-                }),
-                Some(ObjectRef::Sink(_)) => Err(EddyError::InvalidParameter {
-                    message: format!("cannot INSERT into sink \"{name}\""),
-                    hint: None,
-                }),
-                None => Err(EddyError::UndefinedObject(format!(
-                    "relation \"{name}\" does not exist"
-                ))),
-            })?;
+        let stream = self.insert_target(&name, "INSERT into")?;
         let Some(source) = ins.source.clone() else {
             return Err(EddyError::not_supported("INSERT without VALUES or SELECT"));
         };
         let schema = stream.schema.clone();
-        // Target column positions, in the order the rows give them.
-        let targets: Vec<usize> = if ins.columns.is_empty() {
-            (0..schema.fields().len()).collect()
-        } else {
-            ins.columns
-                .iter()
-                .map(|c| {
-                    let c = column_name(c);
-                    schema.index_of(&c).map_err(|_| {
-                        EddyError::UndefinedColumn(format!(
-                            "column \"{c}\" of relation \"{name}\" does not exist"
-                        ))
-                    })
-                })
-                .collect::<Result<_>>()?
-        };
+        let columns: Vec<String> = ins.columns.iter().map(column_name).collect();
+        let targets = target_columns(&name, &schema, &columns)?;
         let plan = self
             .ctx
             .state()
@@ -156,12 +122,58 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The table `name`, which INSERT and COPY FROM may write: not a source, view or sink.
+    /// `verb` says which in the error (`INSERT into`, `COPY to`).
+    pub(super) fn insert_target(&self, name: &str, verb: &str) -> Result<Arc<StreamObject>> {
+        self.catalog.with(|e| match e.get(name).map(|e| &e.object) {
+            Some(ObjectRef::Stream(s)) if s.kind == ObjectKind::Table => Ok(s.clone()),
+            Some(ObjectRef::Stream(_)) => Err(EddyError::InvalidParameter {
+                message: format!("cannot {verb} source \"{name}\": it is fed by its connector"),
+                hint: None,
+            }),
+            Some(ObjectRef::View(_)) => Err(EddyError::InvalidParameter {
+                message: format!("cannot {verb} materialized view \"{name}\""),
+                hint: None,
+            }),
+            Some(ObjectRef::Sink(_)) => Err(EddyError::InvalidParameter {
+                message: format!("cannot {verb} sink \"{name}\""),
+                hint: None,
+            }),
+            None => Err(EddyError::UndefinedObject(format!(
+                "relation \"{name}\" does not exist"
+            ))),
+        })
+    }
+}
+
+/// Positions in `schema` of the named target `columns`, in the order given (none named: all).
+pub(super) fn target_columns(
+    table: &str,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    columns: &[String],
+) -> Result<Vec<usize>> {
+    if columns.is_empty() {
+        return Ok((0..schema.fields().len()).collect());
+    }
+    columns
+        .iter()
+        .map(|c| {
+            schema.index_of(c).map_err(|_| {
+                EddyError::UndefinedColumn(format!(
+                    "column \"{c}\" of relation \"{table}\" does not exist"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// Most bytes of rows an INSERT holds before logging and publishing them;
 /// an INSERT up to this size is all or nothing.
 pub const INSERT_CHUNK_BYTES: usize = 64 << 20;
 
 /// Rows of an INSERT not yet logged, counted against the query memory pool.
-struct Chunk {
+pub(super) struct Chunk {
     batches: Vec<RecordBatch>,
     rows: usize,
     bytes: usize,
@@ -169,7 +181,7 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn new(ctx: &datafusion::prelude::SessionContext) -> Self {
+    pub(super) fn new(ctx: &datafusion::prelude::SessionContext) -> Self {
         let pool = ctx.runtime_env().memory_pool.clone();
         Chunk {
             batches: Vec::new(),
@@ -181,7 +193,7 @@ impl Chunk {
 
     /// Add `batch`; false when the chunk should be flushed now (it is full,
     /// or the query memory pool has no room for more).
-    fn add(&mut self, batch: RecordBatch) -> bool {
+    pub(super) fn add(&mut self, batch: RecordBatch) -> bool {
         let size = batch.get_array_memory_size();
         let granted = self.reservation.try_grow(size).is_ok();
         self.bytes += size;
@@ -191,7 +203,7 @@ impl Chunk {
     }
 
     /// Log and publish the rows held; returns how many.
-    async fn flush(&mut self, stream: &crate::connectors::StreamObject) -> Result<usize> {
+    pub(super) async fn flush(&mut self, stream: &StreamObject) -> Result<usize> {
         let rows = self.rows;
         if rows > 0 {
             stream.insert(std::mem::take(&mut self.batches)).await?;
@@ -204,7 +216,7 @@ impl Chunk {
 }
 
 /// The error of an INSERT that failed after some of its chunks went in.
-fn partial_insert(e: EddyError, inserted: usize) -> EddyError {
+pub(super) fn partial_insert(e: EddyError, inserted: usize) -> EddyError {
     let note = format!(
         " ({inserted} rows were inserted before this: an INSERT larger than {} MiB goes in \
          chunks)",
@@ -282,7 +294,7 @@ impl Engine {
 }
 
 /// Cast `b`'s columns to the table's types at `targets`, NULL elsewhere; check NOT NULL.
-fn fit(
+pub(super) fn fit(
     table: &str,
     schema: &datafusion::arrow::datatypes::SchemaRef,
     targets: &[usize],

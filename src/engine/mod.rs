@@ -3,6 +3,7 @@
 
 mod access;
 mod checkpointing;
+pub mod copy_in;
 pub mod credentials;
 mod ddl;
 mod delete;
@@ -684,6 +685,9 @@ impl Engine {
             Statement::Session(s) => Err(EddyError::Internal(format!(
                 "session statement reached the engine: {s}"
             ))),
+            Statement::Copy(_) => Err(EddyError::not_supported(
+                "COPY moves rows over a client connection: send it from a Postgres client",
+            )),
         }
     }
 

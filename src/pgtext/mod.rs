@@ -5,6 +5,7 @@
 //! strings (`2026-01-01T00:00:01`, `1 days`, `[3, 1, 2]`, `1e300`, `{a: 1}`); everything a client
 //! sees as text comes through here instead, so a value reads the same wherever it is shown.
 
+pub mod copy;
 pub mod datetime;
 pub mod float;
 

@@ -28,6 +28,7 @@ use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use crate::engine::interrupt::{interruptible, Interrupt};
 use crate::engine::{Engine, Outcome};
 use crate::error::EddyError;
+use crate::sql::copy::CopyDirection;
 use crate::sql::{self, Statement};
 
 /// A statement prepared by the extended protocol's Parse.
@@ -84,7 +85,7 @@ fn pg(e: EddyError) -> PgWireError {
 
 /// The Postgres columns of a result, or 0A000 for a type that cannot be
 /// sent (arrow-pg reports those as XX000, e.g. arrays of arrays).
-fn result_fields(
+pub(super) fn result_fields(
     schema: &datafusion::arrow::datatypes::Schema,
     format: &Format,
     opts: Option<Arc<FormatOptions>>,
@@ -264,6 +265,16 @@ impl EddyHandler {
                     encode(df, format, opts, interrupt, busy).await?,
                 ))
             }
+            Statement::Copy(c) => match &c.direction {
+                CopyDirection::To { query } => {
+                    let interrupt = statement_interrupt(client);
+                    let _busy = self.busy(client);
+                    super::copy::copy_out(client, &self.engine, query, &c.options, interrupt).await
+                }
+                CopyDirection::From { table, columns } => {
+                    super::copy::copy_in(client, &self.engine, table, columns, &c.options)
+                }
+            },
             other => match self
                 .engine
                 .execute_interruptible(other, params, &mut interrupt)

@@ -10,6 +10,7 @@
 
 pub mod auth;
 mod cancel;
+mod copy;
 mod encode;
 mod handler;
 mod idle;
@@ -106,6 +107,10 @@ impl PgWireServerHandlers for ConnectionHandlers {
             s.cancels.clone(),
             s.keys.clone(),
         ))
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.shared.handler.clone()
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod canonical;
 pub mod complexity;
+pub mod copy;
 pub mod names;
 pub mod statement;
 pub mod tokens;

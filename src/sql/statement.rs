@@ -194,6 +194,8 @@ pub enum Statement {
     Checkpoint,
     /// Users and secrets (see [`access`]).
     Access(Access),
+    /// `COPY … TO STDOUT` / `COPY … FROM STDIN` (run by the server, which moves the rows).
+    Copy(Box<super::copy::CopyStatement>),
 }
 
 /// Parse a query string into classified statements.
@@ -310,17 +312,7 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
         | S::Discard { .. }
         | S::Deallocate { .. }
         | S::Close { .. } => Statement::Session(Box::new(stmt)),
-        S::Copy { .. } => {
-            return Err(EddyError::NotSupported {
-                message: "COPY is not supported yet".into(),
-                hint: Some(
-                    "Read rows with SELECT (psql: psql --csv -c 'SELECT …' > file); load rows \
-                     with INSERT … VALUES, or read a file with CREATE SOURCE … WITH \
-                     (connector = 'file', …)."
-                        .into(),
-                ),
-            })
-        }
+        S::Copy { .. } => Statement::Copy(Box::new(super::copy::classify_copy(&stmt)?)),
         other => {
             return Err(EddyError::not_supported(format!(
                 "{} is not supported",
