@@ -709,6 +709,7 @@ impl Engine {
             return Err(EddyError::syntax("expected exactly one query"));
         }
         let mut stmt = stmts.remove(0);
+        crate::sql::catalog_queries::rewrite(&mut stmt);
         if let datafusion::sql::sqlparser::ast::Statement::Query(q) = &mut stmt {
             crate::sql::window::batch_windows(q)?;
         }

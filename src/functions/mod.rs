@@ -24,6 +24,7 @@
 
 pub mod approx_top_k;
 pub mod bounded;
+pub mod catalog;
 pub mod checked;
 pub mod float_overflow;
 pub mod modulo;
@@ -139,6 +140,9 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(modulo::Mod::default()));
     ctx.register_udf(ScalarUDF::from(proctime::ProcTime::default()));
     ctx.register_udf(ScalarUDF::from(settings::Version::default()));
+    for f in catalog::udfs() {
+        ctx.register_udf(f);
+    }
     ctx.register_udf(ScalarUDF::from(settings::CurrentSetting::default()));
     ctx.register_udf(ScalarUDF::from(to_char::ToChar::default()));
     to_timestamp::register(ctx);

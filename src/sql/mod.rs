@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod canonical;
+pub mod catalog_queries;
 pub mod complexity;
 pub mod copy;
 pub mod names;
