@@ -251,3 +251,53 @@ async fn bad_copy_data_is_refused_whole_with_its_line_and_column() {
         .expect_err("into a source");
     assert!(e.contains("cannot COPY to source \"s\""), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_stdin_in_binary_reads_each_column_as_its_type() {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    let (_server, client) = setup().await;
+    let sink = client
+        .copy_in("COPY t (id, name, score, ok, ts) FROM STDIN (FORMAT binary)")
+        .await
+        .expect("copy binary");
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT8,
+            Type::TEXT,
+            Type::FLOAT8,
+            Type::BOOL,
+            Type::TIMESTAMP,
+        ],
+    );
+    futures::pin_mut!(writer);
+    let t0 = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+        .and_then(|d| d.and_hms_micro_opt(0, 0, 1, 250_000))
+        .expect("time");
+    for i in 0..3000i64 {
+        let name = (i % 3 != 0).then(|| format!("n{i}"));
+        writer
+            .as_mut()
+            .write(&[&i, &name, &(i as f64 / 4.0), &(i % 2 == 0), &t0])
+            .await
+            .expect("row");
+    }
+    let n = writer.finish().await.expect("finish");
+    assert_eq!(n, 3000);
+    let got = rows(
+        &client,
+        "SELECT count(*), count(name), sum(id), max(score), min(ts) FROM t",
+    )
+    .await
+    .expect("sums");
+    assert_eq!(
+        got,
+        vec![vec![
+            "3000",
+            "2000",
+            "4498500",
+            "749.75",
+            "2026-01-01 00:00:01.25"
+        ]]
+    );
+}

@@ -15,7 +15,7 @@ use super::Engine;
 use crate::connectors::StreamObject;
 use crate::error::{EddyError, Result};
 use crate::pgtext::copy::CopyReader;
-use crate::sql::copy::CopyOptions;
+use crate::sql::copy::{CopyFormat, CopyOptions};
 
 /// Rows read before they are cast and checked as one batch.
 const BATCH_ROWS: usize = 8192;
@@ -49,12 +49,21 @@ impl Engine {
                 .map(|n| Field::new(n, DataType::Utf8, true))
                 .collect::<Vec<_>>(),
         ));
+        let reader = if opts.format == CopyFormat::Binary {
+            let types = targets
+                .iter()
+                .map(|&i| schema.field(i).data_type().clone())
+                .collect();
+            CopyReader::binary(opts, names.clone(), types)?
+        } else {
+            CopyReader::new(opts, names.clone())
+        };
         Ok(CopyIn {
             table: table.to_string(),
             stream,
             targets,
             text_schema,
-            reader: CopyReader::new(opts, names),
+            reader,
             chunk: Chunk::new(&self.ctx),
             inserted: 0,
         })

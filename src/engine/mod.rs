@@ -9,6 +9,7 @@ mod ddl;
 mod delete;
 pub mod durable;
 mod functions;
+mod information_schema;
 mod insert;
 pub mod interrupt;
 mod pg_compat;
@@ -210,7 +211,8 @@ impl Engine {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, SCHEMA)
             .with_create_default_catalog_and_schema(true)
-            .with_information_schema(true);
+            // eddy's own information_schema, in PostgreSQL's shape (registered below).
+            .with_information_schema(false);
         config = config.set_str("datafusion.sql_parser.dialect", "PostgreSQL");
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_memory_limit(limits.query_memory_bytes, 1.0)
@@ -224,6 +226,12 @@ impl Engine {
             .catalog(CATALOG)
             .ok_or_else(|| EddyError::Internal("default catalog missing".into()))?;
         cat.register_schema("eddy", Arc::new(MemorySchemaProvider::new()))?;
+        cat.register_schema(
+            "information_schema",
+            Arc::new(information_schema::InformationSchema::new(
+                ctx.state().catalog_list().clone(),
+            )),
+        )?;
         if let Some(pg) = cat.schema("pg_catalog") {
             cat.register_schema(
                 "pg_catalog",
@@ -685,8 +693,9 @@ impl Engine {
             Statement::Session(s) => Err(EddyError::Internal(format!(
                 "session statement reached the engine: {s}"
             ))),
-            Statement::Copy(_) => Err(EddyError::not_supported(
-                "COPY moves rows over a client connection: send it from a Postgres client",
+            Statement::Copy(_) | Statement::Cursor(_) => Err(EddyError::not_supported(
+                "COPY and cursors belong to a client connection: send them from a Postgres \
+                 client",
             )),
         }
     }
@@ -701,15 +710,7 @@ impl Engine {
     pub async fn plan_query(&self, sql: &str) -> Result<datafusion::logical_expr::LogicalPlan> {
         // Flink's TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …)) as in a view; `top` as a column.
         let sql = &crate::sql::tokens::query_text(sql)?;
-        let mut stmts = self
-            .compat
-            .parse(sql)
-            .map_err(|e| crate::sql::tokens::parser_error(sql, e))?;
-        if stmts.len() != 1 {
-            return Err(EddyError::syntax("expected exactly one query"));
-        }
-        let mut stmt = stmts.remove(0);
-        crate::sql::catalog_queries::rewrite(&mut stmt);
+        let mut stmt = crate::sql::catalog_queries::parse(&self.compat, sql)?;
         if let datafusion::sql::sqlparser::ast::Statement::Query(q) = &mut stmt {
             crate::sql::window::batch_windows(q)?;
         }

@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, StringArray};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, ListBuilder, StringArray, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
     create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -98,23 +100,38 @@ fn to_regtype() -> ScalarUDF {
 }
 
 /// `pg_X_is_visible(oid)`: true for every object (eddy has one search path over all its
-/// schemas), NULL for NULL.
-fn is_visible(name: &str) -> ScalarUDF {
-    let f = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
-        let cols = rows(args);
-        let oids = &cols[0];
+/// schemas), NULL for NULL; the oid may be any integer.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IsVisible {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for IsVisible {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let oids = rows(&args.args);
+        let oids = &oids[0];
         let out: BooleanArray = (0..oids.len())
             .map(|i| (!oids.is_null(i)).then_some(true))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
-    };
-    create_udf(
+    }
+}
+
+fn is_visible(name: &'static str) -> ScalarUDF {
+    ScalarUDF::from(IsVisible {
         name,
-        vec![DataType::Int32],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(f),
-    )
+        signature: Signature::any(1, Volatility::Stable),
+    })
 }
 
 /// `pg_get_serial_sequence(table, column)`: NULL — eddy has no sequences, so no column is
@@ -212,18 +229,51 @@ fn pg_size_pretty() -> ScalarUDF {
     )
 }
 
+/// `current_schemas(include_implicit)`: the search path, `{public}`, with the implicit
+/// `pg_catalog` first when asked for (as PostgreSQL answers for the default `"$user", public`).
+fn current_schemas() -> ScalarUDF {
+    let f = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
+        let cols = rows(args);
+        let implicit = cols[0].as_boolean();
+        let mut out = ListBuilder::new(StringBuilder::new());
+        for i in 0..implicit.len() {
+            if implicit.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            if implicit.value(i) {
+                out.values().append_value("pg_catalog");
+            }
+            out.values().append_value("public");
+            out.append(true);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    };
+    create_udf(
+        "current_schemas",
+        vec![DataType::Boolean],
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        Volatility::Stable,
+        Arc::new(f),
+    )
+}
+
 /// The functions of this module.
 pub fn udfs() -> Vec<ScalarUDF> {
     vec![
         to_regtype(),
+        current_schemas(),
         is_visible("pg_function_is_visible"),
         is_visible("pg_type_is_visible"),
+        is_visible("pg_collation_is_visible"),
         pg_get_serial_sequence(),
         pg_size_pretty(),
         always_null("obj_description"),
         always_null("col_description"),
         always_null("shobj_description"),
         always_null("pg_get_function_result"),
+        always_null("pg_get_indexdef"),
+        always_null("pg_get_viewdef"),
         always_null("pg_get_function_arguments"),
         always_null("pg_get_function_identity_arguments"),
     ]

@@ -27,6 +27,8 @@ pub mod bounded;
 pub mod catalog;
 pub mod checked;
 pub mod float_overflow;
+pub mod format;
+pub mod json_build;
 pub mod modulo;
 pub mod pg_operators;
 pub mod proctime;
@@ -140,7 +142,11 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(modulo::Mod::default()));
     ctx.register_udf(ScalarUDF::from(proctime::ProcTime::default()));
     ctx.register_udf(ScalarUDF::from(settings::Version::default()));
-    for f in catalog::udfs() {
+    for f in catalog::udfs()
+        .into_iter()
+        .chain(json_build::udfs())
+        .chain([format::udf()])
+    {
         ctx.register_udf(f);
     }
     ctx.register_udf(ScalarUDF::from(settings::CurrentSetting::default()));

@@ -50,6 +50,10 @@ pub fn fixed_setting(name: &str) -> Option<String> {
         "default_transaction_read_only" | "transaction_read_only" | "in_hot_standby" => {
             "off".into()
         }
+        // Names resolve in public whatever a session sets (SHOW search_path says so too).
+        "search_path" => "public".into(),
+        // Each statement applies when it runs; what a client reads is committed.
+        "transaction_isolation" | "default_transaction_isolation" => "read committed".into(),
         _ => return None,
     })
 }

@@ -6,10 +6,51 @@
 //! a line `\.` ends the data, and the text format has its own backslash escapes.
 
 use datafusion::arrow::array::{ArrayRef, StringBuilder};
+use datafusion::arrow::datatypes::DataType;
 use std::sync::Arc;
 
 use crate::error::{EddyError, Result};
-use crate::sql::copy::{CopyFormat, CopyOptions};
+
+/// The three formats of PostgreSQL's COPY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// Tab-separated, backslash escapes, `\N` for NULL.
+    Text,
+    /// Comma-separated, quoted fields, NULL an unquoted empty field.
+    Csv,
+    /// PGCOPY: a header, then each row as length-prefixed binary values.
+    Binary,
+}
+
+/// How rows are written or read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// The format.
+    pub format: CopyFormat,
+    /// Field separator (one character; text: tab, CSV: comma).
+    pub delimiter: char,
+    /// The text of a NULL (text: `\N`, CSV: empty).
+    pub null: String,
+    /// A header line with the column names (CSV only).
+    pub header: bool,
+    /// CSV quote character.
+    pub quote: char,
+    /// CSV escape character (the quote unless given).
+    pub escape: char,
+    /// CSV: quote every non-NULL value of these columns (`*`: all).
+    pub force_quote: ForceQuote,
+}
+
+/// `FORCE_QUOTE` of CSV output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForceQuote {
+    /// Only values that need quotes are quoted.
+    None,
+    /// `FORCE_QUOTE *`.
+    All,
+    /// These columns.
+    Columns(Vec<String>),
+}
 
 /// Appends one row in text or CSV format (with its newline) to `out`. `cells` are the
 /// values' text (`None`: NULL); `force` says which columns CSV quotes whatever they hold.
@@ -114,6 +155,9 @@ pub struct CopyReader {
     /// Raw fields of the row being read (offsets into `fields_buf`), and whether each was quoted.
     fields: Vec<(usize, usize, bool)>,
     fields_buf: Vec<u8>,
+    /// Binary format: each column's type (the format carries none), and whether the header
+    /// has been read.
+    binary: Option<(Vec<DataType>, bool)>,
 }
 
 impl CopyReader {
@@ -133,7 +177,87 @@ impl CopyReader {
             raw: Vec::new(),
             fields: Vec::new(),
             fields_buf: Vec::new(),
+            binary: None,
         }
+    }
+
+    /// A reader of binary (PGCOPY) rows whose columns have `types`, in order.
+    pub fn binary(opts: CopyOptions, names: Vec<String>, types: Vec<DataType>) -> Result<Self> {
+        if let Some((name, t)) = names
+            .iter()
+            .zip(&types)
+            .find(|(_, t)| !super::pgcopy::readable(t))
+        {
+            return Err(EddyError::not_supported(format!(
+                "COPY FROM STDIN in binary format into column \"{name}\" of type {t}: send \
+                 text or CSV"
+            )));
+        }
+        let mut reader = CopyReader::new(opts, names);
+        reader.binary = Some((types, false));
+        Ok(reader)
+    }
+
+    /// Binary format: every whole row in `pending` is added to the columns.
+    fn feed_binary(&mut self) -> Result<()> {
+        let Some((types, header_read)) = self.binary.take() else {
+            return Ok(());
+        };
+        let result = self.binary_rows(&types, header_read);
+        let header_read = header_read || matches!(result, Ok(true));
+        self.binary = Some((types, header_read));
+        result.map(|_| ())
+    }
+
+    /// Reads the header (unless read) and the whole rows; whether the header has been read.
+    fn binary_rows(&mut self, types: &[DataType], header_read: bool) -> Result<bool> {
+        use super::pgcopy::{field_text, header, row, Piece};
+        let mut at = 0;
+        if !header_read {
+            match header(&self.pending)? {
+                Some(n) => at = n,
+                None => return Ok(false),
+            }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut text = String::new();
+        let result = loop {
+            if self.ended {
+                break Ok(());
+            }
+            match row(&pending[at..], types.len()) {
+                Err(e) => break Err(e),
+                Ok(Piece::Incomplete) => break Ok(()),
+                Ok(Piece::End(n)) => {
+                    at += n;
+                    self.ended = true;
+                }
+                Ok(Piece::Row(fields, n)) => {
+                    let mut cells: Vec<Option<String>> = Vec::with_capacity(fields.len());
+                    for (f, t) in fields.iter().zip(types) {
+                        match f {
+                            None => cells.push(None),
+                            Some(bytes) => {
+                                text.clear();
+                                if let Err(e) = field_text(bytes, t, &mut text) {
+                                    return Err(self.error(e.sqlstate(), e.to_string()));
+                                }
+                                cells.push(Some(text.clone()));
+                            }
+                        }
+                    }
+                    for (column, cell) in self.columns.iter_mut().zip(&cells) {
+                        column.append_option(cell.as_deref());
+                    }
+                    self.rows += 1;
+                    self.row_lines.push(self.line);
+                    self.line += 1;
+                    at += n;
+                }
+            }
+        };
+        self.pending = pending[at..].to_vec();
+        result.map(|()| true)
     }
 
     /// Rows read and not yet taken.
@@ -153,6 +277,10 @@ impl CopyReader {
             return Ok(());
         }
         self.pending.extend_from_slice(data);
+        if self.binary.is_some() {
+            self.feed_binary()?;
+            return self.check_pending();
+        }
         let mut at = 0;
         while !self.ended {
             let Some(len) = self.next_record(&self.pending[at..]) else {
@@ -165,6 +293,11 @@ impl CopyReader {
             at += len;
         }
         self.pending.drain(..at);
+        self.check_pending()
+    }
+
+    /// Refuses a row that does not end within [`MAX_ROW_BYTES`].
+    fn check_pending(&self) -> Result<()> {
         if self.pending.len() > MAX_ROW_BYTES {
             return Err(EddyError::LimitExceeded(format!(
                 "COPY row starting at line {} is longer than {} MiB",
@@ -177,6 +310,12 @@ impl CopyReader {
 
     /// The end of the data: a last row without its newline is read too.
     pub fn finish(&mut self) -> Result<()> {
+        if self.binary.is_some() {
+            if !self.pending.is_empty() || !self.ended {
+                return Err(self.error("22P04", "COPY binary data ended without its trailer"));
+            }
+            return Ok(());
+        }
         if !self.ended && !self.pending.is_empty() {
             let mut last = std::mem::take(&mut self.pending);
             last.push(b'\n');
@@ -465,7 +604,6 @@ fn unescape(raw: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::copy::ForceQuote;
     use datafusion::arrow::array::{Array, AsArray};
 
     fn opts(format: CopyFormat) -> CopyOptions {

@@ -8,6 +8,7 @@
 pub mod copy;
 pub mod datetime;
 pub mod float;
+pub mod pgcopy;
 
 use std::fmt::Write;
 

@@ -65,6 +65,7 @@ pub fn check_privilege(role: Option<Role>, user: &str, stmt: &Statement) -> Resu
             | Statement::Describe(_)
             | Statement::ExplainView(_)
             | Statement::Session(_)
+            | Statement::Cursor(_)
     ) || matches!(stmt, Statement::Copy(c) if matches!(c.direction, crate::sql::copy::CopyDirection::To { .. }));
     match role {
         Some(Role::Admin) => Ok(()),

@@ -16,7 +16,8 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::stmt::StoredStatement;
+use pgwire::api::store::{MemPortalStore, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
@@ -29,6 +30,7 @@ use crate::engine::interrupt::{interruptible, Interrupt};
 use crate::engine::{Engine, Outcome};
 use crate::error::EddyError;
 use crate::sql::copy::CopyDirection;
+use crate::sql::cursor::{CursorStatement, FetchCount};
 use crate::sql::{self, Statement};
 
 /// A statement prepared by the extended protocol's Parse.
@@ -233,6 +235,18 @@ impl EddyHandler {
                 ) {
                     return Ok(Response::Execution(Tag::new(&session_tag(&s))));
                 }
+                if matches!(
+                    s.as_ref(),
+                    S::Commit { .. }
+                        | S::Rollback {
+                            savepoint: None,
+                            ..
+                        }
+                ) {
+                    for name in super::cursor::end_transaction(client) {
+                        client.portal_store().rm_portal(&name);
+                    }
+                }
                 if let Some(r) = super::session::set_state_ttl(&s, client.metadata_mut()) {
                     return r.map(|_| Response::Execution(Tag::new("SET"))).map_err(pg);
                 }
@@ -265,6 +279,7 @@ impl EddyHandler {
                     encode(df, format, opts, interrupt, busy).await?,
                 ))
             }
+            Statement::Cursor(c) => self.cursor(client, c, params, format, opts).await,
             Statement::Copy(c) => match &c.direction {
                 CopyDirection::To { query } => {
                     let interrupt = statement_interrupt(client);
@@ -293,9 +308,103 @@ impl EddyHandler {
     }
 }
 
+impl EddyHandler {
+    /// `DECLARE`, `FETCH`, `CLOSE` on `client`'s connection.
+    async fn cursor<C>(
+        &self,
+        client: &mut C,
+        stmt: CursorStatement,
+        params: Option<ParamValues>,
+        format: &Format,
+        opts: Arc<FormatOptions>,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+    {
+        let mut interrupt = statement_interrupt(client);
+        match stmt {
+            CursorStatement::Declare { name, hold, query } => {
+                let schema = super::cursor::declare(
+                    client,
+                    &self.engine,
+                    &name,
+                    hold,
+                    &query,
+                    params,
+                    &mut interrupt,
+                )
+                .await
+                .map_err(pg)?;
+                // As in PostgreSQL, the cursor is also a portal of its name: psycopg describes
+                // it (Describe portal) to learn its columns.
+                let store = client.portal_store().as_any();
+                if let Some(store) = store.downcast_ref::<MemPortalStore<Prepared>>() {
+                    let fetch = Prepared {
+                        stmt: Statement::Cursor(CursorStatement::Fetch {
+                            name: name.clone(),
+                            count: FetchCount::All,
+                        }),
+                        plan: None,
+                        param_types: vec![],
+                        result: Some(schema),
+                    };
+                    let stored = StoredStatement::new(name.clone(), fetch, vec![]);
+                    store.put_portal(Arc::new(Portal::new_cursor(name, Arc::new(stored))));
+                }
+                Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+            }
+            CursorStatement::Fetch { name, count } => {
+                let rows = super::cursor::fetch(client, &name, count, &mut interrupt)
+                    .await
+                    .map_err(pg)?;
+                let df = self
+                    .engine
+                    .context()
+                    .read_batch(rows)
+                    .map_err(|e| pg(e.into()))?;
+                let busy = self.busy(client);
+                let mut response = encode(df, format, opts, interrupt, busy).await?;
+                response.command_tag = "FETCH".into();
+                Ok(Response::Query(response))
+            }
+            CursorStatement::Close(name) => {
+                for name in super::cursor::close(client, name.as_deref()).map_err(pg)? {
+                    client.portal_store().rm_portal(&name);
+                }
+                Ok(Response::Execution(Tag::new("CLOSE CURSOR")))
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl SimpleQueryHandler for EddyHandler {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let user = session_user(client);
+        crate::sql::catalog_queries::SESSION_USER
+            .scope(user, self.simple_query(client, query))
+            .await
+    }
+}
+
+/// The connection's user (what `current_user` answers).
+fn session_user<C: ClientInfo>(client: &C) -> String {
+    client
+        .metadata()
+        .get(pgwire::api::METADATA_USER)
+        .cloned()
+        .unwrap_or_default()
+}
+
+impl EddyHandler {
+    async fn simple_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -339,10 +448,43 @@ impl QueryParser for EddyParser {
 
     async fn parse_sql<C>(
         &self,
-        _client: &C,
+        client: &C,
         sql: &str,
         _types: &[Option<Type>],
     ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        crate::sql::catalog_queries::SESSION_USER
+            .scope(session_user(client), self.parse_one(client, sql))
+            .await
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        stmt.param_types
+            .iter()
+            .map(|t| match t {
+                Some(t) => into_pg_type(t),
+                None => Ok(Type::UNKNOWN),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.result {
+            Some(s) => result_fields(s, column_format.unwrap_or(&Format::UnifiedText), None),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+impl EddyParser {
+    /// Parse (and for queries, plan) one statement of the extended protocol.
+    async fn parse_one<C>(&self, client: &C, sql: &str) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -371,6 +513,13 @@ impl QueryParser for EddyParser {
             }
             Statement::Insert(ins) => {
                 prepared.param_types = self.engine.insert_param_types(ins).map_err(pg)?;
+            }
+            Statement::Cursor(CursorStatement::Declare { query, .. }) => {
+                let plan = self.engine.plan_query(query).await.map_err(pg)?;
+                prepared.param_types = ordered_params(&plan).map_err(pg)?;
+            }
+            Statement::Cursor(CursorStatement::Fetch { name, .. }) => {
+                prepared.result = super::cursor::schema_of(client, name);
             }
             Statement::Delete(d) => {
                 let (_, plan) = self.engine.delete_plan(d).await.map_err(pg)?;
@@ -403,27 +552,6 @@ impl QueryParser for EddyParser {
             _ => {}
         }
         Ok(Some(prepared))
-    }
-
-    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        stmt.param_types
-            .iter()
-            .map(|t| match t {
-                Some(t) => into_pg_type(t),
-                None => Ok(Type::UNKNOWN),
-            })
-            .collect()
-    }
-
-    fn get_result_schema(
-        &self,
-        stmt: &Prepared,
-        column_format: Option<&Format>,
-    ) -> PgWireResult<Vec<FieldInfo>> {
-        match &stmt.result {
-            Some(s) => result_fields(s, column_format.unwrap_or(&Format::UnifiedText), None),
-            None => Ok(vec![]),
-        }
     }
 }
 
@@ -470,13 +598,16 @@ impl ExtendedQueryHandler for EddyHandler {
                 prepared.param_types.iter().map(|t| t.as_ref()).collect();
             Some(deserialize_parameters(portal, &types)?)
         };
-        self.run(
+        let user = session_user(client);
+        let run = self.run(
             client,
             prepared.stmt.clone(),
             params,
             prepared.plan.clone(),
             &portal.result_column_format,
-        )
-        .await
+        );
+        crate::sql::catalog_queries::SESSION_USER
+            .scope(user, run)
+            .await
     }
 }

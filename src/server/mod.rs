@@ -11,6 +11,7 @@
 pub mod auth;
 mod cancel;
 mod copy;
+mod cursor;
 mod encode;
 mod handler;
 mod idle;

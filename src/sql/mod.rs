@@ -5,6 +5,7 @@ pub mod canonical;
 pub mod catalog_queries;
 pub mod complexity;
 pub mod copy;
+pub mod cursor;
 pub mod names;
 pub mod statement;
 pub mod tokens;

@@ -196,6 +196,9 @@ pub enum Statement {
     Access(Access),
     /// `COPY … TO STDOUT` / `COPY … FROM STDIN` (run by the server, which moves the rows).
     Copy(Box<super::copy::CopyStatement>),
+    /// `DECLARE … CURSOR`, `FETCH`, `CLOSE` (run by the server, which keeps a connection's
+    /// cursors).
+    Cursor(super::cursor::CursorStatement),
 }
 
 /// Parse a query string into classified statements.
@@ -310,8 +313,11 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
         | S::Commit { .. }
         | S::Rollback { .. }
         | S::Discard { .. }
-        | S::Deallocate { .. }
-        | S::Close { .. } => Statement::Session(Box::new(stmt)),
+        | S::Deallocate { .. } => Statement::Session(Box::new(stmt)),
+        S::Declare { .. } | S::Fetch { .. } | S::Close { .. } => Statement::Cursor(
+            super::cursor::classify_cursor(&stmt)?
+                .ok_or_else(|| EddyError::Internal("not a cursor statement".into()))?,
+        ),
         S::Copy { .. } => Statement::Copy(Box::new(super::copy::classify_copy(&stmt)?)),
         other => {
             return Err(EddyError::not_supported(format!(
@@ -329,13 +335,28 @@ fn show_fixed_setting(stmt: &ast::Statement) -> Result<Option<Statement>> {
     let ast::Statement::ShowVariable { variable } = stmt else {
         return Ok(None);
     };
-    let [name] = variable.as_slice() else {
+    let words: Vec<String> = variable
+        .iter()
+        .map(|w| w.value.to_ascii_lowercase())
+        .collect();
+    let (column, value) = match words.join(" ").as_str() {
+        // PostgreSQL's column for SHOW TRANSACTION ISOLATION LEVEL.
+        "transaction isolation level" => (
+            "transaction_isolation".to_string(),
+            crate::functions::settings::fixed_setting("transaction_isolation"),
+        ),
+        // eddy computes in UTC whatever a session sets (SET TimeZone is accepted and changes
+        // nothing), and says so at startup: TimeZone = Etc/UTC.
+        "timezone" | "time zone" => ("TimeZone".to_string(), Some("Etc/UTC".to_string())),
+        name if words.len() == 1 => (
+            name.to_string(),
+            crate::functions::settings::fixed_setting(name),
+        ),
+        _ => return Ok(None),
+    };
+    let Some(value) = value else {
         return Ok(None);
     };
-    let Some(value) = crate::functions::settings::fixed_setting(&name.value) else {
-        return Ok(None);
-    };
-    let column = name.value.to_ascii_lowercase();
     let sql = format!("SELECT '{}' AS \"{column}\"", value.replace('\'', "''"));
     let query = Parser::new(&DIALECT)
         .try_with_sql(&sql)

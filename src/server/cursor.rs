@@ -1,0 +1,185 @@
+//! SQL cursors of one connection: `DECLARE` starts the query and keeps its row stream, `FETCH`
+//! takes the next rows from it (computed as they are fetched, so a large result is never held
+//! whole), `CLOSE` drops it. As in PostgreSQL, a cursor without `WITH HOLD` lives in a
+//! transaction block and goes when it ends; at most [`MAX_CURSORS`] are open at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use pgwire::api::ClientInfo;
+use pgwire::messages::response::TransactionStatus;
+
+use crate::engine::interrupt::Interrupt;
+use crate::engine::Engine;
+use crate::error::{EddyError, Result};
+use crate::sql::cursor::FetchCount;
+
+/// Most cursors open on one connection.
+pub const MAX_CURSORS: usize = 64;
+
+/// A declared cursor.
+struct Cursor {
+    schema: SchemaRef,
+    rows: SendableRecordBatchStream,
+    /// Rows of the last batch not fetched yet.
+    pending: Option<RecordBatch>,
+    hold: bool,
+}
+
+/// The cursors of a connection, kept in its session.
+#[derive(Default)]
+pub(super) struct Cursors(Mutex<HashMap<String, Arc<tokio::sync::Mutex<Cursor>>>>);
+
+fn no_cursor(name: &str) -> EddyError {
+    EddyError::Data {
+        code: "34000",
+        message: format!("cursor \"{name}\" does not exist"),
+    }
+}
+
+fn cursors<C: ClientInfo>(client: &C) -> Arc<Cursors> {
+    client
+        .session_extensions()
+        .get_or_insert_with(Cursors::default)
+}
+
+/// `DECLARE name CURSOR FOR query`.
+pub(super) async fn declare<C: ClientInfo>(
+    client: &C,
+    engine: &Engine,
+    name: &str,
+    hold: bool,
+    query: &str,
+    params: Option<ParamValues>,
+    interrupt: &mut Interrupt,
+) -> Result<SchemaRef> {
+    if !hold && matches!(client.transaction_status(), TransactionStatus::Idle) {
+        return Err(EddyError::Data {
+            code: "25P01",
+            message: "DECLARE CURSOR can only be used in transaction blocks".into(),
+        });
+    }
+    let all = cursors(client);
+    {
+        let open = all.0.lock();
+        if open.contains_key(name) {
+            return Err(EddyError::Data {
+                code: "42P03",
+                message: format!("cursor \"{name}\" already exists"),
+            });
+        }
+        if open.len() >= MAX_CURSORS {
+            return Err(EddyError::LimitExceeded(format!(
+                "too many open cursors: a connection may have {MAX_CURSORS} (CLOSE some)"
+            )));
+        }
+    }
+    let mut plan = interrupt.run(engine.plan_query(query)).await?;
+    if let Some(p) = params {
+        plan = plan.with_param_values(p)?;
+    }
+    let ctx = engine.context();
+    let df = interrupt
+        .run(async { Ok(ctx.execute_logical_plan(plan).await?) })
+        .await?;
+    let schema = df.schema().inner().clone();
+    let rows = interrupt
+        .run(async { Ok(df.execute_stream().await?) })
+        .await?;
+    let cursor = Cursor {
+        schema: schema.clone(),
+        rows,
+        pending: None,
+        hold,
+    };
+    all.0
+        .lock()
+        .insert(name.to_string(), Arc::new(tokio::sync::Mutex::new(cursor)));
+    Ok(schema)
+}
+
+/// `FETCH count FROM name`: the rows, as one batch of the cursor's columns.
+pub(super) async fn fetch<C: ClientInfo>(
+    client: &C,
+    name: &str,
+    count: FetchCount,
+    interrupt: &mut Interrupt,
+) -> Result<RecordBatch> {
+    let cursor = cursors(client)
+        .0
+        .lock()
+        .get(name)
+        .cloned()
+        .ok_or_else(|| no_cursor(name))?;
+    let mut cursor = cursor.lock().await;
+    let want = match count {
+        FetchCount::Rows(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        FetchCount::All => usize::MAX,
+    };
+    let mut taken: Vec<RecordBatch> = Vec::new();
+    let mut have = 0usize;
+    while have < want {
+        let batch = match cursor.pending.take() {
+            Some(b) => b,
+            None => match interrupt
+                .run(async { Ok(cursor.rows.next().await) })
+                .await?
+            {
+                Some(b) => b?,
+                None => break,
+            },
+        };
+        let n = batch.num_rows().min(want - have);
+        if n < batch.num_rows() {
+            cursor.pending = Some(batch.slice(n, batch.num_rows() - n));
+        }
+        have += n;
+        taken.push(batch.slice(0, n));
+    }
+    Ok(concat_batches(&cursor.schema, &taken)?)
+}
+
+/// `CLOSE name` (`None`: all): the names closed.
+pub(super) fn close<C: ClientInfo>(client: &C, name: Option<&str>) -> Result<Vec<String>> {
+    let all = cursors(client);
+    let mut open = all.0.lock();
+    match name {
+        None => Ok(open.drain().map(|(n, _)| n).collect()),
+        Some(n) => {
+            open.remove(n).ok_or_else(|| no_cursor(n))?;
+            Ok(vec![n.to_string()])
+        }
+    }
+}
+
+/// The transaction block ended: its cursors (those without `WITH HOLD`) go; their names.
+pub(super) fn end_transaction<C: ClientInfo>(client: &C) -> Vec<String> {
+    let Some(all) = client.session_extensions().get::<Cursors>() else {
+        return vec![];
+    };
+    let mut open = all.0.lock();
+    let ended: Vec<String> = open
+        .iter()
+        .filter(|(_, c)| c.try_lock().map(|c| !c.hold).unwrap_or(false))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for n in &ended {
+        open.remove(n);
+    }
+    ended
+}
+
+/// The columns `FETCH … FROM name` returns (for the extended protocol's Describe).
+pub(super) fn schema_of<C: ClientInfo>(client: &C, name: &str) -> Option<SchemaRef> {
+    let all = client.session_extensions().get::<Cursors>()?;
+    let cursor = all.0.lock().get(name).cloned()?;
+    let schema = cursor.try_lock().ok()?.schema.clone();
+    Some(schema)
+}
