@@ -465,6 +465,14 @@ impl CopyReader {
     /// Text format: a field ending in an odd run of backslashes ended at an escaped
     /// delimiter, so it continues into the next one.
     fn join_escaped_delimiters(&mut self) {
+        // The common case: no field ends in a backslash, nothing to join.
+        if !self
+            .fields
+            .iter()
+            .any(|&(s, e, _)| e > s && self.fields_buf[e - 1] == b'\\')
+        {
+            return;
+        }
         let delim = self.opts.delimiter as u8;
         let mut joined: Vec<(usize, usize, bool)> = Vec::with_capacity(self.fields.len());
         let mut buf = Vec::with_capacity(self.fields_buf.len());
@@ -559,6 +567,10 @@ impl CopyReader {
 /// Undoes the text format's backslash escapes (`\n`, `\t`, `\\`, octal `\123`, hex `\x41`,
 /// and `\c` for any other character c).
 fn unescape(raw: &[u8], out: &mut Vec<u8>) {
+    if memchr::memchr(b'\\', raw).is_none() {
+        out.extend_from_slice(raw);
+        return;
+    }
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
