@@ -1,16 +1,16 @@
 //! SQL cursors of one connection: `DECLARE` starts the query and keeps its row stream, `FETCH`
-//! takes the next rows from it (computed as they are fetched, so a large result is never held
+//! streams the next rows out of it (computed as they are sent, so a large result is never held
 //! whole), `CLOSE` drops it. As in PostgreSQL, a cursor without `WITH HOLD` lives in a
 //! transaction block and goes when it ends; at most [`MAX_CURSORS`] are open at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use pgwire::api::ClientInfo;
@@ -105,45 +105,48 @@ pub(super) async fn declare<C: ClientInfo>(
     Ok(schema)
 }
 
-/// `FETCH count FROM name`: the rows, as one batch of the cursor's columns.
-pub(super) async fn fetch<C: ClientInfo>(
+/// `FETCH count FROM name`: the next rows, streamed out of the cursor as they are sent (a
+/// `FETCH ALL` holds no more than a batch at a time).
+pub(super) fn fetch<C: ClientInfo>(
     client: &C,
     name: &str,
     count: FetchCount,
-    interrupt: &mut Interrupt,
-) -> Result<RecordBatch> {
+) -> Result<SendableRecordBatchStream> {
     let cursor = cursors(client)
         .0
         .lock()
         .get(name)
         .cloned()
         .ok_or_else(|| no_cursor(name))?;
-    let mut cursor = cursor.lock().await;
+    let schema = cursor
+        .try_lock()
+        .map(|c| c.schema.clone())
+        .map_err(|_| EddyError::Internal(format!("cursor \"{name}\" is in use")))?;
     let want = match count {
         FetchCount::Rows(n) => usize::try_from(n).unwrap_or(usize::MAX),
         FetchCount::All => usize::MAX,
     };
-    let mut taken: Vec<RecordBatch> = Vec::new();
-    let mut have = 0usize;
-    while have < want {
-        let batch = match cursor.pending.take() {
+    let rows = futures::stream::unfold((cursor, want), |(cursor, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let mut c = cursor.clone().lock_owned().await;
+        let batch = match c.pending.take() {
             Some(b) => b,
-            None => match interrupt
-                .run(async { Ok(cursor.rows.next().await) })
-                .await?
-            {
-                Some(b) => b?,
-                None => break,
+            None => match c.rows.next().await {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => return Some((Err(e), (cursor, 0))),
+                None => return None,
             },
         };
-        let n = batch.num_rows().min(want - have);
+        let n = batch.num_rows().min(left);
         if n < batch.num_rows() {
-            cursor.pending = Some(batch.slice(n, batch.num_rows() - n));
+            c.pending = Some(batch.slice(n, batch.num_rows() - n));
         }
-        have += n;
-        taken.push(batch.slice(0, n));
-    }
-    Ok(concat_batches(&cursor.schema, &taken)?)
+        drop(c);
+        Some((Ok(batch.slice(0, n)), (cursor, left - n)))
+    });
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
 }
 
 /// `CLOSE name` (`None`: all): the names closed.

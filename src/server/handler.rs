@@ -124,13 +124,24 @@ async fn encode(
     mut interrupt: Interrupt,
     busy: Option<super::idle::Busy>,
 ) -> PgWireResult<QueryResponse> {
-    let schema = df.schema().inner().clone();
-    let fields = Arc::new(result_fields(&schema, format, Some(opts))?);
     let batches = interrupt
         .run(async { Ok(df.execute_stream().await?) })
         .await
         .map_err(pg)?;
-    let batches = interruptible(Box::pin(batches), interrupt);
+    encode_stream(batches, format, opts, interrupt, busy)
+}
+
+/// Encode a stream of batches as [`encode`] does a DataFrame's.
+fn encode_stream(
+    batches: datafusion::execution::SendableRecordBatchStream,
+    format: &Format,
+    opts: Arc<FormatOptions>,
+    interrupt: Interrupt,
+    busy: Option<super::idle::Busy>,
+) -> PgWireResult<QueryResponse> {
+    let schema = batches.schema();
+    let fields = Arc::new(result_fields(&schema, format, Some(opts))?);
+    let batches = interruptible(batches, interrupt);
     let f = fields.clone();
     // The rows are computed as they are sent: the session is busy until then.
     let rows = batches
@@ -355,16 +366,9 @@ impl EddyHandler {
                 Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
             }
             CursorStatement::Fetch { name, count } => {
-                let rows = super::cursor::fetch(client, &name, count, &mut interrupt)
-                    .await
-                    .map_err(pg)?;
-                let df = self
-                    .engine
-                    .context()
-                    .read_batch(rows)
-                    .map_err(|e| pg(e.into()))?;
+                let rows = super::cursor::fetch(client, &name, count).map_err(pg)?;
                 let busy = self.busy(client);
-                let mut response = encode(df, format, opts, interrupt, busy).await?;
+                let mut response = encode_stream(rows, format, opts, interrupt, busy)?;
                 response.command_tag = "FETCH".into();
                 Ok(Response::Query(response))
             }
