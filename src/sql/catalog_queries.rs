@@ -33,7 +33,7 @@ use crate::error::{EddyError, Result};
 /// Parse one query, with the rewrites of `datafusion-pg-catalog` (`compat`) where they are
 /// safe, and eddy's own:
 ///
-/// - a catalog query (one naming `pg_…` or `information_schema`) is rewritten by the crate,
+/// - a catalog query (one reading a `pg_…` or `information_schema` relation) is rewritten by the crate,
 ///   by this module, then by the crate's rules again, which turn a correlated scalar subquery
 ///   in a select list into NULL: wrong in general, but what DataFusion cannot plan there are
 ///   the per-column details (defaults, identity, collation) eddy's relations do not have;
@@ -44,7 +44,6 @@ use crate::error::{EddyError, Result};
 pub fn parse(compat: &PostgresCompatibilityParser, sql: &str) -> Result<ast::Statement> {
     let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
     let lower = sql.to_ascii_lowercase();
-    let catalog = lower.contains("pg_") || lower.contains("information_schema");
     // The crate replaces some whole client queries before parsing: those it reads as given.
     let Ok(raw) = Parser::parse_sql(&dialect, sql) else {
         let mut stmt = one(compat.parse(sql).map_err(|e| parser_error(sql, e))?)?;
@@ -52,6 +51,7 @@ pub fn parse(compat: &PostgresCompatibilityParser, sql: &str) -> Result<ast::Sta
         return Ok(stmt);
     };
     let mut stmt = one(raw)?;
+    let catalog = reads_catalog(&stmt);
     // `SELECT current_user` keeps its name: aliased before the crate turns the call into
     // `session_user()` (then the text the crate reads is this statement's).
     let named_users = name_user_columns(&mut stmt);
@@ -86,6 +86,27 @@ fn one(mut stmts: Vec<ast::Statement>) -> Result<ast::Statement> {
         return Err(EddyError::syntax("expected exactly one query"));
     }
     Ok(stmts.remove(0))
+}
+
+/// Whether `name` is a catalog relation: `pg_catalog.…`, `information_schema.…`, or `pg_…`.
+fn is_catalog_name(name: &ObjectName) -> bool {
+    let n = name.to_string().to_ascii_lowercase();
+    n.starts_with("pg_") || n.starts_with("information_schema.")
+}
+
+/// Whether `stmt` reads a catalog relation (psql's, pgcli's, SQLAlchemy's queries do).
+fn reads_catalog(stmt: &ast::Statement) -> bool {
+    struct Finder(bool);
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<()> {
+            self.0 |= is_catalog_name(name);
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = Finder(false);
+    let _ = stmt.visit(&mut f);
+    f.0
 }
 
 /// Whether a select list anywhere in `stmt` holds a scalar subquery.
@@ -318,13 +339,7 @@ fn subscripts(f: &ast::Function) -> Option<Expr> {
 /// Whether every table `select` reads is a catalog table (`pg_catalog.…` or `pg_…`).
 fn reads_only_the_catalog(select: &ast::Select) -> bool {
     fn catalog_factor(f: &ast::TableFactor) -> bool {
-        match f {
-            ast::TableFactor::Table { name, .. } => {
-                let n = name.to_string().to_ascii_lowercase();
-                n.starts_with("pg_catalog.") || n.starts_with("pg_")
-            }
-            _ => false,
-        }
+        matches!(f, ast::TableFactor::Table { name, .. } if is_catalog_name(name))
     }
     !select.from.is_empty()
         && select.from.iter().all(|t| {
