@@ -229,6 +229,37 @@ fn pg_size_pretty() -> ScalarUDF {
     )
 }
 
+/// `pg_get_expr(expr, relation [, pretty])`: NULL for a NULL expression, as in PostgreSQL (a
+/// column without a default reads NULL, which pgcli and psql test for); otherwise `''`, as
+/// `datafusion-pg-catalog`'s did for every call: eddy's own relations have no stored
+/// expressions, and the catalog's static rows are not decompiled.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgGetExpr {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PgGetExpr {
+    fn name(&self) -> &str {
+        "pg_get_expr"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let cols = rows(&args.args);
+        let Some(exprs) = cols.first() else {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
+        };
+        let out: StringArray = (0..exprs.len())
+            .map(|i| (exprs.data_type() != &DataType::Null && !exprs.is_null(i)).then_some(""))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
 /// `current_schemas(include_implicit)`: the search path, `{public}`, with the implicit
 /// `pg_catalog` first when asked for (as PostgreSQL answers for the default `"$user", public`).
 fn current_schemas() -> ScalarUDF {
@@ -263,6 +294,9 @@ pub fn udfs() -> Vec<ScalarUDF> {
     vec![
         to_regtype(),
         current_schemas(),
+        ScalarUDF::from(PgGetExpr {
+            signature: Signature::variadic_any(Volatility::Stable),
+        }),
         is_visible("pg_function_is_visible"),
         is_visible("pg_type_is_visible"),
         is_visible("pg_collation_is_visible"),
