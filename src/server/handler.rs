@@ -4,13 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::DataFrame;
-use datafusion_postgres::hooks::set_show::SetShowHook;
-use datafusion_postgres::hooks::transactions::TransactionStatementHook;
-use datafusion_postgres::hooks::QueryHook;
 use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -20,6 +19,8 @@ use pgwire::api::stmt::StoredStatement;
 use pgwire::api::store::{MemPortalStore, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::TransactionStatus;
+use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 
@@ -49,7 +50,6 @@ pub struct Prepared {
 /// Handles both protocols for every connection.
 pub struct EddyHandler {
     engine: Arc<Engine>,
-    hooks: Vec<Arc<dyn QueryHook>>,
     parser: Arc<EddyParser>,
     /// What each connection is doing (for the idle-session timeout).
     activities: Arc<super::idle::Activities>,
@@ -69,7 +69,6 @@ impl EddyHandler {
                 engine: engine.clone(),
             }),
             engine,
-            hooks: vec![Arc::new(SetShowHook), Arc::new(TransactionStatementHook)],
             activities,
             auth,
         }
@@ -157,10 +156,6 @@ fn encode_stream(
     Ok(QueryResponse::new(fields, rows))
 }
 
-/// Connection metadata key where `SET statement_timeout` keeps its value
-/// (milliseconds), as datafusion-postgres' set/show hook writes it.
-const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
-
 /// What may stop the statement about to run on `client`: a cancel request
 /// for this connection, and its `statement_timeout` (0 or unset: none).
 fn statement_interrupt<C: ClientInfo>(client: &C) -> Interrupt {
@@ -168,10 +163,7 @@ fn statement_interrupt<C: ClientInfo>(client: &C) -> Interrupt {
         .session_extensions()
         .get::<super::cancel::CancelCounter>()
         .map(|c| c.0.clone());
-    let timeout = client
-        .metadata()
-        .get(STATEMENT_TIMEOUT_MS)
-        .and_then(|ms| ms.parse::<u64>().ok())
+    let timeout = Some(super::settings::statement_timeout_ms(client.metadata()))
         .filter(|&ms| ms > 0)
         .map(std::time::Duration::from_millis);
     Interrupt::new(cancel, timeout)
@@ -204,7 +196,9 @@ impl EddyHandler {
         let user = client.metadata().get(pgwire::api::METADATA_USER).cloned();
         let role = self.auth.role_of(user.as_deref());
         super::auth::check_privilege(role, user.as_deref().unwrap_or(""), &stmt).map_err(pg)?;
-        let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let mut opts = FormatOptions::default();
+        opts.extra_float_digits = super::settings::float_digits(client.metadata());
+        let opts = Arc::new(opts);
         let stmt = super::session::with_session_defaults(stmt, client.metadata());
         let mut interrupt = match &stmt {
             Statement::Query(..) | Statement::Insert(_) => statement_interrupt(client),
@@ -214,24 +208,16 @@ impl EddyHandler {
             Statement::Session(s) => {
                 super::session::refuse_shared_settings(&s).map_err(pg)?;
                 use datafusion::sql::sqlparser::ast::Statement as S;
-                if let S::Rollback { savepoint, .. } = s.as_ref() {
-                    // Every statement took effect when it ran: say so rather than pretend.
-                    let what = if savepoint.is_some() {
-                        "ROLLBACK TO SAVEPOINT"
-                    } else {
-                        "ROLLBACK"
-                    };
-                    let notice = ErrorInfo::new(
-                        "WARNING".into(),
-                        "01000".into(),
-                        format!(
-                            "{what} undid nothing: eddy applies each statement when it runs \
-                             and has no transactions"
-                        ),
-                    );
-                    client
-                        .send(PgWireBackendMessage::NoticeResponse(notice.into()))
-                        .await?;
+                if let S::Rollback {
+                    savepoint: Some(_), ..
+                } = s.as_ref()
+                {
+                    warn(
+                        client,
+                        "01000",
+                        UNDID_NOTHING.replace("{what}", "ROLLBACK TO SAVEPOINT"),
+                    )
+                    .await?;
                 }
                 // Savepoints mark nothing to return to (see the warning above); the
                 // transaction block, as the client sees it, goes on.
@@ -246,28 +232,41 @@ impl EddyHandler {
                 ) {
                     return Ok(Response::Execution(Tag::new(&session_tag(&s))));
                 }
-                if matches!(
-                    s.as_ref(),
-                    S::Commit { .. }
-                        | S::Rollback {
-                            savepoint: None,
-                            ..
-                        }
-                ) {
-                    for name in super::cursor::end_transaction(client) {
-                        client.portal_store().rm_portal(&name);
-                    }
+                if let Some(r) = self.transaction(client, &s).await? {
+                    return Ok(r);
                 }
-                if let Some(r) = super::session::set_state_ttl(&s, client.metadata_mut()) {
-                    return r.map(|_| Response::Execution(Tag::new("SET"))).map_err(pg);
-                }
-                for hook in &self.hooks {
-                    if let Some(r) = hook
-                        .handle_simple_query(&s, self.engine.context(), client)
-                        .await
-                    {
-                        return r;
+                let in_block = client.transaction_status() != TransactionStatus::Idle;
+                if let Some(applied) = super::settings::apply(&s, client.metadata_mut(), in_block) {
+                    let applied = applied.map_err(pg)?;
+                    if let Some(w) = applied.warning {
+                        let notice = ErrorInfo::new("WARNING".into(), "25P01".into(), w);
+                        client
+                            .send(PgWireBackendMessage::NoticeResponse(notice.into()))
+                            .await?;
                     }
+                    for (name, value) in applied.report {
+                        client
+                            .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                                name, value,
+                            )))
+                            .await?;
+                    }
+                    return Ok(Response::Execution(Tag::new(applied.tag)));
+                }
+                if let Some(shown) = super::settings::show(&s, client.metadata()) {
+                    let rows = show_rows(shown.map_err(pg)?).map_err(pg)?;
+                    let schema = rows.schema();
+                    let stream = RecordBatchStreamAdapter::new(
+                        schema,
+                        stream::iter(std::iter::once(Ok(rows))),
+                    );
+                    return Ok(Response::Query(encode_stream(
+                        Box::pin(stream),
+                        format,
+                        opts,
+                        Interrupt::none(),
+                        None,
+                    )?));
                 }
                 Ok(Response::Execution(Tag::new(&session_tag(&s))))
             }
@@ -316,6 +315,110 @@ impl EddyHandler {
                 }
             },
         }
+    }
+}
+
+/// The warning for a rollback: nothing is undone.
+const UNDID_NOTHING: &str =
+    "{what} undid nothing: eddy applies each statement when it runs and has no transactions";
+
+/// Send `client` a warning (NoticeResponse) with `code`.
+async fn warn<C>(client: &mut C, code: &str, message: String) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let notice = ErrorInfo::new("WARNING".into(), code.into(), message);
+    client
+        .send(PgWireBackendMessage::NoticeResponse(notice.into()))
+        .await?;
+    Ok(())
+}
+
+/// `SHOW`'s answer as one batch of text columns.
+fn show_rows(shown: super::settings::Shown) -> crate::error::Result<RecordBatch> {
+    use super::settings::Shown;
+    let (names, rows): (Vec<String>, Vec<Vec<String>>) = match shown {
+        Shown::One(column, value) => (vec![column], vec![vec![value]]),
+        Shown::All(rows) => (
+            vec!["name".into(), "setting".into(), "description".into()],
+            rows.into_iter().map(Vec::from).collect(),
+        ),
+    };
+    let fields: Vec<Field> = names
+        .iter()
+        .map(|n| Field::new(n, DataType::Utf8, false))
+        .collect();
+    let columns: Vec<ArrayRef> = (0..names.len())
+        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r[i]))) as ArrayRef)
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+impl EddyHandler {
+    /// `BEGIN`, `COMMIT`, `ROLLBACK` (and `DISCARD ALL`): the client's transaction block, as
+    /// PostgreSQL answers it. eddy has no transactions: each statement applied when it ran.
+    async fn transaction<C>(
+        &self,
+        client: &mut C,
+        s: &datafusion::sql::sqlparser::ast::Statement,
+    ) -> PgWireResult<Option<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use datafusion::sql::sqlparser::ast::{DiscardObject, Statement as S};
+        let status = client.transaction_status();
+        let end = match s {
+            S::StartTransaction { .. } => {
+                if status != TransactionStatus::Idle {
+                    let m = "there is already a transaction in progress".to_string();
+                    warn(client, "25001", m).await?;
+                    return Ok(Some(Response::Execution(Tag::new("BEGIN"))));
+                }
+                return Ok(Some(Response::TransactionStart(Tag::new("BEGIN"))));
+            }
+            S::Commit { .. } if status == TransactionStatus::Error => "ROLLBACK",
+            S::Commit { .. } => "COMMIT",
+            S::Rollback {
+                savepoint: None, ..
+            } => {
+                if status != TransactionStatus::Idle {
+                    warn(client, "01000", UNDID_NOTHING.replace("{what}", "ROLLBACK")).await?;
+                }
+                "ROLLBACK"
+            }
+            S::Discard {
+                object_type: DiscardObject::ALL,
+            } => {
+                let reset = datafusion::sql::sqlparser::ast::Statement::Reset(
+                    datafusion::sql::sqlparser::ast::ResetStatement {
+                        reset: datafusion::sql::sqlparser::ast::Reset::ALL,
+                    },
+                );
+                if let Some(Err(e)) = super::settings::apply(&reset, client.metadata_mut(), false) {
+                    return Err(pg(e));
+                }
+                for name in super::cursor::close(client, None).map_err(pg)? {
+                    client.portal_store().rm_portal(&name);
+                }
+                return Ok(Some(Response::Execution(Tag::new("DISCARD ALL"))));
+            }
+            _ => return Ok(None),
+        };
+        if status == TransactionStatus::Idle {
+            let m = "there is no transaction in progress".to_string();
+            warn(client, "25P01", m).await?;
+        }
+        for name in super::cursor::end_transaction(client) {
+            client.portal_store().rm_portal(&name);
+        }
+        super::settings::end_transaction(client.metadata_mut());
+        Ok(Some(Response::TransactionEnd(Tag::new(end))))
     }
 }
 
@@ -543,14 +646,11 @@ impl EddyParser {
                     s.as_ref(),
                     datafusion::sql::sqlparser::ast::Statement::ShowVariable { .. }
                 ) {
-                    prepared.result =
-                        Some(Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
-                            datafusion::arrow::datatypes::Field::new(
-                                "setting",
-                                DataType::Utf8,
-                                false,
-                            ),
-                        ])));
+                    let fields: Vec<Field> = super::settings::show_columns(s)
+                        .iter()
+                        .map(|c| Field::new(c, DataType::Utf8, false))
+                        .collect();
+                    prepared.result = Some(Arc::new(Schema::new(fields)));
                 }
             }
             _ => {}

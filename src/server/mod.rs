@@ -17,6 +17,7 @@ mod handler;
 mod idle;
 mod scram;
 mod session;
+mod settings;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -313,6 +313,7 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
         | S::Commit { .. }
         | S::Rollback { .. }
         | S::Discard { .. }
+        | S::Reset(_)
         | S::Deallocate { .. } => Statement::Session(Box::new(stmt)),
         S::Declare { .. } | S::Fetch { .. } | S::Close { .. } => Statement::Cursor(
             super::cursor::classify_cursor(&stmt)?
@@ -345,9 +346,6 @@ fn show_fixed_setting(stmt: &ast::Statement) -> Result<Option<Statement>> {
             "transaction_isolation".to_string(),
             crate::functions::settings::fixed_setting("transaction_isolation"),
         ),
-        // eddy computes in UTC whatever a session sets (SET TimeZone is accepted and changes
-        // nothing), and says so at startup: TimeZone = Etc/UTC.
-        "timezone" | "time zone" => ("TimeZone".to_string(), Some("Etc/UTC".to_string())),
         name if words.len() == 1 => (
             name.to_string(),
             crate::functions::settings::fixed_setting(name),
