@@ -287,19 +287,7 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
             }
         }
         DataFusionError::Plan(msg) => classify_plan_message(msg),
-        DataFusionError::SchemaError(err, _) => {
-            let msg = err.to_string();
-            if let Some(col) = between(&msg, "No field named ", ".") {
-                let col = col.trim_matches('"');
-                let col = col.rsplit('.').next().unwrap_or(col);
-                return EddyError::UndefinedColumn(format!("column \"{col}\" does not exist"));
-            }
-            if msg.contains("not found") || msg.contains("No field named") {
-                EddyError::UndefinedColumn(lowercase_first(&msg))
-            } else {
-                classify_plan_message(&msg)
-            }
-        }
+        DataFusionError::SchemaError(err, _) => schema_error(err),
         DataFusionError::NotImplemented(msg) => EddyError::not_supported(msg.clone()),
         DataFusionError::ArrowError(err, _) => classify_arrow(err),
         DataFusionError::Execution(msg) => execution_message(msg),
@@ -312,6 +300,28 @@ fn classify_datafusion(e: DataFusionError) -> EddyError {
             None => execution_message(&err.to_string()),
         },
         other => EddyError::Execution(other.message().to_string()),
+    }
+}
+
+/// DataFusion's name-resolution errors, by their kind, in PostgreSQL's words.
+fn schema_error(err: &datafusion::common::SchemaError) -> EddyError {
+    use datafusion::common::SchemaError as S;
+    match err {
+        // PostgreSQL: column "x" does not exist; column t.x does not exist.
+        S::FieldNotFound { field, .. } => EddyError::UndefinedColumn(match &field.relation {
+            Some(r) => format!("column {}.{} does not exist", r.table(), field.name),
+            None => format!("column \"{}\" does not exist", field.name),
+        }),
+        S::AmbiguousReference { field } => EddyError::Data {
+            code: "42702",
+            message: format!("column reference \"{}\" is ambiguous", field.name),
+        },
+        S::DuplicateQualifiedField { .. } | S::DuplicateUnqualifiedField { .. } => {
+            EddyError::Data {
+                code: "42701",
+                message: lowercase_first(&err.to_string()),
+            }
+        }
     }
 }
 

@@ -713,6 +713,8 @@ impl Engine {
         let mut stmt = crate::sql::catalog_queries::parse(&self.compat, sql)?;
         if let datafusion::sql::sqlparser::ast::Statement::Query(q) = &mut stmt {
             crate::sql::window::batch_windows(q)?;
+            crate::sql::literals::int4_constants(q);
+            crate::sql::literals::numeric_literal_scales(q);
         }
         Ok(self
             .ctx

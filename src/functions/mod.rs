@@ -38,6 +38,7 @@ pub mod settings;
 pub mod space_saving;
 pub(crate) mod template;
 pub mod text_cast;
+pub mod timestamp_text;
 pub mod to_char;
 pub mod to_char_number;
 pub mod to_number;
@@ -165,6 +166,7 @@ pub fn register(ctx: &SessionContext) {
         .write()
         .register_function_rewrite(Arc::new(pg_operators::PgOperators::default()));
     ctx.add_analyzer_rule(checked::analyzer_rule());
+    ctx.add_analyzer_rule(timestamp_text::analyzer_rule());
     // Again after type coercion, for the casts to text it adds (a function's text argument).
     ctx.add_analyzer_rule(Arc::new(
         datafusion::optimizer::analyzer::function_rewrite::ApplyFunctionRewrites::new(vec![

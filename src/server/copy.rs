@@ -52,7 +52,8 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     let df = interrupt.run(engine.query(query)).await.map_err(pg)?;
-    let schema = df.schema().inner().clone();
+    // The header and FORCE_QUOTE name columns as PostgreSQL does.
+    let schema = crate::sql::column_names::pg_schema_of_sql(query, df.schema().inner());
     let binary_fields = match opts.format {
         CopyFormat::Binary => Some(Arc::new(super::handler::result_fields(
             &schema,

@@ -89,7 +89,7 @@ pub(super) async fn declare<C: ClientInfo>(
     let df = interrupt
         .run(async { Ok(ctx.execute_logical_plan(plan).await?) })
         .await?;
-    let schema = df.schema().inner().clone();
+    let schema = crate::sql::column_names::pg_schema_of_sql(query, df.schema().inner());
     let rows = interrupt
         .run(async { Ok(df.execute_stream().await?) })
         .await?;

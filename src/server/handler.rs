@@ -10,6 +10,7 @@ use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::DataFrame;
+use datafusion::sql::sqlparser::ast;
 use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -30,6 +31,7 @@ use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use crate::engine::interrupt::{interruptible, Interrupt};
 use crate::engine::{Engine, Outcome};
 use crate::error::EddyError;
+use crate::sql::column_names;
 use crate::sql::copy::CopyDirection;
 use crate::sql::cursor::{CursorStatement, FetchCount};
 use crate::sql::{self, Statement};
@@ -115,9 +117,11 @@ fn tag_for(outcome_tag: &str, rows: Option<usize>) -> Tag {
 
 /// Encode a DataFrame's rows, mapping planning errors to their SQLSTATE.
 /// The rows stop with 57014 when `interrupt` fires (cancel request or
-/// `statement_timeout`); the query's execution stops with them.
+/// `statement_timeout`); the query's execution stops with them. The columns
+/// take PostgreSQL's names from `query`'s select list, when it is a query.
 async fn encode(
     df: DataFrame,
+    query: Option<&ast::Statement>,
     format: &Format,
     opts: Arc<FormatOptions>,
     mut interrupt: Interrupt,
@@ -127,6 +131,13 @@ async fn encode(
         .run(async { Ok(df.execute_stream().await?) })
         .await
         .map_err(pg)?;
+    let batches = match query {
+        Some(q) => {
+            let schema = column_names::pg_schema(q, &batches.schema());
+            Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+        }
+        None => batches,
+    };
     encode_stream(batches, format, opts, interrupt, busy)
 }
 
@@ -270,7 +281,7 @@ impl EddyHandler {
                 }
                 Ok(Response::Execution(Tag::new(&session_tag(&s))))
             }
-            Statement::Query(..) if plan.is_some() => {
+            Statement::Query(query, _) if plan.is_some() => {
                 let Some(mut plan) = plan else {
                     return Err(pg(EddyError::Internal(
                         "prepared query lost its plan".into(),
@@ -286,7 +297,7 @@ impl EddyHandler {
                     .map_err(pg)?;
                 let busy = self.busy(client);
                 Ok(Response::Query(
-                    encode(df, format, opts, interrupt, busy).await?,
+                    encode(df, Some(&query), format, opts, interrupt, busy).await?,
                 ))
             }
             Statement::Cursor(c) => self.cursor(client, c, params, format, opts).await,
@@ -300,20 +311,26 @@ impl EddyHandler {
                     super::copy::copy_in(client, &self.engine, table, columns, &c.options)
                 }
             },
-            other => match self
-                .engine
-                .execute_interruptible(other, params, &mut interrupt)
-                .await
-                .map_err(pg)?
-            {
-                Outcome::Command { tag, rows } => Ok(Response::Execution(tag_for(&tag, rows))),
-                Outcome::Rows(df) => {
-                    let busy = self.busy(client);
-                    Ok(Response::Query(
-                        encode(df, format, opts, interrupt, busy).await?,
-                    ))
+            other => {
+                let query = match &other {
+                    Statement::Query(q, _) => Some(q.as_ref().clone()),
+                    _ => None,
+                };
+                match self
+                    .engine
+                    .execute_interruptible(other, params, &mut interrupt)
+                    .await
+                    .map_err(pg)?
+                {
+                    Outcome::Command { tag, rows } => Ok(Response::Execution(tag_for(&tag, rows))),
+                    Outcome::Rows(df) => {
+                        let busy = self.busy(client);
+                        Ok(Response::Query(
+                            encode(df, query.as_ref(), format, opts, interrupt, busy).await?,
+                        ))
+                    }
                 }
-            },
+            }
         }
     }
 }
@@ -612,10 +629,10 @@ impl EddyParser {
             result: None,
         };
         match &stmt {
-            Statement::Query(_, text) => {
+            Statement::Query(query, text) => {
                 let plan = self.engine.plan_query(text).await.map_err(pg)?;
                 prepared.param_types = ordered_params(&plan).map_err(pg)?;
-                prepared.result = Some(plan.schema().inner().clone());
+                prepared.result = Some(column_names::pg_schema(query, plan.schema().inner()));
                 prepared.plan = Some(plan);
             }
             Statement::Insert(ins) => {

@@ -95,7 +95,7 @@ const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "search_path",
-        default: "\"$user\", public",
+        default: "public",
         kind: Kind::OneValue,
         report: false,
         check: search_path,

@@ -3,9 +3,11 @@
 pub mod access;
 pub mod canonical;
 pub mod catalog_queries;
+pub mod column_names;
 pub mod complexity;
 pub mod copy;
 pub mod cursor;
+pub mod literals;
 pub mod names;
 pub mod statement;
 pub mod tokens;

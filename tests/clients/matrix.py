@@ -114,6 +114,41 @@ def psycopg3_nulls(ctx):
 
 
 @check
+def psycopg3_result_columns(ctx):
+    """Columns are named, and constants typed, as PostgreSQL names and types them; text
+    compared with a timestamp may leave out the seconds. Over the extended protocol (psycopg's
+    default) and the simple one (ClientCursor)."""
+    from decimal import Decimal
+
+    t = ctx.fresh()
+    queries = [
+        (f"SELECT count(*), max(price), min(ts) FROM {t}",
+         ["count", "max", "min"], None),
+        (f"SELECT x.auction, price::int, price + 1, upper(bidder) FROM {t} x "
+         f"WHERE auction = 1",
+         ["auction", "price", "?column?", "upper"], None),
+        ("SELECT 1, 1 + 1, 'a'::text, current_setting('server_encoding'), 2.50::numeric, "
+         "-7 AS n",
+         ["?column?", "?column?", "text", "current_setting", "numeric", "n"],
+         [23, 23, 25, 25, 1700, 23]),
+    ]
+    with psycopg.connect(ctx.dsn, autocommit=True) as conn:
+        for cursor in (conn.cursor(), psycopg.ClientCursor(conn)):
+            kind = type(cursor).__name__
+            for sql, names, oids in queries:
+                cursor.execute(sql)
+                eq([d.name for d in cursor.description], names, f"{kind} names of {sql}")
+                if oids is not None:
+                    eq([d.type_code for d in cursor.description], oids, f"{kind} oids of {sql}")
+            cursor.execute(queries[2][0])
+            eq(cursor.fetchone(), (1, 2, "a", "UTF8", Decimal("2.50"), -7), f"{kind} constants")
+            cursor.execute(f"SELECT auction FROM {t} WHERE ts > '2026-01-01 00:00' "
+                           f"AND ts < '2026-01-01 0:01' AND price IS DISTINCT FROM 300 "
+                           f"ORDER BY 1")
+            eq(cursor.fetchall(), [(1,), (2,)], f"{kind} timestamps without seconds")
+
+
+@check
 def psycopg3_named_cursor(ctx):
     """conn.cursor(name=...): DECLARE … CURSOR, FETCH FORWARD n, CLOSE inside a transaction."""
     t = ctx.fresh()

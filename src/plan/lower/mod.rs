@@ -88,7 +88,7 @@ pub async fn plan_view(
         }
     }
     let mut query = view.query.clone();
-    crate::sql::names::name_compound_columns(&mut query);
+    crate::sql::names::name_columns(&mut query);
     crate::sql::unnest::rewrite_lateral_unnest(&mut query)?;
     let windows = extract_windows(&mut query)?;
     let catalog = config.options().catalog.default_catalog.clone();
