@@ -600,3 +600,66 @@ async fn sigterm_shuts_down_cleanly() {
         "query on a connection to a stopped server did not fail promptly"
     );
 }
+
+/// psql's `\copy` both ways (a client-side file through COPY … STDIN/STDOUT), `\x` expanded
+/// output, and PostgreSQL's column names in its headers.
+#[test]
+fn psql_copy_files_expanded_output_and_column_names() {
+    let rt = runtime();
+    let server = rt.block_on(Server::start());
+    let dir = std::env::temp_dir().join(format!("eddy-psql-copy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let input = dir.join("in.csv");
+    std::fs::write(
+        &input,
+        "auction,price,note\n1,100,\"plain\"\n2,,\"with, comma\"\n3,300,\"two\nlines\"\n",
+    )
+    .expect("write csv");
+    let output = dir.join("out.csv");
+    psql_ok(
+        &server,
+        &[
+            "-c",
+            "CREATE TABLE c (auction BIGINT, price BIGINT, note TEXT)",
+            "-c",
+            &format!("\\copy c FROM '{}' CSV HEADER", input.display()),
+        ],
+    );
+    psql_eventually(&server, "SELECT count(*) FROM c", "3\n");
+    psql_ok(
+        &server,
+        &[
+            "-c",
+            &format!(
+                "\\copy (SELECT auction, price, note FROM c ORDER BY auction) TO '{}' CSV HEADER",
+                output.display()
+            ),
+        ],
+    );
+    let written = std::fs::read_to_string(&output).expect("read copied file");
+    assert_eq!(
+        written,
+        "auction,price,note\n1,100,plain\n2,,\"with, comma\"\n3,300,\"two\nlines\"\n"
+    );
+    let out = psql_ok(
+        &server,
+        &[
+            "-c",
+            "\\x on",
+            "-c",
+            "SELECT count(*), max(price), 1 + 1, 'x'::text FROM c",
+        ],
+    );
+    assert_contains(
+        &out,
+        &[
+            "-[ RECORD 1 ]-",
+            "count    | 3",
+            "max      | 300",
+            "?column? | 2",
+            "text     | x",
+        ],
+        "expanded output",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

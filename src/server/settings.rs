@@ -215,14 +215,16 @@ fn apply_set(set: &Set, metadata: &mut HashMap<String, String>, in_block: bool) 
                 ..Applied::default()
             })
         }
+        Set::SetRole { .. } => return Err(EddyError::not_supported("SET ROLE is not supported")),
+        Set::SetSessionAuthorization(_) => {
+            return Err(EddyError::not_supported(
+                "SET SESSION AUTHORIZATION is not supported",
+            ))
+        }
         other => {
-            let text = other.to_string();
-            let kind: String = text
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ");
-            return Err(EddyError::not_supported(format!("{kind} is not supported")));
+            return Err(EddyError::not_supported(format!(
+                "this form of SET is not supported: {other}"
+            )))
         }
     };
     let lower = name.to_ascii_lowercase();
@@ -844,6 +846,8 @@ mod tests {
     #[test]
     fn unknown_names_are_refused_and_dotted_names_kept() {
         let mut m = HashMap::new();
+        let e = set("SET ROLE admin", &mut m).unwrap_err();
+        assert_eq!(e.to_string(), "SET ROLE is not supported");
         let e = set("SET no_such_thing = 1", &mut m).unwrap_err();
         assert_eq!(e.sqlstate(), "42704");
         assert_eq!(
