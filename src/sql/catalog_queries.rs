@@ -417,6 +417,24 @@ fn condition_into_subquery(when: &ast::CaseWhen) -> Option<Expr> {
     Some(Expr::Subquery(q))
 }
 
+/// A `CASE WHEN x IN (subquery)` condition as `array_has((SELECT array_agg(…) FROM subquery),
+/// x)`, which DataFusion plans in a select list and an `ORDER BY` (an `IN (subquery)` it plans
+/// only in a filter; Grafana's table list sorts by one). The same where it stands: a NULL `x`
+/// or an empty subquery make the condition NULL or false, and WHEN takes neither.
+fn in_subquery_as_array(condition: &mut Expr) {
+    let Expr::InSubquery {
+        expr,
+        subquery,
+        negated: false,
+    } = condition
+    else {
+        return;
+    };
+    if let Some(array) = array_of(subquery.clone()) {
+        *condition = function("array_has", vec![array, (**expr).clone()]);
+    }
+}
+
 /// An empty `text[]`.
 fn empty_text_array() -> Expr {
     Expr::Cast {
@@ -559,6 +577,19 @@ impl VisitorMut for Rewriter {
             Expr::Case {
                 operand: None,
                 conditions,
+                ..
+            } if self.catalog
+                && conditions
+                    .iter()
+                    .any(|w| matches!(w.condition, Expr::InSubquery { negated: false, .. })) =>
+            {
+                for when in conditions.iter_mut() {
+                    in_subquery_as_array(&mut when.condition);
+                }
+            }
+            Expr::Case {
+                operand: None,
+                conditions,
                 else_result,
                 ..
             } if conditions.len() == 1
@@ -650,5 +681,31 @@ mod tests {
             "SELECT (SELECT array_agg(__array_element) FROM (SELECT 'a' || x FROM u) AS \
              __array_subquery (__array_element))"
         );
+    }
+
+    #[test]
+    fn in_subquery_conditions_of_catalog_queries_read_an_array() {
+        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+        let catalog = |sql: &str| {
+            let mut stmt = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, sql)
+                .expect("parse")
+                .remove(0);
+            rewrite_catalog(&mut stmt);
+            stmt.to_string()
+        };
+        assert_eq!(
+            catalog(
+                "SELECT t FROM pg_tables ORDER BY CASE WHEN s IN (SELECT 'public') THEN 0 \
+                 ELSE 1 END"
+            ),
+            "SELECT t FROM pg_tables ORDER BY CASE WHEN array_has((SELECT \
+             array_agg(__array_element) FROM (SELECT 'public') AS __array_subquery \
+             (__array_element)), s) THEN 0 ELSE 1 END"
+        );
+        // NOT IN differs on NULLs, and outside a catalog query nothing changes.
+        let not_in = "SELECT CASE WHEN s NOT IN (SELECT 'a') THEN 0 END FROM pg_tables";
+        assert_eq!(catalog(not_in), not_in);
+        let user = "SELECT CASE WHEN s IN (SELECT 'a') THEN 0 END FROM t";
+        assert_eq!(rewritten(user), user);
     }
 }
