@@ -90,8 +90,12 @@ fn one(mut stmts: Vec<ast::Statement>) -> Result<ast::Statement> {
 
 /// Whether `name` is a catalog relation: `pg_catalog.…`, `information_schema.…`, or `pg_…`.
 fn is_catalog_name(name: &ObjectName) -> bool {
-    let n = name.to_string().to_ascii_lowercase();
-    n.starts_with("pg_") || n.starts_with("information_schema.")
+    let first = name.0.first().and_then(|p| p.as_ident());
+    first.is_some_and(|id| {
+        let n = id.value.to_ascii_lowercase();
+        // Quoted or not: Metabase writes "information_schema"."columns".
+        n.starts_with("pg_") || (n == "information_schema" && name.0.len() > 1)
+    })
 }
 
 /// Whether `stmt` reads a catalog relation (psql's, pgcli's, SQLAlchemy's queries do).
@@ -435,6 +439,16 @@ fn in_subquery_as_array(condition: &mut Expr) {
     }
 }
 
+/// `col_description(…)`, `obj_description(…)`, `shobj_description(…)` (any schema prefix).
+fn is_comment_lookup(f: &ast::Function) -> bool {
+    let name = f.name.to_string().to_ascii_lowercase();
+    let name = name.rsplit('.').next().unwrap_or(&name);
+    matches!(
+        name,
+        "col_description" | "obj_description" | "shobj_description"
+    )
+}
+
 /// An empty `text[]`.
 fn empty_text_array() -> Expr {
     Expr::Cast {
@@ -601,6 +615,18 @@ impl VisitorMut for Rewriter {
                     *expr = e;
                 }
             }
+            // eddy keeps no comments: these are NULL whatever they are given, so a name cast
+            // to regclass in their arguments is not resolved (Metabase passes
+            // `CAST(format(…) AS regclass)` of a computed name, which eddy cannot resolve).
+            Expr::Function(f) if self.catalog && is_comment_lookup(f) => {
+                let _ = ast::visit_expressions_mut(&mut f.args, |e| {
+                    if matches!(e, Expr::Cast { data_type, .. } if is_type(data_type, &["regclass"]))
+                    {
+                        *e = Expr::value(ast::Value::Null);
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+            }
             Expr::Function(f)
                 if f.name
                     .to_string()
@@ -707,5 +733,29 @@ mod tests {
         assert_eq!(catalog(not_in), not_in);
         let user = "SELECT CASE WHEN s IN (SELECT 'a') THEN 0 END FROM t";
         assert_eq!(rewritten(user), user);
+    }
+
+    #[test]
+    fn comment_lookups_resolve_no_names_and_quoted_catalog_names_count() {
+        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+        let stmt = |sql: &str| {
+            datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, sql)
+                .expect("parse")
+                .remove(0)
+        };
+        // Metabase's field sync, quoted: a catalog query.
+        let mut q = stmt(
+            "SELECT COL_DESCRIPTION(CAST(CAST(FORMAT('%I.%I', c.s, c.t) AS REGCLASS) AS OID), 1) \
+             FROM \"information_schema\".\"columns\" AS c",
+        );
+        assert!(reads_catalog(&q));
+        rewrite_catalog(&mut q);
+        assert_eq!(
+            q.to_string(),
+            "SELECT COL_DESCRIPTION(CAST(NULL AS OID), 1) FROM \"information_schema\".\"columns\" \
+             AS c"
+        );
+        assert!(!reads_catalog(&stmt("SELECT * FROM information_schema")));
+        assert!(!reads_catalog(&stmt("SELECT * FROM \"pg\".x")));
     }
 }
