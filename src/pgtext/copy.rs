@@ -155,6 +155,8 @@ pub struct CopyReader {
     /// Raw fields of the row being read (offsets into `fields_buf`), and whether each was quoted.
     fields: Vec<(usize, usize, bool)>,
     fields_buf: Vec<u8>,
+    /// The decoded fields of the row being appended (offsets into `raw`; `None`: NULL).
+    values: Vec<Option<(usize, usize)>>,
     /// Binary format: each column's type (the format carries none), and whether the header
     /// has been read.
     binary: Option<(Vec<DataType>, bool)>,
@@ -177,6 +179,7 @@ impl CopyReader {
             raw: Vec::new(),
             fields: Vec::new(),
             fields_buf: Vec::new(),
+            values: Vec::new(),
             binary: None,
         }
     }
@@ -447,9 +450,9 @@ impl CopyReader {
         } else {
             for field in body.split(|&b| b == delim) {
                 // A delimiter escaped with a backslash belongs to the field.
-                self.raw.clear();
-                self.raw.extend_from_slice(field);
-                self.push_field(false);
+                let start = self.fields_buf.len();
+                self.fields_buf.extend_from_slice(field);
+                self.fields.push((start, self.fields_buf.len(), false));
             }
             self.join_escaped_delimiters();
         }
@@ -518,7 +521,8 @@ impl CopyReader {
         let null = self.opts.null.as_bytes();
         // Decode and check every field before appending any, so a bad field leaves no
         // half row behind.
-        let mut values: Vec<Option<(usize, usize)>> = Vec::with_capacity(n);
+        let mut values = std::mem::take(&mut self.values);
+        values.clear();
         let mut text = std::mem::take(&mut self.raw);
         text.clear();
         for i in 0..n {
@@ -536,27 +540,33 @@ impl CopyReader {
             }
             values.push(Some((start, text.len())));
         }
-        let mut strs: Vec<Option<&str>> = Vec::with_capacity(n);
-        for (i, v) in values.iter().enumerate() {
-            match v.map(|(s, e)| std::str::from_utf8(&text[s..e])) {
-                None => strs.push(None),
-                Some(Ok(v)) => strs.push(Some(v)),
-                Some(Err(_)) => {
-                    let e = self.error(
-                        "22021",
-                        format!(
-                            "invalid byte sequence for encoding \"UTF8\" in column \"{}\"",
-                            self.names[i]
-                        ),
-                    );
-                    self.raw = text;
-                    return Err(e);
-                }
+        // One UTF-8 check for the row; a field is valid when it also starts and ends on a
+        // character boundary (a byte sequence cut by a delimiter does not).
+        let row = std::str::from_utf8(&text).ok();
+        let bad = values.iter().position(|v| {
+            v.is_some_and(|(s, e)| match row {
+                Some(r) => r.get(s..e).is_none(),
+                None => std::str::from_utf8(&text[s..e]).is_err(),
+            })
+        });
+        if let Some(i) = bad {
+            let e = self.error(
+                "22021",
+                format!(
+                    "invalid byte sequence for encoding \"UTF8\" in column \"{}\"",
+                    self.names[i]
+                ),
+            );
+            self.raw = text;
+            self.values = values;
+            return Err(e);
+        }
+        if let Some(row) = row {
+            for (column, value) in self.columns.iter_mut().zip(&values) {
+                column.append_option(value.and_then(|(s, e)| row.get(s..e)));
             }
         }
-        for (column, value) in self.columns.iter_mut().zip(strs) {
-            column.append_option(value);
-        }
+        self.values = values;
         self.raw = text;
         self.rows += 1;
         self.row_lines.push(self.line);
@@ -748,5 +758,10 @@ mod tests {
         );
         let e = read(opts(CopyFormat::Text), 2, &[b"ok\t\xff\n"]).unwrap_err();
         assert_eq!(e.sqlstate(), "22021");
+        assert!(e.to_string().contains("column \"c1\""), "{e}");
+        // Two halves of é (C3 A9), one per field: the row's bytes are UTF-8, its fields not.
+        let e = read(opts(CopyFormat::Text), 2, &[b"\\303\t\\251\n"]).unwrap_err();
+        assert_eq!(e.sqlstate(), "22021");
+        assert!(e.to_string().contains("column \"c0\""), "{e}");
     }
 }

@@ -137,6 +137,11 @@ pub fn date_text(array: &dyn Array, row: usize, out: &mut String) -> bool {
 /// as `date hh:mm:00`; `None` for any other text.
 pub fn complete_seconds(text: &str) -> Option<String> {
     let t = text.trim();
+    // `YYYY-MM-DD H:MM` or `YYYY-MM-DD HH:MM`: anything longer has its seconds (the common
+    // case, checked first: COPY and INSERT look at every timestamp text).
+    if !(15..=16).contains(&t.len()) {
+        return None;
+    }
     let (date, time) = t.split_once([' ', 'T'])?;
     let date_ok = date.len() == 10
         && date.char_indices().all(|(i, c)| {
