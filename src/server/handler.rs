@@ -10,7 +10,6 @@ use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::DataFrame;
-use datafusion::sql::sqlparser::ast;
 use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -31,7 +30,7 @@ use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use crate::engine::interrupt::{interruptible, Interrupt};
 use crate::engine::{Engine, Outcome};
 use crate::error::EddyError;
-use crate::sql::column_names;
+use crate::sql::column_names::{self, ResultNames};
 use crate::sql::copy::CopyDirection;
 use crate::sql::cursor::{CursorStatement, FetchCount};
 use crate::sql::{self, Statement};
@@ -118,10 +117,10 @@ fn tag_for(outcome_tag: &str, rows: Option<usize>) -> Tag {
 /// Encode a DataFrame's rows, mapping planning errors to their SQLSTATE.
 /// The rows stop with 57014 when `interrupt` fires (cancel request or
 /// `statement_timeout`); the query's execution stops with them. The columns
-/// take PostgreSQL's names from `query`'s select list, when it is a query.
+/// take PostgreSQL's `names`, when the statement is a query.
 async fn encode(
     df: DataFrame,
-    query: Option<&ast::Statement>,
+    names: Option<&ResultNames>,
     format: &Format,
     opts: Arc<FormatOptions>,
     mut interrupt: Interrupt,
@@ -131,9 +130,9 @@ async fn encode(
         .run(async { Ok(df.execute_stream().await?) })
         .await
         .map_err(pg)?;
-    let batches = match query {
-        Some(q) => {
-            let schema = column_names::pg_schema(q, &batches.schema());
+    let batches = match names {
+        Some(n) => {
+            let schema = n.apply(&batches.schema());
             Box::pin(RecordBatchStreamAdapter::new(schema, batches))
         }
         None => batches,
@@ -297,7 +296,15 @@ impl EddyHandler {
                     .map_err(pg)?;
                 let busy = self.busy(client);
                 Ok(Response::Query(
-                    encode(df, Some(&query), format, opts, interrupt, busy).await?,
+                    encode(
+                        df,
+                        ResultNames::of(&query).as_ref(),
+                        format,
+                        opts,
+                        interrupt,
+                        busy,
+                    )
+                    .await?,
                 ))
             }
             Statement::Cursor(c) => self.cursor(client, c, params, format, opts).await,
@@ -312,8 +319,8 @@ impl EddyHandler {
                 }
             },
             other => {
-                let query = match &other {
-                    Statement::Query(q, _) => Some(q.as_ref().clone()),
+                let names = match &other {
+                    Statement::Query(q, _) => ResultNames::of(q),
                     _ => None,
                 };
                 match self
@@ -326,7 +333,7 @@ impl EddyHandler {
                     Outcome::Rows(df) => {
                         let busy = self.busy(client);
                         Ok(Response::Query(
-                            encode(df, query.as_ref(), format, opts, interrupt, busy).await?,
+                            encode(df, names.as_ref(), format, opts, interrupt, busy).await?,
                         ))
                     }
                 }

@@ -4,8 +4,8 @@
 //! `current_setting(Utf8("search_path"))`, `Int64(1) + Int64(2)`); PostgreSQL names it after
 //! its function, column or cast type, and `?column?` otherwise (`count`, `current_setting`,
 //! `?column?`). Clients read these names: psql prints them, drivers key rows by them, ORMs map
-//! them. [`result_names`] computes PostgreSQL's names from the query's select list, following
-//! the rules of PostgreSQL's `FigureColname`; [`rename`] puts them on a result schema. Only the
+//! them. [`ResultNames`] computes PostgreSQL's names from the query's select list, following
+//! the rules of PostgreSQL's `FigureColname`; [`ResultNames::apply`] puts them on a result schema. Only the
 //! names a client sees change: DataFusion's plan keeps its own (which must be unique, where
 //! PostgreSQL's need not be: `SELECT 1, 2` has two `?column?` columns).
 
@@ -26,21 +26,29 @@ enum Item {
     Wildcard,
 }
 
-/// PostgreSQL's names of the result columns of `stmt`, for a result of `n` columns: one entry
-/// per column, `None` where DataFusion's name stands. `None` when `stmt` is no query or its
-/// columns cannot be matched to its select list.
-pub fn result_names(stmt: &ast::Statement, n: usize) -> Option<Vec<Option<String>>> {
-    let ast::Statement::Query(q) = stmt else {
-        return None;
-    };
-    query_names(q, n)
-}
+/// PostgreSQL's names for a query's result columns, read from its select list before it runs
+/// (its result then gets them with [`ResultNames::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultNames(Vec<Item>);
 
-/// As [`result_names`], for a query.
-pub fn query_names(q: &ast::Query, n: usize) -> Option<Vec<Option<String>>> {
-    let select = first_select(&q.body)?;
-    let items: Vec<Item> = select.projection.iter().map(item).collect();
-    align(&items, n)
+impl ResultNames {
+    /// The names of `stmt`'s columns; `None` when `stmt` is no query with a select list.
+    pub fn of(stmt: &ast::Statement) -> Option<Self> {
+        let ast::Statement::Query(q) = stmt else {
+            return None;
+        };
+        let select = first_select(&q.body)?;
+        Some(ResultNames(select.projection.iter().map(item).collect()))
+    }
+
+    /// `schema`, the query's result, with PostgreSQL's names where its columns can be matched
+    /// to the select list (else as it is).
+    pub fn apply(&self, schema: &SchemaRef) -> SchemaRef {
+        match align(&self.0, schema.fields().len()) {
+            Some(names) => rename(schema, &names),
+            None => schema.clone(),
+        }
+    }
 }
 
 /// The select list that names a query's columns: the first of a set operation's.
@@ -89,8 +97,8 @@ fn align(items: &[Item], n: usize) -> Option<Vec<Option<String>>> {
 
 /// `schema`, a result of `stmt`, with PostgreSQL's column names.
 pub fn pg_schema(stmt: &ast::Statement, schema: &SchemaRef) -> SchemaRef {
-    match result_names(stmt, schema.fields().len()) {
-        Some(names) => rename(schema, &names),
+    match ResultNames::of(stmt) {
+        Some(names) => names.apply(schema),
         None => schema.clone(),
     }
 }
@@ -104,7 +112,7 @@ pub fn pg_schema_of_sql(sql: &str, schema: &SchemaRef) -> SchemaRef {
 }
 
 /// `schema` with the columns renamed to `names` (where given).
-pub fn rename(schema: &SchemaRef, names: &[Option<String>]) -> SchemaRef {
+fn rename(schema: &SchemaRef, names: &[Option<String>]) -> SchemaRef {
     if names.len() != schema.fields().len()
         || names
             .iter()

@@ -147,23 +147,13 @@ fn cast_literals(e: &mut Expr) {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::ast::Statement;
-    use datafusion::sql::sqlparser::parser::Parser;
-
     use super::*;
-    use crate::sql::tokens::DIALECT;
 
     fn rewritten(sql: &str) -> String {
-        let mut stmt = Parser::new(&DIALECT)
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statement())
-            .unwrap();
-        let Statement::Query(q) = &mut stmt else {
-            panic!("not a query")
-        };
-        int4_constants(q);
-        numeric_literal_scales(q);
-        stmt.to_string()
+        crate::sql::rewritten_query(sql, |q| {
+            int4_constants(q);
+            numeric_literal_scales(q);
+        })
     }
 
     #[test]

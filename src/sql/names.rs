@@ -66,22 +66,10 @@ fn name_set_expr(body: &mut SetExpr) {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::sql::sqlparser::ast::Statement;
-    use datafusion::sql::sqlparser::parser::Parser;
-
     use super::*;
-    use crate::sql::tokens::DIALECT;
 
     fn named(sql: &str) -> String {
-        let mut stmt = Parser::new(&DIALECT)
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statement())
-            .unwrap();
-        let Statement::Query(q) = &mut stmt else {
-            panic!("not a query")
-        };
-        name_columns(q);
-        stmt.to_string()
+        crate::sql::rewritten_query(sql, name_columns)
     }
 
     #[test]

@@ -147,18 +147,9 @@ fn rewrite_from(mut from: Vec<TableWithJoins>) -> Result<Vec<TableWithJoins>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::sql::sqlparser::ast::Statement;
 
     fn rewrite(sql: &str) -> String {
-        let mut stmt = Parser::new(&DIALECT)
-            .try_with_sql(sql)
-            .and_then(|mut p| p.parse_statement())
-            .unwrap();
-        let Statement::Query(q) = &mut stmt else {
-            panic!("not a query")
-        };
-        rewrite_lateral_unnest(q).unwrap();
-        stmt.to_string()
+        crate::sql::rewritten_query(sql, |q| rewrite_lateral_unnest(q).unwrap())
     }
 
     #[test]
