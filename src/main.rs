@@ -46,6 +46,13 @@ struct ServeArgs {
     /// Most rows a materialized view may hold.
     #[arg(long, env = "EDDY_VIEW_MAX_ROWS", default_value_t = 10_000_000)]
     view_max_rows: u64,
+    /// Change batches a SUBSCRIBE client may have waiting; one that falls further behind is
+    /// disconnected (and may resume with AS OF), so no client slows a view.
+    #[arg(long, env = "EDDY_SUBSCRIBE_BUFFER", default_value_t = 1024)]
+    subscribe_buffer: usize,
+    /// Bytes of each view's newest changes kept so a SUBSCRIBE client can resume (AS OF).
+    #[arg(long, env = "EDDY_SUBSCRIBE_RETAIN_BYTES", default_value_t = 64 << 20)]
+    subscribe_retain_bytes: usize,
     /// Recent rows a table keeps for SELECT.
     #[arg(long, env = "EDDY_TABLE_RETAIN_ROWS", default_value_t = 1_000_000)]
     table_retain_rows: usize,
@@ -166,6 +173,10 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
         checkpoint_interval_secs: args.checkpoint_interval,
         query_memory_bytes: args.query_memory_mb.max(1).saturating_mul(1 << 20),
         sink_buffer_bytes: args.sink_buffer_kb.max(1).saturating_mul(1 << 10),
+        subscriptions: eddy::views::changes::ChangeLimits {
+            buffer: args.subscribe_buffer.max(1),
+            retain_bytes: args.subscribe_retain_bytes,
+        },
         ..Limits::default()
     };
     if let Some(p) = args.parallelism {

@@ -356,12 +356,13 @@ impl Engine {
                 plan.output(),
                 plan.emit,
                 self.limits.view_max_rows,
+                self.limits.subscriptions,
                 self.checkpoint_hub(),
             )
             .map_err(StartError::Fresh)?,
         );
         if let Some(r) = &restored {
-            view.restore_rows(&r.rows).map_err(err)?;
+            view.restore_rows(&r.rows, r.position).map_err(err)?;
         }
         let mut inputs = Vec::new();
         for (i, input) in input_names.iter().enumerate() {
@@ -547,6 +548,11 @@ impl Engine {
             }
         }
         entry.tasks.shutdown().await;
+        if let ObjectRef::View(v) = &entry.object {
+            v.changes
+                .lock()
+                .close(crate::views::changes::Ended::Dropped);
+        }
         self.ctx.deregister_table(TableReference::bare(name))?;
         for dep in &entry.depends_on {
             self.unsubscribe_from(dep, name).await;

@@ -16,6 +16,7 @@ mod pg_compat;
 mod show;
 mod sinks;
 mod sources;
+mod subscribe;
 mod system;
 
 use std::collections::HashMap;
@@ -75,6 +76,9 @@ pub struct Limits {
     /// Files the `file` connector and Kafka's file-valued properties may
     /// read must lie under this directory (`None`: anywhere).
     pub file_root: Option<std::path::PathBuf>,
+    /// A view's client subscriptions (`SUBSCRIBE`): each one's buffer, and the changes kept
+    /// for resumes.
+    pub subscriptions: crate::views::changes::ChangeLimits,
 }
 
 impl Default for Limits {
@@ -91,6 +95,7 @@ impl Default for Limits {
             query_memory_bytes: 2 << 30,
             sink_buffer_bytes: 64 << 20,
             file_root: None,
+            subscriptions: Default::default(),
         }
     }
 }
@@ -693,10 +698,12 @@ impl Engine {
             Statement::Session(s) => Err(EddyError::Internal(format!(
                 "session statement reached the engine: {s}"
             ))),
-            Statement::Copy(_) | Statement::Cursor(_) => Err(EddyError::not_supported(
-                "COPY and cursors belong to a client connection: send them from a Postgres \
-                 client",
-            )),
+            Statement::Copy(_) | Statement::Cursor(_) | Statement::Subscribe(_) => {
+                Err(EddyError::not_supported(
+                    "COPY, cursors and SUBSCRIBE belong to a client connection: send them from \
+                     a Postgres client",
+                ))
+            }
         }
     }
 

@@ -173,6 +173,31 @@ pub fn complete_seconds_in(strings: &dyn Array) -> Option<ArrayRef> {
     Some(Arc::new(done))
 }
 
+/// A duration in PostgreSQL's setting syntax (a bare number is milliseconds) in
+/// milliseconds; `Err(true)` for an unknown unit.
+pub fn duration_ms(v: &str) -> std::result::Result<u64, bool> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let number: f64 = number.parse().map_err(|_| false)?;
+    let scale = match unit.trim() {
+        "" | "ms" => 1.0,
+        "us" => 0.001,
+        "s" => 1_000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return Err(true),
+    };
+    let ms = (number * scale).round();
+    if !(0.0..=i32::MAX as f64).contains(&ms) {
+        return Err(false);
+    }
+    Ok(ms as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,7 +38,7 @@ impl ViewSink {
             Item::Watermark(input) => {
                 // eddy.views shows the graph's event-time progress; downstream
                 // sees it delayed as the plan's output time says.
-                self.view.watermark.fetch_max(input, Ordering::Relaxed);
+                self.view.advance_watermark(input);
                 let out_time = &self.view.output.time;
                 let t = input.saturating_sub(out_time.delay_ns);
                 if !out_time.forwards || self.published.is_some_and(|p| t <= p) {
@@ -59,9 +59,10 @@ impl ViewSink {
     /// view's rows, hand the whole to the hub, pass the barrier downstream.
     async fn checkpoint(&mut self, epoch: u64) -> Result<()> {
         let view = &self.view;
-        let rows = view.store.lock().snapshot()?;
+        let (rows, position) = view.rows_at_position()?;
         let mut snap = view.take_pending(epoch);
         snap.published_watermark = self.published;
+        snap.position = Some(position);
         snap.rows = if rows.is_empty() {
             vec![RecordBatch::new_empty(view.schema.clone())]
         } else {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use futures::{stream, Sink, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use pgwire::api::copy::CopyHandler;
@@ -54,19 +55,35 @@ where
     let df = interrupt.run(engine.query(query)).await.map_err(pg)?;
     // The header and FORCE_QUOTE name columns as PostgreSQL does.
     let schema = crate::sql::column_names::pg_schema_of_sql(query, df.schema().inner());
+    let batches = interrupt
+        .run(async { Ok(df.execute_stream().await?) })
+        .await
+        .map_err(pg)?;
+    let batches = interruptible(Box::pin(batches), interrupt);
+    send_rows(client, &schema, batches, opts).await
+}
+
+/// Send `batches` (with columns `schema`) as COPY data, each batch flushed as it comes.
+pub(super) async fn send_rows<C, S>(
+    client: &mut C,
+    schema: &SchemaRef,
+    mut batches: S,
+    opts: &CopyOptions,
+) -> PgWireResult<Response>
+where
+    C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    S: futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Unpin,
+{
     let binary_fields = match opts.format {
         CopyFormat::Binary => Some(Arc::new(super::handler::result_fields(
-            &schema,
+            schema,
             &Format::UnifiedBinary,
             None,
         )?)),
         _ => None,
     };
-    let batches = interrupt
-        .run(async { Ok(df.execute_stream().await?) })
-        .await
-        .map_err(pg)?;
-    let mut batches = interruptible(Box::pin(batches), interrupt);
     let columns = schema.fields().len();
     let formats = vec![i16::from(format_code(opts.format)); columns];
     client

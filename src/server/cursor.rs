@@ -5,13 +5,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
+use datafusion::execution::RecordBatchStream;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
+
+use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use pgwire::api::ClientInfo;
 use pgwire::messages::response::TransactionStatus;
@@ -19,7 +22,7 @@ use pgwire::messages::response::TransactionStatus;
 use crate::engine::interrupt::Interrupt;
 use crate::engine::Engine;
 use crate::error::{EddyError, Result};
-use crate::sql::cursor::FetchCount;
+use crate::sql::cursor::{CursorQuery, FetchCount};
 
 /// Most cursors open on one connection.
 pub const MAX_CURSORS: usize = 64;
@@ -31,6 +34,9 @@ struct Cursor {
     /// Rows of the last batch not fetched yet.
     pending: Option<RecordBatch>,
     hold: bool,
+    /// A subscription: rows keep coming, so a FETCH waits for a first one, then takes only
+    /// those already there.
+    live: bool,
 }
 
 /// The cursors of a connection, kept in its session.
@@ -50,13 +56,13 @@ fn cursors<C: ClientInfo>(client: &C) -> Arc<Cursors> {
         .get_or_insert_with(Cursors::default)
 }
 
-/// `DECLARE name CURSOR FOR query`.
+/// `DECLARE name CURSOR FOR query | SUBSCRIBE …`.
 pub(super) async fn declare<C: ClientInfo>(
     client: &C,
     engine: &Engine,
     name: &str,
     hold: bool,
-    query: &str,
+    query: &CursorQuery,
     params: Option<ParamValues>,
     interrupt: &mut Interrupt,
 ) -> Result<SchemaRef> {
@@ -81,23 +87,33 @@ pub(super) async fn declare<C: ClientInfo>(
             )));
         }
     }
-    let mut plan = interrupt.run(engine.plan_query(query)).await?;
-    if let Some(p) = params {
-        plan = plan.with_param_values(p)?;
-    }
-    let ctx = engine.context();
-    let df = interrupt
-        .run(async { Ok(ctx.execute_logical_plan(plan).await?) })
-        .await?;
-    let schema = crate::sql::column_names::pg_schema_of_sql(query, df.schema().inner());
-    let rows = interrupt
-        .run(async { Ok(df.execute_stream().await?) })
-        .await?;
+    let (schema, rows, live): (_, SendableRecordBatchStream, _) = match query {
+        CursorQuery::Sql(query) => {
+            let mut plan = interrupt.run(engine.plan_query(query)).await?;
+            if let Some(p) = params {
+                plan = plan.with_param_values(p)?;
+            }
+            let ctx = engine.context();
+            let df = interrupt
+                .run(async { Ok(ctx.execute_logical_plan(plan).await?) })
+                .await?;
+            let schema = crate::sql::column_names::pg_schema_of_sql(query, df.schema().inner());
+            let rows = interrupt
+                .run(async { Ok(df.execute_stream().await?) })
+                .await?;
+            (schema, rows, false)
+        }
+        CursorQuery::Subscribe(s) => {
+            let rows = interrupt.run(engine.subscribe(s)).await?;
+            (rows.schema(), Box::pin(rows), true)
+        }
+    };
     let cursor = Cursor {
         schema: schema.clone(),
         rows,
         pending: None,
         hold,
+        live,
     };
     all.0
         .lock()
@@ -106,11 +122,13 @@ pub(super) async fn declare<C: ClientInfo>(
 }
 
 /// `FETCH count FROM name`: the next rows, streamed out of the cursor as they are sent (a
-/// `FETCH ALL` holds no more than a batch at a time).
+/// `FETCH ALL` holds no more than a batch at a time). From a subscription, it waits for a
+/// first row (at most `timeout`, if given), then takes the rows already there, up to `count`.
 pub(super) fn fetch<C: ClientInfo>(
     client: &C,
     name: &str,
     count: FetchCount,
+    timeout: Option<Duration>,
 ) -> Result<SendableRecordBatchStream> {
     let cursor = cursors(client)
         .0
@@ -126,26 +144,36 @@ pub(super) fn fetch<C: ClientInfo>(
         FetchCount::Rows(n) => usize::try_from(n).unwrap_or(usize::MAX),
         FetchCount::All => usize::MAX,
     };
-    let rows = futures::stream::unfold((cursor, want), |(cursor, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        let mut c = cursor.clone().lock_owned().await;
-        let batch = match c.pending.take() {
-            Some(b) => b,
-            None => match c.rows.next().await {
+    let rows = futures::stream::unfold(
+        (cursor, want, true),
+        move |(cursor, left, first)| async move {
+            if left == 0 {
+                return None;
+            }
+            let mut c = cursor.clone().lock_owned().await;
+            let next = match c.pending.take() {
+                Some(b) => Some(Ok(b)),
+                None if !c.live => c.rows.next().await,
+                // A subscription never ends by itself: wait only for the first rows.
+                None if first => match timeout {
+                    Some(t) => tokio::time::timeout(t, c.rows.next()).await.ok()?,
+                    None => c.rows.next().await,
+                },
+                None => c.rows.next().now_or_never()?,
+            };
+            let batch = match next {
                 Some(Ok(b)) => b,
-                Some(Err(e)) => return Some((Err(e), (cursor, 0))),
+                Some(Err(e)) => return Some((Err(e), (cursor, 0, false))),
                 None => return None,
-            },
-        };
-        let n = batch.num_rows().min(left);
-        if n < batch.num_rows() {
-            c.pending = Some(batch.slice(n, batch.num_rows() - n));
-        }
-        drop(c);
-        Some((Ok(batch.slice(0, n)), (cursor, left - n)))
-    });
+            };
+            let n = batch.num_rows().min(left);
+            if n < batch.num_rows() {
+                c.pending = Some(batch.slice(n, batch.num_rows() - n));
+            }
+            drop(c);
+            Some((Ok(batch.slice(0, n)), (cursor, left - n, false)))
+        },
+    );
     Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rows)))
 }
 

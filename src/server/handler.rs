@@ -32,7 +32,7 @@ use crate::engine::{Engine, Outcome};
 use crate::error::EddyError;
 use crate::sql::column_names::{self, ResultNames};
 use crate::sql::copy::CopyDirection;
-use crate::sql::cursor::{CursorStatement, FetchCount};
+use crate::sql::cursor::{CursorQuery, CursorStatement, FetchCount};
 use crate::sql::{self, Statement};
 
 /// A statement prepared by the extended protocol's Parse.
@@ -166,9 +166,16 @@ fn encode_stream(
     Ok(QueryResponse::new(fields, rows))
 }
 
+/// How `client`'s session wants values written (its `extra_float_digits`).
+fn format_options<C: ClientInfo>(client: &C) -> Arc<FormatOptions> {
+    let mut opts = FormatOptions::default();
+    opts.extra_float_digits = super::settings::float_digits(client.metadata());
+    Arc::new(opts)
+}
+
 /// What may stop the statement about to run on `client`: a cancel request
 /// for this connection, and its `statement_timeout` (0 or unset: none).
-fn statement_interrupt<C: ClientInfo>(client: &C) -> Interrupt {
+pub(super) fn statement_interrupt<C: ClientInfo>(client: &C) -> Interrupt {
     let cancel = client
         .session_extensions()
         .get::<super::cancel::CancelCounter>()
@@ -206,9 +213,7 @@ impl EddyHandler {
         let user = client.metadata().get(pgwire::api::METADATA_USER).cloned();
         let role = self.auth.role_of(user.as_deref());
         super::auth::check_privilege(role, user.as_deref().unwrap_or(""), &stmt).map_err(pg)?;
-        let mut opts = FormatOptions::default();
-        opts.extra_float_digits = super::settings::float_digits(client.metadata());
-        let opts = Arc::new(opts);
+        let opts = format_options(client);
         let stmt = super::session::with_session_defaults(stmt, client.metadata());
         let mut interrupt = match &stmt {
             Statement::Query(..) | Statement::Insert(_) => statement_interrupt(client),
@@ -308,11 +313,18 @@ impl EddyHandler {
                 ))
             }
             Statement::Cursor(c) => self.cursor(client, c, params, format, opts).await,
+            Statement::Subscribe(s) => {
+                super::subscribe::rows(client, &self.engine, &s, format, opts, false).await
+            }
             Statement::Copy(c) => match &c.direction {
                 CopyDirection::To { query } => {
                     let interrupt = statement_interrupt(client);
                     let _busy = self.busy(client);
                     super::copy::copy_out(client, &self.engine, query, &c.options, interrupt).await
+                }
+                CopyDirection::Subscribe(s) => {
+                    let _busy = self.busy(client);
+                    super::subscribe::copy(client, &self.engine, s, &c.options).await
                 }
                 CopyDirection::From { table, columns } => {
                     super::copy::copy_in(client, &self.engine, table, columns, &c.options)
@@ -482,6 +494,7 @@ impl EddyHandler {
                         stmt: Statement::Cursor(CursorStatement::Fetch {
                             name: name.clone(),
                             count: FetchCount::All,
+                            timeout: None,
                         }),
                         plan: None,
                         param_types: vec![],
@@ -492,8 +505,12 @@ impl EddyHandler {
                 }
                 Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
             }
-            CursorStatement::Fetch { name, count } => {
-                let rows = super::cursor::fetch(client, &name, count).map_err(pg)?;
+            CursorStatement::Fetch {
+                name,
+                count,
+                timeout,
+            } => {
+                let rows = super::cursor::fetch(client, &name, count, timeout).map_err(pg)?;
                 let busy = self.busy(client);
                 let mut response = encode_stream(rows, format, opts, interrupt, busy)?;
                 response.command_tag = "FETCH".into();
@@ -552,11 +569,36 @@ impl EddyHandler {
         // query string sees its sources from the start.
         let _hold = (stmts.len() > 1).then(|| self.engine.hold_connector_starts());
         for stmt in stmts {
-            match self
-                .run(client, stmt, None, None, &Format::UnifiedText)
-                .await
-            {
-                Ok(r) => out.push(r),
+            let result = match stmt {
+                // Rows go out as they come, after a RowDescription (sent here: in the
+                // extended protocol, Describe sends it).
+                Statement::Subscribe(s) => {
+                    let opts = format_options(client);
+                    let format = Format::UnifiedText;
+                    super::subscribe::rows(client, &self.engine, &s, &format, opts, true).await
+                }
+                stmt => {
+                    self.run(client, stmt, None, None, &Format::UnifiedText)
+                        .await
+                }
+            };
+            match result {
+                Ok(r) => {
+                    // pgwire learns of a block's start and end from the responses once every
+                    // statement has run; the statements after BEGIN in the same query string
+                    // (`BEGIN; DECLARE c CURSOR …`) must see it already.
+                    let status = client.transaction_status();
+                    match &r {
+                        Response::TransactionStart(_) => {
+                            client.set_transaction_status(status.to_in_transaction_state())
+                        }
+                        Response::TransactionEnd(_) => {
+                            client.set_transaction_status(status.to_idle_state())
+                        }
+                        _ => {}
+                    }
+                    out.push(r)
+                }
                 Err(PgWireError::UserError(info)) => {
                     out.push(Response::Error(info));
                     break;
@@ -645,9 +687,15 @@ impl EddyParser {
             Statement::Insert(ins) => {
                 prepared.param_types = self.engine.insert_param_types(ins).map_err(pg)?;
             }
-            Statement::Cursor(CursorStatement::Declare { query, .. }) => {
+            Statement::Cursor(CursorStatement::Declare {
+                query: CursorQuery::Sql(query),
+                ..
+            }) => {
                 let plan = self.engine.plan_query(query).await.map_err(pg)?;
                 prepared.param_types = ordered_params(&plan).map_err(pg)?;
+            }
+            Statement::Subscribe(s) => {
+                prepared.result = Some(self.engine.subscribe_schema(s).await.map_err(pg)?);
             }
             Statement::Cursor(CursorStatement::Fetch { name, .. }) => {
                 prepared.result = super::cursor::schema_of(client, name);

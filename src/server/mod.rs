@@ -18,6 +18,7 @@ mod idle;
 mod scram;
 mod session;
 mod settings;
+mod subscribe;
 pub mod tls;
 
 use std::net::SocketAddr;

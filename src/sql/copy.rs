@@ -18,6 +18,8 @@ pub enum CopyDirection {
         /// The query, as SQL text.
         query: String,
     },
+    /// `COPY (SUBSCRIBE …) TO STDOUT`: changes sent as they come, until the client stops it.
+    Subscribe(super::subscribe::Subscribe),
     /// `COPY table [(cols)] FROM STDIN`.
     From {
         /// The table (normalised name).

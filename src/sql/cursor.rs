@@ -17,6 +17,15 @@ pub enum FetchCount {
     All,
 }
 
+/// What a cursor reads.
+#[derive(Debug, Clone)]
+pub enum CursorQuery {
+    /// A query, as SQL text: FETCH takes its rows until they run out.
+    Sql(String),
+    /// A subscription: FETCH waits for a first change, then takes those already there.
+    Subscribe(super::subscribe::Subscribe),
+}
+
 /// A classified cursor statement.
 #[derive(Debug, Clone)]
 pub enum CursorStatement {
@@ -26,8 +35,8 @@ pub enum CursorStatement {
         name: String,
         /// `WITH HOLD`: the cursor outlives the transaction block.
         hold: bool,
-        /// The query, as SQL text.
-        query: String,
+        /// What it reads.
+        query: CursorQuery,
     },
     /// `FETCH …`.
     Fetch {
@@ -35,6 +44,9 @@ pub enum CursorStatement {
         name: String,
         /// How many rows.
         count: FetchCount,
+        /// `WITH (timeout = …)`: how long a FETCH from a subscription waits for a first row
+        /// (none: until one comes).
+        timeout: Option<std::time::Duration>,
     },
     /// `CLOSE name` (`None`: `CLOSE ALL`).
     Close(Option<String>),
@@ -88,7 +100,7 @@ pub fn classify_cursor(stmt: &ast::Statement) -> Result<Option<CursorStatement>>
             CursorStatement::Declare {
                 name: normalize_ident(name),
                 hold: d.hold == Some(true),
-                query: query.to_string(),
+                query: CursorQuery::Sql(query.to_string()),
             }
         }
         ast::Statement::Fetch {
@@ -118,6 +130,7 @@ pub fn classify_cursor(stmt: &ast::Statement) -> Result<Option<CursorStatement>>
             CursorStatement::Fetch {
                 name: normalize_ident(name),
                 count,
+                timeout: None,
             }
         }
         ast::Statement::Close { cursor } => CursorStatement::Close(match cursor {
@@ -143,8 +156,11 @@ mod tests {
 
     #[test]
     fn psycopg_cursor_statements_read_as_postgres_reads_them() {
-        let CursorStatement::Declare { name, hold, query } =
-            cursor("DECLARE \"My\" CURSOR WITHOUT HOLD FOR SELECT 1").unwrap()
+        let CursorStatement::Declare {
+            name,
+            hold,
+            query: CursorQuery::Sql(query),
+        } = cursor("DECLARE \"My\" CURSOR WITHOUT HOLD FOR SELECT 1").unwrap()
         else {
             panic!("declare")
         };
@@ -153,7 +169,7 @@ mod tests {
             ("My", false, "SELECT 1")
         );
         let fetch = |sql| match cursor(sql).unwrap() {
-            CursorStatement::Fetch { name, count } => (name, count),
+            CursorStatement::Fetch { name, count, .. } => (name, count),
             other => panic!("{other:?}"),
         };
         assert_eq!(

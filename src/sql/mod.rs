@@ -10,6 +10,7 @@ pub mod cursor;
 pub mod literals;
 pub mod names;
 pub mod statement;
+pub mod subscribe;
 pub mod tokens;
 pub mod unnest;
 pub mod window;

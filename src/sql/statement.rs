@@ -9,6 +9,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
 use super::access::{self, Access};
+use super::cursor::CursorStatement;
 use super::tokens::{
     self, is_word, parser_error, split_statements, starts_with_words, strip_emit_clause,
     EmitClause, StatementTokens, DIALECT,
@@ -199,6 +200,43 @@ pub enum Statement {
     /// `DECLARE … CURSOR`, `FETCH`, `CLOSE` (run by the server, which keeps a connection's
     /// cursors).
     Cursor(super::cursor::CursorStatement),
+    /// `SUBSCRIBE …`: a view's changes as they come (run by the server, which streams them).
+    Subscribe(super::subscribe::Subscribe),
+}
+
+/// `COPY (SUBSCRIBE …) TO …` or `DECLARE c CURSOR FOR SUBSCRIBE …`: the outer statement,
+/// read with `SELECT 1` in the subscription's place, then given the subscription.
+fn nest_subscription(
+    sql: &str,
+    outer: Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>,
+    inner: Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>,
+    text: &str,
+) -> Result<Statement> {
+    let sub = super::subscribe::parse(sql, inner)?;
+    let outer = classify(
+        sql,
+        StatementTokens {
+            tokens: outer,
+            text: text.to_string(),
+        },
+    )?;
+    match outer {
+        Statement::Copy(mut c) if matches!(c.direction, super::copy::CopyDirection::To { .. }) => {
+            c.direction = super::copy::CopyDirection::Subscribe(sub);
+            Ok(Statement::Copy(c))
+        }
+        Statement::Cursor(CursorStatement::Declare { name, hold, .. }) => {
+            Ok(Statement::Cursor(CursorStatement::Declare {
+                name,
+                hold,
+                query: super::cursor::CursorQuery::Subscribe(sub),
+            }))
+        }
+        _ => Err(EddyError::syntax(
+            "SUBSCRIBE stands alone, in COPY (SUBSCRIBE …) TO STDOUT, or in DECLARE … CURSOR \
+             FOR SUBSCRIBE …",
+        )),
+    }
 }
 
 /// Parse a query string into classified statements.
@@ -247,6 +285,12 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
     if let Some(s) = access::parse_access(sql, &st)? {
         return Ok(s);
     }
+    if starts_with_words(t, &["SUBSCRIBE"]) {
+        return super::subscribe::parse(sql, st.tokens).map(Statement::Subscribe);
+    }
+    if let Some((outer, inner)) = super::subscribe::split_nested(t) {
+        return nest_subscription(sql, outer, inner, &st.text);
+    }
     if starts_with_words(t, &["CHECKPOINT"]) {
         let mut p = parser_for(st.tokens.clone());
         p.next_token();
@@ -260,6 +304,13 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
     }
     // Flink's TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), …)) in a query, as in a view.
     let mut tokens = st.tokens.clone();
+    let fetch_timeout = if starts_with_words(t, &["FETCH"]) {
+        let timeout = super::subscribe::strip_fetch_timeout(sql, &mut tokens)?;
+        super::subscribe::add_fetch_from(&mut tokens);
+        timeout
+    } else {
+        None
+    };
     tokens::rewrite_flink_windows(&mut tokens);
     // A query reads the table as it is now: what a temporal join would see.
     tokens::strip_system_time(&mut tokens);
@@ -315,10 +366,14 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
         | S::Discard { .. }
         | S::Reset(_)
         | S::Deallocate { .. } => Statement::Session(Box::new(stmt)),
-        S::Declare { .. } | S::Fetch { .. } | S::Close { .. } => Statement::Cursor(
-            super::cursor::classify_cursor(&stmt)?
-                .ok_or_else(|| EddyError::Internal("not a cursor statement".into()))?,
-        ),
+        S::Declare { .. } | S::Fetch { .. } | S::Close { .. } => {
+            let mut c = super::cursor::classify_cursor(&stmt)?
+                .ok_or_else(|| EddyError::Internal("not a cursor statement".into()))?;
+            if let CursorStatement::Fetch { timeout, .. } = &mut c {
+                *timeout = fetch_timeout;
+            }
+            Statement::Cursor(c)
+        }
         S::Copy { .. } => Statement::Copy(Box::new(super::copy::classify_copy(&stmt)?)),
         other => {
             return Err(EddyError::not_supported(format!(

@@ -229,6 +229,7 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
             "name": name,
             "id": v.id,
             "published_watermark": v.snapshot.published_watermark,
+            "position": v.snapshot.position,
             "rows": rows.as_ref().map(FileRef::to_json),
             "nodes": nodes,
         }));
@@ -415,6 +416,7 @@ fn graph_view(dir: &Path, v: &Value) -> Result<ViewSnapshot> {
     Ok(ViewSnapshot {
         published_watermark: v["published_watermark"].as_i64(),
         rows: read_optional(dir, &v["rows"])?,
+        position: v["position"].as_i64(),
         nodes,
     })
 }
@@ -472,6 +474,7 @@ fn fixed_shape_view(dir: &Path, v: &Value) -> Result<ViewSnapshot> {
     Ok(ViewSnapshot {
         published_watermark: progress["published_watermark"].as_i64(),
         rows: read_optional(dir, &v["rows"])?,
+        position: None,
         nodes,
     })
 }
@@ -552,6 +555,7 @@ mod tests {
                 snapshot: ViewSnapshot {
                     published_watermark: Some(v),
                     rows: vec![batch.clone()],
+                    position: Some(v + 1),
                     nodes: vec![NodeSnapshot {
                         id: "join".into(),
                         partition: 1,
@@ -598,6 +602,7 @@ mod tests {
         let view = &r.contents.views["v"].snapshot;
         assert_eq!(view.rows[0].num_rows(), 2);
         assert_eq!(view.published_watermark, Some(5));
+        assert_eq!(view.position, Some(6));
         let node = &view.nodes[0];
         assert_eq!(
             (node.id.as_str(), node.partition, node.rows_late),

@@ -71,6 +71,8 @@ pub struct ViewSnapshot {
     pub published_watermark: Option<i64>,
     /// The view's rows.
     pub rows: Vec<RecordBatch>,
+    /// The change position the rows are as of (what `SUBSCRIBE` resumes from).
+    pub position: Option<i64>,
     /// Every operator's state, per partition.
     pub nodes: Vec<NodeSnapshot>,
 }

@@ -1,7 +1,9 @@
 //! Materialized views: their rows, progress counters, and the
 //! [`TableProvider`] that lets `SELECT` read a consistent snapshot.
 
+pub mod changes;
 pub mod store;
+pub mod subscription;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -22,6 +24,7 @@ use crate::sql::EmitMode;
 use crate::state::{CheckpointHub, NodeSnapshot, ViewSnapshot};
 use crate::types::publish::Publisher;
 use crate::types::{Changes, Message, ViewOutput};
+use changes::{ChangeLimits, ChangeLog, Start};
 use store::ViewStore;
 
 /// A materialized view: rows maintained by its pipeline.
@@ -38,6 +41,8 @@ pub struct MaterializedView {
     pub store: Mutex<ViewStore>,
     /// Downstream subscribers (views on this view).
     pub publisher: Publisher,
+    /// Client subscribers (`SUBSCRIBE`): positions, retained changes. Locked after `store`.
+    pub changes: Mutex<ChangeLog>,
     /// Input rows dropped as late.
     pub rows_late: AtomicU64,
     /// Operator state bytes, one slot per task.
@@ -68,6 +73,7 @@ impl MaterializedView {
         output: ViewOutput,
         emit: EmitMode,
         max_rows: u64,
+        subscriptions: ChangeLimits,
         hub: Option<Arc<CheckpointHub>>,
     ) -> Result<Self> {
         Ok(MaterializedView {
@@ -81,6 +87,7 @@ impl MaterializedView {
             }),
             output,
             publisher: Publisher::new(),
+            changes: Mutex::new(ChangeLog::new(subscriptions)),
             rows_late: AtomicU64::new(0),
             task_bytes: Mutex::new(Vec::new()),
             watermark: AtomicI64::new(NO_WATERMARK),
@@ -97,23 +104,59 @@ impl MaterializedView {
         self.publisher
             .publish(Message::Data(changes), |m| {
                 if let Message::Data(c) = m {
-                    result = self.store.lock().apply(c);
+                    let mut store = self.store.lock();
+                    result = store.apply(c);
+                    if result.is_ok() {
+                        self.changes.lock().record(c);
+                    }
                 }
             })
             .await;
         result
     }
 
-    /// Load checkpointed rows into the (empty) store.
+    /// Load checkpointed rows into the (empty) store; they are as of change `position`.
     pub fn restore_rows(
         &self,
         rows: &[datafusion::arrow::record_batch::RecordBatch],
+        position: Option<i64>,
     ) -> Result<()> {
         let mut store = self.store.lock();
         for b in rows {
             store.apply(&Changes::inserts(b.clone()))?;
         }
+        if let Some(p) = position {
+            self.changes.lock().restore(p);
+        }
         Ok(())
+    }
+
+    /// The rows now and the change position they are as of, taken together.
+    pub fn rows_at_position(
+        &self,
+    ) -> Result<(Arc<Vec<datafusion::arrow::record_batch::RecordBatch>>, i64)> {
+        let mut store = self.store.lock();
+        let rows = store.snapshot()?;
+        Ok((rows, self.changes.lock().position()))
+    }
+
+    /// A new client subscription (`SUBSCRIBE`) starting at `start`.
+    pub fn subscribe_changes(&self, start: Start) -> Result<changes::Receiver> {
+        let mut store = self.store.lock();
+        let watermark = Some(self.watermark.load(Ordering::Relaxed)).filter(|w| *w != NO_WATERMARK);
+        self.changes
+            .lock()
+            .subscribe(&self.name, start, watermark, || {
+                Ok(store.snapshot()?.as_ref().clone())
+            })
+    }
+
+    /// The view's watermark moved to `watermark` (ns): tell client subscribers.
+    pub fn advance_watermark(&self, watermark: i64) {
+        let before = self.watermark.fetch_max(watermark, Ordering::Relaxed);
+        if watermark > before {
+            self.changes.lock().progress(Some(watermark));
+        }
     }
 
     /// Messages that bring a new downstream subscriber up to date.
@@ -166,6 +209,9 @@ impl MaterializedView {
         tracing::warn!(view = %self.name, error = %error, "materialized view failed");
         *self.status.lock() = "failed".into();
         *self.last_error.lock() = Some(error.to_string());
+        self.changes
+            .lock()
+            .close(changes::Ended::Failed(error.to_string()));
     }
 }
 
