@@ -19,6 +19,7 @@ pub mod connectors;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod http;
 pub mod operators;
 pub mod pgtext;
 pub mod plan;

@@ -29,6 +29,11 @@ struct ServeArgs {
     /// Address to listen on for Postgres clients.
     #[arg(long, env = "EDDY_PG_ADDR", default_value = "127.0.0.1:5488")]
     pg_addr: String,
+    /// Address for HTTP: a view's changes as Server-Sent Events or a WebSocket, POST /v1/sql,
+    /// Prometheus /metrics, /healthz and /readyz. Default 127.0.0.1:5489 (if that port is taken,
+    /// eddy runs without HTTP and says so); `off` turns it off.
+    #[arg(long, env = "EDDY_HTTP_ADDR")]
+    http_addr: Option<String>,
     /// Directory for eddy's data (catalog and checkpoints, as they land).
     #[arg(long, env = "EDDY_DATA_DIR", default_value = "./eddy-data")]
     data_dir: PathBuf,
@@ -227,6 +232,11 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     refuse_open_trust(&auth, addr, &args.auth)?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "eddy is ready: psql -h {} -p {} -U eddy eddy", addr.ip(), addr.port());
+    let http_auth = match &auth {
+        AuthMode::Trust => eddy::http::HttpAuth::Trust,
+        AuthMode::Password(c) => eddy::http::HttpAuth::Password(c.clone()),
+    };
+    let http_listener = http_listener(&args, &auth).await?;
     let config = ServerConfig {
         max_connections: args.max_connections,
         reserved_admin_connections: args.reserved_admin_connections,
@@ -243,11 +253,35 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
             secs => engine.checkpoint_every(Duration::from_secs(secs)).await,
         }
     };
+    // One shutdown for both protocols.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let http = http_listener
+        .map(|l| tokio::spawn(eddy::http::serve(l, engine.clone(), http_auth, stopped())));
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
     tokio::select! {
-        served = serve(listener, engine.clone(), config, shutdown_signal()) => {
+        served = serve(listener, engine.clone(), config, signal) => {
             served.map_err(|e| e.to_string())?;
         }
         () = checkpoints => {}
+    }
+    let _ = stop_tx.send(true);
+    if let Some(http) = http {
+        // Open change streams do not end by themselves: they get the grace, then go.
+        if tokio::time::timeout(Duration::from_secs(5), http)
+            .await
+            .is_err()
+        {
+            tracing::info!("HTTP change streams closed at shutdown");
+        }
     }
     // A last checkpoint, so a restart resumes exactly where this run stopped.
     match tokio::time::timeout(SHUTDOWN_CHECKPOINT_TIMEOUT, engine.checkpoint("shutdown")).await {
@@ -267,6 +301,38 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!("eddy stopped");
     Ok(())
 }
+
+/// The HTTP listener `--http-addr` asks for: none when `off`; the default address when it is
+/// free (else a warning and none).
+async fn http_listener(
+    args: &ServeArgs,
+    auth: &AuthMode,
+) -> Result<Option<tokio::net::TcpListener>, String> {
+    let (addr, asked) = match args.http_addr.as_deref() {
+        Some("off") => return Ok(None),
+        Some(a) => (a, true),
+        None => (DEFAULT_HTTP_ADDR, false),
+    };
+    if let Ok(a) = addr.parse::<std::net::SocketAddr>() {
+        refuse_open_trust(auth, a, &args.auth)?;
+    }
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            let bound = l.local_addr().map_err(|e| e.to_string())?;
+            refuse_open_trust(auth, bound, &args.auth)?;
+            tracing::info!(addr = %bound, "HTTP is ready: curl -N http://{bound}/v1/views/<view>/changes");
+            Ok(Some(l))
+        }
+        Err(e) if !asked => {
+            tracing::warn!(addr, error = %e, "HTTP is off: the default address is taken (set --http-addr)");
+            Ok(None)
+        }
+        Err(e) => Err(format!("cannot listen on {addr} for HTTP: {e}")),
+    }
+}
+
+/// Where HTTP listens unless `--http-addr` says otherwise.
+const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:5489";
 
 /// Refuse to serve a non-loopback address without passwords unless
 /// `--auth trust` asked for exactly that.

@@ -142,10 +142,12 @@ fn no_layer_uses_what_it_must_not() {
         }
     }
     for (module, used) in &uses {
-        if used.contains("server") {
-            broken.push(format!(
-                "{module} uses server: nothing depends on the server"
-            ));
+        for front in ["server", "http"] {
+            if used.contains(front) {
+                broken.push(format!(
+                    "{module} uses {front}: nothing depends on a protocol front end"
+                ));
+            }
         }
     }
     assert!(broken.is_empty(), "layering broken:\n{}", broken.join("\n"));

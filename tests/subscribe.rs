@@ -19,12 +19,7 @@ use common::{error_text, rows, PgClient, Server};
 /// How long a test waits for the next row of a subscription.
 const ROW_WAIT: Duration = Duration::from_secs(30);
 
-const SETUP: &str = "
-    CREATE TABLE bids (auction BIGINT, price BIGINT, ts TIMESTAMP,
-                       WATERMARK FOR ts AS ts - INTERVAL '1' SECOND);
-    CREATE MATERIALIZED VIEW per_auction AS
-        SELECT auction, count(*) AS n, sum(price) AS total FROM bids GROUP BY auction;
-    INSERT INTO bids VALUES (1, 10, '2026-01-01 00:00:00'), (2, 20, '2026-01-01 00:00:01');";
+const SETUP: &str = common::BIDS_PER_AUCTION;
 
 /// One COPY row's fields.
 type Line = Vec<String>;

@@ -26,6 +26,7 @@ use ring::{digest, hmac, pbkdf2};
 use serde_json::{json, Value};
 
 use crate::error::{EddyError, Result};
+use crate::sql::Statement;
 use crate::storage::write_private;
 
 /// File name inside the data dir.
@@ -330,6 +331,25 @@ impl Credentials {
         self.user(name)
             .map(|(_, v)| v)
             .unwrap_or_else(|| ScramVerifier::decoy(&self.decoy_seed, name))
+    }
+
+    /// The role of `name` if `password` is theirs (HTTP Basic authentication), checked
+    /// against the stored SCRAM verifier: an unknown user costs as much as a wrong password.
+    pub fn check_password(&self, name: &str, password: &str) -> Option<Role> {
+        let user = self.user(name);
+        let v = user
+            .as_ref()
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| ScramVerifier::decoy(&self.decoy_seed, name));
+        let given = ScramVerifier::with_salt(password, &v.salt, v.iterations);
+        // Compared in constant time (ring's HMAC verification).
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.decoy_seed);
+        let same = hmac::verify(
+            &key,
+            &given.stored_key,
+            &hmac_sha256(&self.decoy_seed, &v.stored_key),
+        );
+        user.filter(|_| same.is_ok()).map(|(r, _)| r)
     }
 
     /// The role of `name`, if such a user exists.
@@ -638,6 +658,30 @@ fn flag_user(name: &str, what: &str) -> EddyError {
     EddyError::NotSupported {
         message: format!("user \"{name}\" is given by a server flag and cannot be {what} in SQL"),
         hint: Some("Change --password / --reader-password (or their EDDY_ variables).".into()),
+    }
+}
+
+/// Refuse `stmt` unless `role` may run it (42501).
+pub fn check_privilege(role: Option<Role>, user: &str, stmt: &Statement) -> Result<()> {
+    let reads = matches!(
+        stmt,
+        Statement::Query(..)
+            | Statement::ShowObjects(_)
+            | Statement::ShowCreate(..)
+            | Statement::Describe(_)
+            | Statement::ExplainView(_)
+            | Statement::Session(_)
+            | Statement::Cursor(_)
+            | Statement::Subscribe(_)
+    ) || matches!(stmt, Statement::Copy(c) if !matches!(c.direction, crate::sql::copy::CopyDirection::From { .. }));
+    match role {
+        Some(Role::Admin) => Ok(()),
+        Some(Role::Reader) if reads => Ok(()),
+        _ => Err(EddyError::InsufficientPrivilege(format!(
+            "permission denied: user \"{user}\" has role {} and may only read (SELECT, SHOW, \
+             DESCRIBE, EXPLAIN, SUBSCRIBE)",
+            role.map_or("none", Role::name)
+        ))),
     }
 }
 

@@ -31,10 +31,8 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use super::cancel::CancelRegistry;
 use super::scram::ScramStartup;
 use crate::engine::credentials::Credentials;
-use crate::error::{EddyError, Result};
-use crate::sql::Statement;
 
-pub use crate::engine::credentials::Role;
+pub use crate::engine::credentials::{check_privilege, Role};
 
 /// How clients authenticate.
 #[derive(Debug, Clone)]
@@ -52,29 +50,6 @@ impl AuthMode {
             AuthMode::Trust => Some(Role::Admin),
             AuthMode::Password(c) => user.and_then(|u| c.role_of(u)),
         }
-    }
-}
-
-/// Refuse `stmt` unless `role` may run it (42501).
-pub fn check_privilege(role: Option<Role>, user: &str, stmt: &Statement) -> Result<()> {
-    let reads = matches!(
-        stmt,
-        Statement::Query(..)
-            | Statement::ShowObjects(_)
-            | Statement::ShowCreate(..)
-            | Statement::Describe(_)
-            | Statement::ExplainView(_)
-            | Statement::Session(_)
-            | Statement::Cursor(_)
-    ) || matches!(stmt, Statement::Copy(c) if matches!(c.direction, crate::sql::copy::CopyDirection::To { .. }));
-    match role {
-        Some(Role::Admin) => Ok(()),
-        Some(Role::Reader) if reads => Ok(()),
-        _ => Err(EddyError::InsufficientPrivilege(format!(
-            "permission denied: user \"{user}\" has role {} and may only read (SELECT, SHOW, \
-             DESCRIBE, EXPLAIN)",
-            role.map_or("none", Role::name)
-        ))),
     }
 }
 

@@ -67,6 +67,20 @@ pub struct Decided {
 struct State {
     pending: Option<Pending>,
     history: VecDeque<CheckpointRecord>,
+    totals: CheckpointTotals,
+}
+
+/// Every checkpoint attempt since the process started (for `/metrics`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CheckpointTotals {
+    /// Attempts that completed.
+    pub completed: u64,
+    /// Attempts that failed.
+    pub failed: u64,
+    /// Bytes the completed ones wrote.
+    pub bytes: u64,
+    /// Their summed duration (ms).
+    pub duration_ms: u64,
 }
 
 /// Collects view and sink state for the checkpoint in progress.
@@ -212,10 +226,22 @@ impl CheckpointHub {
     /// Remember a finished (or failed) attempt.
     pub fn record(&self, rec: CheckpointRecord) {
         let mut s = self.state.lock();
+        if rec.status == "completed" {
+            s.totals.completed += 1;
+            s.totals.bytes += rec.bytes;
+            s.totals.duration_ms += rec.duration_ms;
+        } else {
+            s.totals.failed += 1;
+        }
         if s.history.len() == HISTORY {
             s.history.pop_front();
         }
         s.history.push_back(rec);
+    }
+
+    /// Every attempt since the process started.
+    pub fn totals(&self) -> CheckpointTotals {
+        self.state.lock().totals
     }
 
     /// Recent attempts, oldest first.

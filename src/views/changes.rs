@@ -145,9 +145,9 @@ impl ChangeLog {
         self.last
     }
 
-    /// Client subscribers now.
+    /// Client subscribers now (not counting those gone since the last change).
     pub fn subscribers(&self) -> usize {
-        self.clients.len()
+        self.clients.iter().filter(|c| !c.tx.is_closed()).count()
     }
 
     /// The view applied `changes`: give them a position, keep them, send them.
@@ -225,13 +225,20 @@ impl ChangeLog {
             None => {}
         }
         let mut initial = match start {
-            Start::Snapshot => snapshot()?
-                .into_iter()
-                .map(|b| Event::Data {
-                    position: self.last,
-                    changes: Changes::inserts(b),
-                })
-                .collect(),
+            // One batch: every event of a subscription is all the changes at its position.
+            Start::Snapshot => {
+                let rows = snapshot()?;
+                match rows.first() {
+                    None => Vec::new(),
+                    Some(b) => vec![Event::Data {
+                        position: self.last,
+                        changes: Changes::inserts(datafusion::arrow::compute::concat_batches(
+                            &b.schema(),
+                            &rows,
+                        )?),
+                    }],
+                }
+            }
             Start::Now => Vec::new(),
             Start::After(p) => self.after(view, p)?,
         };

@@ -153,6 +153,11 @@ impl Server {
             }
         }
         cmd.args(extra);
+        // HTTP only where a test asks for it (its default port is one for all).
+        cmd.env_remove("EDDY_HTTP_ADDR");
+        if !extra.contains(&"--http-addr") {
+            cmd.args(["--http-addr", "off"]);
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
@@ -563,6 +568,15 @@ pub const CLICKS_20K: &str = "
           'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
           'fields.user_id.min' = '1', 'fields.user_id.max' = '50');
     CREATE MATERIALIZED VIEW per_user AS SELECT user_id, count(*) AS n FROM clicks GROUP BY user_id;";
+
+/// A table `bids`, a view `per_auction` (count and sum of price per auction) and two rows,
+/// one per auction (the subscription tests' start).
+pub const BIDS_PER_AUCTION: &str = "
+    CREATE TABLE bids (auction BIGINT, price BIGINT, ts TIMESTAMP,
+                       WATERMARK FOR ts AS ts - INTERVAL '1' SECOND);
+    CREATE MATERIALIZED VIEW per_auction AS
+        SELECT auction, count(*) AS n, sum(price) AS total FROM bids GROUP BY auction;
+    INSERT INTO bids VALUES (1, 10, '2026-01-01 00:00:00'), (2, 20, '2026-01-01 00:00:01');";
 
 /// A protocol-3.0 startup message for user `eddy`, database `eddy` (for raw-socket tests).
 pub fn startup_message() -> Vec<u8> {
