@@ -255,6 +255,15 @@ async fn server_sent_events_push_changes_and_resume_from_the_last_event_id() {
     let mut events = Events::open(port, "/v1/views/per_auction/changes", &[]).await;
     let (snapshot, id0) = events.changes().await;
     assert_eq!(snapshot, ["insert 1 1 10", "insert 2 1 20"]);
+    assert_eq!(
+        common::rows(
+            &client,
+            "SELECT view, via, rows_sent FROM eddy.subscriptions"
+        )
+        .await
+        .expect("subscriptions"),
+        [["per_auction", "sse", "2"]]
+    );
     client
         .batch_execute("INSERT INTO bids VALUES (1, 5, '2026-01-01 00:00:09')")
         .await

@@ -81,6 +81,23 @@ async fn copy_subscribe_sends_the_snapshot_then_each_change_with_progress() {
     assert!(snapshot.iter().all(|l| l[0] == progress[0] && l[1] == "f"));
     assert_eq!(&progress[3..], ["\\N"; 4]);
     let p0: i64 = progress[0].parse().expect("position");
+    // The subscription and its connection, as the system tables show them.
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT view, via, rows_sent, position FROM eddy.subscriptions"
+        )
+        .await
+        .expect("subscriptions"),
+        [["per_auction", "copy", "2", progress[0].as_str()]]
+    );
+    let sessions = rows(
+        &client,
+        "SELECT state, user_name FROM eddy.connections WHERE query LIKE 'COPY (SUBSCRIBE%'",
+    )
+    .await
+    .expect("connections");
+    assert_eq!(sessions, [["active", "eddy"]]);
     // A change: the old row retracted, the new one inserted, at a later position; the
     // watermark moves with the new row's time.
     client
@@ -329,6 +346,23 @@ async fn a_subscriber_that_stops_reading_is_cut_off_and_no_one_waits_for_it() {
         )
         .await
         .expect("setup");
+    // The source's and the view's rates, while the generator runs.
+    let deadline = Instant::now() + ROW_WAIT;
+    loop {
+        let r = rows(
+            &client,
+            "SELECT s.rows_per_s, v.rows_per_s, v.freshness_ms IS NOT NULL \
+             FROM eddy.sources s, eddy.views v WHERE s.name = 'clicks' AND v.name = 'wide'",
+        )
+        .await
+        .expect("rates");
+        let rate = |i: usize| r[0][i].parse::<f64>().expect("a rate");
+        if rate(0) > 5000.0 && rate(1) > 5000.0 && r[0][2] == "t" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rates never showed: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // One subscriber that never reads (a raw socket): the server's socket buffers fill, its
     // buffer of 8 change batches fills, and it is cut off.
     let mut stalled = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");

@@ -55,6 +55,8 @@ pub struct SourceMetrics {
     pub dead_letters_evicted: Arc<AtomicU64>,
     /// Per-partition progress (Kafka), shown in `eddy.source_partitions`.
     pub partitions: Mutex<Vec<PartitionProgress>>,
+    /// Rows accepted per second lately.
+    pub rate: crate::types::rate::RateMeter,
 }
 
 /// Progress of one partition of a partitioned source.
@@ -85,6 +87,7 @@ impl Default for SourceMetrics {
             lag: AtomicI64::new(0),
             dead_letters_evicted: Arc::new(AtomicU64::new(0)),
             partitions: Mutex::new(Vec::new()),
+            rate: Default::default(),
         }
     }
 }
@@ -542,6 +545,7 @@ impl StreamObject {
         self.metrics
             .rows_read
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.metrics.rate.add(batch.num_rows() as u64);
         let retained = &self.retained;
         match &self.upsert {
             Some(u) => {

@@ -8,15 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 
 use super::Engine;
 use crate::connectors::kafka::Delivery;
@@ -325,36 +319,35 @@ impl Engine {
 }
 
 /// `eddy.checkpoints`: recent checkpoint attempts.
-#[derive(Debug)]
-pub struct CheckpointsTable(pub Arc<CheckpointHub>);
+pub fn checkpoints_table(hub: Arc<CheckpointHub>) -> super::system::LiveTable {
+    super::system::LiveTable::new(checkpoints_schema(), move || checkpoints_batch(&hub))
+}
 
-impl CheckpointsTable {
-    fn batch(&self) -> Result<RecordBatch> {
-        let h = self.0.history();
-        let i64s = |f: &dyn Fn(&CheckpointRecord) -> i64| -> ArrayRef {
-            Arc::new(Int64Array::from(h.iter().map(f).collect::<Vec<_>>()))
-        };
-        let cols: Vec<ArrayRef> = vec![
-            i64s(&|r| r.epoch as i64),
-            Arc::new(TimestampMillisecondArray::from(
-                h.iter().map(|r| r.started_at_ms).collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(
-                h.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(
-                h.iter().map(|r| r.trigger.as_str()).collect::<Vec<_>>(),
-            )),
-            i64s(&|r| r.duration_ms as i64),
-            i64s(&|r| r.barrier_ms as i64),
-            i64s(&|r| r.bytes as i64),
-            i64s(&|r| r.views as i64),
-            Arc::new(StringArray::from(
-                h.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>(),
-            )),
-        ];
-        Ok(RecordBatch::try_new(checkpoints_schema(), cols)?)
-    }
+fn checkpoints_batch(hub: &CheckpointHub) -> Result<RecordBatch> {
+    let h = hub.history();
+    let i64s = |f: &dyn Fn(&CheckpointRecord) -> i64| -> ArrayRef {
+        Arc::new(Int64Array::from(h.iter().map(f).collect::<Vec<_>>()))
+    };
+    let cols: Vec<ArrayRef> = vec![
+        i64s(&|r| r.epoch as i64),
+        Arc::new(TimestampMillisecondArray::from(
+            h.iter().map(|r| r.started_at_ms).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            h.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            h.iter().map(|r| r.trigger.as_str()).collect::<Vec<_>>(),
+        )),
+        i64s(&|r| r.duration_ms as i64),
+        i64s(&|r| r.barrier_ms as i64),
+        i64s(&|r| r.bytes as i64),
+        i64s(&|r| r.views as i64),
+        Arc::new(StringArray::from(
+            h.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>(),
+        )),
+    ];
+    Ok(RecordBatch::try_new(checkpoints_schema(), cols)?)
 }
 
 fn checkpoints_schema() -> SchemaRef {
@@ -373,32 +366,4 @@ fn checkpoints_schema() -> SchemaRef {
         Field::new("views", DataType::Int64, false),
         Field::new("error", DataType::Utf8, true),
     ]))
-}
-
-#[async_trait]
-impl TableProvider for CheckpointsTable {
-    fn schema(&self) -> SchemaRef {
-        checkpoints_schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batch = self
-            .batch()
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            checkpoints_schema(),
-            projection.cloned(),
-        )?)
-    }
 }

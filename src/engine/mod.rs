@@ -13,6 +13,7 @@ mod information_schema;
 mod insert;
 pub mod interrupt;
 mod pg_compat;
+pub mod sessions;
 mod show;
 mod sinks;
 mod sources;
@@ -151,6 +152,8 @@ pub struct Engine {
     /// newest (a corrupt one was skipped): exactly-once sinks restored from it
     /// show this in `eddy.sinks.last_error`.
     recovery_note: parking_lot::Mutex<Option<String>>,
+    /// The Postgres connections (`eddy.connections`, idle sessions).
+    pub sessions: Arc<sessions::Activities>,
 }
 
 /// Split a table's logged batches at the rows it had published when the
@@ -248,9 +251,19 @@ impl Engine {
             ("eddy.views", SystemTableKind::Views),
             ("eddy.source_partitions", SystemTableKind::Partitions),
             ("eddy.sinks", SystemTableKind::Sinks),
+            ("eddy.subscriptions", SystemTableKind::Subscriptions),
         ] {
             ctx.register_table(name, Arc::new(SystemTable::new(kind, catalog.clone())))?;
         }
+        let sessions = Arc::new(sessions::Activities::default());
+        let live = sessions.clone();
+        ctx.register_table(
+            "eddy.connections",
+            Arc::new(system::LiveTable::new(
+                sessions::connections_schema(),
+                move || sessions::connections(&live),
+            )),
+        )?;
         let dead_letters = Arc::new(DeadLetterStore::new(
             limits.dead_letter_max_rows,
             limits.dead_letter_max_bytes,
@@ -264,7 +277,7 @@ impl Engine {
         let hub = Arc::new(CheckpointHub::default());
         ctx.register_table(
             "eddy.checkpoints",
-            Arc::new(checkpointing::CheckpointsTable(hub.clone())),
+            Arc::new(checkpointing::checkpoints_table(hub.clone())),
         )?;
         Ok(Engine {
             ctx,
@@ -286,6 +299,7 @@ impl Engine {
             recovered: parking_lot::Mutex::new(None),
             table_checkpoints: parking_lot::Mutex::new(std::collections::VecDeque::new()),
             recovery_note: parking_lot::Mutex::new(None),
+            sessions,
         })
     }
 

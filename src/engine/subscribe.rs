@@ -30,15 +30,16 @@ fn stateful(what: &str) -> EddyError {
 }
 
 impl Engine {
-    /// Start the subscription `s` asks for.
-    pub async fn subscribe(&self, s: &Subscribe) -> Result<Subscription> {
+    /// Start the subscription `s` asks for; `via` says how the client reads it (for
+    /// `eddy.subscriptions`: `rows`, `copy`, `cursor`, `sse`, `websocket`).
+    pub async fn subscribe(&self, s: &Subscribe, via: &'static str) -> Result<Subscription> {
         let (view, map, columns) = self.subscription_source(s).await?;
         let start = match (s.as_of, s.snapshot) {
             (Some(p), _) => Start::After(p),
             (None, true) => Start::Snapshot,
             (None, false) => Start::Now,
         };
-        let receiver = view.subscribe_changes(start)?;
+        let receiver = view.subscribe_changes(start, via)?;
         Ok(Subscription::new(
             &view.name, receiver, &columns, map, s.progress,
         ))

@@ -1,4 +1,5 @@
-//! System tables in schema `eddy`: `eddy.sources`, `eddy.source_partitions` and `eddy.views`, built
+//! System tables in schema `eddy`: `eddy.sources`, `eddy.source_partitions`, `eddy.views`,
+//! `eddy.sinks` and `eddy.subscriptions`, built
 //! from live counters each time they are read.
 
 use std::sync::atomic::Ordering;
@@ -6,7 +7,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampNanosecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray,
+    TimestampNanosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -30,6 +32,18 @@ pub enum SystemTableKind {
     Partitions,
     /// `eddy.sinks`.
     Sinks,
+    /// `eddy.subscriptions`: clients receiving a view's changes.
+    Subscriptions,
+}
+
+/// Wall-clock time minus an event-time watermark (ns), in ms: how far behind now results are.
+fn freshness_ms(watermark: i64) -> Option<i64> {
+    (watermark != NO_WATERMARK).then(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        now.saturating_sub(watermark) / 1_000_000
+    })
 }
 
 /// A system table provider.
@@ -68,6 +82,8 @@ impl SystemTable {
                 f("lag", DataType::Int64, true),
                 f("last_error", DataType::Utf8, true),
                 f("dead_letters_evicted", DataType::Int64, false),
+                f("rows_per_s", DataType::Float64, false),
+                f("freshness_ms", DataType::Int64, true),
             ],
             SystemTableKind::Partitions => vec![
                 f("source", DataType::Utf8, false),
@@ -99,6 +115,18 @@ impl SystemTable {
                 f("rows_late", DataType::Int64, false),
                 f("status", DataType::Utf8, false),
                 f("last_error", DataType::Utf8, true),
+                f("rows_per_s", DataType::Float64, false),
+                f("freshness_ms", DataType::Int64, true),
+                f("subscribers", DataType::Int64, false),
+            ],
+            SystemTableKind::Subscriptions => vec![
+                f("id", DataType::Int64, false),
+                f("view", DataType::Utf8, false),
+                f("via", DataType::Utf8, false),
+                f("started_at", Self::ts(), false),
+                f("position", DataType::Int64, false),
+                f("rows_sent", DataType::Int64, false),
+                f("buffered", DataType::Int64, false),
             ],
         }))
     }
@@ -134,6 +162,12 @@ impl SystemTable {
                         s.iter().map(|x| x.metrics.last_error.lock().clone()),
                     )),
                     m(&|x| x.metrics.dead_letters_evicted.load(Ordering::Relaxed) as i64),
+                    Arc::new(Float64Array::from_iter_values(
+                        s.iter().map(|x| x.metrics.rate.per_second()),
+                    )),
+                    Arc::new(Int64Array::from_iter(s.iter().map(|x| {
+                        freshness_ms(x.metrics.watermark.load(Ordering::Relaxed))
+                    }))),
                 ]
             }
             SystemTableKind::Partitions => {
@@ -229,6 +263,50 @@ impl SystemTable {
                     Arc::new(StringArray::from_iter(
                         v.iter().map(|x| x.last_error.lock().clone()),
                     )),
+                    Arc::new(Float64Array::from_iter_values(
+                        v.iter().map(|x| x.rate.per_second()),
+                    )),
+                    Arc::new(Int64Array::from_iter(
+                        v.iter()
+                            .map(|x| freshness_ms(x.watermark.load(Ordering::Relaxed))),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        v.iter().map(|x| x.changes.lock().subscribers() as i64),
+                    )),
+                ]
+            }
+            SystemTableKind::Subscriptions => {
+                let rows: Vec<(String, crate::views::changes::SubscriberRow)> = self
+                    .catalog
+                    .views()
+                    .iter()
+                    .flat_map(|v| {
+                        let name = v.name.clone();
+                        v.changes
+                            .lock()
+                            .subscriber_rows()
+                            .into_iter()
+                            .map(move |r| (name.clone(), r))
+                    })
+                    .collect();
+                let i64s = |f: &dyn Fn(&crate::views::changes::SubscriberRow) -> i64| {
+                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| f(&r.1)))) as ArrayRef
+                };
+                vec![
+                    i64s(&|r| r.info.id as i64),
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|r| r.0.clone()),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        rows.iter().map(|r| r.1.info.via),
+                    )),
+                    Arc::new(TimestampNanosecondArray::from_iter_values(
+                        rows.iter()
+                            .map(|r| r.1.info.started_ms.saturating_mul(1_000_000)),
+                    )),
+                    i64s(&|r| r.info.position.load(Ordering::Relaxed)),
+                    i64s(&|r| r.info.rows_sent.load(Ordering::Relaxed) as i64),
+                    i64s(&|r| r.buffered as i64),
                 ]
             }
         };
@@ -257,6 +335,58 @@ impl TableProvider for SystemTable {
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// A system table whose rows `rows` builds at each scan (`eddy.connections`).
+pub struct LiveTable {
+    schema: SchemaRef,
+    rows: Box<dyn Fn() -> crate::error::Result<RecordBatch> + Send + Sync>,
+}
+
+impl LiveTable {
+    /// A table of `schema` whose rows are `rows()` when read.
+    pub fn new(
+        schema: SchemaRef,
+        rows: impl Fn() -> crate::error::Result<RecordBatch> + Send + Sync + 'static,
+    ) -> Self {
+        LiveTable {
+            schema,
+            rows: Box::new(rows),
+        }
+    }
+}
+
+impl std::fmt::Debug for LiveTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LiveTable({})", self.schema)
+    }
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batch =
+            (self.rows)().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
             projection.cloned(),
         )?)
     }

@@ -96,7 +96,8 @@ pub async fn changes(
     let Statement::Subscribe(sub) = stmt else {
         return error_response(EddyError::Internal("not a subscription".into()));
     };
-    let subscription = match state.engine.subscribe(&sub).await {
+    let via = if ws.is_ok() { "websocket" } else { "sse" };
+    let subscription = match state.engine.subscribe(&sub, via).await {
         Ok(s) => s,
         Err(e) => return error_response(e),
     };

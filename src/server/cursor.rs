@@ -104,7 +104,7 @@ pub(super) async fn declare<C: ClientInfo>(
             (schema, rows, false)
         }
         CursorQuery::Subscribe(s) => {
-            let rows = interrupt.run(engine.subscribe(s)).await?;
+            let rows = interrupt.run(engine.subscribe(s, "cursor")).await?;
             (rows.schema(), Box::pin(rows), true)
         }
     };

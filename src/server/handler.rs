@@ -46,6 +46,8 @@ pub struct Prepared {
     pub param_types: Vec<Option<DataType>>,
     /// The result schema, when the statement returns rows.
     pub result: Option<SchemaRef>,
+    /// The SQL as the client sent it (for `eddy.connections`).
+    pub text: Arc<str>,
 }
 
 /// Handles both protocols for every connection.
@@ -53,7 +55,7 @@ pub struct EddyHandler {
     engine: Arc<Engine>,
     parser: Arc<EddyParser>,
     /// What each connection is doing (for the idle-session timeout).
-    activities: Arc<super::idle::Activities>,
+    activities: Arc<crate::engine::sessions::Activities>,
     /// Who may do what.
     auth: super::auth::AuthMode,
 }
@@ -62,7 +64,7 @@ impl EddyHandler {
     /// A handler over `engine`; statements are marked in `activities`.
     pub(super) fn new(
         engine: Arc<Engine>,
-        activities: Arc<super::idle::Activities>,
+        activities: Arc<crate::engine::sessions::Activities>,
         auth: super::auth::AuthMode,
     ) -> Self {
         EddyHandler {
@@ -76,8 +78,18 @@ impl EddyHandler {
     }
 
     /// Mark a statement running on `client`'s connection until the guard drops.
-    fn busy<C: ClientInfo>(&self, client: &C) -> Option<super::idle::Busy> {
+    fn busy<C: ClientInfo>(&self, client: &C) -> Option<crate::engine::sessions::Busy> {
         self.activities.get(&client.socket_addr()).map(|a| a.busy())
+    }
+
+    /// `client` runs `query` now (what `eddy.connections` shows).
+    fn running<C: ClientInfo>(&self, client: &C, query: &str) {
+        if let Some(a) = self.activities.get(&client.socket_addr()) {
+            let m = client.metadata();
+            let get = |k: &str| m.get(k).map_or("", String::as_str);
+            let app = super::settings::current(m, "application_name").unwrap_or_default();
+            a.statement(get(pgwire::api::METADATA_USER), &app, query);
+        }
     }
 }
 
@@ -124,7 +136,7 @@ async fn encode(
     format: &Format,
     opts: Arc<FormatOptions>,
     mut interrupt: Interrupt,
-    busy: Option<super::idle::Busy>,
+    busy: Option<crate::engine::sessions::Busy>,
 ) -> PgWireResult<QueryResponse> {
     let batches = interrupt
         .run(async { Ok(df.execute_stream().await?) })
@@ -146,7 +158,7 @@ fn encode_stream(
     format: &Format,
     opts: Arc<FormatOptions>,
     interrupt: Interrupt,
-    busy: Option<super::idle::Busy>,
+    busy: Option<crate::engine::sessions::Busy>,
 ) -> PgWireResult<QueryResponse> {
     let schema = batches.schema();
     let fields = Arc::new(result_fields(&schema, format, Some(opts))?);
@@ -499,6 +511,7 @@ impl EddyHandler {
                         plan: None,
                         param_types: vec![],
                         result: Some(schema),
+                        text: format!("FETCH ALL FROM {name}").into(),
                     };
                     let stored = StoredStatement::new(name.clone(), fetch, vec![]);
                     store.put_portal(Arc::new(Portal::new_cursor(name, Arc::new(stored))));
@@ -560,6 +573,7 @@ impl EddyHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let _busy = self.busy(client);
+        self.running(client, query);
         let stmts = sql::parse(query).map_err(pg)?;
         if stmts.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
@@ -676,6 +690,7 @@ impl EddyParser {
             plan: None,
             param_types: vec![],
             result: None,
+            text: sql.into(),
         };
         match &stmt {
             Statement::Query(query, text) => {
@@ -767,6 +782,7 @@ impl ExtendedQueryHandler for EddyHandler {
     {
         let _busy = self.busy(client);
         let prepared = &portal.statement.statement;
+        self.running(client, &prepared.text);
         let params = if prepared.param_types.is_empty() && portal.parameter_len() == 0 {
             None
         } else {

@@ -14,7 +14,6 @@ mod copy;
 mod cursor;
 mod encode;
 mod handler;
-mod idle;
 mod scram;
 mod session;
 mod settings;
@@ -36,7 +35,6 @@ use tokio::task::JoinSet;
 use auth::{AuthMode, ConnectionStartup};
 use cancel::{CancelRegistry, Canceller};
 pub use handler::{EddyHandler, Prepared};
-use idle::Activities;
 
 use crate::engine::Engine;
 
@@ -159,7 +157,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     let cancels = Arc::new(CancelRegistry::default());
-    let activities = Arc::new(Activities::default());
+    let activities = engine.sessions.clone();
     let handlers = Arc::new(Handlers {
         handler: Arc::new(EddyHandler::new(
             engine,

@@ -35,13 +35,14 @@ async fn start<C: ClientInfo>(
     client: &C,
     engine: &Engine,
     s: &Subscribe,
+    via: &'static str,
 ) -> PgWireResult<(SchemaRef, BatchStream)> {
     let cancel = client
         .session_extensions()
         .get::<super::cancel::CancelCounter>()
         .map(|c| c.0.clone());
     let mut interrupt = Interrupt::new(cancel, None);
-    let sub = interrupt.run(engine.subscribe(s)).await.map_err(pg)?;
+    let sub = interrupt.run(engine.subscribe(s, via)).await.map_err(pg)?;
     Ok((sub.schema(), interruptible(Box::pin(sub), interrupt)))
 }
 
@@ -60,7 +61,7 @@ where
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let (schema, mut batches) = start(client, engine, s).await?;
+    let (schema, mut batches) = start(client, engine, s, "rows").await?;
     let fields = Arc::new(super::handler::result_fields(&schema, format, Some(opts))?);
     if describe {
         let row_description = RowDescription::new(fields.iter().map(Into::into).collect());
@@ -93,6 +94,6 @@ where
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let (schema, batches) = start(client, engine, s).await?;
+    let (schema, batches) = start(client, engine, s, "copy").await?;
     super::copy::send_rows(client, &schema, batches, opts).await
 }

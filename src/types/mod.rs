@@ -6,6 +6,7 @@ pub mod detach;
 pub mod message;
 pub mod output;
 pub mod publish;
+pub mod rate;
 pub mod time;
 
 pub use message::{Changes, EventTime, Message, Watermark};

@@ -78,8 +78,36 @@ pub enum Start {
     After(i64),
 }
 
+/// What `eddy.subscriptions` shows of one subscriber.
+#[derive(Debug)]
+pub struct SubscriberInfo {
+    /// Unique in this process.
+    pub id: u64,
+    /// How it reads: `rows`, `copy`, `cursor` (pgwire), `sse`, `websocket` (HTTP).
+    pub via: &'static str,
+    /// When it started (ms since the Unix epoch).
+    pub started_ms: i64,
+    /// Rows sent so far.
+    pub rows_sent: std::sync::atomic::AtomicU64,
+    /// The position of the last rows sent.
+    pub position: std::sync::atomic::AtomicI64,
+}
+
+static NEXT_SUBSCRIBER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// One subscriber as `eddy.subscriptions` lists it.
+#[derive(Debug, Clone)]
+pub struct SubscriberRow {
+    /// Its figures.
+    pub info: Arc<SubscriberInfo>,
+    /// Change batches waiting in its buffer.
+    pub buffered: usize,
+}
+
 /// One client's end of a subscription.
 pub struct Receiver {
+    /// Its figures (updated as rows are sent).
+    pub info: Arc<SubscriberInfo>,
     /// Events to send first (a snapshot, or retained changes), then a progress event.
     pub initial: Vec<Event>,
     /// Live events.
@@ -95,6 +123,7 @@ pub struct Receiver {
 struct Client {
     tx: mpsc::Sender<Event>,
     ended: Arc<Mutex<Option<Ended>>>,
+    info: Arc<SubscriberInfo>,
 }
 
 /// A view's positions, retained changes and client subscribers.
@@ -148,6 +177,18 @@ impl ChangeLog {
     /// Client subscribers now (not counting those gone since the last change).
     pub fn subscribers(&self) -> usize {
         self.clients.iter().filter(|c| !c.tx.is_closed()).count()
+    }
+
+    /// The subscribers now, for `eddy.subscriptions`.
+    pub fn subscriber_rows(&self) -> Vec<SubscriberRow> {
+        self.clients
+            .iter()
+            .filter(|c| !c.tx.is_closed())
+            .map(|c| SubscriberRow {
+                info: c.info.clone(),
+                buffered: c.tx.max_capacity() - c.tx.capacity(),
+            })
+            .collect()
     }
 
     /// The view applied `changes`: give them a position, keep them, send them.
@@ -208,6 +249,7 @@ impl ChangeLog {
         &mut self,
         view: &str,
         start: Start,
+        via: &'static str,
         watermark: Option<i64>,
         snapshot: impl FnOnce() -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>>,
     ) -> Result<Receiver> {
@@ -248,11 +290,20 @@ impl ChangeLog {
         });
         let (tx, rx) = mpsc::channel(self.limits.buffer);
         let ended = Arc::new(Mutex::new(None));
+        let info = Arc::new(SubscriberInfo {
+            id: NEXT_SUBSCRIBER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            via,
+            started_ms: now_micros() / 1000,
+            rows_sent: Default::default(),
+            position: Default::default(),
+        });
         self.clients.push(Client {
             tx,
             ended: ended.clone(),
+            info: info.clone(),
         });
         Ok(Receiver {
+            info,
             initial,
             rx,
             ended,
@@ -337,17 +388,18 @@ mod tests {
         log.record(&rows(&[2]));
         log.record(&rows(&[3]));
         assert!(first > start && log.position() > first);
-        let r = log.subscribe("v", Start::After(first), None, || unreachable!());
+        let r = log.subscribe("v", Start::After(first), "rows", None, || unreachable!());
         let r = r.unwrap();
         assert_eq!(positions(&r.initial).len(), 2);
         assert!(positions(&r.initial)[0] > first);
-        let all = log.subscribe("v", Start::After(start), None, || unreachable!());
+        let all = log.subscribe("v", Start::After(start), "rows", None, || unreachable!());
         assert_eq!(positions(&all.unwrap().initial).len(), 3);
         // A position the view never gave (one from before a restart) is refused.
         let err = log
             .subscribe(
                 "v",
                 Start::After(first + 1_000_000_000),
+                "rows",
                 None,
                 || unreachable!(),
             )
@@ -356,10 +408,16 @@ mod tests {
         assert_eq!(err.sqlstate(), "22023");
         log.restore(first);
         assert!(log
-            .subscribe("v", Start::After(first), None, || unreachable!())
+            .subscribe("v", Start::After(first), "rows", None, || unreachable!())
             .is_ok());
         assert!(log
-            .subscribe("v", Start::After(first - 1), None, || unreachable!())
+            .subscribe(
+                "v",
+                Start::After(first - 1),
+                "rows",
+                None,
+                || unreachable!()
+            )
             .is_err());
     }
 
@@ -373,12 +431,18 @@ mod tests {
         log.record(&rows(&[1]));
         log.record(&rows(&[2]));
         let err = log
-            .subscribe("v", Start::After(start), None, || unreachable!())
+            .subscribe("v", Start::After(start), "rows", None, || unreachable!())
             .err()
             .unwrap();
         assert!(err.to_string().contains("no longer kept"), "{err}");
         assert!(log
-            .subscribe("v", Start::After(log.position()), None, || unreachable!())
+            .subscribe(
+                "v",
+                Start::After(log.position()),
+                "rows",
+                None,
+                || unreachable!()
+            )
             .is_ok());
     }
 
@@ -389,10 +453,10 @@ mod tests {
             retain_bytes: 1 << 20,
         });
         let mut slow = log
-            .subscribe("v", Start::Now, None, || unreachable!())
+            .subscribe("v", Start::Now, "rows", None, || unreachable!())
             .unwrap();
         let mut fast = log
-            .subscribe("v", Start::Now, None, || unreachable!())
+            .subscribe("v", Start::Now, "rows", None, || unreachable!())
             .unwrap();
         for i in 0..5 {
             log.record(&rows(&[i]));

@@ -45,6 +45,8 @@ pub struct MaterializedView {
     pub changes: Mutex<ChangeLog>,
     /// Input rows dropped as late.
     pub rows_late: AtomicU64,
+    /// Rows changed per second lately.
+    pub rate: crate::types::rate::RateMeter,
     /// Operator state bytes, one slot per task.
     task_bytes: Mutex<Vec<Arc<AtomicU64>>>,
     /// Output watermark (ns), or NO_WATERMARK.
@@ -89,6 +91,7 @@ impl MaterializedView {
             publisher: Publisher::new(),
             changes: Mutex::new(ChangeLog::new(subscriptions)),
             rows_late: AtomicU64::new(0),
+            rate: Default::default(),
             task_bytes: Mutex::new(Vec::new()),
             watermark: AtomicI64::new(NO_WATERMARK),
             status: Mutex::new("running".into()),
@@ -107,6 +110,7 @@ impl MaterializedView {
                     let mut store = self.store.lock();
                     result = store.apply(c);
                     if result.is_ok() {
+                        self.rate.add(c.num_rows() as u64);
                         self.changes.lock().record(c);
                     }
                 }
@@ -141,12 +145,12 @@ impl MaterializedView {
     }
 
     /// A new client subscription (`SUBSCRIBE`) starting at `start`.
-    pub fn subscribe_changes(&self, start: Start) -> Result<changes::Receiver> {
+    pub fn subscribe_changes(&self, start: Start, via: &'static str) -> Result<changes::Receiver> {
         let mut store = self.store.lock();
         let watermark = Some(self.watermark.load(Ordering::Relaxed)).filter(|w| *w != NO_WATERMARK);
         self.changes
             .lock()
-            .subscribe(&self.name, start, watermark, || {
+            .subscribe(&self.name, start, via, watermark, || {
                 Ok(store.snapshot()?.as_ref().clone())
             })
     }

@@ -38,6 +38,7 @@ pub struct Subscription {
     rx: mpsc::Receiver<Event>,
     ended: Arc<Mutex<Option<Ended>>>,
     buffer: usize,
+    info: Arc<super::changes::SubscriberInfo>,
     map: Option<MapChanges>,
     progress: bool,
     /// The last position whose changes were taken from the buffer.
@@ -80,6 +81,7 @@ impl Subscription {
             rx: receiver.rx,
             ended: receiver.ended,
             buffer: receiver.buffer,
+            info: receiver.info,
             map,
             progress,
             position: 0,
@@ -195,7 +197,16 @@ impl Stream for Subscription {
                 Poll::Ready(Some(Event::Data { position, changes })) => {
                     this.position = position;
                     match wrap(this.data(position, &changes)) {
-                        Ok(Some(b)) => return Poll::Ready(Some(Ok(b))),
+                        Ok(Some(b)) => {
+                            this.info.rows_sent.fetch_add(
+                                b.num_rows() as u64,
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
+                            this.info
+                                .position
+                                .store(position, std::sync::atomic::Ordering::Relaxed);
+                            return Poll::Ready(Some(Ok(b)));
+                        }
                         Ok(None) => {}
                         Err(e) => {
                             this.done = true;
