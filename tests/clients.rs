@@ -41,8 +41,10 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The modules `matrix.py` and `tools.py` import.
 const PYTHON_MODULES: &str = "psycopg, psycopg2, asyncpg, sqlalchemy, pandas";
-/// The packages `matrix.js` requires.
-const NODE_PACKAGES: [&str; 2] = ["pg", "pg-cursor"];
+/// The packages `matrix.js` and `dashboard.js` require.
+const NODE_PACKAGES: [&str; 3] = ["pg", "pg-cursor", "playwright-core"];
+/// Debian's chromium, which `dashboard.js` drives.
+const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
@@ -272,4 +274,79 @@ async fn checks_hold_on_postgresql() {
     let mut node = script_command(Path::new("node"), "matrix.js");
     node.env("NODE_PATH", &modules);
     run_script(node, &target, true, none);
+}
+
+/// eddy's dashboard in a real browser (issue 19): Debian's chromium, driven by playwright-core,
+/// loads `/` with no console error, shows the test's source and view, its numbers move while the
+/// generator runs, and the view's operator graph opens; screenshots go to the test's temp dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_chromium() {
+    let test = "dashboard_in_chromium";
+    let Some(modules) = node_modules_or_skip(test) else {
+        return;
+    };
+    if !Path::new(CHROMIUM).is_file() {
+        skip::<()>(test, "no /usr/bin/chromium (apt-get install chromium)");
+        return;
+    }
+    let http = common::free_port();
+    let addr = format!("127.0.0.1:{http}");
+    let server = Server::start_with_args(&["--http-addr", &addr]).await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE SOURCE clicks (id BIGINT NOT NULL, user_id INT, ts TIMESTAMP NOT NULL,
+                                   WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+             WITH (connector = 'datagen', rows_per_second = '500', seed = '7',
+                   'fields.id.kind' = 'sequence', 'fields.user_id.min' = '1',
+                   'fields.user_id.max' = '20', 'fields.ts.max_past' = '500ms');
+             CREATE MATERIALIZED VIEW clicks_per_user AS
+                 SELECT window_start, user_id, count(*) AS clicks
+                 FROM TUMBLE(clicks, ts, INTERVAL '5' SECOND) GROUP BY window_start, user_id;",
+        )
+        .await
+        .expect("setup");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let mut cmd = Command::new("node");
+    cmd.arg(scripts_dir().join("dashboard.js"))
+        .arg(format!("http://{addr}/"))
+        .arg(&shots)
+        .args(["clicks", "clicks_per_user"])
+        .env("NODE_PATH", &modules)
+        .env("CHROMIUM", CHROMIUM);
+    let out = common::run_bounded(cmd, SCRIPT_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "dashboard.js failed:\n{stdout}\n{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON summary");
+    assert!(
+        summary["second"].as_f64() > summary["first"].as_f64(),
+        "the rows read did not move: {summary}"
+    );
+    let graph: Vec<&str> = summary["graph"]
+        .as_array()
+        .expect("graph")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert!(
+        graph
+            .first()
+            .is_some_and(|l| l.starts_with("Input: clicks"))
+            && graph.iter().any(|l| l.starts_with("Aggregate:"))
+            && graph
+                .last()
+                .is_some_and(|l| l.starts_with("Materialize: clicks_per_user")),
+        "{graph:?}"
+    );
+    assert_eq!(summary["errors"], serde_json::json!([]));
+    for shot in ["dashboard-1.png", "dashboard-2.png"] {
+        let len = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());
+        assert!(len > 10_000, "{shot}: {len} bytes");
+    }
+    println!("screenshots: {}", shots.display());
 }

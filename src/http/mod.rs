@@ -4,6 +4,8 @@
 //!   WebSocket when the request asks to upgrade ([`changes`]);
 //! - `POST /v1/sql`: statements in, JSON out, for scripts ([`sql`]);
 //! - `GET /metrics`: Prometheus' text format ([`metrics`]);
+//! - `GET /`: a live dashboard (one page, in the binary), fed by `GET /v1/status` and
+//!   `GET /v1/views/{name}/plan` ([`status`]);
 //! - `GET /healthz` (the process answers) and `GET /readyz` (it has restored its catalog and
 //!   serves), open to anyone, as probes are.
 //!
@@ -14,6 +16,7 @@ pub mod changes;
 pub mod json;
 pub mod metrics;
 pub mod sql;
+pub mod status;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -71,6 +74,9 @@ pub async fn serve(
 /// Every route.
 pub fn router(state: AppState) -> Router {
     let guarded = Router::new()
+        .route("/", get(dashboard))
+        .route("/v1/status", get(status::stream))
+        .route("/v1/views/{name}/plan", get(status::plan))
         .route("/v1/views/{name}/changes", get(changes::changes))
         .route("/v1/sql", post(sql::sql))
         .route("/metrics", get(metrics::scrape))
@@ -80,6 +86,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(|| async { "ready\n" }))
         .merge(guarded)
         .with_state(state)
+}
+
+/// The dashboard page: static, embedded in the binary; it reads `/v1/status`.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }
 
 /// An error as a JSON response (see [`error_parts`]).
