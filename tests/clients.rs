@@ -343,6 +343,15 @@ async fn dashboard_in_chromium() {
                 .is_some_and(|l| l.starts_with("Materialize: clicks_per_user")),
         "{graph:?}"
     );
+    // Live counters under the operators (`in N · out M · state`).
+    let counters = summary["counters"].as_array().expect("counters");
+    assert!(
+        !counters.is_empty()
+            && counters
+                .iter()
+                .all(|c| c.as_str().is_some_and(|c| c.starts_with("in "))),
+        "{counters:?}"
+    );
     assert_eq!(summary["errors"], serde_json::json!([]));
     for shot in ["dashboard-1.png", "dashboard-2.png"] {
         let len = std::fs::metadata(shots.join(shot)).map_or(0, |m| m.len());

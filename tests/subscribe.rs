@@ -113,6 +113,18 @@ async fn copy_subscribe_sends_the_snapshot_then_each_change_with_progress() {
         }
     };
     assert_eq!(changes(&seen), ["-1 1 1 10", "1 1 2 15"]);
+    // The aggregate (over its partitions) took the three rows in and sent four changes out (two inserts,
+    // then a retraction and an insert), as eddy.operators counts them.
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT sum(rows_in), sum(rows_out) FROM eddy.operators \
+             WHERE view = 'per_auction' AND operator = 'aggregate'",
+        )
+        .await
+        .expect("operators"),
+        [["3", "4"]]
+    );
     let p1: i64 = seen[0][0].parse().expect("position");
     assert!(p1 > p0, "positions go up: {p0} then {p1}");
     assert!(progress[0].parse::<i64>().expect("position") >= p1);

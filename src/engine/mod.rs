@@ -252,6 +252,7 @@ impl Engine {
             ("eddy.source_partitions", SystemTableKind::Partitions),
             ("eddy.sinks", SystemTableKind::Sinks),
             ("eddy.subscriptions", SystemTableKind::Subscriptions),
+            ("eddy.operators", SystemTableKind::Operators),
         ] {
             ctx.register_table(name, Arc::new(SystemTable::new(kind, catalog.clone())))?;
         }

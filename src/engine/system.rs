@@ -34,6 +34,8 @@ pub enum SystemTableKind {
     Sinks,
     /// `eddy.subscriptions`: clients receiving a view's changes.
     Subscriptions,
+    /// `eddy.operators`: every operator partition of every view, with its counters.
+    Operators,
 }
 
 /// Wall-clock time minus an event-time watermark (ns), in ms: how far behind now results are.
@@ -118,6 +120,17 @@ impl SystemTable {
                 f("rows_per_s", DataType::Float64, false),
                 f("freshness_ms", DataType::Int64, true),
                 f("subscribers", DataType::Int64, false),
+            ],
+            SystemTableKind::Operators => vec![
+                f("view", DataType::Utf8, false),
+                f("operator", DataType::Utf8, false),
+                f("partition", DataType::Int32, false),
+                f("rows_in", DataType::Int64, false),
+                f("rows_out", DataType::Int64, false),
+                f("state_bytes", DataType::Int64, false),
+                f("watermark", Self::ts(), true),
+                f("blocked_ms", DataType::Int64, false),
+                f("explain", DataType::Utf8, false),
             ],
             SystemTableKind::Subscriptions => vec![
                 f("id", DataType::Int64, false),
@@ -272,6 +285,44 @@ impl SystemTable {
                     )),
                     Arc::new(Int64Array::from_iter_values(
                         v.iter().map(|x| x.changes.lock().subscribers() as i64),
+                    )),
+                ]
+            }
+            SystemTableKind::Operators => {
+                let ops: Vec<(String, Arc<crate::views::OperatorStats>)> = self
+                    .catalog
+                    .views()
+                    .iter()
+                    .flat_map(|v| {
+                        let name = v.name.clone();
+                        v.operators().into_iter().map(move |o| (name.clone(), o))
+                    })
+                    .collect();
+                let count = |f: &dyn Fn(&crate::views::OperatorStats) -> u64| {
+                    Arc::new(Int64Array::from_iter_values(
+                        ops.iter().map(|o| f(&o.1) as i64),
+                    )) as ArrayRef
+                };
+                vec![
+                    Arc::new(StringArray::from_iter_values(
+                        ops.iter().map(|o| o.0.clone()),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        ops.iter().map(|o| o.1.id.clone()),
+                    )),
+                    Arc::new(Int32Array::from_iter_values(
+                        ops.iter().map(|o| o.1.partition as i32),
+                    )),
+                    count(&|o| o.rows_in.load(Ordering::Relaxed)),
+                    count(&|o| o.rows_out.load(Ordering::Relaxed)),
+                    count(&|o| o.state_bytes.load(Ordering::Relaxed)),
+                    Arc::new(TimestampNanosecondArray::from_iter(
+                        ops.iter()
+                            .map(|o| wm(o.1.watermark.load(Ordering::Relaxed))),
+                    )),
+                    count(&|o| o.blocked_ns.load(Ordering::Relaxed) / 1_000_000),
+                    Arc::new(StringArray::from_iter_values(
+                        ops.iter().map(|o| o.1.explain.clone()),
                     )),
                 ]
             }

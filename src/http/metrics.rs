@@ -73,12 +73,12 @@ enum Value {
     Gauge(f64),
 }
 
-/// One metric: name (without `_total`), help, and its series by label value.
+/// One metric: name (without `_total`), help, and its series by label values.
 struct Family {
     name: &'static str,
     help: &'static str,
-    label: &'static str,
-    series: Vec<(String, Value)>,
+    labels: &'static [&'static str],
+    series: Vec<(Vec<String>, Value)>,
 }
 
 fn now_secs() -> f64 {
@@ -96,11 +96,18 @@ impl Figures {
     fn families(&self) -> Vec<Family> {
         let catalog = self.0.catalog();
         let now = now_secs();
-        let fam = |name, help, label, series| Family {
+        // A metric with one label (none when it is "").
+        let fam = |name, help, label: &'static str, series: Vec<(String, Value)>| Family {
             name,
             help,
-            label,
-            series,
+            labels: match label {
+                "source" => &["source"],
+                "view" => &["view"],
+                "sink" => &["sink"],
+                "outcome" => &["outcome"],
+                _ => &[],
+            },
+            series: series.into_iter().map(|(l, v)| (vec![l], v)).collect(),
         };
         let mut out = Vec::new();
         let sources = catalog.streams();
@@ -201,6 +208,39 @@ impl Figures {
                 ))))
             }),
         ));
+        let ops: Vec<(String, Arc<crate::views::OperatorStats>)> = views
+            .iter()
+            .flat_map(|v| v.operators().into_iter().map(|o| (v.name.clone(), o)))
+            .collect();
+        let per_op = |name, help, f: &dyn Fn(&crate::views::OperatorStats) -> Value| Family {
+            name,
+            help,
+            labels: &["view", "operator", "partition"],
+            series: ops
+                .iter()
+                .map(|(v, o)| (vec![v.clone(), o.id.clone(), o.partition.to_string()], f(o)))
+                .collect(),
+        };
+        out.push(per_op(
+            "eddy_operator_rows_in",
+            "Rows into an operator partition.",
+            &|o| Value::Counter(o.rows_in.load(Ordering::Relaxed)),
+        ));
+        out.push(per_op(
+            "eddy_operator_rows_out",
+            "Rows out of an operator partition.",
+            &|o| Value::Counter(o.rows_out.load(Ordering::Relaxed)),
+        ));
+        out.push(per_op(
+            "eddy_operator_state_bytes",
+            "Bytes of an operator partition's state.",
+            &|o| Value::Gauge(o.state_bytes.load(Ordering::Relaxed) as f64),
+        ));
+        out.push(per_op(
+            "eddy_operator_blocked_seconds",
+            "Time an operator partition's task waited to hand its output on.",
+            &|o| Value::Seconds(o.blocked_ns.load(Ordering::Relaxed) as f64 / 1e9),
+        ));
         let sinks = catalog.sinks();
         out.push(fam(
             "eddy_sink_messages_written",
@@ -255,12 +295,13 @@ impl Collector for Figures {
                 Value::Gauge(_) => MetricType::Gauge,
             };
             let mut metric = encoder.encode_descriptor(f.name, f.help, None, kind)?;
-            for (label, value) in &f.series {
-                let labels: Vec<(&str, &str)> = if f.label.is_empty() {
-                    vec![]
-                } else {
-                    vec![(f.label, label.as_str())]
-                };
+            for (values, value) in &f.series {
+                let labels: Vec<(&str, &str)> = f
+                    .labels
+                    .iter()
+                    .zip(values)
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect();
                 let series = metric.encode_family(&labels)?;
                 match value {
                     Value::Counter(v) => ConstCounter::new(*v).encode(series)?,

@@ -1,5 +1,6 @@
 //! What the dashboard shows, from the system tables: `GET /v1/status` pushes, once a second as
-//! Server-Sent Events, the sources, views, checkpoints, newest dead letters and subscriptions;
+//! Server-Sent Events, the sources, views, operators, checkpoints, newest dead letters and
+//! subscriptions;
 //! `GET /v1/views/{name}/plan` is a view's operator graph (its `EXPLAIN`, one operator a line).
 
 use std::time::Duration;
@@ -29,6 +30,12 @@ const PARTS: &[(&str, &str)] = &[
         "views",
         "SELECT name, status, rows, state_bytes, rows_late, rows_per_s, freshness_ms, \
          subscribers, watermark, last_error FROM eddy.views ORDER BY name",
+    ),
+    (
+        "operators",
+        "SELECT view, operator, explain, sum(rows_in) AS rows_in, sum(rows_out) AS rows_out, \
+         sum(state_bytes) AS state_bytes, sum(blocked_ms) AS blocked_ms FROM eddy.operators \
+         GROUP BY view, operator, explain",
     ),
     (
         "checkpoints",

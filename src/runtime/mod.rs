@@ -146,6 +146,7 @@ pub async fn spawn_view(
                 let consumer = graph
                     .consumer(v)
                     .and_then(|(c, port)| local(c).map(|c| (c, port)));
+                let stats = view.operator_stats(&node.id, op.explain(), p);
                 nodes.push(Fused {
                     id: node.id.clone(),
                     op,
@@ -153,6 +154,7 @@ pub async fn spawn_view(
                     watermarks,
                     forwarded,
                     rows_late,
+                    stats,
                 });
             }
             let entries = plan

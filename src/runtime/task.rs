@@ -45,6 +45,8 @@ pub(super) struct Fused {
     pub forwarded: Option<EventTime>,
     /// Input rows it dropped as late.
     pub rows_late: u64,
+    /// Its live counters.
+    pub stats: Arc<crate::views::OperatorStats>,
 }
 
 /// Where a task's output goes.
@@ -137,7 +139,15 @@ impl Task {
     }
 
     fn store_bytes(&self) {
-        let bytes: usize = self.nodes.iter().map(|n| n.op.state_bytes()).sum();
+        let mut bytes = 0;
+        for n in &self.nodes {
+            let b = n.op.state_bytes();
+            n.stats.state_bytes.store(b as u64, Ordering::Relaxed);
+            if let Some(f) = n.forwarded {
+                n.stats.watermark.store(f, Ordering::Relaxed);
+            }
+            bytes += b;
+        }
         self.bytes.store(bytes as u64, Ordering::Relaxed);
     }
 
@@ -147,6 +157,9 @@ impl Task {
         let mut out = Output::default();
         let forward = match item {
             Item::Data(changes) => {
+                node.stats
+                    .rows_in
+                    .fetch_add(changes.num_rows() as u64, Ordering::Relaxed);
                 node.op.on_data(port, changes, &mut out)?;
                 None
             }
@@ -178,6 +191,11 @@ impl Task {
         items: &mut Vec<Item>,
     ) -> Result<()> {
         let (changes, late) = out.take();
+        let rows: usize = changes.iter().map(Changes::num_rows).sum();
+        self.nodes[n]
+            .stats
+            .rows_out
+            .fetch_add(rows as u64, Ordering::Relaxed);
         if late > 0 {
             self.nodes[n].rows_late += late;
             self.view.rows_late.fetch_add(late, Ordering::Relaxed);
@@ -216,11 +234,21 @@ impl Task {
     }
 
     async fn send(&mut self, items: Vec<Item>) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
         for item in items {
             match &mut self.outlet {
                 Outlet::View(sink) => sink.accept(item).await?,
                 Outlet::Exchange { txs, keys } => exchange(txs, keys, item).await?,
             }
+        }
+        // The wait is the tail operator's: its output is what waited.
+        if let Some(tail) = self.nodes.iter().find(|n| n.consumer.is_none()) {
+            tail.stats
+                .blocked_ns
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         Ok(())
     }

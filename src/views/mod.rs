@@ -27,6 +27,29 @@ use crate::types::{Changes, Message, ViewOutput};
 use changes::{ChangeLimits, ChangeLog, Start};
 use store::ViewStore;
 
+/// One operator partition's live counters (`eddy.operators`, `/metrics`), kept by the task
+/// that runs it.
+#[derive(Debug, Default)]
+pub struct OperatorStats {
+    /// The graph node's id.
+    pub id: String,
+    /// Its EXPLAIN line.
+    pub explain: String,
+    /// Which partition.
+    pub partition: usize,
+    /// Rows in (over every input port).
+    pub rows_in: AtomicU64,
+    /// Rows out.
+    pub rows_out: AtomicU64,
+    /// Bytes of state.
+    pub state_bytes: AtomicU64,
+    /// The last watermark it forwarded (ns), or NO_WATERMARK.
+    pub watermark: AtomicI64,
+    /// Time its task waited to hand output on (the next task's channel full, or the view's
+    /// subscribers): the operator at the end of a task carries its task's wait.
+    pub blocked_ns: AtomicU64,
+}
+
 /// A materialized view: rows maintained by its pipeline.
 pub struct MaterializedView {
     /// View name.
@@ -49,6 +72,8 @@ pub struct MaterializedView {
     pub rate: crate::types::rate::RateMeter,
     /// Operator state bytes, one slot per task.
     task_bytes: Mutex<Vec<Arc<AtomicU64>>>,
+    /// Every operator partition's counters, in graph order.
+    operators: Mutex<Vec<Arc<OperatorStats>>>,
     /// Output watermark (ns), or NO_WATERMARK.
     pub watermark: AtomicI64,
     /// `running` or `failed`.
@@ -93,6 +118,7 @@ impl MaterializedView {
             rows_late: AtomicU64::new(0),
             rate: Default::default(),
             task_bytes: Mutex::new(Vec::new()),
+            operators: Mutex::new(Vec::new()),
             watermark: AtomicI64::new(NO_WATERMARK),
             status: Mutex::new("running".into()),
             last_error: Mutex::new(None),
@@ -187,6 +213,29 @@ impl MaterializedView {
         let slot = Arc::new(AtomicU64::new(0));
         self.task_bytes.lock().push(slot.clone());
         slot
+    }
+
+    /// Counters for partition `partition` of operator `id` (explained as `explain`).
+    pub fn operator_stats(
+        &self,
+        id: &str,
+        explain: String,
+        partition: usize,
+    ) -> Arc<OperatorStats> {
+        let stats = Arc::new(OperatorStats {
+            id: id.to_string(),
+            explain,
+            partition,
+            watermark: AtomicI64::new(NO_WATERMARK),
+            ..OperatorStats::default()
+        });
+        self.operators.lock().push(stats.clone());
+        stats
+    }
+
+    /// Every operator partition's counters.
+    pub fn operators(&self) -> Vec<Arc<OperatorStats>> {
+        self.operators.lock().clone()
     }
 
     /// Add one operator partition's state to checkpoint `epoch`.

@@ -2,7 +2,7 @@
 //   node dashboard.js URL SCREENSHOT_DIR SOURCE VIEW
 // Loads the page, waits for the source and the view to show, checks that the source's rows read
 // go up while data flows, opens the view's operator graph, writes two screenshots, and prints a
-// JSON summary: {first, second, graph, errors}. Exits 1 on console errors, 2 on any failure.
+// JSON summary: {first, second, graph, counters, sparkline, errors}. Exits 1 on console errors, 2 on any failure.
 "use strict";
 const { chromium } = require("playwright-core");
 
@@ -35,10 +35,13 @@ const WAIT = { timeout: 30000 };
     const second = await read();
     await page.click(`${viewRow} button`);
     await page.waitForSelector(".graph svg text", WAIT);
-    const graph = await page.$$eval(".graph svg text", (ts) => ts.map((t) => t.textContent));
+    // The operator's counters come with the next status.
+    await page.waitForSelector(".graph svg text.counters", WAIT);
+    const graph = await page.$$eval(".graph svg text:not(.counters)", (ts) => ts.map((t) => t.textContent));
+    const counters = await page.$$eval(".graph svg text.counters", (ts) => ts.map((t) => t.textContent));
     const sparkline = await page.$eval(`${sourceRow} svg.spark polyline`, (p) => p.getAttribute("points"));
     await page.screenshot({ path: `${shots}/dashboard-2.png`, fullPage: true });
-    console.log(JSON.stringify({ first, second, graph, sparkline, errors }));
+    console.log(JSON.stringify({ first, second, graph, counters, sparkline, errors }));
     process.exitCode = errors.length ? 1 : 0;
   } finally {
     await browser.close();
