@@ -5,9 +5,10 @@
 //! Run: `cargo bench --bench copy` (`EDDY_BENCH_ROWS=N`, default 1,000,000 for COPY; INSERT
 //! takes a fifth of that). Prints rows/s for each path.
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -81,56 +82,6 @@ fn json_decode(rows: usize) {
     );
 }
 
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-async fn start() -> (ServerProcess, tokio_postgres::Client) {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("eddy-bench-copy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args([
-            "serve",
-            "--pg-addr",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start eddy");
-    let server = ServerProcess(child);
-    let conn = format!("host=127.0.0.1 port={port} user=eddy dbname=eddy");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match tokio_postgres::connect(&conn, tokio_postgres::NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                return (server, client);
-            }
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("eddy did not start: {e}"),
-        }
-    }
-}
-
 async fn copy_in(client: &tokio_postgres::Client, sql: &str, data: &[u8]) -> u64 {
     let sink = client.copy_in(sql).await.expect("copy in");
     futures::pin_mut!(sink);
@@ -174,7 +125,7 @@ async fn main() {
             &csv,
         ),
     ] {
-        let (_server, client) = start().await;
+        let (_server, client, _) = support::start("copy", &[]).await;
         client.batch_execute(TABLE).await.expect("create");
         let start = Instant::now();
         let n = copy_in(&client, sql, data).await;
@@ -197,7 +148,7 @@ async fn main() {
             format!("INSERT INTO bids VALUES {}", rows.join(", "))
         })
         .collect();
-    let (_server, client) = start().await;
+    let (_server, client, _) = support::start("copy", &[]).await;
     client.batch_execute(TABLE).await.expect("create");
     let start = Instant::now();
     for s in &statements {

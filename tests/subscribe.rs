@@ -125,6 +125,23 @@ async fn copy_subscribe_sends_the_snapshot_then_each_change_with_progress() {
         .expect("operators"),
         [["3", "4"]]
     );
+    // EXPLAIN ANALYZE shows the same under the aggregate of the view's graph.
+    let plan: Vec<String> = rows(&client, "EXPLAIN ANALYZE MATERIALIZED VIEW per_auction")
+        .await
+        .expect("explain analyze")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    let at = plan
+        .iter()
+        .position(|l| l.trim_start().starts_with("Aggregate:"))
+        .unwrap_or_else(|| panic!("{plan:#?}"));
+    assert!(plan[at + 1].contains("rows_in=3 rows_out=4"), "{plan:#?}");
+    assert!(
+        plan.last()
+            .is_some_and(|l| l.contains("view: rows=2") && l.contains("subscribers=1")),
+        "{plan:#?}"
+    );
     let p1: i64 = seen[0][0].parse().expect("position");
     assert!(p1 > p0, "positions go up: {p0} then {p1}");
     assert!(progress[0].parse::<i64>().expect("position") >= p1);

@@ -670,6 +670,7 @@ pub fn check_privilege(role: Option<Role>, user: &str, stmt: &Statement) -> Resu
             | Statement::ShowCreate(..)
             | Statement::Describe(_)
             | Statement::ExplainView(_)
+            | Statement::ExplainAnalyzeView(_)
             | Statement::Session(_)
             | Statement::Cursor(_)
             | Statement::Subscribe(_)

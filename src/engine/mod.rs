@@ -8,6 +8,7 @@ pub mod credentials;
 mod ddl;
 mod delete;
 pub mod durable;
+mod explain_analyze;
 mod functions;
 mod information_schema;
 mod insert;
@@ -676,6 +677,7 @@ impl Engine {
                 Ok(out)
             }
             Statement::ExplainView(v) => self.explain_view(v).await,
+            Statement::ExplainAnalyzeView(name) => self.explain_analyze_view(&name).await,
             Statement::CreateFunction(f, sql) => {
                 let _g = self.ddl_lock.lock().await;
                 self.create_function(*f, sql, true).await

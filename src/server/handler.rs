@@ -722,7 +722,8 @@ impl EddyParser {
             Statement::ShowObjects(_)
             | Statement::ShowCreate(_, _)
             | Statement::Describe(_)
-            | Statement::ExplainView(_) => {
+            | Statement::ExplainView(_)
+            | Statement::ExplainAnalyzeView(_) => {
                 // Side-effect free: run once to learn the result's shape.
                 if let Outcome::Rows(df) = self.engine.execute(stmt.clone()).await.map_err(pg)? {
                     prepared.result = Some(df.schema().inner().clone());

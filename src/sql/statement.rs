@@ -155,6 +155,9 @@ pub enum Statement {
     CreateSink(CreateSink),
     /// `EXPLAIN CREATE MATERIALIZED VIEW`: show the streaming operator graph.
     ExplainView(CreateView),
+    /// `EXPLAIN ANALYZE MATERIALIZED VIEW v`: a running view's operator graph with each
+    /// operator's live counters.
+    ExplainAnalyzeView(String),
     /// `INSERT INTO table …`.
     Insert(Box<ast::Statement>),
     /// `DELETE FROM table [WHERE …]` (upsert tables).
@@ -261,6 +264,15 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
     }
     if starts_with_words(t, &["CREATE", "MATERIALIZED", "VIEW"]) {
         return parse_create_view(sql, st, false).map(Statement::CreateView);
+    }
+    if starts_with_words(t, &["EXPLAIN", "ANALYZE", "MATERIALIZED", "VIEW"]) {
+        let mut p = parser_for(st.tokens.clone());
+        for _ in 0..4 {
+            p.next_token();
+        }
+        let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
+        expect_end(sql, &mut p)?;
+        return Ok(Statement::ExplainAnalyzeView(name));
     }
     if starts_with_words(t, &["EXPLAIN", "CREATE", "MATERIALIZED", "VIEW"]) {
         return parse_create_view(sql, st, true).map(Statement::ExplainView);
