@@ -55,8 +55,9 @@ struct ServeArgs {
     /// disconnected (and may resume with AS OF), so no client slows a view.
     #[arg(long, env = "EDDY_SUBSCRIBE_BUFFER", default_value_t = 1024)]
     subscribe_buffer: usize,
-    /// Bytes of each view's newest changes kept so a SUBSCRIBE client can resume (AS OF).
-    #[arg(long, env = "EDDY_SUBSCRIBE_RETAIN_BYTES", default_value_t = 64 << 20)]
+    /// Bytes of each view's newest changes kept so a SUBSCRIBE client can resume (AS OF); every
+    /// view keeps up to this much, subscribed or not.
+    #[arg(long, env = "EDDY_SUBSCRIBE_RETAIN_BYTES", default_value_t = 16 << 20)]
     subscribe_retain_bytes: usize,
     /// Recent rows a table keeps for SELECT.
     #[arg(long, env = "EDDY_TABLE_RETAIN_ROWS", default_value_t = 1_000_000)]

@@ -404,6 +404,11 @@ async fn http_takes_the_same_users_and_roles_as_postgres() {
         body.contains("eddy_view_rows{view=\"per_auction\"} 2"),
         "{body}"
     );
+    // No Postgres client is connected: the connections are all zero.
+    assert!(
+        body.contains("eddy_connections{state=\"active\"} 0"),
+        "{body}"
+    );
     assert_eq!(request(http, "GET", "/healthz", &[], "").await.0, 200);
 }
 

@@ -105,6 +105,7 @@ impl Figures {
                 "view" => &["view"],
                 "sink" => &["sink"],
                 "outcome" => &["outcome"],
+                "state" => &["state"],
                 _ => &[],
             },
             series: series.into_iter().map(|(l, v)| (vec![l], v)).collect(),
@@ -255,6 +256,20 @@ impl Figures {
                     )
                 })
                 .collect(),
+        ));
+        let sessions = self.0.sessions.all();
+        let active = sessions.iter().filter(|a| a.active()).count();
+        out.push(fam(
+            "eddy_connections",
+            "Open Postgres connections, by state.",
+            "state",
+            vec![
+                ("active".into(), Value::Gauge(active as f64)),
+                (
+                    "idle".into(),
+                    Value::Gauge((sessions.len() - active) as f64),
+                ),
+            ],
         ));
         if let Some(hub) = self.0.checkpoint_hub() {
             let t = hub.totals();

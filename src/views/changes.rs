@@ -62,7 +62,7 @@ impl Default for ChangeLimits {
     fn default() -> Self {
         ChangeLimits {
             buffer: 1024,
-            retain_bytes: 64 << 20,
+            retain_bytes: 16 << 20,
         }
     }
 }
