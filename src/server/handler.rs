@@ -185,13 +185,20 @@ fn format_options<C: ClientInfo>(client: &C) -> Arc<FormatOptions> {
     Arc::new(opts)
 }
 
+/// The connection's count of cancel requests, to watch.
+pub(super) fn cancel_requests<C: ClientInfo>(
+    client: &C,
+) -> Option<tokio::sync::watch::Receiver<u64>> {
+    client
+        .session_extensions()
+        .get::<super::cancel::CancelCounter>()
+        .map(|c| c.0.clone())
+}
+
 /// What may stop the statement about to run on `client`: a cancel request
 /// for this connection, and its `statement_timeout` (0 or unset: none).
 pub(super) fn statement_interrupt<C: ClientInfo>(client: &C) -> Interrupt {
-    let cancel = client
-        .session_extensions()
-        .get::<super::cancel::CancelCounter>()
-        .map(|c| c.0.clone());
+    let cancel = cancel_requests(client);
     let timeout = Some(super::settings::statement_timeout_ms(client.metadata()))
         .filter(|&ms| ms > 0)
         .map(std::time::Duration::from_millis);

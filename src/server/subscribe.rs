@@ -37,11 +37,7 @@ async fn start<C: ClientInfo>(
     s: &Subscribe,
     via: &'static str,
 ) -> PgWireResult<(SchemaRef, BatchStream)> {
-    let cancel = client
-        .session_extensions()
-        .get::<super::cancel::CancelCounter>()
-        .map(|c| c.0.clone());
-    let mut interrupt = Interrupt::new(cancel, None);
+    let mut interrupt = Interrupt::new(super::handler::cancel_requests(client), None);
     let sub = interrupt.run(engine.subscribe(s, via)).await.map_err(pg)?;
     Ok((sub.schema(), interruptible(Box::pin(sub), interrupt)))
 }
