@@ -62,6 +62,10 @@ struct ServeArgs {
     /// Recent rows a table keeps for SELECT.
     #[arg(long, env = "EDDY_TABLE_RETAIN_ROWS", default_value_t = 1_000_000)]
     table_retain_rows: usize,
+    /// Bytes of a table's log kept after checkpoints cover them, so views created later
+    /// backfill from every row (older rows are compacted away beyond this).
+    #[arg(long, env = "EDDY_TABLE_LOG_KEEP_BYTES", default_value_t = 256 << 20)]
+    table_log_keep_bytes: u64,
     /// Most rejected records kept in eddy.dead_letters (oldest evicted first).
     #[arg(long, env = "EDDY_DEAD_LETTER_MAX_ROWS", default_value_t = 100_000)]
     dead_letter_max_rows: usize,
@@ -175,6 +179,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
     let mut limits = Limits {
         view_max_rows: args.view_max_rows,
         table_retain_rows: args.table_retain_rows,
+        table_log_keep_bytes: args.table_log_keep_bytes,
         dead_letter_max_rows: args.dead_letter_max_rows,
         checkpoint_interval_secs: args.checkpoint_interval,
         query_memory_bytes: args.query_memory_mb.max(1).saturating_mul(1 << 20),

@@ -21,23 +21,8 @@ const RECORDS: usize = 3000;
 const PARTITIONS: i32 = 3;
 const WAIT_MAX: Duration = Duration::from_secs(60);
 
-/// Record `n`: partition n % 3, event time 10 ms apart with up to 300 ms of disorder.
-fn record(n: usize) -> (i32, String) {
-    let ts = 1_767_225_600_000_i64 + n as i64 * 10 - ((n * 7) % 4) as i64 * 100;
-    let payload = format!(
-        r#"{{"account": "u{}", "amount": {}, "ts": {ts}}}"#,
-        (n * 13) % 17,
-        (n * 31) % 101
-    );
-    ((n % PARTITIONS as usize) as i32, payload)
-}
-
 async fn produce(p: &FutureProducer, topic: &str, range: std::ops::Range<usize>) {
-    let records = range.map(|n| {
-        let (partition, payload) = record(n);
-        (partition, None, payload, None)
-    });
-    common::kafka::produce(p, topic, records).await;
+    common::kafka::produce_payments(p, topic, range, PARTITIONS).await;
 }
 
 fn ddl(bootstrap: &str, topic: &str) -> String {

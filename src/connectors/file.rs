@@ -136,6 +136,9 @@ struct Reader {
     overlong: Vec<(Record, String)>,
     /// Resuming from a checkpoint: lines up to this one (file, line) were read already.
     resume: Option<(PathBuf, i64)>,
+    /// Reading a range for a view's backfill: lines after this one (file,
+    /// line) are left to the source's own reader (see [`read_file_range`]).
+    bound: Option<Option<(PathBuf, i64)>>,
 }
 
 /// A name for the reader's threads: the path's last component.
@@ -165,6 +168,36 @@ pub fn read_files(
     tx: mpsc::Sender<Produced>,
     resume: Option<serde_json::Value>,
 ) {
+    run_reader(opts, ingest, bounds, tx, resume, None)
+}
+
+/// Read the path once, after `start` (a position [`read_files`] handed
+/// over, or none: from the first line) up to and including `target` (the
+/// position of the source's own reader; none: nothing), then send
+/// `Produced::Finished`, without the end-of-input watermark. For a view's
+/// backfill: `ingest` should be a replay (no dead letters twice). Runs on a
+/// blocking thread.
+pub fn read_file_range(
+    mut opts: FileOptions,
+    ingest: Ingest,
+    bounds: BatchBounds,
+    tx: mpsc::Sender<Produced>,
+    start: Option<serde_json::Value>,
+    target: Option<serde_json::Value>,
+) {
+    opts.follow = false;
+    let bound = Some(target.as_ref().and_then(parse_position));
+    run_reader(opts, ingest, bounds, tx, start, bound)
+}
+
+fn run_reader(
+    opts: FileOptions,
+    ingest: Ingest,
+    bounds: BatchBounds,
+    tx: mpsc::Sender<Produced>,
+    resume: Option<serde_json::Value>,
+    bound: Option<Option<(PathBuf, i64)>>,
+) {
     let pipeline = match Pipeline::new(ingest, bounds.decode_threads, &source_name(&opts)) {
         Ok(p) => p,
         Err(e) => {
@@ -180,8 +213,15 @@ pub fn read_files(
         pending: Vec::new(),
         overlong: Vec::new(),
         resume: resume.as_ref().and_then(parse_position),
+        bound,
     };
-    if let Err(e) = r.run() {
+    // A range ending before anything was read holds nothing.
+    let result = if matches!(r.bound, Some(None)) {
+        r.send(Produced::Finished).map_err(EddyError::from)
+    } else {
+        r.run()
+    };
+    if let Err(e) = result {
         let _ = r.tx.blocking_send(Produced::Failed(e));
     }
 }
@@ -261,7 +301,9 @@ impl Reader {
                 }
                 self.flush()?;
                 self.drain()?;
-                self.send(Produced::Watermark(i64::MAX))?;
+                if self.bound.is_none() {
+                    self.send(Produced::Watermark(i64::MAX))?;
+                }
                 self.send(Produced::Finished)?;
                 return Ok(());
             }
@@ -359,6 +401,15 @@ impl Reader {
         if let Some((file, last)) = &self.resume {
             let path = Path::new(name.as_ref());
             if path < file.as_path() || (path == file && line_no <= *last) {
+                return;
+            }
+        }
+        if let Some(bound) = &self.bound {
+            let path = Path::new(name.as_ref());
+            let within = bound.as_ref().is_some_and(|(file, last)| {
+                path < file.as_path() || (path == file && line_no <= *last)
+            });
+            if !within {
                 return;
             }
         }

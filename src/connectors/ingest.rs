@@ -163,6 +163,9 @@ pub(super) struct Router {
     /// Also produce dead letters here (`'dead_letter.topic'`).
     dead_letter_topic: Option<DeadLetterTopic>,
     source: Arc<str>,
+    /// Reading again what the source's own reader already routed (a view's
+    /// backfill): rejected records are neither counted nor dead-lettered again.
+    quiet: bool,
 }
 
 impl Ingest {
@@ -178,11 +181,26 @@ impl Ingest {
             on_error: spec.on_error,
             dead_letters,
             dead_letter_topic: None,
+            quiet: false,
         };
         Ok(Ingest {
             check: Checker::new(stream, spec)?,
             route,
         })
+    }
+
+    /// An ingest path that reads records the source's reader has already
+    /// processed (a view's backfill): the same rows, but rejected records are
+    /// not counted or dead-lettered a second time. `on_error = 'fail'` still
+    /// stops at the first rejected record.
+    pub fn replay(
+        stream: Arc<StreamObject>,
+        spec: IngestSpec,
+        dead_letters: Arc<DeadLetterStore>,
+    ) -> std::result::Result<Self, String> {
+        let mut ingest = Ingest::new(stream, spec, dead_letters)?;
+        ingest.route.quiet = true;
+        Ok(ingest)
     }
 
     /// Also produce every dead letter to a Kafka topic.
@@ -325,7 +343,9 @@ impl Router {
         match self.on_error {
             OnError::Fail => {
                 let r = &rejected[0];
-                m.rows_rejected.fetch_add(1, Ordering::Relaxed);
+                if !self.quiet {
+                    m.rows_rejected.fetch_add(1, Ordering::Relaxed);
+                }
                 return Err(EddyError::Connector(format!(
                     "source \"{}\" stopped (on_error = 'fail'): record at {} rejected: {}",
                     self.source,
@@ -333,6 +353,7 @@ impl Router {
                     r.error
                 )));
             }
+            _ if self.quiet => return Ok(()),
             OnError::Skip => {}
             OnError::DeadLetter => {
                 let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);

@@ -2,6 +2,7 @@
 //! (`datagen`, `nexmark`, `file`, `kafka`). File and Kafka records go through one ingest
 //! path: [`format`] decoding, the [`contract`], and [`dead_letter`]s.
 
+pub mod backfill;
 pub mod contract;
 pub mod datagen;
 pub mod dead_letter;

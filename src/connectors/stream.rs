@@ -93,7 +93,7 @@ impl Default for SourceMetrics {
 }
 
 /// How a stream derives its watermark.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WatermarkGen {
     /// Index of the event-time column.
     pub time_index: usize,
@@ -159,6 +159,8 @@ pub struct StreamObject {
     position: Mutex<Position>,
     /// An upsert table's current rows (`PRIMARY KEY`); its pushes are log rows.
     upsert: Option<Mutex<super::upsert::UpsertState>>,
+    /// How the source's connector reads again, for views that backfill.
+    replay: std::sync::OnceLock<super::backfill::ReplaySpec>,
 }
 
 /// How far a stream has got.
@@ -209,7 +211,48 @@ impl StreamObject {
             insert_lock: tokio::sync::Mutex::new(()),
             position: Mutex::new(Position::default()),
             upsert: None,
+            replay: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Say how the source's connector reads again (once, at `CREATE SOURCE`).
+    pub fn set_replay(&self, spec: super::backfill::ReplaySpec) {
+        let _ = self.replay.set(spec);
+    }
+
+    /// How the source's connector reads again (Kafka and file sources).
+    pub fn replay(&self) -> Option<&super::backfill::ReplaySpec> {
+        self.replay.get()
+    }
+
+    /// A stream of the same name, schema and watermark that nobody reads: a
+    /// backfill's range reader computes watermarks and reports its own
+    /// progress with it, leaving this stream's counters alone.
+    pub fn stand_in(&self) -> StreamObject {
+        StreamObject::new(
+            self.name.clone(),
+            self.kind,
+            self.connector.clone(),
+            self.schema.clone(),
+            self.watermark.clone(),
+            0,
+        )
+    }
+
+    /// Hold the stream: nothing is published (rows, watermarks, barriers)
+    /// until the guard is dropped. A backfill's last phase holds it.
+    pub async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.push_lock.lock().await
+    }
+
+    /// The table's log as it is now, to read rows from (`None` without a log).
+    pub fn log_range(&self) -> Option<super::table_log::LogRange> {
+        self.table_log.as_ref().map(|l| l.lock().range())
+    }
+
+    /// True when the table keeps a log (the server has a data directory).
+    pub fn has_log(&self) -> bool {
+        self.table_log.is_some()
     }
 
     /// Make this table an upsert table: rows pushed are log rows (see [`super::upsert`]).
@@ -250,11 +293,12 @@ impl StreamObject {
         }
     }
 
-    /// Drop the parts of the table's log before row `row` (see
-    /// [`TableLog::compact`]); returns the bytes freed. Blocking (file removal).
-    pub fn compact_log(&self, row: u64) -> u64 {
+    /// Drop the parts of the table's log before row `row` beyond the newest
+    /// `keep_bytes` (see [`TableLog::compact`]); returns the bytes freed.
+    /// Blocking (file removal).
+    pub fn compact_log(&self, row: u64, keep_bytes: u64) -> u64 {
         match &self.table_log {
-            Some(log) => log.lock().compact(row),
+            Some(log) => log.lock().compact(row, keep_bytes),
             None => 0,
         }
     }

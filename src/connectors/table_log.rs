@@ -255,15 +255,25 @@ impl TableLog {
         Ok(())
     }
 
+    /// The segments as they are now, to read rows from without holding the
+    /// log (see [`LogRange::read`]).
+    pub fn range(&self) -> LogRange {
+        LogRange {
+            segments: self.segments.clone(),
+        }
+    }
+
     /// Remove whole closed segments whose rows all come before `row` (rows
-    /// that every kept checkpoint covers and `SELECT` no longer keeps).
-    /// Returns the bytes freed.
-    pub fn compact(&mut self, row: u64) -> u64 {
+    /// that every kept checkpoint covers and `SELECT` no longer keeps), oldest
+    /// first, while the log holds more than `keep_bytes` (views created later
+    /// backfill from what is kept). Returns the bytes freed.
+    pub fn compact(&mut self, row: u64, keep_bytes: u64) -> u64 {
         let mut freed = 0;
+        let total = self.bytes();
         let open = self.segments.len().saturating_sub(1);
         let mut keep_from = 0;
         for (i, seg) in self.segments.iter().enumerate().take(open) {
-            if seg.first_row + seg.rows > row {
+            if seg.first_row + seg.rows > row || total - freed <= keep_bytes {
                 break;
             }
             match std::fs::remove_file(&seg.path) {
@@ -280,6 +290,100 @@ impl TableLog {
         self.segments.drain(..keep_from);
         freed
     }
+}
+
+/// The segments of a log at one moment, read without holding the log: a
+/// view's backfill reads a table's rows from here while `INSERT`s go on.
+#[derive(Debug, Clone)]
+pub struct LogRange {
+    segments: Vec<Segment>,
+}
+
+impl LogRange {
+    /// Number of the first row still logged.
+    pub fn first_row(&self) -> u64 {
+        self.segments.first().map_or(0, |s| s.first_row)
+    }
+
+    /// Hand `each` the logged rows numbered `from..to`, in order, a frame at
+    /// a time (a segment is read whole: at most [`SEGMENT_BYTES_MAX`] plus one
+    /// frame in memory). Returns the rows that could not be read: in corrupt
+    /// frames, or in segments compacted away meanwhile. Stops early when
+    /// `each` returns false. Blocking.
+    pub fn read(
+        &self,
+        from: u64,
+        to: u64,
+        mut each: impl FnMut(RecordBatch) -> bool,
+    ) -> Result<u64> {
+        let mut lost = 0;
+        for seg in &self.segments {
+            if seg.first_row + seg.rows <= from || seg.first_row >= to {
+                continue;
+            }
+            let parts: Vec<Part> = if seg.path.extension().is_some_and(|x| x == LEGACY_EXT) {
+                read_legacy(&seg.path)?
+                    .into_iter()
+                    .map(Part::Rows)
+                    .collect()
+            } else {
+                match std::fs::read(&seg.path) {
+                    Ok(bytes) => frame_parts(&seg.path, &bytes)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        lost += seg.rows;
+                        continue;
+                    }
+                    Err(e) => return Err(io(&seg.path, e)),
+                }
+            };
+            let mut row = seg.first_row;
+            for part in parts {
+                let (batch, n) = match part {
+                    Part::Rows(b) => {
+                        let n = b.num_rows() as u64;
+                        (Some(b), n)
+                    }
+                    Part::Lost(n) => (None, n),
+                };
+                let (lo, hi) = (from.max(row), to.min(row + n));
+                row += n;
+                if lo >= hi {
+                    continue;
+                }
+                match batch {
+                    Some(b) => {
+                        let first = lo - (row - n);
+                        if !each(b.slice(first as usize, (hi - lo) as usize)) {
+                            return Ok(lost);
+                        }
+                    }
+                    None => lost += hi - lo,
+                }
+            }
+        }
+        Ok(lost)
+    }
+}
+
+/// Rows of a segment as read: a batch, or rows of a corrupt frame.
+enum Part {
+    Rows(RecordBatch),
+    Lost(u64),
+}
+
+/// The parts of a segment's frames, in order.
+fn frame_parts(path: &Path, bytes: &[u8]) -> Result<Vec<Part>> {
+    let mut out = Vec::new();
+    for frame in frames(bytes) {
+        match frame {
+            Frame::Whole { payload, .. } => {
+                out.extend(decode(path, payload)?.into_iter().map(Part::Rows))
+            }
+            Frame::Corrupt { rows, .. } => out.push(Part::Lost(rows)),
+            Frame::Torn { .. } => {}
+        }
+    }
+    Ok(out)
 }
 
 /// One frame of a segment, as read.
@@ -504,11 +608,11 @@ mod tests {
         log.append(&[batch(vec![30])]).unwrap();
         assert_eq!(log.segments.len(), 4);
         // Rows 0..3 covered: only the first segment (rows 0, 1) is wholly before row 3.
-        let freed = log.compact(3);
+        let freed = log.compact(3, 0);
         assert!(freed > 0);
         assert_eq!(log.segments.len(), 3);
         // The open segment is never removed.
-        log.compact(u64::MAX);
+        log.compact(u64::MAX, 0);
         assert_eq!(log.segments.len(), 1);
         drop(log);
         let log = TableLog::open(dir.clone(), schema()).unwrap();

@@ -184,6 +184,19 @@ impl Engine {
         let expected_sinks: Vec<String> = sinks.iter().map(|k| k.name.clone()).collect();
         self.hub.begin(epoch);
         let mut contents = Contents::default();
+        // Backfilling views get their barrier from their backfill, the others from
+        // their streams; no backfill hands over to its stream in between.
+        let handoff = self.backfills().handoff.lock().await;
+        let mut backfills: HashMap<String, std::collections::BTreeMap<String, serde_json::Value>> =
+            HashMap::new();
+        for b in self.backfills().active() {
+            if let Some(at) = b.barrier(epoch).await {
+                backfills
+                    .entry(b.view.clone())
+                    .or_default()
+                    .insert(b.index.to_string(), at);
+            }
+        }
         for s in self.catalog.streams() {
             let position = s.inject_barrier(epoch).await;
             if let Some(id) = durable.id_of(&s.name) {
@@ -192,6 +205,7 @@ impl Engine {
                     .insert(s.name.clone(), SavedStream { id, position });
             }
         }
+        drop(handoff);
         // With the sources' positions: a restored source resumes after the records
         // whose rejection this holds.
         contents.dead_letters = self.dead_letters.snapshot()?;
@@ -212,7 +226,8 @@ impl Engine {
             .hub
             .collect(epoch, &expected, &expected_sinks, COLLECT_TIMEOUT, failed)
             .await?;
-        for (name, snapshot) in collected.views {
+        for (name, mut snapshot) in collected.views {
+            snapshot.backfills = backfills.remove(&name).unwrap_or_default();
             if let Some(id) = durable.id_of(&name) {
                 contents.views.insert(name, SavedView { id, snapshot });
             }
@@ -257,6 +272,7 @@ impl Engine {
             kept.front().cloned().unwrap_or_default()
         };
         let retain = self.limits.table_retain_rows as u64;
+        let keep_bytes = self.limits.table_log_keep_bytes;
         let streams: Vec<_> = self
             .catalog
             .streams()
@@ -269,7 +285,7 @@ impl Engine {
                 .into_iter()
                 .map(|(s, covered)| {
                     let keep_for_select = s.log_next_row().saturating_sub(retain);
-                    s.compact_log(covered.min(keep_for_select))
+                    s.compact_log(covered.min(keep_for_select), keep_bytes)
                 })
                 .sum::<u64>()
         })

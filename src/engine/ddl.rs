@@ -285,7 +285,11 @@ impl Engine {
                 Err(self.duplicate(&v.name))
             };
         }
-        let unknown: Vec<&String> = v.options.keys().filter(|k| *k != "state_ttl").collect();
+        let unknown: Vec<&String> = v
+            .options
+            .keys()
+            .filter(|k| *k != "state_ttl" && !super::backfill::OPTIONS.contains(&k.as_str()))
+            .collect();
         if !unknown.is_empty() {
             let keys = unknown;
             return Err(EddyError::invalid(format!(
@@ -350,6 +354,8 @@ impl Engine {
             }
         };
         let (plan, _) = self.plan(v).await.map_err(StartError::Fresh)?;
+        let choice = super::backfill::Choice::of(v).map_err(StartError::Fresh)?;
+        let mut drivers = Vec::new();
         let mut input_names = plan.inputs();
         let view = Arc::new(
             MaterializedView::new(
@@ -365,8 +371,25 @@ impl Engine {
             view.restore_rows(&r.rows, r.position).map_err(err)?;
         }
         let mut inputs = Vec::new();
+        let mut backfills = Vec::new();
         for (i, input) in input_names.iter().enumerate() {
+            backfills.push(match self.input_ref(input) {
+                Some(r) => self
+                    .backfill_start(&choice, &v.name, i, &r, restored.as_ref())
+                    .map_err(StartError::Fresh)?,
+                None => None,
+            });
+        }
+        for ((i, input), backfill) in input_names.iter().enumerate().zip(backfills) {
             let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
+            if let Some((stream, start)) = backfill {
+                drivers.push(self.backfill(&choice, &v.name, i, stream, start, tx));
+                inputs.push(ViewInput {
+                    snapshot: Vec::new(),
+                    rx,
+                });
+                continue;
+            }
             let mut snapshot = match self.subscribe_to(input, &v.name, tx).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -399,6 +422,7 @@ impl Engine {
             }
             return Err(err(e));
         }
+        super::backfill::spawn_backfills(&view, drivers, &mut tasks);
         Ok((view, tasks, input_names))
     }
 

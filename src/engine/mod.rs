@@ -2,6 +2,7 @@
 //! DataFusion.
 
 mod access;
+mod backfill;
 mod checkpointing;
 pub mod copy_in;
 pub mod credentials;
@@ -56,6 +57,8 @@ pub struct Limits {
     pub view_max_rows: u64,
     /// Recent rows a table keeps for `SELECT`.
     pub table_retain_rows: usize,
+    /// Bytes of a table's log kept after checkpoints cover them (for backfills).
+    pub table_log_keep_bytes: u64,
     /// Groups one aggregate partition may hold.
     pub max_groups_per_partition: usize,
     /// Partitions per aggregate (normally the number of cores).
@@ -89,6 +92,7 @@ impl Default for Limits {
             channel_capacity: 16,
             view_max_rows: 10_000_000,
             table_retain_rows: 1_000_000,
+            table_log_keep_bytes: 256 << 20,
             max_groups_per_partition: 5_000_000,
             partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             dead_letter_max_rows: 100_000,
@@ -155,6 +159,8 @@ pub struct Engine {
     recovery_note: parking_lot::Mutex<Option<String>>,
     /// The Postgres connections (`eddy.connections`, idle sessions).
     pub sessions: Arc<sessions::Activities>,
+    /// Views reading what their streams delivered before they were created.
+    backfills: Arc<crate::connectors::backfill::Backfills>,
 }
 
 /// Split a table's logged batches at the rows it had published when the
@@ -302,6 +308,7 @@ impl Engine {
             table_checkpoints: parking_lot::Mutex::new(std::collections::VecDeque::new()),
             recovery_note: parking_lot::Mutex::new(None),
             sessions,
+            backfills: Arc::default(),
         })
     }
 

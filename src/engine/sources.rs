@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::Engine;
+use crate::connectors::backfill::ReplaySpec;
 use crate::connectors::contract::{Check, Contract};
 use crate::connectors::datagen::{DatagenGenerator, DatagenOptions};
 use crate::connectors::file::{read_files, FileOptions};
@@ -154,7 +155,7 @@ impl Engine {
                 tasks.spawn(run_datagen(stream.clone(), gen, rate));
             }
             "file" => {
-                let (ingest, bounds) = self.ingest(columns, stream, &mut opts, None)?;
+                let (ingest, bounds, spec) = self.ingest(columns, stream, &mut opts, None)?;
                 let skip_header = matches!(
                     ingest_format(&c.options),
                     Some(Format::Csv { header: true, .. })
@@ -163,6 +164,11 @@ impl Engine {
                     .map_err(EddyError::invalid)?;
                 file.path = self.readable_path("file", &file.path.to_string_lossy())?;
                 no_leftovers("file", &opts)?;
+                stream.set_replay(ReplaySpec::File {
+                    opts: file.clone(),
+                    spec,
+                    bounds,
+                });
                 let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);
                 let resume = stream.resume_position();
                 tasks.spawn_blocking(move || read_files(file, ingest, bounds, tx, resume));
@@ -172,9 +178,14 @@ impl Engine {
                 let mut kafka =
                     KafkaOptions::from_options(&c.name, &mut opts).map_err(EddyError::invalid)?;
                 self.check_kafka_files(&mut kafka.properties)?;
-                let (ingest, bounds) =
+                let (ingest, bounds, spec) =
                     self.ingest(columns, stream, &mut opts, Some(&kafka.bootstrap))?;
                 no_leftovers("kafka", &opts)?;
+                stream.set_replay(ReplaySpec::Kafka {
+                    opts: kafka.clone(),
+                    spec,
+                    bounds,
+                });
                 let (tx, rx) = mpsc::channel(READER_CHANNEL_CAPACITY);
                 let s = stream.clone();
                 let resume = stream.resume_position();
@@ -211,7 +222,7 @@ impl Engine {
         stream: &Arc<StreamObject>,
         opts: &mut BTreeMap<String, String>,
         source_brokers: Option<&str>,
-    ) -> Result<(Ingest, BatchBounds)> {
+    ) -> Result<(Ingest, BatchBounds, IngestSpec)> {
         let format = Format::from_options(opts).map_err(EddyError::invalid)?;
         let on_error = OnError::from_options(opts).map_err(EddyError::invalid)?;
         let bounds =
@@ -222,7 +233,7 @@ impl Engine {
             contract: self.contract(columns)?,
             on_error,
         };
-        let mut ingest = Ingest::new(stream.clone(), spec, self.dead_letters.clone())
+        let mut ingest = Ingest::new(stream.clone(), spec.clone(), self.dead_letters.clone())
             .map_err(EddyError::invalid)?;
         let dlq_brokers = opts.remove("dead_letter.bootstrap.servers");
         if let Some(topic) = opts.remove("dead_letter.topic") {
@@ -238,7 +249,7 @@ impl Engine {
                 DeadLetterTopic::new(brokers, topic).map_err(EddyError::invalid)?,
             );
         }
-        Ok((ingest, bounds))
+        Ok((ingest, bounds, spec))
     }
 }
 

@@ -120,6 +120,8 @@ impl SystemTable {
                 f("rows_per_s", DataType::Float64, false),
                 f("freshness_ms", DataType::Int64, true),
                 f("subscribers", DataType::Int64, false),
+                f("backfill_rows", DataType::Int64, true),
+                f("backfill_remaining", DataType::Int64, true),
             ],
             SystemTableKind::Operators => vec![
                 f("view", DataType::Utf8, false),
@@ -270,9 +272,7 @@ impl SystemTable {
                     Arc::new(Int64Array::from_iter_values(
                         v.iter().map(|x| x.rows_late.load(Ordering::Relaxed) as i64),
                     )),
-                    Arc::new(StringArray::from_iter_values(
-                        v.iter().map(|x| x.status.lock().clone()),
-                    )),
+                    Arc::new(StringArray::from_iter_values(v.iter().map(|x| x.status()))),
                     Arc::new(StringArray::from_iter(
                         v.iter().map(|x| x.last_error.lock().clone()),
                     )),
@@ -285,6 +285,12 @@ impl SystemTable {
                     )),
                     Arc::new(Int64Array::from_iter_values(
                         v.iter().map(|x| x.changes.lock().subscribers() as i64),
+                    )),
+                    Arc::new(Int64Array::from_iter(
+                        v.iter().map(|x| x.backfill_progress().0),
+                    )),
+                    Arc::new(Int64Array::from_iter(
+                        v.iter().map(|x| x.backfill_progress().1),
                     )),
                 ]
             }

@@ -230,6 +230,7 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
             "id": v.id,
             "published_watermark": v.snapshot.published_watermark,
             "position": v.snapshot.position,
+            "backfills": v.snapshot.backfills,
             "rows": rows.as_ref().map(FileRef::to_json),
             "nodes": nodes,
         }));
@@ -417,6 +418,10 @@ fn graph_view(dir: &Path, v: &Value) -> Result<ViewSnapshot> {
         published_watermark: v["published_watermark"].as_i64(),
         rows: read_optional(dir, &v["rows"])?,
         position: v["position"].as_i64(),
+        backfills: v["backfills"]
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
         nodes,
     })
 }
@@ -476,6 +481,7 @@ fn fixed_shape_view(dir: &Path, v: &Value) -> Result<ViewSnapshot> {
         rows: read_optional(dir, &v["rows"])?,
         position: None,
         nodes,
+        backfills: Default::default(),
     })
 }
 
@@ -564,6 +570,7 @@ mod tests {
                         rows_late: 4,
                         state: OperatorState::single("left", vec![batch.clone()]),
                     }],
+                    backfills: [("s".to_string(), serde_json::json!({"rows": v}))].into(),
                 },
             },
         );
@@ -603,6 +610,7 @@ mod tests {
         assert_eq!(view.rows[0].num_rows(), 2);
         assert_eq!(view.published_watermark, Some(5));
         assert_eq!(view.position, Some(6));
+        assert_eq!(view.backfills["s"], serde_json::json!({"rows": 5}));
         let node = &view.nodes[0];
         assert_eq!(
             (node.id.as_str(), node.partition, node.rows_late),

@@ -75,6 +75,9 @@ pub struct ViewSnapshot {
     pub position: Option<i64>,
     /// Every operator's state, per partition.
     pub nodes: Vec<NodeSnapshot>,
+    /// Inputs the view was still backfilling, by stream name: where each
+    /// backfill resumes (see `connectors::backfill`).
+    pub backfills: std::collections::BTreeMap<String, Value>,
 }
 
 /// One partition of one operator of a view's graph, at a barrier.

@@ -76,8 +76,10 @@ pub struct MaterializedView {
     operators: Mutex<Vec<Arc<OperatorStats>>>,
     /// Output watermark (ns), or NO_WATERMARK.
     pub watermark: AtomicI64,
-    /// `running` or `failed`.
+    /// `running`, `backfilling` (see [`MaterializedView::backfilling`]) or `failed`.
     pub status: Mutex<String>,
+    /// The view's backfills (reading what its streams delivered before it existed).
+    pub backfills: Mutex<Vec<Arc<crate::connectors::backfill::Backfill>>>,
     /// The error that stopped the view.
     pub last_error: Mutex<Option<String>>,
     /// Operator state gathered per checkpoint whose barrier is passing through.
@@ -121,6 +123,7 @@ impl MaterializedView {
             operators: Mutex::new(Vec::new()),
             watermark: AtomicI64::new(NO_WATERMARK),
             status: Mutex::new("running".into()),
+            backfills: Mutex::new(Vec::new()),
             last_error: Mutex::new(None),
             pending_checkpoints: Mutex::new(BTreeMap::new()),
             hub,
@@ -255,6 +258,34 @@ impl MaterializedView {
         let snap = pending.remove(&epoch).unwrap_or_default();
         pending.retain(|e, _| *e > epoch);
         snap
+    }
+
+    /// The view's status: `backfilling` while a backfill of a running view goes on.
+    pub fn status(&self) -> String {
+        let status = self.status.lock().clone();
+        if status == "running" && self.backfills.lock().iter().any(|b| !b.ended()) {
+            return "backfilling".into();
+        }
+        status
+    }
+
+    /// Rows its backfills handed over, and records they still have to read
+    /// (`None` when it never backfilled / has no backfill running).
+    pub fn backfill_progress(&self) -> (Option<i64>, Option<i64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let b = self.backfills.lock();
+        if b.is_empty() {
+            return (None, None);
+        }
+        let rows = b.iter().map(|b| b.rows.load(Relaxed) as i64).sum();
+        let running: Vec<_> = b.iter().filter(|b| !b.ended()).collect();
+        let remaining = (!running.is_empty()).then(|| {
+            running
+                .iter()
+                .map(|b| b.remaining.load(Relaxed).max(0))
+                .sum()
+        });
+        (Some(rows), remaining)
     }
 
     /// Mark the view failed.

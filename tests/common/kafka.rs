@@ -113,3 +113,33 @@ pub fn watermarks(
         .fetch_watermarks(topic, partition, Duration::from_secs(10))
         .expect("watermarks")
 }
+
+/// Payment record `n` of a topic with `partitions` partitions: partition
+/// `n % partitions`, event time 10 ms apart with up to 300 ms of disorder
+/// (less than a one-second watermark delay: no row is late however records
+/// are batched, so a view's result does not depend on batching).
+#[allow(dead_code)]
+pub fn payment(n: usize, partitions: i32) -> (i32, String) {
+    let ts = 1_767_225_600_000_i64 + n as i64 * 10 - ((n * 7) % 4) as i64 * 100;
+    let payload = format!(
+        r#"{{"account": "u{}", "amount": {}, "ts": {ts}}}"#,
+        (n * 13) % 17,
+        (n * 31) % 101
+    );
+    ((n % partitions as usize) as i32, payload)
+}
+
+/// Produce payment records `range` (see [`payment`]).
+#[allow(dead_code)]
+pub async fn produce_payments(
+    p: &FutureProducer,
+    topic: &str,
+    range: std::ops::Range<usize>,
+    partitions: i32,
+) {
+    let records = range.map(|n| {
+        let (partition, payload) = payment(n, partitions);
+        (partition, None, payload, None)
+    });
+    produce(p, topic, records).await;
+}

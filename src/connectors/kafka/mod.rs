@@ -25,5 +25,5 @@ pub use options::{is_file_property, KafkaOptions, StartupMode};
 pub use sink::{
     encode, rows_as_json, Delivery, KafkaSinkOptions, OutMessage, SinkMetrics, SinkMode, SinkObject,
 };
-pub use source::read_kafka;
+pub use source::{origin_offsets, range_targets, read_kafka, read_kafka_range, remaining};
 pub use txn_sink::run_exactly_once_sink;

@@ -85,6 +85,22 @@ struct Reader {
     resume: Resume,
     /// When partitions were last listed.
     last_discovery: Instant,
+    /// Where a `latest` source started in each partition (a view created
+    /// later backfills from there); checkpointed with the position.
+    origin: BTreeMap<i32, i64>,
+    /// Reading a range for a view's backfill (see [`read_kafka_range`]).
+    bound: Option<Bound>,
+}
+
+/// A backfill's range: per partition, the offset to stop before (what the
+/// source's own reader has published); partitions without one are not read.
+#[derive(Debug, Default)]
+struct Bound {
+    targets: BTreeMap<i32, i64>,
+    /// Partitions at their end: where the broker said it was.
+    eof: BTreeMap<i32, i64>,
+    /// Partitions that reached their target.
+    done: std::collections::BTreeSet<i32>,
 }
 
 /// A checkpointed Kafka position: per partition, the next offset and the watermark.
@@ -92,6 +108,7 @@ struct Reader {
 struct Resume {
     offsets: BTreeMap<i32, i64>,
     watermarks: BTreeMap<i32, i64>,
+    origin: BTreeMap<i32, i64>,
 }
 
 impl Resume {
@@ -109,6 +126,7 @@ impl Resume {
         Resume {
             offsets: map("offsets"),
             watermarks: map("watermarks"),
+            origin: map("origin"),
         }
     }
 }
@@ -123,6 +141,65 @@ pub fn read_kafka(
     tx: mpsc::Sender<Produced>,
     resume: Option<serde_json::Value>,
 ) {
+    run_reader(opts, ingest, bounds, stream, tx, resume, None)
+}
+
+/// Read the topic from `start` (a position [`read_kafka`] checkpointed, or
+/// none: from the startup mode) up to, not including, `targets` (per
+/// partition, the next offset of the source's own reader), then send
+/// `Produced::Finished`. For a view's backfill: `ingest` should be a replay
+/// (no dead letters twice), `stream` a stand-in whose metrics show the
+/// backfill's progress; offsets are not committed. Runs on a blocking thread.
+pub fn read_kafka_range(
+    opts: KafkaOptions,
+    ingest: Ingest,
+    bounds: BatchBounds,
+    stream: Arc<StreamObject>,
+    tx: mpsc::Sender<Produced>,
+    start: Option<serde_json::Value>,
+    targets: BTreeMap<i32, i64>,
+) {
+    let bound = Bound {
+        targets,
+        ..Bound::default()
+    };
+    run_reader(opts, ingest, bounds, stream, tx, start, Some(bound))
+}
+
+/// The targets of a backfill reading up to where a source's reader is:
+/// the next offset per partition of a [`read_kafka`] position.
+pub fn range_targets(position: Option<&serde_json::Value>) -> BTreeMap<i32, i64> {
+    position
+        .map(|p| Resume::parse(p).offsets)
+        .unwrap_or_default()
+}
+
+/// The offsets a `latest` source started at, from its position (empty when
+/// it started elsewhere or has not placed itself yet).
+pub fn origin_offsets(position: Option<&serde_json::Value>) -> BTreeMap<i32, i64> {
+    position
+        .map(|p| Resume::parse(p).origin)
+        .unwrap_or_default()
+}
+
+/// Records between `position` and `targets`, summed over partitions.
+pub fn remaining(position: Option<&serde_json::Value>, targets: &BTreeMap<i32, i64>) -> i64 {
+    let at = range_targets(position);
+    targets
+        .iter()
+        .map(|(p, &t)| (t - at.get(p).copied().unwrap_or(0)).max(0))
+        .sum()
+}
+
+fn run_reader(
+    opts: KafkaOptions,
+    ingest: Ingest,
+    bounds: BatchBounds,
+    stream: Arc<StreamObject>,
+    tx: mpsc::Sender<Produced>,
+    resume: Option<serde_json::Value>,
+    bound: Option<Bound>,
+) {
     let pipeline = match Pipeline::new(ingest, bounds.decode_threads, &stream.name) {
         Ok(p) => p,
         Err(e) => {
@@ -130,6 +207,7 @@ pub fn read_kafka(
             return;
         }
     };
+    let resume = resume.map(|v| Resume::parse(&v)).unwrap_or_default();
     let mut r = Reader {
         opts,
         pipeline,
@@ -138,8 +216,10 @@ pub fn read_kafka(
         stream,
         partitions: BTreeMap::new(),
         unhealthy: false,
-        resume: resume.map(|v| Resume::parse(&v)).unwrap_or_default(),
+        origin: resume.origin.clone(),
+        resume,
         last_discovery: Instant::now(),
+        bound,
     };
     match r.run() {
         Ok(()) | Err(Stop::Closed) => {}
@@ -200,7 +280,14 @@ impl Reader {
             .set("group.id", &self.opts.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
+            .set(
+                "enable.partition.eof",
+                if self.bound.is_some() {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
             .set("client.id", format!("eddy-{}", self.stream.name))
             // An offset the broker no longer has (retention deleted it before eddy read
             // it): go on from the oldest record it has, never skip ahead to the newest.
@@ -238,12 +325,16 @@ impl Reader {
             // One clock reading per record.
             let now = Instant::now();
             match polled {
+                Some(Ok(m)) if !self.within_bound(m.partition(), m.offset()) => {}
                 Some(Ok(m)) => {
                     self.healthy()?;
                     if pending.is_empty() {
                         first_pending = now;
                     }
                     let p = m.partition();
+                    if self.opts.startup == StartupMode::Latest {
+                        self.origin.entry(p).or_insert(m.offset());
+                    }
                     let mut gap = None;
                     if let Some(part) = self.partitions.get_mut(&p) {
                         gap = deleted_before_read(part, m.offset());
@@ -262,6 +353,9 @@ impl Reader {
                         file: None,
                     });
                 }
+                Some(Err(KafkaError::PartitionEOF(p))) if self.bound.is_some() => {
+                    self.at_end(&consumer, p)
+                }
                 Some(Err(e)) => self.retrying(describe(&e))?,
                 None => {
                     if let Some(done) = self.pipeline.next(true) {
@@ -277,6 +371,17 @@ impl Reader {
             while let Some(done) = self.pipeline.next(false) {
                 self.publish(done)?;
             }
+            if self.range_read() {
+                if !pending.is_empty() {
+                    self.submit(std::mem::take(&mut pending))?;
+                }
+                while let Some(done) = self.pipeline.next(true) {
+                    self.publish(done)?;
+                }
+                self.send(Produced::Position(self.position()))?;
+                self.send(Produced::Finished)?;
+                return Ok(());
+            }
             if now < next_housekeeping {
                 continue;
             }
@@ -286,7 +391,7 @@ impl Reader {
                 last_progress = now;
                 self.progress(&consumer)?;
             }
-            if now - self.last_discovery >= DISCOVER_EVERY {
+            if now - self.last_discovery >= DISCOVER_EVERY && self.bound.is_none() {
                 self.last_discovery = now;
                 self.discover(&consumer)?;
             }
@@ -563,13 +668,96 @@ impl Reader {
             .values()
             .filter_map(|p| Some((p.id.to_string(), p.watermark?.into())))
             .collect();
-        serde_json::json!({ "offsets": offsets, "watermarks": watermarks })
+        let mut pos = serde_json::json!({ "offsets": offsets, "watermarks": watermarks });
+        if !self.origin.is_empty() {
+            pos["origin"] = self
+                .origin
+                .iter()
+                .map(|(p, o)| (p.to_string(), serde_json::Value::from(*o)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        pos
+    }
+
+    /// Reading a range: whether the record at `offset` of `partition` is in
+    /// it. The first record at or past a partition's target ends that partition.
+    fn within_bound(&mut self, partition: i32, offset: i64) -> bool {
+        let Some(b) = &mut self.bound else {
+            return true;
+        };
+        match b.targets.get(&partition) {
+            Some(&t) if offset < t => true,
+            _ => {
+                b.done.insert(partition);
+                false
+            }
+        }
+    }
+
+    /// Reading a range: partition `p` has no more records now.
+    fn at_end(&mut self, consumer: &BaseConsumer, p: i32) {
+        let Ok(pos) = consumer.position() else {
+            return;
+        };
+        let mut at = pos.elements().iter().find_map(|e| match e.offset() {
+            Offset::Offset(o) if e.partition() == p => Some(o),
+            _ => None,
+        });
+        if at.is_none() {
+            // Nothing consumed from it: it holds nothing from its oldest offset on.
+            at = consumer
+                .fetch_watermarks(&self.opts.topic, p, METADATA_TIMEOUT)
+                .ok()
+                .map(|(low, _)| low);
+        }
+        if let (Some(b), Some(at)) = (&mut self.bound, at) {
+            b.eof.insert(p, at);
+        }
+    }
+
+    /// Reading a range: every partition has reached its target (a partition
+    /// the source's reader has not read from needs nothing).
+    fn range_read(&mut self) -> bool {
+        let Some(b) = &mut self.bound else {
+            return false;
+        };
+        if self.partitions.is_empty() {
+            return false;
+        }
+        for part in self.partitions.values() {
+            let Some(&t) = b.targets.get(&part.id) else {
+                b.done.insert(part.id);
+                continue;
+            };
+            let at = part.polled.unwrap_or(i64::MIN);
+            let end = b.eof.get(&part.id).copied().unwrap_or(i64::MIN);
+            if at >= t || end >= t {
+                b.done.insert(part.id);
+            }
+        }
+        self.partitions.keys().all(|p| b.done.contains(p))
     }
 
     /// The source watermark: the minimum over partitions that are not idle.
     /// When every partition is idle, the largest any partition reached (all
     /// have gone quiet; none holds the others back).
     fn combined(&self) -> Option<i64> {
+        if let Some(b) = &self.bound {
+            // Reading a range: the watermark the source's reader had at the same
+            // records, never more (the live stream takes over at its own). A
+            // partition with records still to read holds it back.
+            let mut min: Option<i64> = None;
+            for p in self.partitions.values() {
+                let has_records = b.targets.contains_key(&p.id) && !b.done.contains(&p.id);
+                match p.watermark {
+                    Some(w) => min = Some(min.map_or(w, |m| m.min(w))),
+                    None if has_records => return None,
+                    None => {}
+                }
+            }
+            return min;
+        }
         let active: Vec<&Partition> = self.partitions.values().filter(|p| !p.idle).collect();
         if active.is_empty() {
             return self.partitions.values().filter_map(|p| p.watermark).max();
@@ -620,6 +808,9 @@ impl Reader {
                             p.next_offset = Some(o);
                             p.polled = Some(o);
                             resolved = true;
+                            if self.opts.startup == StartupMode::Latest {
+                                self.origin.entry(p.id).or_insert(o);
+                            }
                         }
                     }
                 }
@@ -634,7 +825,7 @@ impl Reader {
                 let _ = tpl.add_partition_offset(&self.opts.topic, p.id, Offset::Offset(o));
             }
         }
-        if tpl.count() > 0 {
+        if tpl.count() > 0 && self.bound.is_none() {
             if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                 tracing::debug!(source = %self.stream.name, error = %e, "offset commit failed");
             }
