@@ -88,6 +88,7 @@ fn writer_schemas_resolve_to_the_declared_columns() {
         Field::new("qty", DataType::Int64, true),
         Field::new("channel", DataType::Utf8, true),
         Field::new("price", DataType::Float64, true),
+        Field::new("legacy", DataType::Utf8, true),
     ]);
     let mut d = RegistryAvroDecoder::new(schema, registry());
     // Both versions in one chunk, interleaved.
@@ -109,7 +110,7 @@ fn writer_schemas_resolve_to_the_declared_columns() {
         b.column(2).as_primitive::<Int64Type>().values(),
         &[3, 5_000_000_000, 1, 2]
     );
-    // A field v1 lacks is NULL in v1's records; `legacy` (not declared) is skipped.
+    // A field v2 added (with a default) is NULL in v1's records.
     let channel = b.column(3).as_string::<i32>();
     assert!(channel.is_null(0) && channel.is_null(3));
     assert_eq!((channel.value(1), channel.value(2)), ("app", "web"));
@@ -118,6 +119,10 @@ fn writer_schemas_resolve_to_the_declared_columns() {
     assert_eq!(price.value(1), 7.0);
     assert!(price.is_null(0) && price.is_null(2));
     assert_eq!(b.column(1).as_string::<i32>().value(3), "kiwi");
+    // A field v2 removed is NULL in v2's records.
+    let legacy = b.column(5).as_string::<i32>();
+    assert_eq!((legacy.value(0), legacy.value(3)), ("old", "x"));
+    assert!(legacy.is_null(1) && legacy.is_null(2));
 }
 
 #[test]
