@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -37,10 +37,24 @@ struct FakeRegistry {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-async fn schema_by_id(State(schemas): State<Schemas>, Path(id): Path<u32>) -> Response {
+/// `Authorization` for user `u`, password `p`.
+const BASIC_AUTH: &str = "Basic dTpw";
+
+async fn schema_by_id(
+    State(schemas): State<Schemas>,
+    Path(id): Path<u32>,
+    headers: HeaderMap,
+) -> Response {
     // No keep-alive: a stopped registry must refuse connections, not answer
     // on a connection kept from before.
     let close = [(header::CONNECTION, "close")];
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(BASIC_AUTH)
+    {
+        return (StatusCode::UNAUTHORIZED, close, "who are you?").into_response();
+    }
     match schemas.get(&id) {
         Some(s) => (close, Json(serde_json::json!({ "schema": s }))).into_response(),
         None => (
@@ -170,7 +184,8 @@ async fn produce(p: &FutureProducer, topic: &str, payloads: &[Vec<u8>]) {
 }
 
 /// Writer schemas v1 then v2 (a field added with a default, one removed, an
-/// int widened to long) read as the declared columns; an unknown id and an
+/// int widened to long) read as the declared columns, from a registry asking
+/// for Basic authentication; an unknown id and an
 /// unframed record are dead letters; a registry outage with an id not yet
 /// cached shows as `retrying`, and when the registry is back every record
 /// arrives.
@@ -219,9 +234,11 @@ async fn writer_schemas_from_a_registry_evolve_and_survive_an_outage() {
     exec(
         &c,
         &format!(
-            "CREATE SOURCE orders (id BIGINT NOT NULL, item VARCHAR, qty BIGINT, channel VARCHAR)
+            "CREATE SECRET registry_pw AS 'p';
+             CREATE SOURCE orders (id BIGINT NOT NULL, item VARCHAR, qty BIGINT, channel VARCHAR)
                WITH (connector = 'kafka', topic = 'orders', 'bootstrap.servers' = '{bootstrap}',
-                     format = 'avro', 'schema.registry.url' = '{url}');
+                     format = 'avro', 'schema.registry.url' = '{url}',
+                     'schema.registry.username' = 'u', 'schema.registry.password' = SECRET registry_pw);
              CREATE MATERIALIZED VIEW order_rows AS SELECT id, item, qty, channel FROM orders;"
         ),
     )
