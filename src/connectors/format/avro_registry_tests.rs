@@ -67,6 +67,13 @@ fn registry() -> Arc<Registry> {
     let answer = |s: &str| serde_json::json!({ "schema": s }).to_string();
     cache_answer(&r, 1, 200, &answer(V1));
     cache_answer(&r, 2, 200, &answer(V2));
+    cache_answer(&r, 5, 200, &answer("\"long\""));
+    cache_answer(
+        &r,
+        6,
+        200,
+        r#"{"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"}"#,
+    );
     cache_answer(
         &r,
         99,
@@ -188,8 +195,15 @@ fn incompatible_writer_schemas_reject_their_records() {
     );
     let schema = declared(vec![Field::new("item", DataType::Int64, true)]);
     let mut d = RegistryAvroDecoder::new(schema, registry());
-    let out = d.decode(&[v1(1, "apple", 3, "old")]);
-    assert!(out.rejected[0].error.contains("field `item`"), "{out:?}");
+    let out = d.decode(&[
+        v1(1, "apple", 3, "old"),
+        framed(5, vec![2]),
+        framed(6, vec![2]),
+    ]);
+    let errors: Vec<&str> = out.rejected.iter().map(|r| r.error.as_str()).collect();
+    assert!(errors[0].contains("field `item`"), "{errors:?}");
+    assert!(errors[1].contains("is not an Avro record"), "{errors:?}");
+    assert!(errors[2].contains("is a PROTOBUF schema"), "{errors:?}");
 }
 
 #[test]
