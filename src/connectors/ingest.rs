@@ -223,6 +223,11 @@ impl Ingest {
         self.route.reject_one(record, error)
     }
 
+    /// The schema registry the format reads writer schemas from, if any.
+    pub fn registry(&self) -> Option<Arc<super::format::registry::Registry>> {
+        self.check.spec.format.registry().cloned()
+    }
+
     /// The two halves, for a [`super::pipeline::Pipeline`].
     pub(super) fn into_parts(self) -> (Checker, Router) {
         (self.check, self.route)

@@ -18,6 +18,9 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
+use std::sync::Arc;
+
+use super::format::registry::Registry;
 use super::format::Record;
 use super::ingest::{Checked, Checker, Ingest, Processed, Router};
 use crate::error::{EddyError, Result};
@@ -56,6 +59,8 @@ enum Pending<T> {
 /// Decodes chunks of records on worker threads and hands them back in order.
 pub struct Pipeline<T> {
     router: Router,
+    /// Where writer schemas named by records come from (Avro with a registry).
+    registry: Option<Arc<Registry>>,
     /// Decodes inline when there are no lanes.
     inline: Option<Checker>,
     lanes: Vec<Lane>,
@@ -67,10 +72,12 @@ pub struct Pipeline<T> {
 impl<T> Pipeline<T> {
     /// A pipeline decoding on `threads` threads (1: inline), named after `source`.
     pub fn new(ingest: Ingest, threads: usize, source: &str) -> Result<Self> {
+        let registry = ingest.registry();
         let (checker, router) = ingest.into_parts();
         let threads = threads.max(1);
         let mut p = Pipeline {
             router,
+            registry,
             inline: None,
             lanes: Vec::new(),
             next_lane: 0,
@@ -99,6 +106,18 @@ impl<T> Pipeline<T> {
             });
         }
         Ok(p)
+    }
+
+    /// Fetch the writer schemas `records` name that are not cached yet, so
+    /// decoders find them; call before [`Pipeline::submit`]. Nothing to do
+    /// unless the format reads schemas from a registry. `Err`: the registry
+    /// cannot be reached (an outage: try again later; records with ids the
+    /// registry does not have are not an error here, decoders reject them).
+    pub fn fetch_schemas(&self, records: &[Record]) -> std::result::Result<(), String> {
+        match &self.registry {
+            Some(r) => r.fetch_missing(records),
+            None => Ok(()),
+        }
     }
 
     /// True when a chunk can be submitted without waiting for one to finish.

@@ -156,6 +156,11 @@ impl Engine {
             }
             "file" => {
                 let (ingest, bounds, spec) = self.ingest(columns, stream, &mut opts, None)?;
+                if ingest.registry().is_some() {
+                    return Err(EddyError::invalid(
+                        "'schema.registry.url' is supported by connector 'kafka' only",
+                    ));
+                }
                 let skip_header = matches!(
                     ingest_format(&c.options),
                     Some(Format::Csv { header: true, .. })

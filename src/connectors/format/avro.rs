@@ -1,4 +1,5 @@
-//! Avro records with the writer schema given inline (`'avro.schema'`),
+//! Avro records with the writer schema given inline (`'avro.schema'`; with a
+//! schema registry see [`super::avro_registry`]),
 //! decoded with `arrow-avro`. Framing (`'avro.framing'`):
 //! - `none` (default): each record is a bare Avro datum;
 //! - `single_object`: Avro single-object encoding (`C3 01` + 8-byte schema fingerprint);
@@ -112,24 +113,24 @@ impl AvroDecoder {
             }
         }
         let batch = d.flush().map_err(|e| format!("invalid Avro record: {e}"))?;
-        batch.map(|b| self.align(b)).transpose()
+        batch.map(|b| align(&self.declared, b)).transpose()
     }
+}
 
-    /// Columns of `batch` in declared order, by name; missing ones NULL.
-    fn align(&self, batch: RecordBatch) -> Result<RecordBatch, String> {
-        let n = batch.num_rows();
-        let mut fields = Vec::new();
-        let mut cols: Vec<ArrayRef> = Vec::new();
-        for f in self.declared.fields() {
-            let col = match batch.schema().index_of(f.name()) {
-                Ok(i) => batch.column(i).clone(),
-                Err(_) => new_null_array(f.data_type(), n),
-            };
-            fields.push(Field::new(f.name(), col.data_type().clone(), true));
-            cols.push(col);
-        }
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| e.to_string())
+/// Columns of `batch` in `declared` order, by name; missing ones NULL.
+pub(super) fn align(declared: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, String> {
+    let n = batch.num_rows();
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for f in declared.fields() {
+        let col = match batch.schema().index_of(f.name()) {
+            Ok(i) => batch.column(i).clone(),
+            Err(_) => new_null_array(f.data_type(), n),
+        };
+        fields.push(Field::new(f.name(), col.data_type().clone(), true));
+        cols.push(col);
     }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| e.to_string())
 }
 
 impl RecordDecoder for AvroDecoder {

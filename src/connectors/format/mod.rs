@@ -12,9 +12,11 @@
 //! RFC 3339 / ISO 8601 string; JSON strings are read at millisecond precision.
 
 mod avro;
+mod avro_registry;
 mod csv;
 pub mod diagnose;
 mod json;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +30,10 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 
+use self::registry::Registry;
+
 pub use self::avro::{AvroDecoder, AvroFraming};
+pub use self::avro_registry::RegistryAvroDecoder;
 pub use self::csv::CsvDecoder;
 pub use self::json::JsonDecoder;
 
@@ -94,21 +99,52 @@ pub enum Format {
         /// How records are framed.
         framing: AvroFraming,
     },
+    /// Avro datums in the Confluent wire format, writer schemas from a schema
+    /// registry (`'schema.registry.url'`), read as the declared columns.
+    AvroRegistry(Arc<Registry>),
 }
 
 impl Format {
-    /// Read `format` (default `json`) and its options (`csv.delimiter`, `csv.header`) from `options`,
-    /// removing them.
+    /// Read `format` (default `json`) and its options (`csv.*`, `avro.*`,
+    /// `schema.registry.*`) from `options`, removing them. Contacts nobody.
     pub fn from_options(options: &mut BTreeMap<String, String>) -> Result<Format, String> {
         let name = options
             .remove("format")
             .unwrap_or_else(|| "json".into())
             .to_lowercase();
+        let registry = Registry::from_options(options)?;
+        if registry.is_some() && name != "avro" {
+            return Err(format!(
+                "'schema.registry.url' is for format 'avro' (Confluent wire format), not '{name}'"
+            ));
+        }
         let delimiter = options.remove("csv.delimiter");
         let header = options.remove("csv.header");
         let avro_schema = options.remove("avro.schema");
         let avro_framing = options.remove("avro.framing");
         let avro_schema_id = options.remove("avro.schema_id");
+        if let Some(registry) = registry {
+            // The format is 'avro' (checked above).
+            if let Some(o) = [
+                ("avro.schema", avro_schema.is_some()),
+                ("avro.schema_id", avro_schema_id.is_some()),
+            ]
+            .iter()
+            .find_map(|(o, given)| given.then_some(o))
+            {
+                return Err(format!(
+                    "'{o}' and 'schema.registry.url' exclude each other: with a registry, \
+                     writer schemas come from the registry by the id in each record"
+                ));
+            }
+            return match avro_framing.as_deref() {
+                None | Some("confluent") => Ok(Format::AvroRegistry(registry)),
+                Some(other) => Err(format!(
+                    "with 'schema.registry.url', 'avro.framing' can only be 'confluent', got \
+                     '{other}'"
+                )),
+            };
+        }
         match name.as_str() {
             "json" => Ok(Format::Json),
             "csv" => {
@@ -130,8 +166,10 @@ impl Format {
                 Ok(Format::Csv { delimiter, header })
             }
             "avro" => {
-                let schema = avro_schema
-                    .ok_or("format 'avro' needs the writer schema: 'avro.schema' = '{…}'")?;
+                let schema = avro_schema.ok_or(
+                    "format 'avro' needs the writer schema: 'avro.schema' = '{…}', \
+                     or a schema registry: 'schema.registry.url' = 'http://…'",
+                )?;
                 let framing = match avro_framing.as_deref() {
                     None | Some("none") => AvroFraming::None,
                     Some("single_object") => AvroFraming::SingleObject,
@@ -165,7 +203,18 @@ impl Format {
                 schema: json,
                 framing,
             } => Box::new(AvroDecoder::new(schema, json, *framing)?),
+            Format::AvroRegistry(registry) => {
+                Box::new(RegistryAvroDecoder::new(schema, registry.clone()))
+            }
         })
+    }
+
+    /// The schema registry records name their writer schemas in, if any.
+    pub fn registry(&self) -> Option<&Arc<Registry>> {
+        match self {
+            Format::AvroRegistry(r) => Some(r),
+            _ => None,
+        }
     }
 }
 
@@ -480,5 +529,27 @@ mod tests {
         assert!(Format::from_options(&mut o)
             .unwrap_err()
             .contains("unknown format"));
+    }
+
+    #[test]
+    fn schema_registry_options() {
+        let opts = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let url = ("schema.registry.url", "http://localhost:8081");
+        let mut o = opts(&[("format", "avro"), url, ("avro.framing", "confluent")]);
+        let f = Format::from_options(&mut o).unwrap();
+        assert!(f
+            .registry()
+            .is_some_and(|r| r.url() == "http://localhost:8081"));
+        assert!(o.is_empty(), "{o:?}");
+        let err = |kv: &[(&str, &str)]| Format::from_options(&mut opts(kv)).unwrap_err();
+        assert!(err(&[("format", "json"), url]).contains("is for format 'avro'"));
+        assert!(err(&[url]).contains("not 'json'"));
+        assert!(err(&[("format", "avro"), url, ("avro.schema", "{}")]).contains("exclude"));
+        assert!(err(&[("format", "avro"), url, ("avro.framing", "none")]).contains("only"));
+        assert!(err(&[("format", "avro")]).contains("schema.registry.url"));
     }
 }

@@ -578,6 +578,7 @@ impl Reader {
 
     /// Start decoding `records` (waiting for room: publishing the oldest chunks).
     fn submit(&mut self, records: Vec<Record>) -> Result<(), Stop> {
+        self.fetch_schemas(&records)?;
         while !self.pipeline.has_room() {
             if let Some(done) = self.pipeline.next(true) {
                 self.publish(done)?;
@@ -592,6 +593,18 @@ impl Reader {
         }
         self.pipeline.submit(records, ends.into_iter().collect());
         Ok(())
+    }
+
+    /// Fetch the writer schemas `records` name from the schema registry (if
+    /// the format uses one); while it cannot be reached, retry with backoff.
+    fn fetch_schemas(&mut self, records: &[Record]) -> Result<(), Closed> {
+        let mut backoff = BACKOFF_MIN;
+        while let Err(e) = self.pipeline.fetch_schemas(records) {
+            self.retrying(format!("{e} (retrying)"))?;
+            self.pause(backoff)?;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+        self.healthy()
     }
 
     /// A decoded chunk, in order: update per-partition offsets and
