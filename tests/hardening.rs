@@ -469,7 +469,14 @@ async fn integer_overflow_is_an_error_not_a_wrapped_value() {
 async fn table_logs_are_compacted_and_checked() {
     let data_dir = common::unique_temp_dir().join("data");
     std::fs::create_dir_all(&data_dir).unwrap();
-    let args = ["--checkpoint-interval", "0", "--table-retain-rows", "2"];
+    let args = [
+        "--checkpoint-interval",
+        "0",
+        "--table-retain-rows",
+        "2",
+        "--table-log-keep-bytes",
+        "0",
+    ];
     let segments = |dir: &std::path::Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray};
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, StringArray,
+};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -263,11 +265,22 @@ impl Checker {
         let mut out = None;
         if let Some(batch) = batch {
             let mut cols = batch.columns().to_vec();
+            // A keyed format's upsert/delete flag, last: kept aside until the end.
+            let ops = if self.spec.format.is_keyed() {
+                cols.pop()
+            } else {
+                None
+            };
             for m in &self.spec.includes {
                 cols.push(m.column(records, &rows_from));
             }
             let full = RecordBatch::try_new(nullable(&self.stream.schema), cols)?;
             let mut violations = self.spec.contract.violations(&full);
+            if let Some(ops) = &ops {
+                // A delete names a key; the rest of its row is empty by design.
+                let ops = ops.as_boolean();
+                violations.retain(|(row, _)| ops.value(*row));
+            }
             // Event times the watermark cannot carry are bad records too (the first
             // reason per row is kept).
             let time = self.stream.event_time_violations(&full);
@@ -277,6 +290,17 @@ impl Checker {
                 violations.dedup_by_key(|(row, _)| *row);
             }
             let mut rows_from = rows_from;
+            let full = match ops {
+                Some(ops) => {
+                    let mut cols = full.columns().to_vec();
+                    cols.push(ops);
+                    RecordBatch::try_new(
+                        super::upsert::log_schema(&nullable(&self.stream.schema)),
+                        cols,
+                    )?
+                }
+                None => full,
+            };
             let full = if violations.is_empty() {
                 full
             } else {
@@ -304,8 +328,12 @@ impl Checker {
                 full = full.slice(0, keep);
             }
             if full.num_rows() > 0 {
-                let batch =
-                    RecordBatch::try_new(self.stream.schema.clone(), full.columns().to_vec())?;
+                let schema = if self.spec.format.is_keyed() {
+                    super::upsert::log_schema(&self.stream.schema)
+                } else {
+                    self.stream.schema.clone()
+                };
+                let batch = RecordBatch::try_new(schema, full.columns().to_vec())?;
                 out = Some((batch, rows_from));
             }
         }

@@ -630,6 +630,7 @@ impl StreamObject {
                 rows: p.rows,
                 watermark: self.tracker.lock().current(),
                 connector: p.connector.clone(),
+                current: self.keyed_rows(),
             }
         };
         self.publisher
@@ -638,8 +639,28 @@ impl StreamObject {
         pos
     }
 
+    /// A keyed source's current rows, for a checkpoint (tables rebuild theirs
+    /// from their log; other streams have none).
+    fn keyed_rows(&self) -> Vec<RecordBatch> {
+        if self.kind != ObjectKind::Source {
+            return Vec::new();
+        }
+        self.current_rows().unwrap_or_else(|e| {
+            tracing::error!(source = %self.name, error = %e, "cannot read the source's current rows for a checkpoint");
+            Vec::new()
+        })
+    }
+
     /// Start from a checkpointed position (before the connector starts).
     pub async fn restore_position(&self, pos: &StreamPosition) {
+        for b in &pos.current {
+            match super::upsert::with_op(b, true) {
+                Ok(log) => self.retain_only(log),
+                Err(e) => {
+                    tracing::error!(source = %self.name, error = %e, "cannot restore the source's current rows")
+                }
+            }
+        }
         let _guard = self.push_lock.lock().await;
         {
             let mut p = self.position.lock();
@@ -656,6 +677,21 @@ impl StreamObject {
     /// The connector position to resume from, if a checkpoint recorded one.
     pub fn resume_position(&self) -> Option<serde_json::Value> {
         self.position.lock().connector.clone()
+    }
+
+    /// True when the rows it keeps for `SELECT` are all it ever delivered
+    /// (or it has delivered nothing yet): a new view starts from them at once,
+    /// with nothing to backfill. Hold the stream to act on the answer.
+    pub fn holds_everything(&self) -> bool {
+        let nothing_yet = {
+            let p = self.position.lock();
+            p.rows == 0 && p.connector.is_none()
+        };
+        nothing_yet
+            || self
+                .retained
+                .as_ref()
+                .is_some_and(|r| r.lock().evicted_rows == 0)
     }
 
     /// Rows published so far.

@@ -114,7 +114,8 @@ impl Engine {
         };
         let replays = match (s.kind, s.replay()) {
             (ObjectKind::Table, _) => !s.is_upsert() && s.has_log(),
-            (_, Some(_)) => true,
+            // An upsert source's snapshot is its current rows: nothing to backfill.
+            (_, Some(_)) => !s.is_upsert(),
             _ => false,
         };
         if !replays {

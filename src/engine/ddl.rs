@@ -123,7 +123,18 @@ impl Engine {
         let c = crate::connectors::nexmark::with_standard_columns(c)?;
         let mut columns = self.stream_columns(&c).await?;
         let key_cols = primary_key_columns(&c, &mut columns.schema)?;
-        let schema = columns.schema.clone();
+        let mut schema = columns.schema.clone();
+        if let (ObjectKind::Source, Some(keys)) = (c.kind, &key_cols) {
+            // A delete names only the key: the other columns of a keyed source may be
+            // empty in its rows (NOT NULL is checked on upserts by the contract).
+            let fields: Vec<datafusion::arrow::datatypes::Field> = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| f.as_ref().clone().with_nullable(!keys.contains(&i)))
+                .collect();
+            schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        }
         let watermark = self.watermark_gen(&c, &schema)?;
         let mut tasks = JoinSet::new();
         // Tables and file sources keep their most recent rows: `SELECT` reads them, and a
@@ -217,7 +228,7 @@ impl Engine {
                             time_column: s.time_column().map(str::to_string),
                             updating: s.is_upsert(),
                             kind: if s.is_upsert() {
-                                "upsert table".to_string()
+                                format!("upsert {}", s.kind.noun())
                             } else {
                                 s.kind.noun().to_string()
                             },
@@ -383,11 +394,21 @@ impl Engine {
         for ((i, input), backfill) in input_names.iter().enumerate().zip(backfills) {
             let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
             if let Some((stream, start)) = backfill {
-                drivers.push(self.backfill(&choice, &v.name, i, stream, start, tx));
-                inputs.push(ViewInput {
-                    snapshot: Vec::new(),
-                    rx,
-                });
+                let held = stream.hold().await;
+                let resumed = matches!(start, crate::connectors::backfill::Start::Resume(_));
+                let snapshot = if resumed || !stream.holds_everything() {
+                    drivers.push(self.backfill(&choice, &v.name, i, stream.clone(), start, tx));
+                    Vec::new()
+                } else {
+                    // Nothing delivered yet, or all of it still kept for SELECT: start
+                    // from that, at once.
+                    stream
+                        .publisher
+                        .subscribe(&v.name, tx, || stream.snapshot_messages())
+                        .await
+                };
+                drop(held);
+                inputs.push(ViewInput { snapshot, rx });
                 continue;
             }
             let mut snapshot = match self.subscribe_to(input, &v.name, tx).await {

@@ -228,7 +228,10 @@ impl Engine {
         opts: &mut BTreeMap<String, String>,
         source_brokers: Option<&str>,
     ) -> Result<(Ingest, BatchBounds, IngestSpec)> {
-        let format = Format::from_options(opts).map_err(EddyError::invalid)?;
+        let mut format = Format::from_options(opts).map_err(EddyError::invalid)?;
+        if let Format::Changes { keys, .. } = &mut format {
+            *keys = stream.primary_key().unwrap_or_default();
+        }
         let on_error = OnError::from_options(opts).map_err(EddyError::invalid)?;
         let bounds =
             BatchBounds::from_options(opts, self.limits.partitions).map_err(EddyError::invalid)?;

@@ -17,6 +17,9 @@ use super::tokens::{
 use crate::error::{EddyError, Result};
 
 /// The dialect column definitions are parsed in (see [`parse_create_stream`]).
+/// Source formats whose records upsert and delete rows by a `PRIMARY KEY`.
+pub const KEYED_FORMATS: [&str; 2] = ["upsert_json", "debezium_json"];
+
 const COLUMN_DIALECT: datafusion::sql::sqlparser::dialect::GenericDialect =
     datafusion::sql::sqlparser::dialect::GenericDialect {};
 
@@ -624,16 +627,31 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
             hint: None,
         });
     }
-    if kind == ObjectKind::Source && !primary_key.is_empty() {
+    let keyed_format = options
+        .get("format")
+        .is_some_and(|f| KEYED_FORMATS.contains(&f.to_lowercase().as_str()));
+    if kind == ObjectKind::Source && !primary_key.is_empty() && !keyed_format {
         return Err(EddyError::NotSupported {
             message: format!(
-                "source \"{name}\" cannot have a PRIMARY KEY: upsert semantics are for tables"
+                "source \"{name}\" has a PRIMARY KEY but its format is not keyed: records of \
+                 format '{}' are appended, not upserted",
+                options.get("format").map_or("json", String::as_str)
             ),
             hint: Some(
-                "Create a TABLE … (…, PRIMARY KEY (k)) and INSERT into it, or keep the latest \
-                 row per key with ROW_NUMBER() … = 1 in a view."
+                "Use format = 'upsert_json' (the Kafka key is the key, a null value deletes) or \
+                 'debezium_json' (change events), or drop the PRIMARY KEY."
                     .into(),
             ),
+        });
+    }
+    if kind == ObjectKind::Source && primary_key.is_empty() && keyed_format {
+        return Err(EddyError::InvalidParameter {
+            message: format!(
+                "source \"{name}\" with format '{}' needs a PRIMARY KEY: its records update and \
+                 delete rows by key",
+                options.get("format").map_or("", String::as_str)
+            ),
+            hint: Some("Add PRIMARY KEY (…) after the columns.".into()),
         });
     }
     Ok(Statement::CreateStream(Box::new(CreateStream {

@@ -260,13 +260,22 @@ pub fn write(root: &Path, epoch: Epoch, contents: &Contents) -> Result<u64> {
     }
     let mut names: Vec<&String> = contents.streams.keys().collect();
     names.sort();
-    let streams: Vec<Value> = names
-        .into_iter()
-        .map(|name| {
-            let s = &contents.streams[name];
-            json!({"name": name, "id": s.id, "position": s.position.to_json()})
-        })
-        .collect();
+    let mut streams: Vec<Value> = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        let s = &contents.streams[name];
+        let current = write_file(
+            &dir,
+            &format!("stream-{i}.current.arrow"),
+            &s.position.current,
+        )?;
+        bytes += current.as_ref().map_or(0, |f| f.bytes);
+        streams.push(json!({
+            "name": name,
+            "id": s.id,
+            "position": s.position.to_json(),
+            "current": current.as_ref().map(FileRef::to_json),
+        }));
+    }
     let dead_letters = write_file(&dir, "dead_letters.arrow", &contents.dead_letters)?;
     bytes += dead_letters.as_ref().map_or(0, |f| f.bytes);
     let manifest = json!({
@@ -309,13 +318,16 @@ fn read(root: &Path, epoch: Epoch) -> Result<Recovered> {
     };
     let mut contents = Contents::default();
     for s in list("streams")? {
-        let (Some(name), Some(id), Some(position)) = (
+        let (Some(name), Some(id), Some(mut position)) = (
             s["name"].as_str(),
             s["id"].as_u64(),
             StreamPosition::from_json(&s["position"]),
         ) else {
             return Err(bad(format!("bad stream entry {s}")));
         };
+        if let Some(f) = file_from_json(&s["current"]).map_err(bad)? {
+            position.current = read_file(&dir, &f)?;
+        }
         contents
             .streams
             .insert(name.to_string(), SavedStream { id, position });
@@ -551,6 +563,7 @@ mod tests {
                     rows: v as u64,
                     watermark: Some(v),
                     connector: None,
+                    current: vec![batch.clone()],
                 },
             },
         );
@@ -606,6 +619,7 @@ mod tests {
         assert!(corrupt.is_empty());
         assert_eq!(r.epoch, 5);
         assert_eq!(r.contents.streams["t"].position.rows, 5);
+        assert_eq!(r.contents.streams["t"].position.current[0].num_rows(), 2);
         let view = &r.contents.views["v"].snapshot;
         assert_eq!(view.rows[0].num_rows(), 2);
         assert_eq!(view.published_watermark, Some(5));

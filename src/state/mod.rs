@@ -46,6 +46,9 @@ pub struct StreamPosition {
     pub watermark: Option<i64>,
     /// Connector position (Kafka offsets, generator position, file lines).
     pub connector: Option<serde_json::Value>,
+    /// A keyed source's current rows (its upserts so far); empty otherwise.
+    /// Written to its own file, not to the JSON.
+    pub current: Vec<RecordBatch>,
 }
 
 impl StreamPosition {
@@ -60,6 +63,7 @@ impl StreamPosition {
             rows: v["rows"].as_u64()?,
             watermark: v["watermark"].as_i64(),
             connector: Some(v["connector"].clone()).filter(|c| !c.is_null()),
+            current: Vec::new(),
         })
     }
 }

@@ -13,6 +13,7 @@
 
 mod avro;
 mod avro_registry;
+pub mod changes;
 mod csv;
 pub mod diagnose;
 mod json;
@@ -102,6 +103,14 @@ pub enum Format {
     /// Avro datums in the Confluent wire format, writer schemas from a schema
     /// registry (`'schema.registry.url'`), read as the declared columns.
     AvroRegistry(Arc<Registry>),
+    /// Keyed records that upsert and delete rows (`upsert_json`, `debezium_json`;
+    /// see [`changes`]); decoded rows end with [`changes::OP_COLUMN`].
+    Changes {
+        /// Which keyed format.
+        format: changes::ChangeFormat,
+        /// The source's key columns (set once its `PRIMARY KEY` is known).
+        keys: Vec<String>,
+    },
 }
 
 impl Format {
@@ -144,6 +153,12 @@ impl Format {
                      '{other}'"
                 )),
             };
+        }
+        if let Some(format) = changes::ChangeFormat::named(&name) {
+            return Ok(Format::Changes {
+                format,
+                keys: Vec::new(),
+            });
         }
         match name.as_str() {
             "json" => Ok(Format::Json),
@@ -189,7 +204,8 @@ impl Format {
                 Ok(Format::Avro { schema, framing })
             }
             other => Err(format!(
-                "unknown format '{other}'; available formats: json, csv, avro"
+                "unknown format '{other}'; available formats: json, csv, avro, upsert_json, \
+                 debezium_json"
             )),
         }
     }
@@ -206,7 +222,15 @@ impl Format {
             Format::AvroRegistry(registry) => {
                 Box::new(RegistryAvroDecoder::new(schema, registry.clone()))
             }
+            Format::Changes { format, keys } => {
+                Box::new(changes::ChangeDecoder::new(*format, schema, keys.clone())?)
+            }
         })
+    }
+
+    /// True for keyed formats: decoded rows end with an upsert/delete flag.
+    pub fn is_keyed(&self) -> bool {
+        matches!(self, Format::Changes { .. })
     }
 
     /// The schema registry records name their writer schemas in, if any.

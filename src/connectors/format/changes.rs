@@ -1,0 +1,211 @@
+//! Keyed formats: records that upsert and delete rows of a source with a
+//! `PRIMARY KEY`, decoded into rows plus an upsert/delete flag
+//! ([`OP_COLUMN`], last column: true = upsert, false = delete).
+//!
+//! - `upsert_json`: the value is the row (JSON, key columns included); a
+//!   record with a null value (a tombstone) deletes the row whose key is the
+//!   Kafka key: a JSON object of the key columns, or, for a one-column key,
+//!   the key value itself (`42`, `"abc"` or plain text).
+//! - `debezium_json`: Debezium change events (with or without the
+//!   `schema`/`payload` envelope): `op` `c` (create) and `r` (snapshot read)
+//!   insert `after`, `u` replaces the row by `after`, `d` deletes `before`'s
+//!   key. The tombstone Debezium sends after a delete is skipped.
+//!
+//! The rows are decoded by the JSON decoder, so types, timestamps and bad
+//! records behave as with `format = 'json'`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use serde_json::Value;
+
+use super::{Decoded, JsonDecoder, Record, RecordDecoder, Rejected};
+pub use crate::connectors::upsert::OP_COLUMN;
+
+/// Which keyed format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeFormat {
+    /// `upsert_json`.
+    UpsertJson,
+    /// `debezium_json`.
+    DebeziumJson,
+}
+
+impl ChangeFormat {
+    /// The format named `name`, if it is a keyed one.
+    pub fn named(name: &str) -> Option<Self> {
+        match name {
+            "upsert_json" => Some(ChangeFormat::UpsertJson),
+            "debezium_json" => Some(ChangeFormat::DebeziumJson),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes keyed records into rows of the declared columns plus [`OP_COLUMN`].
+pub struct ChangeDecoder {
+    format: ChangeFormat,
+    json: JsonDecoder,
+    keys: Vec<String>,
+}
+
+/// What one record asks for.
+enum Change {
+    /// Upsert (true) or delete (false) the row of this JSON object.
+    Row(Vec<u8>, bool),
+    /// Nothing (Debezium's tombstone after a delete).
+    Skip,
+}
+
+impl ChangeDecoder {
+    /// A decoder of `format` for the `declared` payload columns, keyed by `keys`.
+    pub fn new(
+        format: ChangeFormat,
+        declared: SchemaRef,
+        keys: Vec<String>,
+    ) -> Result<Self, String> {
+        if keys.is_empty() {
+            return Err("a keyed format needs the source's PRIMARY KEY".into());
+        }
+        Ok(ChangeDecoder {
+            format,
+            json: JsonDecoder::new(declared)?,
+            keys,
+        })
+    }
+
+    fn change(&self, r: &Record) -> Result<Change, String> {
+        match self.format {
+            ChangeFormat::UpsertJson if r.payload.is_empty() => {
+                let key = r
+                    .key
+                    .as_deref()
+                    .ok_or("a record with a null value (a delete) needs a key")?;
+                Ok(Change::Row(self.key_row(key)?, false))
+            }
+            ChangeFormat::UpsertJson => Ok(Change::Row(r.payload.clone(), true)),
+            ChangeFormat::DebeziumJson => debezium(&r.payload),
+        }
+    }
+
+    /// The row of a Kafka key: a JSON object, or the one key column's value.
+    fn key_row(&self, key: &[u8]) -> Result<Vec<u8>, String> {
+        let parsed = serde_json::from_slice::<Value>(key).ok();
+        if let Some(Value::Object(_)) = &parsed {
+            return Ok(key.to_vec());
+        }
+        let [column] = self.keys.as_slice() else {
+            return Err(format!(
+                "the key of a delete must be a JSON object of the key columns {:?}",
+                self.keys
+            ));
+        };
+        let value = match parsed {
+            Some(v @ (Value::Number(_) | Value::String(_) | Value::Bool(_))) => v,
+            _ => Value::String(String::from_utf8_lossy(key).into_owned()),
+        };
+        serde_json::to_vec(&serde_json::json!({ column: value })).map_err(|e| e.to_string())
+    }
+
+    fn with_op(&self, batch: RecordBatch, ops: Vec<bool>) -> Result<RecordBatch, String> {
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(OP_COLUMN, DataType::Boolean, false));
+        let mut cols = batch.columns().to_vec();
+        cols.push(Arc::new(BooleanArray::from(ops)));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| e.to_string())
+    }
+}
+
+/// A Debezium change event as a row to upsert or delete.
+fn debezium(payload: &[u8]) -> Result<Change, String> {
+    if payload.is_empty() {
+        return Ok(Change::Skip);
+    }
+    let v: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("invalid Debezium event: {e}"))?;
+    let event = match v.get("payload") {
+        Some(p) if v.get("schema").is_some() => p,
+        _ => &v,
+    };
+    let op = event
+        .get("op")
+        .and_then(Value::as_str)
+        .ok_or("invalid Debezium event: no \"op\" field")?;
+    let (side, upsert) = match op {
+        "c" | "r" | "u" => ("after", true),
+        "d" => ("before", false),
+        "t" => return Ok(Change::Skip),
+        other => return Err(format!("invalid Debezium event: unknown op \"{other}\"")),
+    };
+    match event.get(side) {
+        Some(row @ Value::Object(_)) => Ok(Change::Row(
+            serde_json::to_vec(row).map_err(|e| e.to_string())?,
+            upsert,
+        )),
+        _ => Err(format!(
+            "invalid Debezium event: op \"{op}\" without a \"{side}\" row (a delete needs the \
+             old row's key: set the table's REPLICA IDENTITY)"
+        )),
+    }
+}
+
+impl RecordDecoder for ChangeDecoder {
+    fn decode(&mut self, records: &[Record]) -> Decoded {
+        let mut rows = Vec::with_capacity(records.len());
+        let mut from = Vec::with_capacity(records.len());
+        let mut ops = Vec::with_capacity(records.len());
+        let mut rejected = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            match self.change(r) {
+                Ok(Change::Row(payload, upsert)) => {
+                    rows.push(Record {
+                        payload,
+                        ..Record::default()
+                    });
+                    from.push(i);
+                    ops.push(upsert);
+                }
+                Ok(Change::Skip) => {}
+                Err(error) => rejected.push(Rejected { index: i, error }),
+            }
+        }
+        let inner = self.json.decode(&rows);
+        rejected.extend(inner.rejected.into_iter().map(|r| Rejected {
+            index: from[r.index],
+            ..r
+        }));
+        rejected.sort_by_key(|r| r.index);
+        let rows_from: Vec<usize> = inner.rows_from.iter().map(|&j| from[j]).collect();
+        let row_ops: Vec<bool> = inner.rows_from.iter().map(|&j| ops[j]).collect();
+        let batch = match inner.batch.map(|b| self.with_op(b, row_ops)) {
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => {
+                // Cannot happen (one more column of the same length); reject rather than panic.
+                rejected.extend(rows_from.iter().map(|&index| Rejected {
+                    index,
+                    error: e.clone(),
+                }));
+                rejected.sort_by_key(|r| r.index);
+                return Decoded {
+                    batch: None,
+                    rows_from: Vec::new(),
+                    rejected,
+                };
+            }
+            None => None,
+        };
+        Decoded {
+            batch,
+            rows_from,
+            rejected,
+        }
+    }
+}
