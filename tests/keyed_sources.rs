@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::kafka::{produce, producer};
+use common::kafka::{produce, producer, read_all};
 use common::{eventually, rows, PgClient, Server};
 use rdkafka::mocking::MockCluster;
 
@@ -208,4 +208,69 @@ async fn keys_and_keyed_formats_go_together() {
         assert_eq!(db.code().code(), state, "{sql}: {}", db.message());
         assert!(db.message().contains(text), "{sql}: {}", db.message());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_sinks_write_latest_rows_and_tombstones_that_upsert_sources_read_back() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("per_k", 1, 1).expect("topic");
+    let s = Server::start().await;
+    let c = s.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE t (k VARCHAR, v BIGINT, PRIMARY KEY (k));
+             CREATE MATERIALIZED VIEW per_k AS SELECT k, sum(v) AS total FROM t GROUP BY k;
+             CREATE SINK out FROM per_k WITH (connector = 'kafka', topic = 'per_k',
+               'bootstrap.servers' = '{bootstrap}', format = 'upsert');
+             CREATE SOURCE back (k VARCHAR, total BIGINT, PRIMARY KEY (k))
+               WITH (connector = 'kafka', topic = 'per_k', 'bootstrap.servers' = '{bootstrap}',
+                     format = 'upsert_json');
+             CREATE MATERIALIZED VIEW back_rows AS SELECT k, total FROM back;"
+        ),
+    )
+    .await;
+    exec(&c, "INSERT INTO t VALUES ('a', 1), ('b', 2)").await;
+    eventually(
+        &c,
+        "SELECT k, total FROM back_rows ORDER BY k",
+        &[&["a", "1"], &["b", "2"]],
+    )
+    .await;
+    exec(&c, "INSERT INTO t VALUES ('a', 5)").await;
+    exec(&c, "DELETE FROM t WHERE k = 'b'").await;
+    eventually(
+        &c,
+        "SELECT k, total FROM back_rows ORDER BY k",
+        &[&["a", "5"]],
+    )
+    .await;
+    let topic: Vec<(Option<String>, String)> = read_all(&bootstrap, "per_k", 1)
+        .into_iter()
+        .map(|(_, _, k, v)| (k, v))
+        .collect();
+    let key = |k: &str| Some(format!(r#"{{"k":"{k}"}}"#));
+    assert_eq!(
+        topic,
+        vec![
+            (key("a"), r#"{"k":"a","total":1}"#.to_string()),
+            (key("b"), r#"{"k":"b","total":2}"#.to_string()),
+            (key("a"), r#"{"k":"a","total":5}"#.to_string()),
+            (key("b"), String::new()),
+        ]
+    );
+    let e = c
+        .batch_execute(&format!(
+            "CREATE MATERIALIZED VIEW flat AS SELECT k, v FROM t;
+             CREATE SINK bad FROM flat WITH (connector = 'kafka', topic = 'x',
+               'bootstrap.servers' = '{bootstrap}', format = 'upsert')"
+        ))
+        .await
+        .expect_err("an upsert sink without a key");
+    assert!(
+        common::error_text(&e).contains("needs a key"),
+        "{}",
+        common::error_text(&e)
+    );
 }

@@ -90,10 +90,10 @@ impl Engine {
         let (schema, mode, group_keys) = match self.input_ref(&s.from) {
             Some(InputRef::View(v)) => {
                 let keys = v.output.key.clone().unwrap_or_default();
-                let mode = if v.output.updating {
-                    SinkMode::Changelog
-                } else {
-                    SinkMode::AppendOnly
+                let mode = match (v.output.updating, kafka.upsert) {
+                    (true, true) => SinkMode::Upsert,
+                    (true, false) => SinkMode::Changelog,
+                    (false, _) => SinkMode::AppendOnly,
                 };
                 (v.schema.clone(), mode, keys)
             }
@@ -130,6 +130,19 @@ impl Engine {
                 }
             }
         };
+        if mode == SinkMode::Upsert && key_cols.is_empty() {
+            return Err(EddyError::InvalidParameter {
+                message: format!(
+                    "sink \"{}\": format 'upsert' needs a key, and \"{}\" has none eddy can use",
+                    s.name, s.from
+                ),
+                hint: Some(
+                    "Name the key columns: WITH (…, key = 'col1,col2'), or sink a view with \
+                     GROUP BY."
+                        .into(),
+                ),
+            });
+        }
         let sink = Arc::new(SinkObject {
             name: s.name.clone(),
             from: s.from.clone(),

@@ -236,6 +236,7 @@ impl SystemTable {
                     text(&|x| match x.mode {
                         crate::connectors::kafka::SinkMode::AppendOnly => "append_only".into(),
                         crate::connectors::kafka::SinkMode::Changelog => "changelog".into(),
+                        crate::connectors::kafka::SinkMode::Upsert => "upsert".into(),
                     }),
                     text(&|x| x.delivery.name().into()),
                     text(&|x| x.metrics.status.lock().clone()),

@@ -93,7 +93,7 @@ impl Buffer {
 }
 
 fn message_bytes(m: &OutMessage) -> usize {
-    m.value.len() + m.key.as_ref().map_or(0, String::len) + 64
+    m.value.as_ref().map_or(0, String::len) + m.key.as_ref().map_or(0, String::len) + 64
 }
 
 /// Write the view's changes to Kafka until the sink is dropped (see the
@@ -232,7 +232,10 @@ fn produce(
 ) -> std::result::Result<(), String> {
     while buf.sent < buf.messages.len() && buf.inflight.len() < IN_FLIGHT_MAX {
         let m = &buf.messages[buf.sent];
-        let mut rec = FutureRecord::to(topic).payload(m.value.as_bytes());
+        let mut rec = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(v) = &m.value {
+            rec = rec.payload(v.as_bytes());
+        }
         if let Some(k) = &m.key {
             rec = rec.key(k.as_bytes());
         }
@@ -294,11 +297,11 @@ mod tests {
         b.push_all(vec![
             OutMessage {
                 key: None,
-                value: "abcd".into(),
+                value: Some("abcd".into()),
             },
             OutMessage {
                 key: Some("k".into()),
-                value: "ef".into(),
+                value: Some("ef".into()),
             },
         ]);
         assert_eq!(b.bytes, 4 + 64 + 2 + 1 + 64);

@@ -71,6 +71,10 @@ pub enum SinkMode {
     AppendOnly,
     /// Rows change: write Debezium-style change events.
     Changelog,
+    /// Rows change: write each key's new row, and a tombstone (a null
+    /// value) when its row is deleted (`format = 'upsert'`; compacted topics,
+    /// Flink's `upsert-kafka`, `format = 'upsert_json'` sources).
+    Upsert,
 }
 
 /// Counters of a sink, shown in `eddy.sinks`.
@@ -123,6 +127,8 @@ pub struct KafkaSinkOptions {
     pub key: Option<Vec<String>>,
     /// `delivery`, when given.
     pub delivery: Option<Delivery>,
+    /// `format = 'upsert'`: key → latest row, tombstones for deletes.
+    pub upsert: bool,
     /// What the producers made from these options report (shared by clones).
     pub reports: Reporting,
 }
@@ -133,10 +139,17 @@ impl KafkaSinkOptions {
         options: &mut BTreeMap<String, String>,
     ) -> std::result::Result<Self, String> {
         let (topic, bootstrap) = take_topic_and_brokers(options)?;
-        match options.remove("format").as_deref() {
-            None | Some("json") => {}
-            Some(other) => return Err(format!("sinks write format 'json' only, not '{other}'")),
-        }
+        let upsert = match options.remove("format").as_deref() {
+            None | Some("json") => false,
+            Some("upsert" | "upsert_json") => true,
+            Some(other) => {
+                return Err(format!(
+                    "sinks write format 'json' (rows, or change events for a view whose rows \
+                     change) or 'upsert' (each key's latest row, tombstones for deletes), not \
+                     '{other}'"
+                ))
+            }
+        };
         let key = options.remove("key").map(|k| {
             k.split(',')
                 .map(|c| c.trim().to_string())
@@ -161,6 +174,7 @@ impl KafkaSinkOptions {
             properties,
             key,
             delivery,
+            upsert,
         })
     }
 
@@ -222,8 +236,8 @@ pub fn rows_as_json(batch: &RecordBatch) -> Result<Vec<String>> {
 pub struct OutMessage {
     /// Key bytes, if any.
     pub key: Option<String>,
-    /// Value bytes.
-    pub value: String,
+    /// Value bytes; `None` is a tombstone (upsert sinks).
+    pub value: Option<String>,
 }
 
 /// Encode a change batch as messages.
@@ -241,7 +255,7 @@ pub fn encode(changes: &Changes, mode: SinkMode, key_cols: &[usize]) -> Result<V
             for _ in 0..changes.weight(i).max(0) {
                 out.push(OutMessage {
                     key: keys[i].clone(),
-                    value: row.clone(),
+                    value: Some(row.clone()),
                 });
             }
         }
@@ -266,6 +280,14 @@ pub fn encode(changes: &Changes, mode: SinkMode, key_cols: &[usize]) -> Result<V
         }
     }
     for (before, after) in events {
+        if mode == SinkMode::Upsert {
+            let key = after.or(before).and_then(|i| keys[i].clone());
+            out.push(OutMessage {
+                key,
+                value: after.map(|i| rows[i].clone()),
+            });
+            continue;
+        }
         let op = match (before, after) {
             (Some(_), Some(_)) => "u",
             (None, Some(_)) => "c",
@@ -275,11 +297,11 @@ pub fn encode(changes: &Changes, mode: SinkMode, key_cols: &[usize]) -> Result<V
         let key = after.or(before).and_then(|i| keys[i].clone());
         out.push(OutMessage {
             key,
-            value: format!(
+            value: Some(format!(
                 r#"{{"op":"{op}","before":{},"after":{}}}"#,
                 show(before),
                 show(after)
-            ),
+            )),
         });
     }
     Ok(out)
@@ -311,10 +333,28 @@ mod tests {
     }
 
     #[test]
+    fn upsert_writes_latest_rows_and_tombstones() {
+        let c = changes(&["a", "a", "b", "c"], &[1, 2, 5, 7], &[-1, 1, 1, -1]);
+        let out = encode(&c, SinkMode::Upsert, &[0]).unwrap();
+        let got: Vec<(Option<&str>, Option<&str>)> = out
+            .iter()
+            .map(|m| (m.key.as_deref(), m.value.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some(r#"{"k":"a"}"#), Some(r#"{"k":"a","n":2}"#)),
+                (Some(r#"{"k":"b"}"#), Some(r#"{"k":"b","n":5}"#)),
+                (Some(r#"{"k":"c"}"#), None),
+            ]
+        );
+    }
+
+    #[test]
     fn changelog_pairs_updates_by_key() {
         let c = changes(&["a", "a", "b", "c"], &[1, 2, 5, 7], &[-1, 1, 1, -1]);
         let out = encode(&c, SinkMode::Changelog, &[0]).unwrap();
-        let values: Vec<&str> = out.iter().map(|m| m.value.as_str()).collect();
+        let values: Vec<&str> = out.iter().filter_map(|m| m.value.as_deref()).collect();
         assert_eq!(
             values,
             vec![
@@ -334,7 +374,7 @@ mod tests {
             out,
             vec![OutMessage {
                 key: None,
-                value: r#"{"k":"a","n":1}"#.into()
+                value: Some(r#"{"k":"a","n":1}"#.into())
             }]
         );
     }

@@ -307,7 +307,10 @@ impl TxnSink {
                 self.open = true;
             }
             let m = &self.uncommitted[self.sent];
-            let mut rec = FutureRecord::to(&self.opts.topic).payload(m.value.as_bytes());
+            let mut rec = FutureRecord::<[u8], [u8]>::to(&self.opts.topic);
+            if let Some(v) = &m.value {
+                rec = rec.payload(v.as_bytes());
+            }
             if let Some(k) = &m.key {
                 rec = rec.key(k.as_bytes());
             }
@@ -453,7 +456,7 @@ impl TxnSink {
 }
 
 fn message_bytes(m: &OutMessage) -> usize {
-    m.value.len() + m.key.as_ref().map_or(0, String::len)
+    m.value.as_ref().map_or(0, String::len) + m.key.as_ref().map_or(0, String::len)
 }
 
 /// Whether `e` says the broker cannot do transactions at all.
@@ -535,7 +538,7 @@ fn check_committed(opts: &KafkaSinkOptions, (partition, offset): (i32, i64)) -> 
 fn message_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("key", DataType::Utf8, true),
-        Field::new("value", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, true),
     ]))
 }
 
@@ -546,7 +549,7 @@ fn batches_of(msgs: &VecDeque<OutMessage>) -> Result<Vec<RecordBatch>> {
     all.chunks(SNAPSHOT_BATCH_ROWS)
         .map(|chunk| {
             let keys = StringArray::from_iter(chunk.iter().map(|m| m.key.as_deref()));
-            let values = StringArray::from_iter_values(chunk.iter().map(|m| m.value.as_str()));
+            let values = StringArray::from_iter(chunk.iter().map(|m| m.value.as_deref()));
             Ok(RecordBatch::try_new(
                 message_schema(),
                 vec![Arc::new(keys), Arc::new(values)],
@@ -568,7 +571,7 @@ fn messages_from(batches: &[RecordBatch]) -> Result<Vec<OutMessage>> {
         for i in 0..b.num_rows() {
             out.push(OutMessage {
                 key: keys.is_valid(i).then(|| keys.value(i).to_string()),
-                value: values.value(i).to_string(),
+                value: values.is_valid(i).then(|| values.value(i).to_string()),
             });
         }
     }
@@ -584,7 +587,7 @@ mod tests {
         let msgs: VecDeque<OutMessage> = (0..5)
             .map(|i| OutMessage {
                 key: (i % 2 == 0).then(|| format!("k{i}")),
-                value: format!("v{i}"),
+                value: Some(format!("v{i}")),
             })
             .collect();
         let batches = batches_of(&msgs).unwrap();
