@@ -267,10 +267,14 @@ impl Lowerer<'_> {
         let (time_col, time_delay_ns) = output_time(&spec, &sides, time_cols);
         // A semi join's row comes once, with its first match; an anti join's goes then.
         let retracts = matches!(spec.kind, JoinKind::Left | JoinKind::Full | JoinKind::Anti);
+        // A side's changes change the output, unless it is a lookup join's table
+        // (a stream row joins the version it meets). Two upsert inputs join as
+        // updating streams.
         let updating = (retracts && spec.lookup.is_none())
             || sides
                 .iter()
-                .any(|s| s.origin.facts.updating && !s.origin.facts.upsert);
+                .enumerate()
+                .any(|(i, s)| s.origin.facts.updating && spec.lookup != Some(i));
         let watermarked = match spec.lookup {
             Some(t) => sides[1 - t].watermarked(),
             None => sides.iter().all(Chain::watermarked),
