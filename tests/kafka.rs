@@ -12,7 +12,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::kafka::{produce, producer};
+use common::kafka::{avro_long, produce, producer};
 use common::{eventually, rows, PgClient, Server};
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
@@ -802,20 +802,6 @@ async fn embedded_kafka_broker_is_usable() {
     eventually(&c, "SELECT n, s FROM total", &[&["10", "55"]]).await;
     // The whole topic has been read: no lag left.
     eventually(&c, "SELECT lag FROM eddy.sources", &[&["0"]]).await;
-}
-
-/// Avro's zig-zag varint encoding of a long.
-fn avro_long(v: i64, out: &mut Vec<u8>) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    loop {
-        let b = (z & 0x7f) as u8;
-        z >>= 7;
-        if z == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
 }
 
 /// Avro records with an inline schema, bare datums; a truncated one is a dead letter.

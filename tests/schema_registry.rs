@@ -21,6 +21,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use common::kafka::avro_long as long;
 use common::kafka::producer;
 use common::{eventually, rows, PgClient, Server};
 use rdkafka::mocking::MockCluster;
@@ -107,20 +108,6 @@ impl FakeRegistry {
 async fn exec(client: &PgClient, sql: &str) {
     if let Err(e) = client.batch_execute(sql).await {
         panic!("`{sql}` failed: {}", common::error_text(&e));
-    }
-}
-
-/// Avro's zig-zag varint encoding of an int or long.
-fn long(v: i64, out: &mut Vec<u8>) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    loop {
-        let b = (z & 0x7f) as u8;
-        z >>= 7;
-        if z == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
     }
 }
 

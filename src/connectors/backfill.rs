@@ -110,8 +110,6 @@ pub struct Backfill {
     /// Records still to read up to the stream's position at the phase start (Kafka,
     /// tables; -1 when unknown).
     pub remaining: AtomicI64,
-    /// Phases begun.
-    pub phases: AtomicU64,
     /// Something the user must know (rows no longer available, a Kafka outage).
     pub note: Mutex<Option<String>>,
 }
@@ -152,14 +150,6 @@ impl Backfills {
         a.retain(|b| !b.ended());
         a.clone()
     }
-
-    /// The running backfill of `view`'s input `input`.
-    pub fn of(&self, view: &str) -> Vec<Arc<Backfill>> {
-        self.active()
-            .into_iter()
-            .filter(|b| b.view == view)
-            .collect()
-    }
 }
 
 /// Everything one backfill needs.
@@ -199,7 +189,6 @@ pub fn start(
         requests,
         rows: AtomicU64::new(0),
         remaining: AtomicI64::new(-1),
-        phases: AtomicU64::new(0),
         note: Mutex::new(None),
     });
     registry.active.lock().push(handle.clone());
@@ -264,7 +253,6 @@ impl Driver {
         let mut phase = 0;
         loop {
             phase += 1;
-            self.handle.phases.store(phase as u64, Ordering::Relaxed);
             let left = self.left(&self.target());
             self.handle.remaining.store(left, Ordering::Relaxed);
             // A file is read whole in one phase; what it gained meanwhile is little.

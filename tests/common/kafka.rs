@@ -144,3 +144,18 @@ pub async fn produce_payments(
     });
     produce(p, topic, records).await;
 }
+
+/// Avro's zig-zag varint encoding of an int or long, appended to `out`.
+#[allow(dead_code)]
+pub fn avro_long(v: i64, out: &mut Vec<u8>) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}

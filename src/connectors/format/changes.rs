@@ -159,6 +159,13 @@ fn debezium(payload: &[u8]) -> Result<Change, String> {
 
 impl RecordDecoder for ChangeDecoder {
     fn decode(&mut self, records: &[Record]) -> Decoded {
+        if self.format == ChangeFormat::UpsertJson && records.iter().all(|r| !r.payload.is_empty())
+        {
+            // Only upserts (the common case): decode the records as they are, no copies.
+            let inner = self.json.decode(records);
+            let ops = vec![true; inner.rows_from.len()];
+            return self.finish(inner, |i| i, ops, Vec::new());
+        }
         let mut rows = Vec::with_capacity(records.len());
         let mut from = Vec::with_capacity(records.len());
         let mut ops = Vec::with_capacity(records.len());
@@ -178,13 +185,27 @@ impl RecordDecoder for ChangeDecoder {
             }
         }
         let inner = self.json.decode(&rows);
+        let row_ops: Vec<bool> = inner.rows_from.iter().map(|&j| ops[j]).collect();
+        self.finish(inner, |j| from[j], row_ops, rejected)
+    }
+}
+
+impl ChangeDecoder {
+    /// The JSON decoder's result for the records' rows (`origin` maps a row
+    /// record to the record it came from) with each row's upsert/delete flag.
+    fn finish(
+        &self,
+        inner: Decoded,
+        origin: impl Fn(usize) -> usize,
+        row_ops: Vec<bool>,
+        mut rejected: Vec<Rejected>,
+    ) -> Decoded {
         rejected.extend(inner.rejected.into_iter().map(|r| Rejected {
-            index: from[r.index],
+            index: origin(r.index),
             ..r
         }));
         rejected.sort_by_key(|r| r.index);
-        let rows_from: Vec<usize> = inner.rows_from.iter().map(|&j| from[j]).collect();
-        let row_ops: Vec<bool> = inner.rows_from.iter().map(|&j| ops[j]).collect();
+        let rows_from: Vec<usize> = inner.rows_from.iter().map(|&j| origin(j)).collect();
         let batch = match inner.batch.map(|b| self.with_op(b, row_ops)) {
             Some(Ok(b)) => Some(b),
             Some(Err(e)) => {
