@@ -71,6 +71,27 @@ impl Choice {
     }
 }
 
+/// Why a view built now with `choice` would miss rows `s` already
+/// delivered: `s` cannot read them again (a generator; a table without a
+/// log). `None` when nothing would be missed.
+pub(super) fn misses(choice: &Choice, s: &StreamObject) -> Option<String> {
+    if choice.start.is_none() || s.is_upsert() || s.holds_everything() {
+        return None;
+    }
+    let replays = match (s.kind, s.replay()) {
+        (ObjectKind::Table, _) => s.has_log(),
+        (_, Some(_)) => true,
+        _ => false,
+    };
+    (!replays).then(|| {
+        format!(
+            "{} \"{}\" cannot read again the rows it already delivered",
+            s.kind.noun(),
+            s.name
+        )
+    })
+}
+
 /// `2026-01-31 12:00:00[.fff]` (UTC) or `2026-01-31` as epoch milliseconds.
 fn parse_time(s: &str) -> Option<i64> {
     let t = s.trim();

@@ -249,7 +249,10 @@ impl Engine {
         })
     }
 
-    async fn plan(&self, v: &CreateView) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
+    pub(super) async fn plan(
+        &self,
+        v: &CreateView,
+    ) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
         let inputs = self.plan_inputs();
         // By their own names only: an alias entry (`date_format`) holds a
         // function of another name, which must not replace that name's entry.
@@ -278,6 +281,23 @@ impl Engine {
         let (plan, inputs) = self.plan(&v).await?;
         let kind = |name: &str| inputs.get(name).map_or("?".to_string(), |i| i.kind.clone());
         lines.extend(explain(&plan, &kind)?);
+        let existing = self.catalog.with(|e| {
+            e.get(&v.name)
+                .filter(|e| matches!(e.object, ObjectRef::View(_)))
+                .map(|e| e.sql.clone())
+        });
+        if let (true, Some(old_sql)) = (v.or_replace, existing) {
+            lines.push(match self.compare(&old_sql, &v).await?.1 {
+                super::replace::Replacement::Keep => {
+                    "Replace: in place; every operator keeps its state, the view its rows and \
+                     subscribers"
+                        .to_string()
+                }
+                super::replace::Replacement::Rebuild(why) => {
+                    format!("Replace: rebuilds the view from its inputs, because {why}")
+                }
+            });
+        }
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
             datafusion::arrow::datatypes::Field::new("plan", DataType::Utf8, false),
         ]));
@@ -296,17 +316,7 @@ impl Engine {
                 Err(self.duplicate(&v.name))
             };
         }
-        let unknown: Vec<&String> = v
-            .options
-            .keys()
-            .filter(|k| *k != "state_ttl" && !super::backfill::OPTIONS.contains(&k.as_str()))
-            .collect();
-        if !unknown.is_empty() {
-            let keys = unknown;
-            return Err(EddyError::invalid(format!(
-                "unknown materialized view option(s): {keys:?}"
-            )));
-        }
+        check_view_options(&v)?;
         let restored = if self.restoring() {
             self.recovered_view(&v.name)
         } else {
@@ -604,6 +614,22 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Refuse options a materialized view does not have (22023).
+pub(super) fn check_view_options(v: &CreateView) -> Result<()> {
+    let unknown: Vec<&String> = v
+        .options
+        .keys()
+        .filter(|k| *k != "state_ttl" && !super::backfill::OPTIONS.contains(&k.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        let keys = unknown;
+        return Err(EddyError::invalid(format!(
+            "unknown materialized view option(s): {keys:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// Move a table log written by a version that named log directories after

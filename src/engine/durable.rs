@@ -96,6 +96,23 @@ impl DurableCatalog {
         Ok(())
     }
 
+    /// Give the recorded object `name` a new statement, keeping its id and
+    /// its place in the creation order, and write the file.
+    pub fn redefined(&self, name: &str, sql: &str) -> Result<()> {
+        let mut g = self.objects.lock();
+        let Some(o) = g.iter_mut().find(|o| o.name == name) else {
+            return Err(EddyError::Internal(format!("\"{name}\" is not recorded")));
+        };
+        let before = std::mem::replace(&mut o.sql, sql.to_string());
+        if let Err(e) = write_atomically(&self.path, &render(&g, *self.next_id.lock())) {
+            if let Some(o) = g.iter_mut().find(|o| o.name == name) {
+                o.sql = before;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// The id of the recorded object `name`.
     pub fn id_of(&self, name: &str) -> Option<u64> {
         self.objects

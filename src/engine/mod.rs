@@ -15,6 +15,7 @@ mod information_schema;
 mod insert;
 pub mod interrupt;
 mod pg_compat;
+mod replace;
 pub mod sessions;
 mod show;
 mod sinks;
@@ -664,6 +665,9 @@ impl Engine {
             Statement::CreateView(v) => {
                 let _g = self.ddl_lock.lock().await;
                 let existed = self.catalog.with(|e| e.contains_key(&v.name));
+                if existed && v.or_replace {
+                    return self.replace_view(v).await;
+                }
                 if existed {
                     // IF NOT EXISTS, or the duplicate error.
                     return self.create_view(v).await;
@@ -684,6 +688,10 @@ impl Engine {
                 Ok(out)
             }
             Statement::ExplainView(v) => self.explain_view(v).await,
+            Statement::AlterView(a) => {
+                let _g = self.ddl_lock.lock().await;
+                self.alter_view(a).await
+            }
             Statement::ExplainAnalyzeView(name) => self.explain_analyze_view(&name).await,
             Statement::CreateFunction(f, sql) => {
                 let _g = self.ddl_lock.lock().await;

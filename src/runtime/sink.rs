@@ -9,6 +9,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use super::task::Item;
 use crate::error::Result;
+use crate::state::HANDOVER;
 use crate::types::{EventTime, Message, Watermark};
 use crate::views::MaterializedView;
 
@@ -17,6 +18,9 @@ pub(crate) struct ViewSink {
     view: Arc<MaterializedView>,
     /// The last watermark published downstream.
     published: Option<EventTime>,
+    /// The graph handed its state over (a [`HANDOVER`] barrier): what still
+    /// comes is its successor's to produce, and is dropped.
+    handed_over: bool,
 }
 
 impl ViewSink {
@@ -29,10 +33,17 @@ impl ViewSink {
             );
             view.publisher.set_watermark(Watermark::EventTime(p)).await;
         }
-        ViewSink { view, published }
+        ViewSink {
+            view,
+            published,
+            handed_over: false,
+        }
     }
 
     pub(super) async fn accept(&mut self, item: Item) -> Result<()> {
+        if self.handed_over {
+            return Ok(());
+        }
         match item {
             Item::Data(changes) => self.view.apply(changes).await,
             Item::Watermark(input) => {
@@ -51,7 +62,22 @@ impl ViewSink {
                     .await;
                 Ok(())
             }
+            Item::Barrier(HANDOVER) => {
+                self.hand_over();
+                Ok(())
+            }
             Item::Barrier(epoch) => self.checkpoint(epoch).await,
+        }
+    }
+
+    /// Every operator captured its state at the [`HANDOVER`] barrier: give it
+    /// (with the watermark published) to whoever asked, and stop.
+    fn hand_over(&mut self) {
+        let mut snap = self.view.take_pending(HANDOVER);
+        snap.published_watermark = self.published;
+        self.handed_over = true;
+        if let Some(tx) = self.view.handover.lock().take() {
+            let _ = tx.send(snap);
         }
     }
 

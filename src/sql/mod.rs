@@ -1,6 +1,7 @@
 //! SQL front end: tokens → typed [`Statement`]s, and the window TVF rewrite.
 
 pub mod access;
+pub mod alter;
 pub mod canonical;
 pub mod catalog_queries;
 pub mod column_names;

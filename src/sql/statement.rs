@@ -118,6 +118,8 @@ pub struct CreateView {
     pub name: String,
     /// `IF NOT EXISTS` was given.
     pub if_not_exists: bool,
+    /// `OR REPLACE` was given: an existing view takes the new definition.
+    pub or_replace: bool,
     /// The defining query (window TVFs still in it).
     pub query: Box<ast::Query>,
     /// Emission mode.
@@ -208,6 +210,8 @@ pub enum Statement {
     Cursor(super::cursor::CursorStatement),
     /// `SUBSCRIBE …`: a view's changes as they come (run by the server, which streams them).
     Subscribe(super::subscribe::Subscribe),
+    /// `ALTER MATERIALIZED VIEW name SET (…) | RESET (…)`.
+    AlterView(super::alter::AlterView),
 }
 
 /// `COPY (SUBSCRIBE …) TO …` or `DECLARE c CURSOR FOR SUBSCRIBE …`: the outer statement,
@@ -253,7 +257,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .collect()
 }
 
-fn parser_for(
+pub(super) fn parser_for(
     tokens: Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>,
 ) -> Parser<'static> {
     Parser::new(&DIALECT).with_tokens_with_locations(tokens)
@@ -265,8 +269,13 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
     if starts_with_words(t, &["CREATE", "TABLE"]) || starts_with_words(t, &["CREATE", "SOURCE"]) {
         return parse_create_stream(sql, st);
     }
-    if starts_with_words(t, &["CREATE", "MATERIALIZED", "VIEW"]) {
+    if starts_with_words(t, &["CREATE", "MATERIALIZED", "VIEW"])
+        || starts_with_words(t, &["CREATE", "OR", "REPLACE", "MATERIALIZED", "VIEW"])
+    {
         return parse_create_view(sql, st, false).map(Statement::CreateView);
+    }
+    if starts_with_words(t, &["ALTER", "MATERIALIZED", "VIEW"]) {
+        return super::alter::parse_alter_view(sql, st).map(Statement::AlterView);
     }
     if starts_with_words(t, &["EXPLAIN", "ANALYZE", "MATERIALIZED", "VIEW"]) {
         let mut p = parser_for(st.tokens.clone());
@@ -277,7 +286,12 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
         expect_end(sql, &mut p)?;
         return Ok(Statement::ExplainAnalyzeView(name));
     }
-    if starts_with_words(t, &["EXPLAIN", "CREATE", "MATERIALIZED", "VIEW"]) {
+    if starts_with_words(t, &["EXPLAIN", "CREATE", "MATERIALIZED", "VIEW"])
+        || starts_with_words(
+            t,
+            &["EXPLAIN", "CREATE", "OR", "REPLACE", "MATERIALIZED", "VIEW"],
+        )
+    {
         return parse_create_view(sql, st, true).map(Statement::ExplainView);
     }
     if starts_with_words(t, &["CREATE", "SINK"]) {
@@ -715,9 +729,21 @@ fn parse_create_view(sql: &str, st: StatementTokens, explain: bool) -> Result<Cr
     if explain {
         p.next_token();
     }
-    p.expect_keywords(&[Keyword::CREATE, Keyword::MATERIALIZED, Keyword::VIEW])
+    p.expect_keyword(Keyword::CREATE).map_err(perr)?;
+    let or_replace = p.parse_keywords(&[Keyword::OR, Keyword::REPLACE]);
+    p.expect_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW])
         .map_err(perr)?;
+    let at = p.peek_token();
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    if or_replace && if_not_exists {
+        // PostgreSQL has no CREATE OR REPLACE … IF NOT EXISTS either.
+        return Err(EddyError::Syntax {
+            message: "syntax error at or near \"IF\": OR REPLACE and IF NOT EXISTS cannot be \
+                      combined"
+                .into(),
+            position: Some(tokens::char_position(sql, at.span.start)),
+        });
+    }
     let name = normalize_object_name(&p.parse_object_name(false).map_err(perr)?)?;
     let options = if p.parse_keyword(Keyword::WITH) {
         let o = parse_options(sql, &mut p)?;
@@ -736,6 +762,7 @@ fn parse_create_view(sql: &str, st: StatementTokens, explain: bool) -> Result<Cr
     Ok(CreateView {
         name,
         if_not_exists,
+        or_replace,
         query,
         emit,
         options,
@@ -746,14 +773,14 @@ fn parse_create_view(sql: &str, st: StatementTokens, explain: bool) -> Result<Cr
 
 /// `WITH (…)` options: plain values, and those that name a secret.
 #[derive(Default)]
-struct Options {
-    options: BTreeMap<String, String>,
-    secrets: BTreeMap<String, String>,
+pub(super) struct Options {
+    pub(super) options: BTreeMap<String, String>,
+    pub(super) secrets: BTreeMap<String, String>,
 }
 
 /// `( key = value, … )` where key is a word, dotted words or a string, and
 /// value a string, number, word, or `SECRET name` (see [`access`]).
-fn parse_options(sql: &str, p: &mut Parser) -> Result<Options> {
+pub(super) fn parse_options(sql: &str, p: &mut Parser) -> Result<Options> {
     let perr = |e| parser_error(sql, e);
     p.expect_token(&Token::LParen).map_err(perr)?;
     let mut out = Options::default();

@@ -37,6 +37,12 @@ pub use hub::{CheckpointHub, CheckpointRecord, Collected, Decided};
 /// A checkpoint's number; increases by one per attempted checkpoint.
 pub type Epoch = u64;
 
+/// The epoch of a barrier that hands one view's state to its next graph
+/// (`engine::replace`), never a checkpoint's: the view keeps the state it
+/// gathers instead of depositing it in the hub, and does not pass the
+/// barrier downstream.
+pub const HANDOVER: Epoch = u64::MAX;
+
 /// Where a table or source was when the barrier passed it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StreamPosition {

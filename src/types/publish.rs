@@ -9,7 +9,7 @@
 //! and nothing is dropped. A subscriber whose receiver is gone (its view
 //! failed or was dropped) is removed.
 
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, Mutex, MutexGuard};
 
 use super::message::{Message, Watermark};
 
@@ -118,6 +118,48 @@ impl Publisher {
     /// Number of subscribers.
     pub async fn subscriber_count(&self) -> usize {
         self.inner.lock().await.subscribers.len()
+    }
+
+    /// Stop the stream where it is: until the [`Held`] is dropped nothing is
+    /// published and nobody subscribes (a view taking over another's
+    /// subscriptions, `engine::replace`).
+    pub async fn hold(&self) -> Held<'_> {
+        Held {
+            inner: self.inner.lock().await,
+        }
+    }
+}
+
+/// A [`Publisher`] stopped by [`Publisher::hold`].
+pub struct Held<'a> {
+    inner: MutexGuard<'a, Inner>,
+}
+
+impl Held<'_> {
+    /// Send `msg` to the subscribers named `name` only (waits while a
+    /// channel is full); returns how many took it.
+    pub async fn send_to(&mut self, name: &str, msg: Message) -> usize {
+        let mut sent = 0;
+        for sub in self.inner.subscribers.iter().filter(|s| s.name == name) {
+            if sub.tx.send(msg.clone()).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// Remove the subscribers named `name`.
+    pub fn unsubscribe(&mut self, name: &str) {
+        self.inner.subscribers.retain(|s| s.name != name);
+    }
+
+    /// Add a subscriber that continues exactly where the stream stands (no
+    /// catch-up messages).
+    pub fn subscribe(&mut self, name: &str, tx: mpsc::Sender<Message>) {
+        self.inner.subscribers.push(Subscriber {
+            name: name.to_string(),
+            tx,
+        });
     }
 }
 

@@ -86,6 +86,9 @@ pub struct MaterializedView {
     pending_checkpoints: Mutex<BTreeMap<u64, ViewSnapshot>>,
     /// Where the view hands in its checkpoint state (none without a data dir).
     pub hub: Option<Arc<CheckpointHub>>,
+    /// Where its graph delivers its state at a [`crate::state::HANDOVER`]
+    /// barrier (`engine::replace`).
+    pub handover: Mutex<Option<tokio::sync::oneshot::Sender<ViewSnapshot>>>,
 }
 
 impl std::fmt::Debug for MaterializedView {
@@ -127,6 +130,7 @@ impl MaterializedView {
             last_error: Mutex::new(None),
             pending_checkpoints: Mutex::new(BTreeMap::new()),
             hub,
+            handover: Mutex::new(None),
         })
     }
 
@@ -234,6 +238,13 @@ impl MaterializedView {
         });
         self.operators.lock().push(stats.clone());
         stats
+    }
+
+    /// Forget the counters and state slots of a graph that stopped (its
+    /// successor registers its own).
+    pub fn forget_tasks(&self) {
+        self.task_bytes.lock().clear();
+        self.operators.lock().clear();
     }
 
     /// Every operator partition's counters.

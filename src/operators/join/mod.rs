@@ -7,6 +7,8 @@ pub use state::*;
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::expressions::cast;
 use datafusion::physical_expr::PhysicalExpr;
@@ -18,6 +20,49 @@ use crate::types::{Changes, EventTime};
 
 /// Part names of the two sides' rows in a checkpoint.
 pub const SIDES: [&str; 2] = ["left", "right"];
+
+/// Part name of the sides' `state_ttl` (ns) when the checkpoint was taken.
+const TTL_PART: &str = "ttl";
+
+/// One row: each side's `state_ttl` in ns, NULL for a side kept otherwise;
+/// none when neither side is kept by `state_ttl`.
+fn ttl_batch(retention: &[Retention; 2]) -> Result<Option<RecordBatch>> {
+    let ttl = |r: &Retention| match r {
+        Retention::Ttl { ns } => Some(*ns),
+        _ => None,
+    };
+    if retention.iter().all(|r| ttl(r).is_none()) {
+        return Ok(None);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(SIDES[0], DataType::Int64, true),
+        Field::new(SIDES[1], DataType::Int64, true),
+    ]));
+    let columns: Vec<ArrayRef> = retention
+        .iter()
+        .map(|r| Arc::new(Int64Array::from(vec![ttl(r)])) as ArrayRef)
+        .collect();
+    Ok(Some(RecordBatch::try_new(schema, columns)?))
+}
+
+/// The sides' `state_ttl` at the checkpoint (unknown in checkpoints written
+/// before it was recorded).
+fn saved_ttls(batches: &[RecordBatch]) -> [Option<i64>; 2] {
+    let Some(b) = batches
+        .iter()
+        .find(|b| b.num_rows() > 0 && b.num_columns() == 2)
+    else {
+        return [None, None];
+    };
+    let side = |i: usize| {
+        b.column(i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .filter(|a| a.is_valid(0))
+            .map(|a| a.value(0))
+    };
+    [side(0), side(1)]
+}
 
 /// The expressions that route side `s`'s rows to partitions: its equi-join
 /// keys, cast to the left key's type where the sides differ, so equal keys
@@ -96,11 +141,21 @@ impl StreamOperator for Join {
         for (i, part) in SIDES.iter().enumerate() {
             s.put(part, self.op.snapshot(i)?);
         }
+        if let Some(ttl) = ttl_batch(&self.spec.retention)? {
+            s.put(TTL_PART, vec![ttl]);
+        }
         Ok(s)
     }
 
     fn restore(&mut self, mut state: OperatorState, ctx: &RestoreContext<'_>) -> Result<()> {
+        let saved_ttl = saved_ttls(&state.take(TTL_PART));
         for (i, part) in SIDES.iter().enumerate() {
+            // A `state_ttl` changed since the checkpoint (ALTER MATERIALIZED VIEW … SET):
+            // a held row now expires the new TTL after it arrived.
+            let shift = match (saved_ttl[i], self.spec.retention[i]) {
+                (Some(old), Retention::Ttl { ns }) => ns.saturating_sub(old),
+                _ => 0,
+            };
             // A held row: the side's columns, then its expiry and match count.
             let keys = hash_keys(&self.spec, i)?;
             let schema = &self.spec.schemas[i];
@@ -115,7 +170,7 @@ impl StreamOperator for Join {
                 let rows = RecordBatch::try_new(schema.clone(), b.columns()[..width].to_vec())?;
                 mine.push(ctx.partition.keep(&b, &evaluate(&keys, &rows)?)?);
             }
-            self.op.restore(i, &mine)?;
+            self.op.restore(i, &mine, shift)?;
             if let Some(w) = ctx.watermarks.get(i).copied().flatten() {
                 self.op.on_watermark(i, w);
             }
@@ -274,5 +329,51 @@ mod tests {
             assert_eq!(rows_out(&mut parts[routed], 1, probe.clone()), 1, "key {k}");
             assert_eq!(rows_out(&mut parts[1 - routed], 1, probe), 0, "key {k}");
         }
+    }
+
+    fn ttl_spec(secs: i64) -> Arc<JoinSpec> {
+        let base = spec();
+        let keep = Retention::Ttl { ns: secs * S };
+        Arc::new(JoinSpec {
+            kind: base.kind,
+            keys: base.keys.clone(),
+            filter: None,
+            schemas: base.schemas.clone(),
+            output_schema: base.output_schema.clone(),
+            retention: [keep, keep],
+            lookup: None,
+            max_rows: 1000,
+        })
+    }
+
+    /// A `state_ttl` changed between checkpoint and restore (ALTER … SET):
+    /// held rows expire the new TTL after they arrived.
+    #[test]
+    fn restore_applies_a_changed_state_ttl() {
+        let tick = |op: &mut Join, now: i64| op.on_tick(now, &mut Output::default()).unwrap();
+        let mut ten = Join::new(ttl_spec(10), [true, true]).unwrap();
+        tick(&mut ten, 100 * S);
+        assert_eq!(rows_out(&mut ten, 0, rows(0..3)), 0);
+        let state = ten.checkpoint().unwrap();
+        assert!(state.parts.contains_key(TTL_PART));
+        let ctx = RestoreContext {
+            partition: Partition::SINGLE,
+            watermarks: &[None, None],
+        };
+        for (secs, kept_at_115) in [(10, false), (20, true), (5, false), (16, true)] {
+            let mut op = Join::new(ttl_spec(secs), [true, true]).unwrap();
+            op.restore(state.clone(), &ctx).unwrap();
+            tick(&mut op, 104 * S);
+            assert_eq!(op.op.rows_held()[0], 3, "ttl {secs}");
+            tick(&mut op, 115 * S);
+            assert_eq!(op.op.rows_held()[0] == 3, kept_at_115, "ttl {secs}");
+        }
+        // A checkpoint from before the TTL was recorded restores as it was.
+        let mut old = state.clone();
+        old.take(TTL_PART);
+        let mut op = Join::new(ttl_spec(20), [true, true]).unwrap();
+        op.restore(old, &ctx).unwrap();
+        tick(&mut op, 115 * S);
+        assert_eq!(op.op.rows_held()[0], 0);
     }
 }

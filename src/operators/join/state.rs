@@ -628,8 +628,9 @@ impl JoinOperator {
         )?])
     }
 
-    /// Hold checkpointed rows of side `s` again.
-    pub fn restore(&mut self, s: usize, batches: &[RecordBatch]) -> Result<()> {
+    /// Hold checkpointed rows of side `s` again, their expiry moved by
+    /// `shift` ns (a changed `state_ttl`).
+    pub fn restore(&mut self, s: usize, batches: &[RecordBatch], shift: i64) -> Result<()> {
         let width = self.spec.schemas[s].fields().len();
         for b in batches {
             if b.num_columns() != width + 2 {
@@ -655,7 +656,7 @@ impl JoinOperator {
                     s,
                     &key,
                     conv_rows.row(i).owned(),
-                    expires.value(i),
+                    expires.value(i).saturating_add(shift),
                     matches.value(i),
                 )?;
             }
@@ -875,8 +876,8 @@ mod tests {
         j.process(0, &rows(&[(1, 0), (2, 1)], 1), 0).unwrap();
         let snap = [j.snapshot(0).unwrap(), j.snapshot(1).unwrap()];
         let mut k = op(JoinKind::Inner);
-        k.restore(0, &snap[0]).unwrap();
-        k.restore(1, &snap[1]).unwrap();
+        k.restore(0, &snap[0], 0).unwrap();
+        k.restore(1, &snap[1], 0).unwrap();
         assert_eq!(k.rows_held(), [2, 0]);
         assert_eq!(
             out(&k.process(1, &rows(&[(2, 5)], 1), 0).unwrap()),

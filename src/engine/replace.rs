@@ -1,0 +1,413 @@
+//! New definitions for running views: `CREATE OR REPLACE MATERIALIZED VIEW`
+//! and `ALTER MATERIALIZED VIEW … SET (…) | RESET (…)`.
+//!
+//! - **Same operators** (the new plan's EXPLAIN equals the old one but for
+//!   `state_ttl` values): the view keeps everything. Its inputs are held
+//!   still, a [`HANDOVER`] barrier goes through its graph alone, each
+//!   operator hands its state over at it, and the new graph starts from that
+//!   state where the old one stopped: no row is lost or counted twice. The
+//!   view's rows, its subscribers and the views and sinks that read it see
+//!   nothing but the new definition's later output.
+//! - **Other operators**: the view is rebuilt, as if dropped and created in
+//!   one statement: it backfills its inputs (status `backfilling` until it
+//!   has caught up). Rows an operator already emitted cannot be derived
+//!   again from its state, so no operator's state is carried into a graph
+//!   that differs. Refused while views or sinks read it (their state was
+//!   built from the old rows), and when an input cannot read again what it
+//!   delivered (a generator), unless `backfill = 'none'`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::ddl::InputRef;
+use super::{Engine, Outcome};
+use crate::catalog::ObjectRef;
+use crate::error::{EddyError, Result};
+use crate::plan::{explain, ViewPlan};
+use crate::runtime::{spawn_view, ViewInput};
+use crate::sql::alter::AlterView;
+use crate::sql::{CreateView, ObjectKind, Statement};
+use crate::state::HANDOVER;
+use crate::types::publish::Held;
+use crate::types::Message;
+use crate::views::MaterializedView;
+
+/// Longest a view may take to reach the handover barrier (its channels drain first).
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The view options `ALTER MATERIALIZED VIEW … SET` may change on a running view.
+const ALTERABLE: [&str; 1] = ["state_ttl"];
+
+/// What a new definition does to a running view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Replacement {
+    /// The same operators: every operator's state, the rows and subscribers are kept.
+    Keep,
+    /// Other operators: rebuilt from its inputs; why.
+    Rebuild(String),
+}
+
+impl Engine {
+    /// `CREATE OR REPLACE MATERIALIZED VIEW` of an existing object (under the DDL lock).
+    pub(super) async fn replace_view(&self, v: CreateView) -> Result<Outcome> {
+        let (view, old_sql) = self.running_view(&v.name)?;
+        super::ddl::check_view_options(&v)?;
+        let (plan, verdict) = self.compare(&old_sql, &v).await?;
+        match verdict {
+            Replacement::Keep if view.status() == "running" => {
+                self.hand_over(&view, &plan).await?;
+                self.redefine(&v.name, &v.sql)?;
+            }
+            Replacement::Keep if view.status() == "backfilling" => {
+                return Err(backfilling(&v.name));
+            }
+            _ => self.rebuild(v).await?,
+        }
+        Ok(command("CREATE MATERIALIZED VIEW"))
+    }
+
+    /// `ALTER MATERIALIZED VIEW name SET (…) | RESET (…)` (under the DDL lock).
+    pub(super) async fn alter_view(&self, a: AlterView) -> Result<Outcome> {
+        let tag = command("ALTER MATERIALIZED VIEW");
+        if a.if_exists && self.input_ref(&a.name).is_none() {
+            return Ok(tag);
+        }
+        let (view, old_sql) = self.running_view(&a.name)?;
+        for key in a.set.keys().chain(&a.reset) {
+            if !ALTERABLE.contains(&key.as_str()) {
+                let hint = if super::backfill::OPTIONS.contains(&key.as_str()) {
+                    "A backfill option applies when a view is created: use CREATE OR REPLACE \
+                     MATERIALIZED VIEW."
+                } else {
+                    "ALTER MATERIALIZED VIEW can change state_ttl."
+                };
+                return Err(EddyError::InvalidParameter {
+                    message: format!(
+                        "materialized view option \"{key}\" cannot be changed on a running view"
+                    ),
+                    hint: Some(hint.into()),
+                });
+            }
+        }
+        let mut def = stored_definition(&old_sql)?;
+        for (k, val) in &a.set {
+            def.options.insert(k.clone(), val.clone());
+        }
+        for k in &a.reset {
+            def.options.remove(k);
+        }
+        def.sql = crate::sql::canonical::with_options(&old_sql, &def.options)?;
+        let (plan, verdict) = self.compare(&old_sql, &def).await?;
+        if let Replacement::Rebuild(why) = verdict {
+            return Err(EddyError::NotSupported {
+                message: format!(
+                    "cannot alter materialized view \"{}\" in place: {why}",
+                    a.name
+                ),
+                hint: Some("CREATE OR REPLACE MATERIALIZED VIEW rebuilds it.".into()),
+            });
+        }
+        match view.status().as_str() {
+            "running" => {}
+            "backfilling" => return Err(backfilling(&a.name)),
+            _ => {
+                return Err(EddyError::Data {
+                    code: "55000",
+                    message: format!(
+                        "materialized view \"{}\" has failed and cannot be altered; \
+                         CREATE OR REPLACE MATERIALIZED VIEW rebuilds it",
+                        a.name
+                    ),
+                })
+            }
+        }
+        self.hand_over(&view, &plan).await?;
+        self.redefine(&a.name, &def.sql)?;
+        Ok(tag)
+    }
+
+    /// What replacing the view whose stored statement is `old_sql` by `new`
+    /// would do, and the new plan.
+    pub(super) async fn compare(
+        &self,
+        old_sql: &str,
+        new: &CreateView,
+    ) -> Result<(ViewPlan, Replacement)> {
+        let (plan, inputs) = self.plan(new).await?;
+        let kind = |name: &str| inputs.get(name).map_or("?".to_string(), |i| i.kind.clone());
+        let old = match self.plan(&stored_definition(old_sql)?).await {
+            Ok((old, _)) => old,
+            Err(e) => {
+                let why = format!("its old definition no longer plans ({e})");
+                return Ok((plan, Replacement::Rebuild(why)));
+            }
+        };
+        let (before, after) = (shape(&old, &kind)?, shape(&plan, &kind)?);
+        let verdict = match before.iter().zip(&after).find(|(b, a)| b != a) {
+            None if before.len() == after.len() => Replacement::Keep,
+            Some((b, a)) => Replacement::Rebuild(format!(
+                "its operators change (\"{}\" becomes \"{}\")",
+                b.trim(),
+                a.trim()
+            )),
+            None => Replacement::Rebuild("its operators change".into()),
+        };
+        Ok((plan, verdict))
+    }
+
+    /// The materialized view `name` and its stored statement.
+    fn running_view(&self, name: &str) -> Result<(Arc<MaterializedView>, String)> {
+        let found = self.catalog.with(|e| {
+            e.get(name).map(|e| match &e.object {
+                ObjectRef::View(v) => Ok((v.clone(), e.sql.clone())),
+                _ => Err(e.kind()),
+            })
+        });
+        match found {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(kind)) => Err(EddyError::Data {
+                code: "42809",
+                message: format!("\"{name}\" is a {}, not a materialized view", kind.noun()),
+            }),
+            None => Err(EddyError::UndefinedObject(format!(
+                "materialized view \"{name}\" does not exist"
+            ))),
+        }
+    }
+
+    /// Stop `view`'s graph at a handover barrier and run `plan`'s graph from
+    /// the state it handed over, its inputs held still in between.
+    async fn hand_over(&self, view: &Arc<MaterializedView>, plan: &ViewPlan) -> Result<()> {
+        let name = view.name.as_str();
+        let input_names = plan.inputs();
+        let mut distinct = input_names.clone();
+        distinct.sort();
+        distinct.dedup();
+        let refs = distinct
+            .iter()
+            .map(|i| {
+                self.input_ref(i).ok_or_else(|| {
+                    EddyError::UndefinedObject(format!("relation \"{i}\" does not exist"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // No backfill hands over to a stream meanwhile (checkpoints wait on the DDL lock).
+        let _handoff = self.backfills().handoff.lock().await;
+        let mut held: Vec<Held<'_>> = Vec::with_capacity(refs.len());
+        for r in &refs {
+            held.push(match r {
+                InputRef::Stream(s) => s.publisher.hold().await,
+                InputRef::View(v) => v.publisher.hold().await,
+            });
+        }
+        let (tx, rx) = oneshot::channel();
+        *view.handover.lock() = Some(tx);
+        for (h, input) in held.iter_mut().zip(&distinct) {
+            let want = input_names.iter().filter(|i| *i == input).count();
+            if h.send_to(name, Message::Barrier(HANDOVER)).await < want {
+                view.handover.lock().take();
+                return Err(EddyError::Internal(format!(
+                    "materialized view \"{name}\" no longer reads \"{input}\""
+                )));
+            }
+        }
+        let snapshot = match tokio::time::timeout(HANDOVER_TIMEOUT, rx).await {
+            Ok(Ok(s)) => s,
+            _ => {
+                // The barrier, if it still arrives, finds no one waiting: the old graph goes on.
+                view.handover.lock().take();
+                return Err(EddyError::Data {
+                    code: "55000",
+                    message: format!(
+                        "materialized view \"{name}\" did not reach the point where its state \
+                         is handed over within {} s (status: {}); it keeps its old definition",
+                        HANDOVER_TIMEOUT.as_secs(),
+                        view.status()
+                    ),
+                });
+            }
+        };
+        let old = self.catalog.with(|e| {
+            e.get_mut(name)
+                .map(|e| std::mem::replace(&mut e.tasks, JoinSet::new()))
+        });
+        if let Some(mut old) = old {
+            old.shutdown().await;
+        }
+        view.forget_tasks();
+        let mut inputs = Vec::with_capacity(input_names.len());
+        for h in held.iter_mut() {
+            h.unsubscribe(name);
+        }
+        for input in &input_names {
+            let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
+            if let Some(i) = distinct.iter().position(|d| d == input) {
+                held[i].subscribe(name, tx);
+            }
+            inputs.push(ViewInput {
+                snapshot: Vec::new(),
+                rx,
+            });
+        }
+        let mut tasks = JoinSet::new();
+        let capacity = self.limits.channel_capacity;
+        if let Err(e) = spawn_view(
+            view.clone(),
+            &plan.graph,
+            inputs,
+            &mut tasks,
+            capacity,
+            Some(snapshot),
+        )
+        .await
+        {
+            for h in held.iter_mut() {
+                h.unsubscribe(name);
+            }
+            let e = EddyError::Internal(format!(
+                "the new definition could not take over the state of materialized view \
+                 \"{name}\": {e}"
+            ));
+            view.fail(&e);
+            return Err(e);
+        }
+        self.catalog.with(|e| {
+            if let Some(e) = e.get_mut(name) {
+                e.tasks = tasks;
+            }
+        });
+        Ok(())
+    }
+
+    /// Store `sql` as the definition of `name` (same catalog id and place:
+    /// its checkpointed state stays its own).
+    fn redefine(&self, name: &str, sql: &str) -> Result<()> {
+        self.catalog.with(|e| {
+            if let Some(e) = e.get_mut(name) {
+                e.sql = sql.to_string();
+            }
+        });
+        if let Some(d) = &self.durable {
+            d.redefined(name, sql)?;
+        }
+        Ok(())
+    }
+
+    /// Replace the view by `v`, built again from its inputs.
+    async fn rebuild(&self, v: CreateView) -> Result<()> {
+        let dependants = self.catalog.dependants(&v.name);
+        if !dependants.is_empty() {
+            return Err(EddyError::DependentObjects {
+                message: format!(
+                    "cannot replace materialized view \"{}\" by a definition with other \
+                     operators because other objects depend on it",
+                    v.name
+                ),
+                detail: format!(
+                    "{} read its rows. A view is replaced in place only when its operators stay \
+                     the same (options such as state_ttl may change).",
+                    dependants.join(", ")
+                ),
+            });
+        }
+        let choice = super::backfill::Choice::of(&v)?;
+        let (plan, _) = self.plan(&v).await?;
+        for input in plan.inputs() {
+            if let Some(InputRef::Stream(s)) = self.input_ref(&input) {
+                if let Some(why) = super::backfill::misses(&choice, &s) {
+                    return Err(EddyError::NotSupported {
+                        message: format!(
+                            "cannot rebuild materialized view \"{}\" with its new definition: \
+                             {why}, so the new definition would miss it",
+                            v.name
+                        ),
+                        hint: Some(
+                            "Add WITH (backfill = 'none') to start the new definition from the \
+                             rows that arrive from now on."
+                                .into(),
+                        ),
+                    });
+                }
+            }
+        }
+        let (name, sql) = (v.name.clone(), v.sql.clone());
+        self.drop_names(std::slice::from_ref(&name)).await?;
+        self.create_view(v).await?;
+        self.record_created(false, &name, ObjectKind::MaterializedView, &sql, None)
+            .await
+    }
+}
+
+/// The statement stored for a view, parsed.
+pub(super) fn stored_definition(sql: &str) -> Result<CreateView> {
+    match crate::sql::parse(sql)?.into_iter().next() {
+        Some(Statement::CreateView(v)) => Ok(v),
+        _ => Err(EddyError::Internal(format!(
+            "the stored definition is not a CREATE MATERIALIZED VIEW: {sql}"
+        ))),
+    }
+}
+
+/// What identifies a plan's operators: its EXPLAIN (every operator, its
+/// inputs and exchanges, the output) with `state_ttl` values left out, and
+/// each node's id, parallelism and edges (checkpointed state is keyed by id).
+fn shape(plan: &ViewPlan, kind: &dyn Fn(&str) -> String) -> Result<Vec<String>> {
+    let mut lines: Vec<String> = explain(plan, kind)?.iter().map(|l| mask_ttl(l)).collect();
+    for n in &plan.graph.nodes {
+        lines.push(format!(
+            "operator {} on {} partitions, inputs {:?}",
+            n.id, n.parallelism, n.inputs
+        ));
+    }
+    Ok(lines)
+}
+
+/// `line` with every `state_ttl <duration>` written as `state_ttl …`.
+fn mask_ttl(line: &str) -> String {
+    const KEY: &str = "state_ttl ";
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find(KEY) {
+        out.push_str(&rest[..i + KEY.len()]);
+        out.push('…');
+        rest = &rest[i + KEY.len()..];
+        let end = rest.find([';', ',', ')']).unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn command(tag: &str) -> Outcome {
+    Outcome::Command {
+        tag: tag.into(),
+        rows: None,
+    }
+}
+
+fn backfilling(name: &str) -> EddyError {
+    EddyError::Data {
+        code: "55000",
+        message: format!(
+            "materialized view \"{name}\" is backfilling; its definition can change once \
+             eddy.views shows it running"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_values_are_masked() {
+        assert_eq!(
+            mask_ttl("Join: INNER; left keeps for state_ttl 3600 s; right keeps for state_ttl 1 h"),
+            "Join: INNER; left keeps for state_ttl …; right keeps for state_ttl …"
+        );
+        assert_eq!(mask_ttl("Project: a, b"), "Project: a, b");
+    }
+}

@@ -1,0 +1,341 @@
+//! New definitions for running views, over the real protocol:
+//! `CREATE OR REPLACE MATERIALIZED VIEW` with the same operators keeps every
+//! operator's state while rows keep arriving (nothing lost, nothing counted
+//! twice; downstream views, cursors on SUBSCRIBE and a restart see one
+//! continuous view), `ALTER MATERIALIZED VIEW … SET (state_ttl)` applies the
+//! new TTL to the rows a join already holds, and a definition with other
+//! operators rebuilds the view from its inputs — or is refused with the reason.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{eventually, rows, PgClient, Server};
+
+async fn exec(c: &PgClient, sql: &str) {
+    c.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}`: {}", common::error_text(&e)));
+}
+
+/// The SQLSTATE and message of a statement that must fail.
+async fn refused(c: &PgClient, sql: &str) -> (String, String) {
+    let e = c
+        .batch_execute(sql)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("`{sql}` did not fail"));
+    let code = e.code().map(|s| s.code().to_string()).unwrap_or_default();
+    (code, common::error_text(&e))
+}
+
+const PER_KEY: &str = "SELECT k, count(*) AS n, sum(v) AS s FROM t GROUP BY k";
+
+/// Rows keep arriving while the view gets new definitions with the same
+/// operators (other whitespace, a state_ttl, ALTER SET / RESET): every row is
+/// counted exactly once, in the view and in a view that reads it, a cursor
+/// on SUBSCRIBE keeps receiving changes, and after a SIGKILL the view
+/// recovers its checkpointed state under its new definition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_operators_keep_state_under_load() {
+    let mut server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE t (k BIGINT NOT NULL, v BIGINT NOT NULL);
+             CREATE MATERIALIZED VIEW per_key AS {PER_KEY};
+             CREATE MATERIALIZED VIEW total AS SELECT sum(n) AS n, sum(s) AS s FROM per_key;"
+        ),
+    )
+    .await;
+    let sub = server.client().await;
+    exec(
+        &sub,
+        "BEGIN; DECLARE changes CURSOR FOR SUBSCRIBE per_key WITH (SNAPSHOT = false)",
+    )
+    .await;
+
+    const BATCHES: i64 = 60;
+    const ROWS: i64 = 50;
+    let writer = server.client().await;
+    let load = tokio::spawn(async move {
+        for b in 0..BATCHES {
+            let values: Vec<String> = (0..ROWS)
+                .map(|i| format!("({}, {})", (b * ROWS + i) % 7, b * ROWS + i))
+                .collect();
+            exec(
+                &writer,
+                &format!("INSERT INTO t VALUES {}", values.join(", ")),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let plan = rows(
+        &c,
+        &format!("EXPLAIN CREATE OR REPLACE MATERIALIZED VIEW per_key AS {PER_KEY}"),
+    )
+    .await
+    .expect("explain");
+    assert!(
+        plan.last()
+            .is_some_and(|l| l[0].starts_with("Replace: in place")),
+        "{plan:?}"
+    );
+    let definitions = [
+        format!("CREATE OR REPLACE MATERIALIZED VIEW per_key AS {PER_KEY}"),
+        "CREATE OR REPLACE MATERIALIZED VIEW per_key WITH (state_ttl = '1 hour') AS \
+         SELECT k,  count(*) AS n,  sum(v) AS s  FROM t  GROUP BY k"
+            .to_string(),
+        "ALTER MATERIALIZED VIEW per_key SET (state_ttl = '2 hours')".to_string(),
+        "ALTER MATERIALIZED VIEW per_key RESET (state_ttl)".to_string(),
+        "ALTER MATERIALIZED VIEW per_key SET (state_ttl = '3 hours')".to_string(),
+    ];
+    for sql in definitions.iter().cycle().take(10) {
+        exec(&c, sql).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    load.await.expect("writer");
+    let n = BATCHES * ROWS;
+    let sum = n * (n - 1) / 2;
+    let want = [n.to_string(), sum.to_string()];
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    eventually(&c, "SELECT sum(n), sum(s) FROM per_key", &[&want]).await;
+    eventually(&c, "SELECT n, s FROM total", &[&want]).await;
+    eventually(
+        &c,
+        "SELECT status, last_error FROM eddy.views WHERE name = 'per_key'",
+        &[&["running", "NULL"]],
+    )
+    .await;
+    // The cursor opened before the first replacement still receives changes.
+    exec(&server.client().await, "INSERT INTO t VALUES (100, 1)").await;
+    let fetched = rows(&sub, "FETCH ALL changes WITH (timeout = '5s')")
+        .await
+        .expect("fetch");
+    assert!(
+        fetched.iter().any(|r| r.iter().any(|v| v == "100")),
+        "the SUBSCRIBE cursor saw no change after the replacements: {} rows",
+        fetched.len()
+    );
+    exec(&sub, "COMMIT").await;
+    let shown = rows(&c, "SHOW CREATE MATERIALIZED VIEW per_key")
+        .await
+        .expect("show");
+    assert!(shown[0][1].contains("'3 hours'"), "{shown:?}");
+
+    // A restart recovers the checkpointed state under the new definition.
+    exec(&c, "CHECKPOINT").await;
+    drop(c);
+    drop(sub);
+    server.kill();
+    let dir = server.data_dir.clone();
+    let restarted = Server::start_in(&dir).await;
+    let c = restarted.client().await;
+    let want = [(n + 1).to_string(), (sum + 1).to_string()];
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    eventually(&c, "SELECT sum(n), sum(s) FROM per_key", &[&want]).await;
+    let shown = rows(&c, "SHOW CREATE MATERIALIZED VIEW per_key")
+        .await
+        .expect("show");
+    assert!(shown[0][1].contains("'3 hours'"), "{shown:?}");
+}
+
+/// `ALTER MATERIALIZED VIEW … SET (state_ttl)` on a join: the rows the join
+/// holds are carried over and expire the new TTL after they arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn altered_state_ttl_applies_to_held_rows() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        "CREATE TABLE l (k BIGINT, a TEXT);
+         CREATE TABLE r (k BIGINT, b TEXT);
+         CREATE MATERIALIZED VIEW j WITH (state_ttl = '1 hour') AS
+           SELECT l.k, a, b FROM l JOIN r ON l.k = r.k;
+         INSERT INTO l VALUES (1, 'kept');",
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT sum(rows_in) FROM eddy.operators WHERE view = 'j' AND operator = 'join'",
+        &[&["1"]],
+    )
+    .await;
+    let arrived = Instant::now();
+    exec(
+        &c,
+        "ALTER MATERIALIZED VIEW j SET (state_ttl = '6 seconds')",
+    )
+    .await;
+    // Carried over: a match within the new TTL.
+    exec(&c, "INSERT INTO r VALUES (1, 'first')").await;
+    eventually(&c, "SELECT a, b FROM j", &[&["kept", "first"]]).await;
+    assert!(
+        arrived.elapsed() < Duration::from_secs(5),
+        "too slow to tell the TTLs apart"
+    );
+    // Gone once the new TTL has passed since it arrived (ticks are once a second).
+    tokio::time::sleep(
+        Duration::from_secs(6).saturating_sub(arrived.elapsed()) + Duration::from_secs(2),
+    )
+    .await;
+    exec(&c, "INSERT INTO r VALUES (1, 'late')").await;
+    exec(
+        &c,
+        "INSERT INTO l VALUES (2, 'new'); INSERT INTO r VALUES (2, 'match')",
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT a, b FROM j ORDER BY b",
+        &[&["kept", "first"], &["new", "match"]],
+    )
+    .await;
+    let (code, msg) = refused(&c, "ALTER MATERIALIZED VIEW j RESET (state_ttl)").await;
+    assert_eq!(code, "22023", "{msg}");
+    assert!(msg.contains("forever"), "{msg}");
+}
+
+/// A definition with other operators rebuilds the view from its inputs (a
+/// table's log), and what cannot be rebuilt is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_operators_rebuild_or_are_refused() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    let values: Vec<String> = (0..2000).map(|i| format!("({}, {i})", i % 5)).collect();
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE t (k BIGINT NOT NULL, v BIGINT NOT NULL);
+             INSERT INTO t VALUES {};
+             CREATE MATERIALIZED VIEW per_key AS {PER_KEY};",
+            values.join(", ")
+        ),
+    )
+    .await;
+    eventually(&c, "SELECT sum(n) FROM per_key", &[&["2000"]]).await;
+    let new = "SELECT k, count(*) AS n, max(v) AS top FROM t GROUP BY k";
+    let plan = rows(
+        &c,
+        &format!("EXPLAIN CREATE OR REPLACE MATERIALIZED VIEW per_key AS {new}"),
+    )
+    .await
+    .expect("explain");
+    let last = &plan.last().expect("plan")[0];
+    assert!(
+        last.starts_with("Replace: rebuilds") && last.contains("max("),
+        "{plan:?}"
+    );
+    exec(
+        &c,
+        &format!("CREATE OR REPLACE MATERIALIZED VIEW per_key AS {new}"),
+    )
+    .await;
+    exec(&c, "INSERT INTO t VALUES (0, 5000)").await;
+    eventually(
+        &c,
+        "SELECT k, n, top FROM per_key ORDER BY k",
+        &[
+            &["0", "401", "5000"],
+            &["1", "400", "1996"],
+            &["2", "400", "1997"],
+            &["3", "400", "1998"],
+            &["4", "400", "1999"],
+        ],
+    )
+    .await;
+
+    // Refusals, each with its SQLSTATE.
+    exec(
+        &c,
+        "CREATE MATERIALIZED VIEW top AS SELECT max(top) AS m FROM per_key",
+    )
+    .await;
+    let (code, msg) = refused(
+        &c,
+        &format!("CREATE OR REPLACE MATERIALIZED VIEW per_key AS {PER_KEY}"),
+    )
+    .await;
+    assert_eq!(code, "2BP01", "{msg}");
+    assert!(msg.contains("top"), "{msg}");
+    // Same operators are fine with a dependant.
+    exec(
+        &c,
+        &format!("CREATE OR REPLACE MATERIALIZED VIEW per_key AS {new}"),
+    )
+    .await;
+    exec(
+        &c,
+        "CREATE SOURCE g (x BIGINT) WITH (connector = 'datagen', rows_per_second = '200');
+         CREATE MATERIALIZED VIEW gv AS SELECT count(*) AS n FROM g;",
+    )
+    .await;
+    let start = Instant::now();
+    while rows(&c, "SELECT n FROM gv")
+        .await
+        .ok()
+        .is_none_or(|r| r.first().is_none_or(|r| r[0] == "0"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "datagen never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let replaced = "SELECT count(*) AS n, max(x) AS m FROM g";
+    let (code, msg) = refused(
+        &c,
+        &format!("CREATE OR REPLACE MATERIALIZED VIEW gv AS {replaced}"),
+    )
+    .await;
+    assert_eq!(code, "0A000", "{msg}");
+    assert!(msg.contains("cannot read again"), "{msg}");
+    exec(
+        &c,
+        &format!("CREATE OR REPLACE MATERIALIZED VIEW gv WITH (backfill = 'none') AS {replaced}"),
+    )
+    .await;
+    for (sql, want) in [
+        (
+            "CREATE OR REPLACE MATERIALIZED VIEW t AS SELECT 1 AS x",
+            "42809",
+        ),
+        (
+            "ALTER MATERIALIZED VIEW t SET (state_ttl = '1 hour')",
+            "42809",
+        ),
+        (
+            "ALTER MATERIALIZED VIEW nope SET (state_ttl = '1 hour')",
+            "42P01",
+        ),
+        (
+            "ALTER MATERIALIZED VIEW per_key SET (backfill = 'none')",
+            "22023",
+        ),
+        (
+            "ALTER MATERIALIZED VIEW per_key SET (colour = 'red')",
+            "22023",
+        ),
+        (
+            "ALTER MATERIALIZED VIEW per_key SET (state_ttl = 'forever')",
+            "22023",
+        ),
+        ("ALTER MATERIALIZED VIEW per_key RENAME TO other", "0A000"),
+        (
+            "CREATE OR REPLACE MATERIALIZED VIEW IF NOT EXISTS per_key AS SELECT 1 AS x",
+            "42601",
+        ),
+    ] {
+        let (code, msg) = refused(&c, sql).await;
+        assert_eq!(code, want, "`{sql}`: {msg}");
+    }
+    exec(
+        &c,
+        "ALTER MATERIALIZED VIEW IF EXISTS nope SET (state_ttl = '1 hour')",
+    )
+    .await;
+    // The refused statements changed nothing.
+    eventually(&c, "SELECT sum(n) FROM per_key", &[&["2001"]]).await;
+}
