@@ -228,11 +228,21 @@ async fn other_operators_rebuild_or_are_refused() {
         last.starts_with("Replace: rebuilds") && last.contains("max("),
         "{plan:?}"
     );
+    let sub = server.client().await;
+    exec(
+        &sub,
+        "BEGIN; DECLARE changes CURSOR FOR SUBSCRIBE per_key WITH (SNAPSHOT = false)",
+    )
+    .await;
     exec(
         &c,
         &format!("CREATE OR REPLACE MATERIALIZED VIEW per_key AS {new}"),
     )
     .await;
+    // A subscriber of the old rows is told, not left waiting.
+    let (code, msg) = refused(&sub, "FETCH ALL changes WITH (timeout = '5s')").await;
+    assert_eq!(code, "55000", "{msg}");
+    assert!(msg.contains("replaced"), "{msg}");
     exec(&c, "INSERT INTO t VALUES (0, 5000)").await;
     eventually(
         &c,

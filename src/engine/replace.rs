@@ -334,6 +334,11 @@ impl Engine {
             }
         }
         let (name, sql) = (v.name.clone(), v.sql.clone());
+        if let Some(InputRef::View(old)) = self.input_ref(&name) {
+            old.changes
+                .lock()
+                .close(crate::views::changes::Ended::Replaced);
+        }
         self.drop_names(std::slice::from_ref(&name)).await?;
         self.create_view(v).await?;
         self.record_created(false, &name, ObjectKind::MaterializedView, &sql, None)

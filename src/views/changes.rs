@@ -45,6 +45,8 @@ pub enum Ended {
     Lagged,
     /// The view was dropped.
     Dropped,
+    /// The view was replaced by a definition with other operators (rebuilt).
+    Replaced,
     /// The view failed.
     Failed(String),
 }

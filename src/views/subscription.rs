@@ -116,6 +116,14 @@ impl Subscription {
                 "materialized view \"{}\" was dropped",
                 self.view
             ))),
+            Ended::Replaced => Some(EddyError::Data {
+                code: "55000",
+                message: format!(
+                    "materialized view \"{}\" was replaced by a definition with other \
+                     operators and is being rebuilt; subscribe again for its new rows",
+                    self.view
+                ),
+            }),
             Ended::Failed(e) => Some(EddyError::Execution(format!(
                 "materialized view \"{}\" failed: {e}",
                 self.view
