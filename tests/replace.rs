@@ -349,3 +349,60 @@ async fn other_operators_rebuild_or_are_refused() {
     // The refused statements changed nothing.
     eventually(&c, "SELECT sum(n) FROM per_key", &[&["2001"]]).await;
 }
+
+/// In place also when the view reads another view, reads one input twice (a
+/// self-join) and closes event-time windows: the windows still open keep
+/// their rows, and a window that closes after the replacement counts the
+/// rows from before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_with_windows_self_joins_and_views_on_views() {
+    let server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        "CREATE TABLE e (k BIGINT NOT NULL, ts TIMESTAMP NOT NULL,
+                         WATERMARK FOR ts AS ts - INTERVAL '1' SECOND);
+         CREATE MATERIALIZED VIEW pass AS SELECT k, ts FROM e WHERE k >= 0;
+         CREATE MATERIALIZED VIEW per_minute AS
+           SELECT window_start, count(*) AS n FROM TUMBLE(pass, ts, INTERVAL '1' MINUTE)
+           GROUP BY window_start EMIT ON WINDOW CLOSE;
+         CREATE MATERIALIZED VIEW pairs WITH (state_ttl = '1 hour') AS
+           SELECT a.k, count(*) AS n FROM e a JOIN e b ON a.k = b.k GROUP BY a.k;
+         INSERT INTO e VALUES (1, '2026-01-01 00:00:01'), (1, '2026-01-01 00:00:02'),
+                              (2, '2026-01-01 00:00:03');",
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT k, n FROM pairs ORDER BY k",
+        &[&["1", "4"], &["2", "1"]],
+    )
+    .await;
+    for sql in [
+        "CREATE OR REPLACE MATERIALIZED VIEW per_minute AS
+           SELECT window_start, count(*) AS n FROM TUMBLE(pass, ts, INTERVAL '1' MINUTE)
+           GROUP BY window_start EMIT ON WINDOW CLOSE",
+        "ALTER MATERIALIZED VIEW pairs SET (state_ttl = '2 hours')",
+    ] {
+        exec(&c, sql).await;
+    }
+    exec(
+        &c,
+        "INSERT INTO e VALUES (1, '2026-01-01 00:00:30'), (3, '2026-01-01 00:01:30')",
+    )
+    .await;
+    // The first minute closes after the replacement: it counts its four rows.
+    eventually(
+        &c,
+        "SELECT window_start, n FROM per_minute",
+        &[&["2026-01-01 00:00:00", "4"]],
+    )
+    .await;
+    // (1): 3 rows → 9 pairs; the rows held before the ALTER still match.
+    eventually(
+        &c,
+        "SELECT k, n FROM pairs ORDER BY k",
+        &[&["1", "9"], &["2", "1"], &["3", "1"]],
+    )
+    .await;
+}
