@@ -215,7 +215,7 @@ async fn writer_schemas_from_a_registry_evolve_and_survive_an_outage() {
         .map_err(|e| common::error_text(&e));
     assert!(
         err.as_ref()
-            .is_err_and(|e| e.contains("'schema.registry.url' is for format 'avro'")),
+            .is_err_and(|e| e.contains("'schema.registry.url' is for formats 'avro'")),
         "{err:?}"
     );
     exec(

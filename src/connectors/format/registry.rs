@@ -234,11 +234,12 @@ impl Registry {
     }
 
     /// Fetch the writer schema of every record of `records` in the Confluent
-    /// wire format whose id is not cached (or was missing a while ago).
-    /// Records with an id the registry does not have, or not in the wire
-    /// format, are left for the decoder to reject. `Err`: the registry cannot
-    /// be reached or answered with an error; try again later.
-    pub fn fetch_missing(&self, records: &[Record]) -> Result<(), String> {
+    /// wire format whose id is not cached (or was missing a while ago); with
+    /// `keys`, also those of the keys of records with a null value
+    /// (tombstones). Records with an id the registry does not have, or not
+    /// in the wire format, are left for the decoder to reject. `Err`: the
+    /// registry cannot be reached or answered with an error; try again later.
+    pub fn fetch_missing(&self, records: &[Record], keys: bool) -> Result<(), String> {
         let mut wanted: Vec<u32> = Vec::new();
         {
             let now = Instant::now();
@@ -247,7 +248,11 @@ impl Registry {
             let tick = cache.tick;
             let mut last = None;
             for r in records {
-                let Ok(id) = confluent_id(&r.payload) else {
+                let framed = match (&r.key, keys && r.payload.is_empty()) {
+                    (Some(key), true) => key,
+                    _ => &r.payload,
+                };
+                let Ok(id) = confluent_id(framed) else {
                     continue;
                 };
                 if last == Some(id) {
@@ -476,8 +481,20 @@ mod tests {
             ..Default::default()
         };
         // Nothing to fetch: no contact.
-        assert_eq!(r.fetch_missing(&[rec(b"plain".to_vec())]), Ok(()));
-        let e = r.fetch_missing(&[rec(vec![0, 0, 0, 0, 9, 1])]).unwrap_err();
+        assert_eq!(r.fetch_missing(&[rec(b"plain".to_vec())], false), Ok(()));
+        let tombstone = Record {
+            key: Some(vec![0, 0, 0, 0, 8, 2]),
+            ..Default::default()
+        };
+        assert_eq!(
+            r.fetch_missing(std::slice::from_ref(&tombstone), false),
+            Ok(())
+        );
+        let e = r.fetch_missing(&[tombstone], true).unwrap_err();
+        assert!(e.contains("schema id 8"), "{e}");
+        let e = r
+            .fetch_missing(&[rec(vec![0, 0, 0, 0, 9, 1])], false)
+            .unwrap_err();
         assert!(e.contains("cannot reach the schema registry"), "{e}");
         assert!(matches!(r.lookup(9), Lookup::Rejected(_)));
     }
