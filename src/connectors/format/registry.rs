@@ -307,6 +307,64 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Register Avro schema `schema` (JSON) under `subject`
+    /// (`POST {url}/subjects/{subject}/versions`) and return its id; the
+    /// registry gives the id it already has for a schema registered before.
+    /// Blocks for at most [`TIMEOUT`].
+    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, String> {
+        let url = format!("{}/subjects/{subject}/versions", self.url);
+        let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" }).to_string();
+        let mut req = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .header(
+                "Accept",
+                "application/vnd.schemaregistry.v1+json, application/json",
+            );
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.send(body.as_bytes()).map_err(|e| {
+            format!(
+                "cannot reach the schema registry at {} to register subject '{subject}': {e}",
+                self.url
+            )
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_string()
+            .map_err(|e| {
+                format!(
+                    "cannot read the schema registry's answer from {}: {e}",
+                    self.url
+                )
+            })?;
+        let id = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["id"].as_u64())
+            .and_then(|id| u32::try_from(id).ok());
+        match id {
+            Some(id) if status == 200 => Ok(id),
+            _ => {
+                let mut shown: String = text.chars().take(200).collect();
+                if shown.len() < text.len() {
+                    shown.push('…');
+                }
+                Err(format!(
+                    "the schema registry at {} answered HTTP {status} to registering subject \
+                     '{subject}': {shown}",
+                    self.url
+                ))
+            }
+        }
+    }
+}
+
 /// Cache the registry's answer (`status`, `body`) about `id` as if fetched.
 #[cfg(test)]
 pub(super) fn cache_answer(r: &Registry, id: u32, status: u16, body: &str) {
