@@ -3,122 +3,26 @@
 //! broker on a loopback port, in this process), a real `eddy serve` process
 //! queried over pgwire, and a registry.
 //!
-//! No Confluent-compatible registry can be installed on these machines
-//! (Confluent's is not in the package registries we reach; karapace needs a
-//! real Kafka), so the registry is a small HTTP server in this test speaking
-//! the one call eddy makes: `GET /schemas/ids/{id}`, answering
-//! `{"schema": "…"}` or 404 with error code 40403, as Confluent's does.
+//! The registry is a stand-in in this test process (`common::registry`).
 
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use common::kafka::avro_long as long;
 use common::kafka::producer;
+use common::registry::{avro_string as string, framed, FakeRegistry};
 use common::{eventually, rows, PgClient, Server};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const EVENTUALLY: Duration = Duration::from_secs(30);
 
-type Schemas = Arc<HashMap<u32, String>>;
-
-/// A registry holding `schemas` by id, on a loopback port, until stopped.
-struct FakeRegistry {
-    addr: SocketAddr,
-    schemas: Schemas,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-/// `Authorization` for user `u`, password `p`.
-const BASIC_AUTH: &str = "Basic dTpw";
-
-async fn schema_by_id(
-    State(schemas): State<Schemas>,
-    Path(id): Path<u32>,
-    headers: HeaderMap,
-) -> Response {
-    // No keep-alive: a stopped registry must refuse connections, not answer
-    // on a connection kept from before.
-    let close = [(header::CONNECTION, "close")];
-    if headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        != Some(BASIC_AUTH)
-    {
-        return (StatusCode::UNAUTHORIZED, close, "who are you?").into_response();
-    }
-    match schemas.get(&id) {
-        Some(s) => (close, Json(serde_json::json!({ "schema": s }))).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            close,
-            Json(serde_json::json!({ "error_code": 40403, "message": "Schema not found" })),
-        )
-            .into_response(),
-    }
-}
-
-impl FakeRegistry {
-    async fn start(addr: SocketAddr, schemas: Schemas) -> FakeRegistry {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind the registry");
-        let addr = listener.local_addr().expect("registry address");
-        let app = Router::new()
-            .route("/schemas/ids/{id}", get(schema_by_id))
-            .with_state(schemas.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        FakeRegistry {
-            addr,
-            schemas,
-            task: Some(task),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stop listening: connections are refused from now on.
-    async fn stop(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-            let _ = t.await;
-        }
-    }
-
-    /// Listen again on the same address.
-    async fn restart(&mut self) {
-        self.stop().await;
-        *self = FakeRegistry::start(self.addr, self.schemas.clone()).await;
-    }
-}
-
 async fn exec(client: &PgClient, sql: &str) {
     if let Err(e) = client.batch_execute(sql).await {
         panic!("`{sql}` failed: {}", common::error_text(&e));
     }
-}
-
-fn string(s: &str, out: &mut Vec<u8>) {
-    long(s.len() as i64, out);
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// Confluent wire format: 0, the schema id (big-endian), the datum.
-fn framed(id: u32, datum: Vec<u8>) -> Vec<u8> {
-    [vec![0], id.to_be_bytes().to_vec(), datum].concat()
 }
 
 /// v1: `{id: int, item: string, qty: int, legacy: string}`.
@@ -178,11 +82,11 @@ async fn produce(p: &FutureProducer, topic: &str, payloads: &[Vec<u8>]) {
 /// arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_schemas_from_a_registry_evolve_and_survive_an_outage() {
-    let schemas: Schemas = Arc::new(HashMap::from([
+    let schemas = HashMap::from([
         (1, V1.to_string()),
         (2, V2.to_string()),
         (3, V3.to_string()),
-    ]));
+    ]);
     let mut registry = FakeRegistry::start(([127, 0, 0, 1], 0).into(), schemas).await;
     let cluster = MockCluster::new(1).expect("mock cluster");
     let bootstrap = cluster.bootstrap_servers();
@@ -215,7 +119,7 @@ async fn writer_schemas_from_a_registry_evolve_and_survive_an_outage() {
         .map_err(|e| common::error_text(&e));
     assert!(
         err.as_ref()
-            .is_err_and(|e| e.contains("'schema.registry.url' is for format 'avro'")),
+            .is_err_and(|e| e.contains("'schema.registry.url' is for formats 'avro'")),
         "{err:?}"
     );
     exec(
@@ -296,4 +200,322 @@ async fn writer_schemas_from_a_registry_evolve_and_survive_an_outage() {
         &[&["running", "NULL"]],
     )
     .await;
+}
+
+/// Produce `(key, value)` records to partition 0 (a `None` value is a tombstone).
+async fn produce_keyed(p: &FutureProducer, topic: &str, records: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+    for (key, value) in &records {
+        let mut r = FutureRecord::<[u8], [u8]>::to(topic)
+            .partition(0)
+            .key(key.as_slice());
+        if let Some(v) = value {
+            r = r.payload(v.as_slice());
+        }
+        p.send(r, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+}
+
+/// Account rows v1: `{id: long, owner: string, balance: int, legacy: string}`.
+const ACCOUNT_V1: &str = r#"{"type": "record", "name": "Account", "fields": [
+    {"name": "id", "type": "long"}, {"name": "owner", "type": "string"},
+    {"name": "balance", "type": "int"}, {"name": "legacy", "type": "string"}]}"#;
+/// v2: `legacy` removed, `balance` widened to long, `region` added with a default.
+const ACCOUNT_V2: &str = r#"{"type": "record", "name": "Account", "fields": [
+    {"name": "id", "type": "long"}, {"name": "owner", "type": "string"},
+    {"name": "balance", "type": "long"}, {"name": "region", "type": "string", "default": "eu"}]}"#;
+/// The key as a record of the key column.
+const ACCOUNT_KEY: &str = r#"{"type": "record", "name": "AccountKey", "fields": [
+    {"name": "id", "type": "long"}]}"#;
+
+fn account(schema: u32, id: i64, owner: &str, balance: i64, last: &str) -> Option<Vec<u8>> {
+    let mut d = Vec::new();
+    long(id, &mut d);
+    string(owner, &mut d);
+    long(balance, &mut d);
+    string(last, &mut d);
+    Some(framed(schema, d))
+}
+
+/// A key of schema `schema`: a record `{id}` or a bare long, both one varint.
+fn avro_key(schema: u32, id: i64) -> Vec<u8> {
+    let mut d = Vec::new();
+    long(id, &mut d);
+    framed(schema, d)
+}
+
+/// `upsert_avro` through a real broker (tansu): rows written with two
+/// writer schemas upsert, tombstones delete by an Avro record key, a bare
+/// Avro long key or a plain key, and an aggregate follows with retractions.
+/// A tombstone whose key schema is not cached yet waits out a registry
+/// outage (`retrying`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_avro_updates_and_deletes_reach_an_aggregate() {
+    let Some(bin) =
+        common::tansu::tansu_or_skip("upsert_avro_updates_and_deletes_reach_an_aggregate")
+    else {
+        return;
+    };
+    let tansu = common::tansu::start_tansu(&bin, &[], None);
+    common::tansu::create_topics(&tansu.bootstrap, &[("accounts", 1)]).await;
+    let schemas = HashMap::from([
+        (1, ACCOUNT_V1.to_string()),
+        (2, ACCOUNT_V2.to_string()),
+        (10, ACCOUNT_KEY.to_string()),
+        (11, "\"long\"".to_string()),
+    ]);
+    let mut registry = FakeRegistry::start(([127, 0, 0, 1], 0).into(), schemas).await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    let bootstrap = &tansu.bootstrap;
+    let url = registry.url();
+    // Without a registry: 22023, with a hint.
+    let e = c
+        .batch_execute(&format!(
+            "CREATE SOURCE nope (id BIGINT, PRIMARY KEY (id)) WITH (connector = 'kafka',
+               topic = 'accounts', 'bootstrap.servers' = '{bootstrap}', format = 'upsert_avro')"
+        ))
+        .await
+        .expect_err("upsert_avro without a registry");
+    let db = e.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "22023", "{}", db.message());
+    assert!(
+        db.message().contains("needs a schema registry"),
+        "{}",
+        db.message()
+    );
+    assert!(
+        db.hint()
+            .is_some_and(|h| h.contains("'schema.registry.url'")),
+        "{db:?}"
+    );
+    exec(
+        &c,
+        &format!(
+            "CREATE SECRET registry_pw AS 'p';
+             CREATE SOURCE accounts (id BIGINT, owner VARCHAR, balance BIGINT NOT NULL,
+                                     region VARCHAR, PRIMARY KEY (id))
+               WITH (connector = 'kafka', topic = 'accounts', 'bootstrap.servers' = '{bootstrap}',
+                     format = 'upsert_avro', 'schema.registry.url' = '{url}',
+                     'schema.registry.username' = 'u',
+                     'schema.registry.password' = SECRET registry_pw);
+             CREATE MATERIALIZED VIEW by_owner AS
+               SELECT owner, count(*) AS n, sum(balance) AS total FROM accounts GROUP BY owner;
+             CREATE MATERIALIZED VIEW account_rows AS
+               SELECT id, owner, balance, region FROM accounts;"
+        ),
+    )
+    .await;
+    let p = producer(bootstrap);
+    produce_keyed(
+        &p,
+        "accounts",
+        vec![
+            (avro_key(10, 1), account(1, 1, "ann", 10, "x")),
+            (avro_key(10, 2), account(1, 2, "bob", 20, "x")),
+            (avro_key(10, 3), account(1, 3, "ann", 30, "x")),
+            (avro_key(10, 4), account(1, 4, "cy", 40, "x")),
+            // Mid-topic the writer schema changes: 1 moves to bob.
+            (avro_key(10, 1), account(2, 1, "bob", 15, "us")),
+            // Deletes: an Avro record key, a plain (JSON) key.
+            (avro_key(10, 2), None),
+            (b"4".to_vec(), None),
+        ],
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT owner, n, total FROM by_owner ORDER BY owner",
+        &[&["ann", "1", "30"], &["bob", "1", "15"]],
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT id, owner, balance, region FROM account_rows ORDER BY id",
+        &[&["1", "bob", "15", "us"], &["3", "ann", "30", "NULL"]],
+    )
+    .await;
+
+    // The registry goes away; a delete whose key names a schema not cached yet arrives.
+    registry.stop().await;
+    produce_keyed(
+        &p,
+        "accounts",
+        vec![
+            (avro_key(11, 3), None),
+            (avro_key(10, 5), account(2, 5, "ann", 50, "eu")),
+        ],
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let r = rows(&c, "SELECT status, last_error FROM eddy.sources")
+            .await
+            .unwrap();
+        if r[0][0] == "retrying" {
+            assert!(r[0][1].contains("schema id 11"), "{r:?}");
+            break;
+        }
+        assert!(start.elapsed() < EVENTUALLY, "outage never reported: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    registry.restart().await;
+    eventually(
+        &c,
+        "SELECT owner, n, total FROM by_owner ORDER BY owner",
+        &[&["ann", "1", "50"], &["bob", "1", "15"]],
+    )
+    .await;
+    eventually(&c, "SELECT count(*) FROM eddy.dead_letters", &[&["0"]]).await;
+}
+
+/// Order rows v1 inside a Debezium envelope: `{id: long, item: string, qty: int}`.
+const ORDER_V1: &str = r#"{"type": "record", "name": "Value", "fields": [
+    {"name": "id", "type": "long"}, {"name": "item", "type": "string"},
+    {"name": "qty", "type": "int"}]}"#;
+/// v2: `qty` widened to long, `note` added with a default.
+const ORDER_V2: &str = r#"{"type": "record", "name": "Value", "fields": [
+    {"name": "id", "type": "long"}, {"name": "item", "type": "string"},
+    {"name": "qty", "type": "long"}, {"name": "note", "type": "string", "default": ""}]}"#;
+
+/// Debezium's Avro envelope around `row`.
+fn envelope(row: &str) -> String {
+    format!(
+        r#"{{"type": "record", "name": "Envelope", "namespace": "pg.public.orders", "fields": [
+        {{"name": "before", "type": ["null", {row}], "default": null}},
+        {{"name": "after", "type": ["null", "Value"], "default": null}},
+        {{"name": "source", "type": {{"type": "record", "name": "Source", "fields": [
+            {{"name": "db", "type": "string"}}]}}}},
+        {{"name": "op", "type": "string"}},
+        {{"name": "ts_ms", "type": ["null", "long"], "default": null}}]}}"#
+    )
+}
+
+/// An order row of envelope schema `schema` (1: v1, 2: v2).
+fn order(schema: u32, id: i64, item: &str, qty: i64) -> Vec<u8> {
+    let mut d = Vec::new();
+    long(id, &mut d);
+    string(item, &mut d);
+    long(qty, &mut d);
+    if schema == 2 {
+        string("gift", &mut d);
+    }
+    d
+}
+
+/// A change event of envelope schema `schema`.
+fn change(schema: u32, op: &str, before: Option<Vec<u8>>, after: Option<Vec<u8>>) -> Vec<u8> {
+    let mut d = Vec::new();
+    for side in [before, after] {
+        match side {
+            None => long(0, &mut d),
+            Some(row) => {
+                long(1, &mut d);
+                d.extend(row);
+            }
+        }
+    }
+    string("shop", &mut d);
+    string(op, &mut d);
+    long(0, &mut d);
+    framed(schema, d)
+}
+
+/// `debezium_avro` through a real broker (tansu): snapshot reads, creates,
+/// an update and deletes, across a writer schema change, reach an aggregate
+/// with retractions; the tombstone after a delete is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debezium_avro_changes_reach_an_aggregate() {
+    let Some(bin) = common::tansu::tansu_or_skip("debezium_avro_changes_reach_an_aggregate") else {
+        return;
+    };
+    let tansu = common::tansu::start_tansu(&bin, &[], None);
+    common::tansu::create_topics(&tansu.bootstrap, &[("pg.public.orders", 1)]).await;
+    let schemas = HashMap::from([(1, envelope(ORDER_V1)), (2, envelope(ORDER_V2))]);
+    let registry = FakeRegistry::start(([127, 0, 0, 1], 0).into(), schemas).await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    let bootstrap = &tansu.bootstrap;
+    exec(
+        &c,
+        &format!(
+            "CREATE SECRET registry_pw AS 'p';
+             CREATE SOURCE orders (id BIGINT, item VARCHAR, qty BIGINT, note VARCHAR,
+                                   PRIMARY KEY (id))
+               WITH (connector = 'kafka', topic = 'pg.public.orders',
+                     'bootstrap.servers' = '{bootstrap}', format = 'debezium_avro',
+                     'schema.registry.url' = '{}', 'schema.registry.username' = 'u',
+                     'schema.registry.password' = SECRET registry_pw);
+             CREATE MATERIALIZED VIEW per_item AS
+               SELECT item, count(*) AS n, sum(qty) AS qty FROM orders GROUP BY item;
+             CREATE MATERIALIZED VIEW order_rows AS SELECT id, item, qty, note FROM orders;",
+            registry.url()
+        ),
+    )
+    .await;
+    let p = producer(bootstrap);
+    let key = |id: i64| id.to_string().into_bytes();
+    produce_keyed(
+        &p,
+        "pg.public.orders",
+        vec![
+            (
+                key(1),
+                Some(change(1, "r", None, Some(order(1, 1, "pen", 2)))),
+            ),
+            (
+                key(2),
+                Some(change(1, "c", None, Some(order(1, 2, "ink", 5)))),
+            ),
+            (
+                key(3),
+                Some(change(1, "c", None, Some(order(1, 3, "pen", 1)))),
+            ),
+            (
+                key(1),
+                Some(change(
+                    2,
+                    "u",
+                    Some(order(2, 1, "pen", 2)),
+                    Some(order(2, 1, "pen", 7)),
+                )),
+            ),
+            (
+                key(2),
+                Some(change(2, "d", Some(order(2, 2, "ink", 5)), None)),
+            ),
+            (key(2), None),
+        ],
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT item, n, qty FROM per_item ORDER BY item",
+        &[&["pen", "2", "8"]],
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT id, item, qty, note FROM order_rows ORDER BY id",
+        &[&["1", "pen", "7", "gift"], &["3", "pen", "1", "NULL"]],
+    )
+    .await;
+    produce_keyed(
+        &p,
+        "pg.public.orders",
+        vec![(
+            key(3),
+            Some(change(2, "d", Some(order(2, 3, "pen", 1)), None)),
+        )],
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT item, n, qty FROM per_item ORDER BY item",
+        &[&["pen", "1", "7"]],
+    )
+    .await;
+    eventually(&c, "SELECT count(*) FROM eddy.dead_letters", &[&["0"]]).await;
 }

@@ -230,6 +230,11 @@ impl Ingest {
         self.check.spec.format.registry().cloned()
     }
 
+    /// True when tombstones' keys name writer schemas in the registry too.
+    pub fn registry_keys(&self) -> bool {
+        self.check.spec.format.registry_keys()
+    }
+
     /// The two halves, for a [`super::pipeline::Pipeline`].
     pub(super) fn into_parts(self) -> (Checker, Router) {
         (self.check, self.route)

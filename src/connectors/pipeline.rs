@@ -59,8 +59,9 @@ enum Pending<T> {
 /// Decodes chunks of records on worker threads and hands them back in order.
 pub struct Pipeline<T> {
     router: Router,
-    /// Where writer schemas named by records come from (Avro with a registry).
-    registry: Option<Arc<Registry>>,
+    /// Where writer schemas named by records come from (Avro with a
+    /// registry), and whether tombstones' keys name some too.
+    registry: Option<(Arc<Registry>, bool)>,
     /// Decodes inline when there are no lanes.
     inline: Option<Checker>,
     lanes: Vec<Lane>,
@@ -72,7 +73,7 @@ pub struct Pipeline<T> {
 impl<T> Pipeline<T> {
     /// A pipeline decoding on `threads` threads (1: inline), named after `source`.
     pub fn new(ingest: Ingest, threads: usize, source: &str) -> Result<Self> {
-        let registry = ingest.registry();
+        let registry = ingest.registry().map(|r| (r, ingest.registry_keys()));
         let (checker, router) = ingest.into_parts();
         let threads = threads.max(1);
         let mut p = Pipeline {
@@ -115,7 +116,7 @@ impl<T> Pipeline<T> {
     /// registry does not have are not an error here, decoders reject them).
     pub fn fetch_schemas(&self, records: &[Record]) -> std::result::Result<(), String> {
         match &self.registry {
-            Some(r) => r.fetch_missing(records),
+            Some((r, keys)) => r.fetch_missing(records, *keys),
             None => Ok(()),
         }
     }

@@ -10,8 +10,8 @@ use super::ddl::{subscribe_input, InputRef};
 use super::{Engine, Outcome};
 use crate::catalog::{Entry, ObjectRef};
 use crate::connectors::kafka::{
-    run_exactly_once_sink, run_kafka_sink, Delivery, KafkaSinkOptions, Resubscribe, SinkMetrics,
-    SinkMode, SinkObject, SinkRun,
+    run_exactly_once_sink, run_kafka_sink, AvroSchemas, Delivery, KafkaSinkOptions, Resubscribe,
+    SinkEncoder, SinkMetrics, SinkMode, SinkObject, SinkRun,
 };
 use crate::error::{EddyError, Result};
 use crate::sql::CreateSink;
@@ -143,6 +143,35 @@ impl Engine {
                 ),
             });
         }
+        let encoder = match &kafka.avro {
+            None => SinkEncoder::json(mode, key_cols),
+            Some(registry) => {
+                let schemas = Arc::new(AvroSchemas::new(
+                    registry.clone(),
+                    &kafka.topic,
+                    &s.from,
+                    &schema,
+                    &key_cols,
+                    mode == SinkMode::Changelog,
+                )?);
+                // A new sink registers its schemas now and fails if it cannot; one
+                // recreated at a restart registers them in its task, retrying.
+                if !self.restoring() {
+                    let r = schemas.clone();
+                    tokio::task::spawn_blocking(move || r.register())
+                        .await
+                        .map_err(|e| EddyError::Internal(format!("schema registration: {e}")))?
+                        .map_err(|e| {
+                            EddyError::Connector(format!(
+                                "sink \"{}\": cannot register its Avro schemas ({}): {e}",
+                                s.name,
+                                schemas.subjects().join(", ")
+                            ))
+                        })?;
+                }
+                SinkEncoder::avro(mode, key_cols, schemas)
+            }
+        };
         let sink = Arc::new(SinkObject {
             name: s.name.clone(),
             from: s.from.clone(),
@@ -173,7 +202,7 @@ impl Engine {
             Delivery::ExactlyOnce => tasks.spawn(run_exactly_once_sink(
                 sink.clone(),
                 kafka,
-                key_cols,
+                encoder,
                 snapshot,
                 restored,
                 self.hub.clone(),
@@ -188,7 +217,7 @@ impl Engine {
                 tasks.spawn(run_kafka_sink(SinkRun {
                     sink: sink.clone(),
                     opts: kafka,
-                    key_cols,
+                    encoder,
                     snapshot,
                     rx,
                     resubscribe,

@@ -16,10 +16,18 @@ use super::tokens::{
 };
 use crate::error::{EddyError, Result};
 
-/// The dialect column definitions are parsed in (see [`parse_create_stream`]).
 /// Source formats whose records upsert and delete rows by a `PRIMARY KEY`.
-pub const KEYED_FORMATS: [&str; 2] = ["upsert_json", "debezium_json"];
+pub const KEYED_FORMATS: [&str; 4] = [
+    "upsert_json",
+    "debezium_json",
+    "upsert_avro",
+    "debezium_avro",
+];
 
+/// Source formats whose writer schemas come from a schema registry.
+const REGISTRY_FORMATS: [&str; 2] = ["upsert_avro", "debezium_avro"];
+
+/// The dialect column definitions are parsed in (see [`parse_create_stream`]).
 const COLUMN_DIALECT: datafusion::sql::sqlparser::dialect::GenericDialect =
     datafusion::sql::sqlparser::dialect::GenericDialect {};
 
@@ -652,8 +660,9 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
                 options.get("format").map_or("json", String::as_str)
             ),
             hint: Some(
-                "Use format = 'upsert_json' (the Kafka key is the key, a null value deletes) or \
-                 'debezium_json' (change events), or drop the PRIMARY KEY."
+                "Use format = 'upsert_json' or 'upsert_avro' (a null value deletes the Kafka \
+                 key's row), 'debezium_json' or 'debezium_avro' (change events), or drop the \
+                 PRIMARY KEY."
                     .into(),
             ),
         });
@@ -667,6 +676,24 @@ fn parse_create_stream(sql: &str, st: StatementTokens) -> Result<Statement> {
             ),
             hint: Some("Add PRIMARY KEY (…) after the columns.".into()),
         });
+    }
+    let format = options.get("format").map(|f| f.to_lowercase());
+    if let Some(f) = format.filter(|f| REGISTRY_FORMATS.contains(&f.as_str())) {
+        if !options.contains_key("schema.registry.url")
+            && !secrets.contains_key("schema.registry.url")
+        {
+            return Err(EddyError::InvalidParameter {
+                message: format!(
+                    "source \"{name}\" with format '{f}' needs a schema registry: its records \
+                     name their writer schemas by id"
+                ),
+                hint: Some(
+                    "Add 'schema.registry.url' = 'http://…' (and 'schema.registry.username' / \
+                     'schema.registry.password' if it asks for them)."
+                        .into(),
+                ),
+            });
+        }
     }
     Ok(Statement::CreateStream(Box::new(CreateStream {
         kind,

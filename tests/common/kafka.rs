@@ -58,6 +58,20 @@ pub type ReadRecord = (i32, i64, Option<String>, String);
 /// `read_uncommitted` reader would see.
 #[allow(dead_code)]
 pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<ReadRecord> {
+    let text = |b: Option<Vec<u8>>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
+    read_all_bytes(bootstrap, topic, partitions)
+        .into_iter()
+        // A tombstone (null value) reads as "".
+        .map(|(p, o, k, v)| (p, o, text(k), text(v).unwrap_or_default()))
+        .collect()
+}
+
+/// One record read back as bytes: partition, offset, key, value (`None`: a tombstone).
+pub type ReadBytes = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// [`read_all`], keys and values as bytes.
+#[allow(dead_code)]
+pub fn read_all_bytes(bootstrap: &str, topic: &str, partitions: i32) -> Vec<ReadBytes> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
     let consumer: BaseConsumer = ClientConfig::new()
@@ -85,13 +99,11 @@ pub fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> Vec<ReadRecord
         );
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
                 out.push((
                     m.partition(),
                     m.offset(),
-                    text(m.key()),
-                    // A tombstone (null value) reads as "".
-                    text(m.payload()).unwrap_or_default(),
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().map(<[u8]>::to_vec),
                 ));
                 remaining -= 1;
             }

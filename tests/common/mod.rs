@@ -11,6 +11,7 @@
 pub mod differential;
 pub mod kafka;
 pub mod postgres;
+pub mod registry;
 pub mod sweep;
 pub mod tansu;
 

@@ -36,9 +36,23 @@ const MAX_DECODERS: usize = 64;
 /// Rows per `arrow-avro` batch.
 const BATCH_ROWS: usize = 1024;
 
+/// What each record's Avro datum holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A record of the row's fields.
+    Row,
+    /// A Debezium change event: a record with `before` and `after` (each null
+    /// or a record of the row's fields) and `op` (see [`super::avro_envelope`]).
+    Envelope,
+}
+
 /// Decodes Confluent-framed Avro records with writer schemas from a registry.
 pub struct RegistryAvroDecoder {
     declared: SchemaRef,
+    /// What decoded batches hold: the declared columns, for an envelope
+    /// followed by [`super::changes::OP_COLUMN`] (NULL: nothing to apply).
+    output: SchemaRef,
+    shape: Shape,
     registry: Arc<Registry>,
     /// Per writer schema id: a decoder resolving it to the declared columns,
     /// or why its records are rejected.
@@ -48,8 +62,20 @@ pub struct RegistryAvroDecoder {
 impl RegistryAvroDecoder {
     /// A decoder for `declared` columns reading schemas cached by `registry`.
     pub fn new(declared: SchemaRef, registry: Arc<Registry>) -> Self {
+        Self::with_shape(declared, registry, Shape::Row)
+    }
+
+    /// A decoder of records shaped `shape` whose rows have the `declared`
+    /// columns, reading schemas cached by `registry`.
+    pub fn with_shape(declared: SchemaRef, registry: Arc<Registry>, shape: Shape) -> Self {
+        let output = match shape {
+            Shape::Row => declared.clone(),
+            Shape::Envelope => super::avro_envelope::output_schema(&declared),
+        };
         RegistryAvroDecoder {
             declared,
+            output,
+            shape,
             registry,
             resolved: RefCell::new(HashMap::new()),
         }
@@ -87,7 +113,7 @@ impl RegistryAvroDecoder {
         let mut resolved = self.resolved.borrow_mut();
         if !resolved.contains_key(&id) {
             let r = match self.registry.lookup(id) {
-                Lookup::Schema(json) => resolve(&self.declared, id, &json),
+                Lookup::Schema(json) => resolve(&self.declared, self.shape, id, &json),
                 // Not cached: the registry may have it later.
                 Lookup::Rejected(why) => return Err(why.to_string()),
             };
@@ -124,7 +150,10 @@ impl RegistryAvroDecoder {
             return Err(e);
         }
         for b in &mut out[first..] {
-            *b = to_declared(align(&self.declared, b.clone())?, &self.declared)?;
+            *b = match self.shape {
+                Shape::Row => to_declared(align(&self.declared, b.clone())?, &self.declared)?,
+                Shape::Envelope => super::avro_envelope::rows(&self.declared, b)?,
+            };
         }
         Ok(())
     }
@@ -136,19 +165,23 @@ fn invalid(id: u32, e: impl std::fmt::Display) -> String {
 
 impl RecordDecoder for RegistryAvroDecoder {
     fn decode(&mut self, records: &[Record]) -> Decoded {
-        let declared = self.declared.clone();
-        decode_by_run(records, &declared, |r| self.run(r))
+        let output = self.output.clone();
+        decode_by_run(records, &output, |r| self.run(r))
     }
 }
 
-/// A decoder reading writer schema `json` (id `id`) as the `declared`
-/// columns, or why records written with it cannot be read.
-fn resolve(declared: &SchemaRef, id: u32, json: &str) -> Result<Decoder, String> {
+/// A decoder reading writer schema `json` (id `id`) of records shaped
+/// `shape` as the `declared` columns, or why records written with it cannot
+/// be read.
+fn resolve(declared: &SchemaRef, shape: Shape, id: u32, json: &str) -> Result<Decoder, String> {
     let cannot = |e: String| format!("schema id {id} cannot be read as the declared columns: {e}");
     let writer: Value =
         serde_json::from_str(json).map_err(|e| cannot(format!("invalid schema JSON: {e}")))?;
     let build = |keep_all: bool| -> Result<Decoder, String> {
-        let reader = reader_schema(&writer, declared, keep_all)?;
+        let reader = match shape {
+            Shape::Row => reader_schema(&writer, declared, keep_all)?,
+            Shape::Envelope => super::avro_envelope::reader_schema(&writer, declared, keep_all)?,
+        };
         let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
         store
             .set(Fingerprint::Id(id), AvroSchema::new(json.to_string()))
@@ -165,8 +198,12 @@ fn resolve(declared: &SchemaRef, id: u32, json: &str) -> Result<Decoder, String>
     // them defines a named type a declared field uses, keep them all.
     let decoder = build(false).or_else(|_| build(true)).map_err(cannot)?;
     let decoded = decoder.schema();
+    let row_fields = match shape {
+        Shape::Row => decoded.fields().clone(),
+        Shape::Envelope => super::avro_envelope::row_fields(&decoded).map_err(cannot)?,
+    };
     for f in declared.fields() {
-        if let Ok(d) = decoded.field_with_name(f.name()) {
+        if let Some((_, d)) = row_fields.find(f.name()) {
             readable(d.data_type(), f.data_type())
                 .map_err(|e| cannot(format!("field `{}`: {e}", f.name())))?;
         }
@@ -177,7 +214,11 @@ fn resolve(declared: &SchemaRef, id: u32, json: &str) -> Result<Decoder, String>
 /// The reader schema for `writer` and the `declared` columns: the writer's
 /// record with the declared fields (all fields with `keep_all`), their types
 /// promoted where a declared type asks for it.
-fn reader_schema(writer: &Value, declared: &SchemaRef, keep_all: bool) -> Result<Value, String> {
+pub(super) fn reader_schema(
+    writer: &Value,
+    declared: &SchemaRef,
+    keep_all: bool,
+) -> Result<Value, String> {
     let Some(fields) = writer
         .as_object()
         .filter(|o| o.get("type").and_then(Value::as_str) == Some("record"))

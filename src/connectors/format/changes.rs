@@ -11,8 +11,13 @@
 //!   insert `after`, `u` replaces the row by `after`, `d` deletes `before`'s
 //!   key. The tombstone Debezium sends after a delete is skipped.
 //!
-//! The rows are decoded by the JSON decoder, so types, timestamps and bad
-//! records behave as with `format = 'json'`.
+//! - `upsert_avro` and `debezium_avro`: the same, with values in Avro (the
+//!   Confluent wire format, writer schemas from a schema registry), see
+//!   [`super::avro_changes`].
+//!
+//! The rows of the JSON formats are decoded by the JSON decoder, so types,
+//! timestamps and bad records behave as with `format = 'json'`; those of the
+//! Avro formats as with `format = 'avro'` and a registry.
 
 use std::sync::Arc;
 
@@ -22,6 +27,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
+use super::avro_changes::AvroChanges;
+use super::registry::Registry;
 use super::{Decoded, JsonDecoder, Record, RecordDecoder, Rejected};
 pub use crate::connectors::upsert::OP_COLUMN;
 
@@ -32,6 +39,10 @@ pub enum ChangeFormat {
     UpsertJson,
     /// `debezium_json`.
     DebeziumJson,
+    /// `upsert_avro`.
+    UpsertAvro,
+    /// `debezium_avro`.
+    DebeziumAvro,
 }
 
 impl ChangeFormat {
@@ -40,8 +51,25 @@ impl ChangeFormat {
         match name {
             "upsert_json" => Some(ChangeFormat::UpsertJson),
             "debezium_json" => Some(ChangeFormat::DebeziumJson),
+            "upsert_avro" => Some(ChangeFormat::UpsertAvro),
+            "debezium_avro" => Some(ChangeFormat::DebeziumAvro),
             _ => None,
         }
+    }
+
+    /// The option value.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeFormat::UpsertJson => "upsert_json",
+            ChangeFormat::DebeziumJson => "debezium_json",
+            ChangeFormat::UpsertAvro => "upsert_avro",
+            ChangeFormat::DebeziumAvro => "debezium_avro",
+        }
+    }
+
+    /// True for the Avro formats, which need a schema registry.
+    pub fn is_avro(self) -> bool {
+        matches!(self, ChangeFormat::UpsertAvro | ChangeFormat::DebeziumAvro)
     }
 }
 
@@ -50,6 +78,8 @@ pub struct ChangeDecoder {
     format: ChangeFormat,
     json: JsonDecoder,
     keys: Vec<String>,
+    /// The Avro formats' decoders.
+    avro: Option<AvroChanges>,
 }
 
 /// What one record asks for.
@@ -61,67 +91,88 @@ enum Change {
 }
 
 impl ChangeDecoder {
-    /// A decoder of `format` for the `declared` payload columns, keyed by `keys`.
+    /// A decoder of `format` for the `declared` payload columns, keyed by
+    /// `keys`; the Avro formats read writer schemas cached by `registry`.
     pub fn new(
         format: ChangeFormat,
         declared: SchemaRef,
         keys: Vec<String>,
+        registry: Option<Arc<Registry>>,
     ) -> Result<Self, String> {
         if keys.is_empty() {
             return Err("a keyed format needs the source's PRIMARY KEY".into());
         }
+        let avro = match (format.is_avro(), registry) {
+            (false, _) => None,
+            (true, Some(r)) => Some(AvroChanges::new(format, declared.clone(), &keys, r)?),
+            (true, None) => {
+                return Err(format!(
+                    "format '{}' needs 'schema.registry.url'",
+                    format.name()
+                ))
+            }
+        };
         Ok(ChangeDecoder {
             format,
             json: JsonDecoder::new(declared)?,
             keys,
+            avro,
         })
     }
 
     fn change(&self, r: &Record) -> Result<Change, String> {
         match self.format {
-            ChangeFormat::UpsertJson if r.payload.is_empty() => {
+            ChangeFormat::UpsertJson | ChangeFormat::UpsertAvro if r.payload.is_empty() => {
                 let key = r
                     .key
                     .as_deref()
                     .ok_or("a record with a null value (a delete) needs a key")?;
-                Ok(Change::Row(self.key_row(key)?, false))
+                Ok(Change::Row(key_row(&self.keys, key)?, false))
             }
-            ChangeFormat::UpsertJson => Ok(Change::Row(r.payload.clone(), true)),
-            ChangeFormat::DebeziumJson => debezium(&r.payload),
+            ChangeFormat::UpsertJson | ChangeFormat::UpsertAvro => {
+                Ok(Change::Row(r.payload.clone(), true))
+            }
+            ChangeFormat::DebeziumJson | ChangeFormat::DebeziumAvro => debezium(&r.payload),
         }
     }
+}
 
-    /// The row of a Kafka key: a JSON object, or the one key column's value.
-    fn key_row(&self, key: &[u8]) -> Result<Vec<u8>, String> {
-        let parsed = serde_json::from_slice::<Value>(key).ok();
-        if let Some(Value::Object(_)) = &parsed {
-            return Ok(key.to_vec());
-        }
-        let [column] = self.keys.as_slice() else {
-            return Err(format!(
-                "the key of a delete must be a JSON object of the key columns {:?}",
-                self.keys
-            ));
-        };
-        let value = match parsed {
-            Some(v @ (Value::Number(_) | Value::String(_) | Value::Bool(_))) => v,
-            _ => Value::String(String::from_utf8_lossy(key).into_owned()),
-        };
-        serde_json::to_vec(&serde_json::json!({ column: value })).map_err(|e| e.to_string())
+/// The row (a JSON object) of a Kafka key for key columns `keys`: a JSON
+/// object, or the one key column's value (JSON or plain text).
+pub(super) fn key_row(keys: &[String], key: &[u8]) -> Result<Vec<u8>, String> {
+    let parsed = serde_json::from_slice::<Value>(key).ok();
+    if let Some(Value::Object(_)) = &parsed {
+        return Ok(key.to_vec());
     }
+    let value = match parsed {
+        Some(v @ (Value::Number(_) | Value::String(_) | Value::Bool(_))) => v,
+        _ => Value::String(String::from_utf8_lossy(key).into_owned()),
+    };
+    key_value_row(keys, value)
+}
 
-    fn with_op(&self, batch: RecordBatch, ops: Vec<bool>) -> Result<RecordBatch, String> {
-        let mut fields: Vec<Field> = batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.push(Field::new(OP_COLUMN, DataType::Boolean, false));
-        let mut cols = batch.columns().to_vec();
-        cols.push(Arc::new(BooleanArray::from(ops)));
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| e.to_string())
-    }
+/// The row (a JSON object) of the one key column's `value`.
+pub(super) fn key_value_row(keys: &[String], value: Value) -> Result<Vec<u8>, String> {
+    let [column] = keys else {
+        return Err(format!(
+            "the key of a delete must be a JSON object of the key columns {keys:?}"
+        ));
+    };
+    serde_json::to_vec(&serde_json::json!({ column: value })).map_err(|e| e.to_string())
+}
+
+/// `batch` followed by [`OP_COLUMN`] holding `ops`.
+pub(super) fn with_op(batch: RecordBatch, ops: BooleanArray) -> Result<RecordBatch, String> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(OP_COLUMN, DataType::Boolean, false));
+    let mut cols = batch.columns().to_vec();
+    cols.push(Arc::new(ops));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| e.to_string())
 }
 
 /// A Debezium change event as a row to upsert or delete.
@@ -159,6 +210,9 @@ fn debezium(payload: &[u8]) -> Result<Change, String> {
 
 impl RecordDecoder for ChangeDecoder {
     fn decode(&mut self, records: &[Record]) -> Decoded {
+        if let Some(avro) = self.avro.as_mut() {
+            return avro.decode(records, &mut self.json);
+        }
         if self.format == ChangeFormat::UpsertJson && records.iter().all(|r| !r.payload.is_empty())
         {
             // Only upserts (the common case): decode the records as they are, no copies.
@@ -206,7 +260,7 @@ impl ChangeDecoder {
         }));
         rejected.sort_by_key(|r| r.index);
         let rows_from: Vec<usize> = inner.rows_from.iter().map(|&j| origin(j)).collect();
-        let batch = match inner.batch.map(|b| self.with_op(b, row_ops)) {
+        let batch = match inner.batch.map(|b| with_op(b, BooleanArray::from(row_ops))) {
             Some(Ok(b)) => Some(b),
             Some(Err(e)) => {
                 // Cannot happen (one more column of the same length); reject rather than panic.

@@ -12,6 +12,8 @@
 //! RFC 3339 / ISO 8601 string; JSON strings are read at millisecond precision.
 
 mod avro;
+mod avro_changes;
+mod avro_envelope;
 mod avro_registry;
 pub mod changes;
 mod csv;
@@ -103,13 +105,16 @@ pub enum Format {
     /// Avro datums in the Confluent wire format, writer schemas from a schema
     /// registry (`'schema.registry.url'`), read as the declared columns.
     AvroRegistry(Arc<Registry>),
-    /// Keyed records that upsert and delete rows (`upsert_json`, `debezium_json`;
-    /// see [`changes`]); decoded rows end with [`changes::OP_COLUMN`].
+    /// Keyed records that upsert and delete rows (`upsert_json`, `debezium_json`,
+    /// `upsert_avro`, `debezium_avro`; see [`changes`]); decoded rows end with
+    /// [`changes::OP_COLUMN`].
     Changes {
         /// Which keyed format.
         format: changes::ChangeFormat,
         /// The source's key columns (set once its `PRIMARY KEY` is known).
         keys: Vec<String>,
+        /// The schema registry of the Avro formats.
+        registry: Option<Arc<Registry>>,
     },
 }
 
@@ -122,9 +127,17 @@ impl Format {
             .unwrap_or_else(|| "json".into())
             .to_lowercase();
         let registry = Registry::from_options(options)?;
-        if registry.is_some() && name != "avro" {
+        let keyed = changes::ChangeFormat::named(&name);
+        let avro_keyed = keyed.is_some_and(changes::ChangeFormat::is_avro);
+        if registry.is_some() && name != "avro" && !avro_keyed {
             return Err(format!(
-                "'schema.registry.url' is for format 'avro' (Confluent wire format), not '{name}'"
+                "'schema.registry.url' is for formats 'avro', 'upsert_avro' and 'debezium_avro' \
+                 (Confluent wire format), not '{name}'"
+            ));
+        }
+        if registry.is_none() && avro_keyed {
+            return Err(format!(
+                "format '{name}' needs a schema registry: 'schema.registry.url' = 'http://…'"
             ));
         }
         let delimiter = options.remove("csv.delimiter");
@@ -133,7 +146,7 @@ impl Format {
         let avro_framing = options.remove("avro.framing");
         let avro_schema_id = options.remove("avro.schema_id");
         if let Some(registry) = registry {
-            // The format is 'avro' (checked above).
+            // The format is 'avro', 'upsert_avro' or 'debezium_avro' (checked above).
             if let Some(o) = [
                 ("avro.schema", avro_schema.is_some()),
                 ("avro.schema_id", avro_schema_id.is_some()),
@@ -147,17 +160,25 @@ impl Format {
                 ));
             }
             return match avro_framing.as_deref() {
-                None | Some("confluent") => Ok(Format::AvroRegistry(registry)),
+                None | Some("confluent") => Ok(match keyed {
+                    Some(format) => Format::Changes {
+                        format,
+                        keys: Vec::new(),
+                        registry: Some(registry),
+                    },
+                    None => Format::AvroRegistry(registry),
+                }),
                 Some(other) => Err(format!(
                     "with 'schema.registry.url', 'avro.framing' can only be 'confluent', got \
                      '{other}'"
                 )),
             };
         }
-        if let Some(format) = changes::ChangeFormat::named(&name) {
+        if let Some(format) = keyed {
             return Ok(Format::Changes {
                 format,
                 keys: Vec::new(),
+                registry: None,
             });
         }
         match name.as_str() {
@@ -205,7 +226,7 @@ impl Format {
             }
             other => Err(format!(
                 "unknown format '{other}'; available formats: json, csv, avro, upsert_json, \
-                 debezium_json"
+                 debezium_json, upsert_avro, debezium_avro"
             )),
         }
     }
@@ -222,9 +243,16 @@ impl Format {
             Format::AvroRegistry(registry) => {
                 Box::new(RegistryAvroDecoder::new(schema, registry.clone()))
             }
-            Format::Changes { format, keys } => {
-                Box::new(changes::ChangeDecoder::new(*format, schema, keys.clone())?)
-            }
+            Format::Changes {
+                format,
+                keys,
+                registry,
+            } => Box::new(changes::ChangeDecoder::new(
+                *format,
+                schema,
+                keys.clone(),
+                registry.clone(),
+            )?),
         })
     }
 
@@ -237,8 +265,23 @@ impl Format {
     pub fn registry(&self) -> Option<&Arc<Registry>> {
         match self {
             Format::AvroRegistry(r) => Some(r),
+            Format::Changes {
+                registry: Some(r), ..
+            } => Some(r),
             _ => None,
         }
+    }
+
+    /// True when the keys of records with a null value (tombstones) may name
+    /// writer schemas in the registry too (`upsert_avro`).
+    pub fn registry_keys(&self) -> bool {
+        matches!(
+            self,
+            Format::Changes {
+                format: changes::ChangeFormat::UpsertAvro,
+                ..
+            }
+        )
     }
 }
 
@@ -570,7 +613,14 @@ mod tests {
             .is_some_and(|r| r.url() == "http://localhost:8081"));
         assert!(o.is_empty(), "{o:?}");
         let err = |kv: &[(&str, &str)]| Format::from_options(&mut opts(kv)).unwrap_err();
-        assert!(err(&[("format", "json"), url]).contains("is for format 'avro'"));
+        assert!(err(&[("format", "json"), url]).contains("is for formats 'avro'"));
+        assert!(err(&[("format", "upsert_avro")]).contains("needs a schema registry"));
+        assert!(err(&[("format", "debezium_avro")]).contains("needs a schema registry"));
+        let f = Format::from_options(&mut opts(&[("format", "upsert_avro"), url])).unwrap();
+        assert!(f.registry().is_some() && f.is_keyed() && f.registry_keys());
+        let f = Format::from_options(&mut opts(&[("format", "debezium_avro"), url])).unwrap();
+        assert!(f.registry().is_some() && f.is_keyed() && !f.registry_keys());
+        assert!(err(&[("format", "upsert_avro"), url, ("avro.schema", "{}")]).contains("exclude"));
         assert!(err(&[url]).contains("not 'json'"));
         assert!(err(&[("format", "avro"), url, ("avro.schema", "{}")]).contains("exclude"));
         assert!(err(&[("format", "avro"), url, ("avro.framing", "none")]).contains("only"));

@@ -234,11 +234,12 @@ impl Registry {
     }
 
     /// Fetch the writer schema of every record of `records` in the Confluent
-    /// wire format whose id is not cached (or was missing a while ago).
-    /// Records with an id the registry does not have, or not in the wire
-    /// format, are left for the decoder to reject. `Err`: the registry cannot
-    /// be reached or answered with an error; try again later.
-    pub fn fetch_missing(&self, records: &[Record]) -> Result<(), String> {
+    /// wire format whose id is not cached (or was missing a while ago); with
+    /// `keys`, also those of the keys of records with a null value
+    /// (tombstones). Records with an id the registry does not have, or not
+    /// in the wire format, are left for the decoder to reject. `Err`: the
+    /// registry cannot be reached or answered with an error; try again later.
+    pub fn fetch_missing(&self, records: &[Record], keys: bool) -> Result<(), String> {
         let mut wanted: Vec<u32> = Vec::new();
         {
             let now = Instant::now();
@@ -247,7 +248,11 @@ impl Registry {
             let tick = cache.tick;
             let mut last = None;
             for r in records {
-                let Ok(id) = confluent_id(&r.payload) else {
+                let framed = match (&r.key, keys && r.payload.is_empty()) {
+                    (Some(key), true) => key,
+                    _ => &r.payload,
+                };
+                let Ok(id) = confluent_id(framed) else {
                     continue;
                 };
                 if last == Some(id) {
@@ -299,6 +304,64 @@ impl Registry {
                 )
             })?;
         answer(&self.url, id, status, &body)
+    }
+}
+
+impl Registry {
+    /// Register Avro schema `schema` (JSON) under `subject`
+    /// (`POST {url}/subjects/{subject}/versions`) and return its id; the
+    /// registry gives the id it already has for a schema registered before.
+    /// Blocks for at most [`TIMEOUT`].
+    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, String> {
+        let url = format!("{}/subjects/{subject}/versions", self.url);
+        let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" }).to_string();
+        let mut req = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .header(
+                "Accept",
+                "application/vnd.schemaregistry.v1+json, application/json",
+            );
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.send(body.as_bytes()).map_err(|e| {
+            format!(
+                "cannot reach the schema registry at {} to register subject '{subject}': {e}",
+                self.url
+            )
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_string()
+            .map_err(|e| {
+                format!(
+                    "cannot read the schema registry's answer from {}: {e}",
+                    self.url
+                )
+            })?;
+        let id = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["id"].as_u64())
+            .and_then(|id| u32::try_from(id).ok());
+        match id {
+            Some(id) if status == 200 => Ok(id),
+            _ => {
+                let mut shown: String = text.chars().take(200).collect();
+                if shown.len() < text.len() {
+                    shown.push('…');
+                }
+                Err(format!(
+                    "the schema registry at {} answered HTTP {status} to registering subject \
+                     '{subject}': {shown}",
+                    self.url
+                ))
+            }
+        }
     }
 }
 
@@ -476,8 +539,20 @@ mod tests {
             ..Default::default()
         };
         // Nothing to fetch: no contact.
-        assert_eq!(r.fetch_missing(&[rec(b"plain".to_vec())]), Ok(()));
-        let e = r.fetch_missing(&[rec(vec![0, 0, 0, 0, 9, 1])]).unwrap_err();
+        assert_eq!(r.fetch_missing(&[rec(b"plain".to_vec())], false), Ok(()));
+        let tombstone = Record {
+            key: Some(vec![0, 0, 0, 0, 8, 2]),
+            ..Default::default()
+        };
+        assert_eq!(
+            r.fetch_missing(std::slice::from_ref(&tombstone), false),
+            Ok(())
+        );
+        let e = r.fetch_missing(&[tombstone], true).unwrap_err();
+        assert!(e.contains("schema id 8"), "{e}");
+        let e = r
+            .fetch_missing(&[rec(vec![0, 0, 0, 0, 9, 1])], false)
+            .unwrap_err();
         assert!(e.contains("cannot reach the schema registry"), "{e}");
         assert!(matches!(r.lookup(9), Lookup::Rejected(_)));
     }

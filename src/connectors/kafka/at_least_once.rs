@@ -24,9 +24,11 @@ use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::avro_sink::ensure_registered;
 use super::context::with_client_error;
+use super::encoding::{OutMessage, SinkEncoder};
 use super::sink::FutureProducer;
-use super::sink::{encode, KafkaSinkOptions, OutMessage, SinkObject};
+use super::sink::{KafkaSinkOptions, SinkObject};
 use super::sink::{RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 use crate::error::Result;
 use crate::types::Message;
@@ -45,8 +47,8 @@ pub struct SinkRun {
     pub sink: Arc<SinkObject>,
     /// Kafka settings.
     pub opts: KafkaSinkOptions,
-    /// Message key columns.
-    pub key_cols: Vec<usize>,
+    /// Encodes the view's changes as messages.
+    pub encoder: SinkEncoder,
     /// The view's rows when the sink was created.
     pub snapshot: Vec<Message>,
     /// The view's changes after the snapshot.
@@ -93,7 +95,7 @@ impl Buffer {
 }
 
 fn message_bytes(m: &OutMessage) -> usize {
-    m.value.as_ref().map_or(0, String::len) + m.key.as_ref().map_or(0, String::len) + 64
+    m.len() + 64
 }
 
 /// Write the view's changes to Kafka until the sink is dropped (see the
@@ -111,19 +113,23 @@ async fn run_loop(run: SinkRun) -> Result<()> {
     let SinkRun {
         sink,
         opts,
-        key_cols,
+        mut encoder,
         snapshot,
         rx,
         resubscribe,
         buffer_max_bytes,
         channel_capacity,
     } = run;
+    if let Some(schemas) = encoder.avro_schemas() {
+        ensure_registered(&sink, &schemas).await?;
+        set_status(&sink, "running", None);
+    }
     let producer = opts.producer()?;
     let mut rx = Some(rx);
     let mut buf = Buffer::default();
     for m in snapshot {
         if let Message::Data(c) = m {
-            buf.push_all(encode(&c, sink.mode, &key_cols)?);
+            buf.push_all(encoder.encode(&c)?);
         }
     }
     let mut retry = Retry::default();
@@ -154,7 +160,7 @@ async fn run_loop(run: SinkRun) -> Result<()> {
             let (tx, new_rx) = mpsc::channel(channel_capacity);
             for m in resubscribe(tx).await? {
                 if let Message::Data(c) = m {
-                    buf.push_all(encode(&c, sink.mode, &key_cols)?);
+                    buf.push_all(encoder.encode(&c)?);
                 }
             }
             rx = Some(new_rx);
@@ -165,7 +171,7 @@ async fn run_loop(run: SinkRun) -> Result<()> {
         let reading = !full && rx.is_some();
         tokio::select! {
             msg = recv(&mut rx), if reading => match msg {
-                Some(Message::Data(c)) => buf.push_all(encode(&c, sink.mode, &key_cols)?),
+                Some(Message::Data(c)) => buf.push_all(encoder.encode(&c)?),
                 Some(_) => {}
                 // The view is gone (the sink is being dropped with it).
                 None => return Ok(()),
@@ -234,10 +240,10 @@ fn produce(
         let m = &buf.messages[buf.sent];
         let mut rec = FutureRecord::<[u8], [u8]>::to(topic);
         if let Some(v) = &m.value {
-            rec = rec.payload(v.as_bytes());
+            rec = rec.payload(v.as_slice());
         }
         if let Some(k) = &m.key {
-            rec = rec.key(k.as_bytes());
+            rec = rec.key(k.as_slice());
         }
         match producer.send_result(rec) {
             Ok(f) => {
@@ -297,11 +303,11 @@ mod tests {
         b.push_all(vec![
             OutMessage {
                 key: None,
-                value: Some("abcd".into()),
+                value: Some(b"abcd".to_vec()),
             },
             OutMessage {
-                key: Some("k".into()),
-                value: Some("ef".into()),
+                key: Some(b"k".to_vec()),
+                value: Some(b"ef".to_vec()),
             },
         ]);
         assert_eq!(b.bytes, 4 + 64 + 2 + 1 + 64);

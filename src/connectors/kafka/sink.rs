@@ -1,4 +1,7 @@
-//! The Kafka sink: a view's changes as JSON messages.
+//! The Kafka sink: a view's changes as JSON messages, or Avro ones
+//! (`encode = 'avro'` with `'schema.registry.url'`, see [`super::avro_sink`]:
+//! the same shapes, with the changes of an updating view as an Avro
+//! envelope record `{before, after, op}`).
 //!
 //! - Append-only views (`EMIT ON WINDOW CLOSE`): one message per row, the row
 //!   as a JSON object.
@@ -18,8 +21,9 @@
 //!   (`stalled`), see [`super::at_least_once`]; after a restart the view's
 //!   rows are written again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::context::Reporting;
@@ -32,8 +36,8 @@ use rdkafka::config::ClientConfig;
 pub type FutureProducer = rdkafka::producer::FutureProducer<Reporting>;
 
 use super::options::{take_properties, take_topic_and_brokers};
+use crate::connectors::format::registry::Registry;
 use crate::error::{EddyError, Result};
-use crate::types::Changes;
 
 /// How long librdkafka keeps retrying one message before eddy produces it again.
 const MESSAGE_TIMEOUT_MS: &str = "30000";
@@ -129,6 +133,8 @@ pub struct KafkaSinkOptions {
     pub delivery: Option<Delivery>,
     /// `format = 'upsert'`: key → latest row, tombstones for deletes.
     pub upsert: bool,
+    /// `encode = 'avro'`: the schema registry the schemas are registered in.
+    pub avro: Option<Arc<Registry>>,
     /// What the producers made from these options report (shared by clones).
     pub reports: Reporting,
 }
@@ -148,6 +154,24 @@ impl KafkaSinkOptions {
                      change) or 'upsert' (each key's latest row, tombstones for deletes), not \
                      '{other}'"
                 ))
+            }
+        };
+        let registry = Registry::from_options(options)?;
+        let avro = match (options.remove("encode").as_deref(), registry) {
+            (None | Some("json"), None) => None,
+            (Some("avro"), Some(r)) => Some(r),
+            (Some("avro"), None) => {
+                return Err(
+                    "encode = 'avro' needs a schema registry to register its schemas in: \
+                     'schema.registry.url' = 'http://…'"
+                        .into(),
+                )
+            }
+            (None | Some("json"), Some(_)) => {
+                return Err("'schema.registry.url' is for encode = 'avro'".into())
+            }
+            (Some(other), _) => {
+                return Err(format!("encode must be 'json' or 'avro', not '{other}'"))
             }
         };
         let key = options.remove("key").map(|k| {
@@ -175,6 +199,7 @@ impl KafkaSinkOptions {
             key,
             delivery,
             upsert,
+            avro,
         })
     }
 
@@ -229,153 +254,4 @@ pub fn rows_as_json(batch: &RecordBatch) -> Result<Vec<String>> {
     }
     let text = String::from_utf8(buf).map_err(|e| EddyError::Internal(e.to_string()))?;
     Ok(text.lines().map(str::to_string).collect())
-}
-
-/// One message to produce.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutMessage {
-    /// Key bytes, if any.
-    pub key: Option<String>,
-    /// Value bytes; `None` is a tombstone (upsert sinks).
-    pub value: Option<String>,
-}
-
-/// Encode a change batch as messages.
-pub fn encode(changes: &Changes, mode: SinkMode, key_cols: &[usize]) -> Result<Vec<OutMessage>> {
-    let rows = rows_as_json(&changes.batch)?;
-    let keys: Vec<Option<String>> = if key_cols.is_empty() {
-        vec![None; rows.len()]
-    } else {
-        let k = changes.batch.project(key_cols)?;
-        rows_as_json(&k)?.into_iter().map(Some).collect()
-    };
-    let mut out = Vec::with_capacity(rows.len());
-    if mode == SinkMode::AppendOnly {
-        for (i, row) in rows.into_iter().enumerate() {
-            for _ in 0..changes.weight(i).max(0) {
-                out.push(OutMessage {
-                    key: keys[i].clone(),
-                    value: Some(row.clone()),
-                });
-            }
-        }
-        return Ok(out);
-    }
-    // Pair a delete and an insert of the same key into an update.
-    let mut pending_delete: HashMap<&str, usize> = HashMap::new();
-    let mut events: Vec<(Option<usize>, Option<usize>)> = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        let w = changes.weight(i);
-        let key = key.as_deref();
-        if w < 0 {
-            if let Some(k) = key {
-                pending_delete.insert(k, events.len());
-            }
-            events.push((Some(i), None));
-        } else if w > 0 {
-            match key.and_then(|k| pending_delete.remove(k)) {
-                Some(ev) => events[ev].1 = Some(i),
-                None => events.push((None, Some(i))),
-            }
-        }
-    }
-    for (before, after) in events {
-        if mode == SinkMode::Upsert {
-            let key = after.or(before).and_then(|i| keys[i].clone());
-            out.push(OutMessage {
-                key,
-                value: after.map(|i| rows[i].clone()),
-            });
-            continue;
-        }
-        let op = match (before, after) {
-            (Some(_), Some(_)) => "u",
-            (None, Some(_)) => "c",
-            _ => "d",
-        };
-        let show = |r: Option<usize>| r.map_or("null", |i| rows[i].as_str());
-        let key = after.or(before).and_then(|i| keys[i].clone());
-        out.push(OutMessage {
-            key,
-            value: Some(format!(
-                r#"{{"op":"{op}","before":{},"after":{}}}"#,
-                show(before),
-                show(after)
-            )),
-        });
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-
-    use super::*;
-
-    fn changes(keys: &[&str], counts: &[i64], weights: &[i64]) -> Changes {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Utf8, false),
-            Field::new("n", DataType::Int64, false),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(keys.to_vec())),
-                Arc::new(Int64Array::from(counts.to_vec())),
-            ],
-        )
-        .unwrap();
-        Changes::with_weights(batch, Int64Array::from(weights.to_vec()))
-    }
-
-    #[test]
-    fn upsert_writes_latest_rows_and_tombstones() {
-        let c = changes(&["a", "a", "b", "c"], &[1, 2, 5, 7], &[-1, 1, 1, -1]);
-        let out = encode(&c, SinkMode::Upsert, &[0]).unwrap();
-        let got: Vec<(Option<&str>, Option<&str>)> = out
-            .iter()
-            .map(|m| (m.key.as_deref(), m.value.as_deref()))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                (Some(r#"{"k":"a"}"#), Some(r#"{"k":"a","n":2}"#)),
-                (Some(r#"{"k":"b"}"#), Some(r#"{"k":"b","n":5}"#)),
-                (Some(r#"{"k":"c"}"#), None),
-            ]
-        );
-    }
-
-    #[test]
-    fn changelog_pairs_updates_by_key() {
-        let c = changes(&["a", "a", "b", "c"], &[1, 2, 5, 7], &[-1, 1, 1, -1]);
-        let out = encode(&c, SinkMode::Changelog, &[0]).unwrap();
-        let values: Vec<&str> = out.iter().filter_map(|m| m.value.as_deref()).collect();
-        assert_eq!(
-            values,
-            vec![
-                r#"{"op":"u","before":{"k":"a","n":1},"after":{"k":"a","n":2}}"#,
-                r#"{"op":"c","before":null,"after":{"k":"b","n":5}}"#,
-                r#"{"op":"d","before":{"k":"c","n":7},"after":null}"#,
-            ]
-        );
-        assert_eq!(out[0].key.as_deref(), Some(r#"{"k":"a"}"#));
-    }
-
-    #[test]
-    fn append_only_writes_rows() {
-        let c = changes(&["a"], &[1], &[1]);
-        let out = encode(&c, SinkMode::AppendOnly, &[]).unwrap();
-        assert_eq!(
-            out,
-            vec![OutMessage {
-                key: None,
-                value: Some(r#"{"k":"a","n":1}"#.into())
-            }]
-        );
-    }
 }

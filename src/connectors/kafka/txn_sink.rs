@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, StringArray};
+use datafusion::arrow::array::{Array, BinaryArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use rdkafka::config::ClientConfig;
@@ -40,11 +40,11 @@ use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::avro_sink::ensure_registered;
 use super::context::with_client_error;
+use super::encoding::{OutMessage, SinkEncoder};
 use super::sink::FutureProducer;
-use super::sink::{
-    encode, KafkaSinkOptions, OutMessage, SinkObject, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN,
-};
+use super::sink::{KafkaSinkOptions, SinkObject, RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
 use crate::error::{EddyError, Result};
 use crate::state::{Decided, Epoch, SinkSnapshot};
 use crate::types::Message;
@@ -73,7 +73,7 @@ type InDoubt = ((i32, i64), usize);
 pub async fn run_exactly_once_sink(
     sink: Arc<SinkObject>,
     opts: KafkaSinkOptions,
-    key_cols: Vec<usize>,
+    mut encoder: SinkEncoder,
     snapshot: Vec<Message>,
     restored: Option<SinkSnapshot>,
     hub: Arc<crate::state::CheckpointHub>,
@@ -99,6 +99,11 @@ pub async fn run_exactly_once_sink(
         retry_at: Instant::now(),
     };
     let result = async {
+        if let Some(schemas) = encoder.avro_schemas() {
+            ensure_registered(&sink, &schemas).await?;
+            *sink.metrics.status.lock() = "starting".into();
+            *sink.metrics.last_error.lock() = None;
+        }
         if let Some(r) = restored {
             for m in messages_from(&r.pending)? {
                 t.push(m)?;
@@ -108,13 +113,13 @@ pub async fn run_exactly_once_sink(
         } else {
             for msg in snapshot {
                 if let Message::Data(changes) = msg {
-                    for m in encode(&changes, sink.mode, &key_cols)? {
+                    for m in encoder.encode(&changes)? {
                         t.push(m)?;
                     }
                 }
             }
         }
-        t.run(rx, hub.decisions(), &hub, &key_cols).await
+        t.run(rx, hub.decisions(), &hub, &mut encoder).await
     }
     .await;
     if let Err(e) = result {
@@ -160,7 +165,7 @@ impl TxnSink {
         mut rx: mpsc::Receiver<Message>,
         mut decisions: watch::Receiver<Decided>,
         hub: &crate::state::CheckpointHub,
-        key_cols: &[usize],
+        encoder: &mut SinkEncoder,
     ) -> Result<()> {
         // The epoch pre-committed at the last barrier, and how many messages it holds.
         let mut awaiting: Option<(Epoch, usize)> = None;
@@ -188,7 +193,7 @@ impl TxnSink {
                 msg = rx.recv() => match msg {
                     None => return Ok(()),
                     Some(Message::Data(changes)) => {
-                        for m in encode(&changes, self.sink.mode, key_cols)? {
+                        for m in encoder.encode(&changes)? {
                             self.push(m)?;
                         }
                     }
@@ -309,10 +314,10 @@ impl TxnSink {
             let m = &self.uncommitted[self.sent];
             let mut rec = FutureRecord::<[u8], [u8]>::to(&self.opts.topic);
             if let Some(v) = &m.value {
-                rec = rec.payload(v.as_bytes());
+                rec = rec.payload(v.as_slice());
             }
             if let Some(k) = &m.key {
-                rec = rec.key(k.as_bytes());
+                rec = rec.key(k.as_slice());
             }
             match producer.send_result(rec) {
                 Ok(f) => {
@@ -456,7 +461,7 @@ impl TxnSink {
 }
 
 fn message_bytes(m: &OutMessage) -> usize {
-    m.value.as_ref().map_or(0, String::len) + m.key.as_ref().map_or(0, String::len)
+    m.len()
 }
 
 /// Whether `e` says the broker cannot do transactions at all.
@@ -537,8 +542,8 @@ fn check_committed(opts: &KafkaSinkOptions, (partition, offset): (i32, i64)) -> 
 
 fn message_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
-        Field::new("key", DataType::Utf8, true),
-        Field::new("value", DataType::Utf8, true),
+        Field::new("key", DataType::Binary, true),
+        Field::new("value", DataType::Binary, true),
     ]))
 }
 
@@ -548,8 +553,8 @@ fn batches_of(msgs: &VecDeque<OutMessage>) -> Result<Vec<RecordBatch>> {
     let all = a.iter().chain(b.iter()).collect::<Vec<_>>();
     all.chunks(SNAPSHOT_BATCH_ROWS)
         .map(|chunk| {
-            let keys = StringArray::from_iter(chunk.iter().map(|m| m.key.as_deref()));
-            let values = StringArray::from_iter(chunk.iter().map(|m| m.value.as_deref()));
+            let keys = BinaryArray::from_iter(chunk.iter().map(|m| m.key.as_deref()));
+            let values = BinaryArray::from_iter(chunk.iter().map(|m| m.value.as_deref()));
             Ok(RecordBatch::try_new(
                 message_schema(),
                 vec![Arc::new(keys), Arc::new(values)],
@@ -558,20 +563,26 @@ fn batches_of(msgs: &VecDeque<OutMessage>) -> Result<Vec<RecordBatch>> {
         .collect()
 }
 
-/// Messages back from checkpointed batches.
+/// Messages back from checkpointed batches (binary columns; text ones in
+/// checkpoints written before messages could be Avro).
 fn messages_from(batches: &[RecordBatch]) -> Result<Vec<OutMessage>> {
     let mut out = Vec::new();
     for b in batches {
-        let col = |name: &str| {
-            b.column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .ok_or_else(|| EddyError::Internal(format!("sink state has no {name} column")))
+        let col = |name: &str| -> Result<BinaryArray> {
+            let c = b
+                .column_by_name(name)
+                .ok_or_else(|| EddyError::Internal(format!("sink state has no {name} column")))?;
+            let c = datafusion::arrow::compute::cast(c, &DataType::Binary)?;
+            c.as_any()
+                .downcast_ref::<BinaryArray>()
+                .cloned()
+                .ok_or_else(|| EddyError::Internal(format!("sink state's {name} is not binary")))
         };
         let (keys, values) = (col("key")?, col("value")?);
         for i in 0..b.num_rows() {
             out.push(OutMessage {
-                key: keys.is_valid(i).then(|| keys.value(i).to_string()),
-                value: values.is_valid(i).then(|| values.value(i).to_string()),
+                key: keys.is_valid(i).then(|| keys.value(i).to_vec()),
+                value: values.is_valid(i).then(|| values.value(i).to_vec()),
             });
         }
     }
@@ -586,8 +597,8 @@ mod tests {
     fn messages_round_trip_through_batches() {
         let msgs: VecDeque<OutMessage> = (0..5)
             .map(|i| OutMessage {
-                key: (i % 2 == 0).then(|| format!("k{i}")),
-                value: Some(format!("v{i}")),
+                key: (i % 2 == 0).then(|| format!("k{i}").into_bytes()),
+                value: Some(format!("v{i}").into_bytes()),
             })
             .collect();
         let batches = batches_of(&msgs).unwrap();
