@@ -19,6 +19,10 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::Mutex;
 
+mod alter;
+
+pub use alter::widen;
+
 use super::table_log::TableLog;
 use crate::error::{EddyError, Result};
 use crate::sql::ObjectKind;
