@@ -280,3 +280,51 @@ async fn what_cannot_gain_a_column_is_refused() {
     assert!(hint.contains("INSERT"), "{hint}");
     exec(&c, "ALTER SOURCE IF EXISTS missing ADD COLUMN b BIGINT").await;
 }
+
+/// CSV records are positional: the added column is the last field, missing
+/// (NULL) in the lines written before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_topic_gains_a_trailing_field() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    let p = producer(&bootstrap);
+    cluster.create_topic("csv", 1, 1).expect("topic");
+    let line = |n: usize, extra: bool| {
+        let tail = if extra {
+            format!(",{}", n * 2)
+        } else {
+            String::new()
+        };
+        (0, None, format!("a{},{n}{tail}", n % 7), None)
+    };
+    produce(&p, "csv", (0..50).map(|n| line(n, false))).await;
+    let s = Server::start().await;
+    let c = s.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE pay (account VARCHAR, amount BIGINT)
+               WITH (connector = 'kafka', topic = 'csv', 'bootstrap.servers' = '{bootstrap}',
+                     format = 'csv');
+             CREATE MATERIALIZED VIEW per_account AS
+               SELECT account, count(*) AS n, sum(amount) AS total FROM pay GROUP BY account;"
+        ),
+    )
+    .await;
+    settles(&c, PER_ACCOUNT, &expected(50)).await;
+    exec(&c, "ALTER SOURCE pay ADD COLUMN extra BIGINT").await;
+    produce(&p, "csv", (50..100).map(|n| line(n, true))).await;
+    settles(&c, PER_ACCOUNT, &expected(100)).await;
+    exec(
+        &c,
+        "CREATE MATERIALIZED VIEW extras AS SELECT count(*) AS n, count(extra) AS e FROM pay",
+    )
+    .await;
+    eventually(&c, "SELECT n, e FROM extras", &[&["100", "50"]]).await;
+    eventually(
+        &c,
+        "SELECT rows_read, rows_rejected FROM eddy.sources",
+        &[&["100", "0"]],
+    )
+    .await;
+}
