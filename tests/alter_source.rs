@@ -136,13 +136,17 @@ async fn a_kafka_source_gains_a_column_without_gap_or_duplicate() {
     let more = {
         let p = p.clone();
         tokio::spawn(async move {
-            for from in (1000..3000).step_by(200) {
-                produce_range(&p, from..from + 200, true).await;
+            for from in (1000..3000).step_by(100) {
+                produce_range(&p, from..from + 100, true).await;
+                tokio::time::sleep(Duration::from_millis(15)).await;
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let before = rows(&c, "SELECT sum(n) FROM per_account").await;
     exec(&c, "ALTER SOURCE pay ADD COLUMN extra BIGINT").await;
+    let after = rows(&c, "SELECT sum(n) FROM per_account").await;
+    eprintln!("counted before the ALTER: {before:?}, just after: {after:?}");
     more.await.expect("producer");
     settles(&c, PER_ACCOUNT, &expected(3000)).await;
     let r = rows(
