@@ -316,6 +316,25 @@ async fn a_csv_topic_gains_a_trailing_field() {
     )
     .await;
     settles(&c, PER_ACCOUNT, &expected(50)).await;
+    // A sink writing the source's rows would write the column after a restart; a keyed
+    // source keeps its rows by its columns.
+    exec(
+        &c,
+        &format!(
+            "CREATE SINK out FROM pay WITH (connector = 'kafka', topic = 'out',
+               'bootstrap.servers' = '{bootstrap}', format = 'json');
+             CREATE SOURCE users (id BIGINT, v VARCHAR, PRIMARY KEY (id))
+               WITH (connector = 'kafka', topic = 'csv', 'bootstrap.servers' = '{bootstrap}',
+                     format = 'upsert_json');"
+        ),
+    )
+    .await;
+    let (code, msg) = refused(&c, "ALTER SOURCE pay ADD COLUMN extra BIGINT").await;
+    assert_eq!(code, "0A000", "{msg}");
+    assert!(msg.contains("sink \"out\""), "{msg}");
+    let (code, msg) = refused(&c, "ALTER SOURCE users ADD COLUMN extra BIGINT").await;
+    assert_eq!(code, "0A000", "{msg}");
+    exec(&c, "DROP SINK out; DROP SOURCE users").await;
     exec(&c, "ALTER SOURCE pay ADD COLUMN extra BIGINT").await;
     produce(&p, "csv", (50..100).map(|n| line(n, true))).await;
     settles(&c, PER_ACCOUNT, &expected(100)).await;

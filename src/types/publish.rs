@@ -244,4 +244,41 @@ mod tests {
         p.publish(Message::Barrier(1), |_| {}).await;
         assert_eq!(p.subscriber_count().await, 0);
     }
+
+    #[tokio::test]
+    async fn moved_subscribers_see_their_own_columns() {
+        use crate::types::Changes;
+        use datafusion::arrow::array::{ArrayRef, Int64Array};
+        use datafusion::arrow::record_batch::RecordBatch;
+        let (old, new, newer) = (Publisher::new(), Publisher::new(), Publisher::new());
+        let (tx, mut rx) = mpsc::channel(4);
+        old.subscribe("v", tx, Vec::new).await;
+        {
+            let (mut from, mut to) = (old.hold().await, new.hold().await);
+            // [a] then [a, x]: the subscriber reads column 0.
+            assert_eq!(
+                from.move_subscribers(&mut to, &Projection::new(vec![0]))
+                    .unwrap(),
+                1
+            );
+        }
+        {
+            let (mut from, mut to) = (new.hold().await, newer.hold().await);
+            // [a, x] then [y, a, x]: composed, it reads column 1.
+            from.move_subscribers(&mut to, &Projection::new(vec![1, 2]))
+                .unwrap();
+        }
+        assert_eq!(old.subscriber_count().await, 0);
+        let col = |v: i64| std::sync::Arc::new(Int64Array::from(vec![v])) as ArrayRef;
+        let batch =
+            RecordBatch::try_from_iter(vec![("y", col(1)), ("a", col(2)), ("x", col(3))]).unwrap();
+        newer
+            .publish(Message::Data(Changes::inserts(batch)), |_| {})
+            .await;
+        let Some(Message::Data(c)) = rx.recv().await else {
+            panic!("no data")
+        };
+        assert_eq!(c.batch.num_columns(), 1);
+        assert_eq!(c.batch.schema().field(0).name(), "a");
+    }
 }
