@@ -92,21 +92,37 @@ impl Engine {
                 .collect::<std::result::Result<Vec<_>, _>>()?,
         );
         self.check_dependants(&a.name, &new).await?;
+        // Recorded first: if that fails nothing has changed; if the handover fails, undone.
+        if let Some(d) = &self.durable {
+            d.redefined(&a.name, &c.sql)?;
+        }
 
         // The handover: nothing is published by the old stream from here on.
         let held = old.hold().await;
         let position = old.position_while_held(&held);
         new.restore_position(&position).await;
         let mut tasks = JoinSet::new();
-        if let Err(e) = self.start_connector(&c, &columns, &new, &mut tasks) {
+        let started = self
+            .start_connector(&c, &columns, &new, &mut tasks)
+            .and_then(|()| new.carry_over(&old));
+        let moved = match started {
+            Ok(()) => {
+                let mut from = old.publisher.hold().await;
+                let mut to = new.publisher.hold().await;
+                from.move_subscribers(&mut to, &projection)
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = moved {
             tasks.shutdown().await;
+            drop(held);
+            if let Some(d) = &self.durable {
+                if let Err(undo) = d.redefined(&a.name, &old_sql) {
+                    tracing::error!(source = %a.name, error = %undo,
+                        "cannot record the source's definition back after a failed ALTER");
+                }
+            }
             return Err(e);
-        }
-        new.carry_over(&old)?;
-        {
-            let mut from = old.publisher.hold().await;
-            let mut to = new.publisher.hold().await;
-            from.move_subscribers(&mut to, &projection)?;
         }
         let old_tasks = self.catalog.with(|e| {
             e.get_mut(&a.name).map(|e| {
@@ -127,9 +143,6 @@ impl Engine {
             TableReference::bare(a.name.as_str()),
             Arc::new(StreamTable(new)),
         )?;
-        if let Some(d) = &self.durable {
-            d.redefined(&a.name, &c.sql)?;
-        }
         Ok(command())
     }
 
