@@ -302,7 +302,9 @@ async fn a_csv_topic_gains_a_trailing_field() {
         (0, None, format!("a{},{n}{tail}", n % 7), None)
     };
     produce(&p, "csv", (0..50).map(|n| line(n, false))).await;
-    let s = Server::start().await;
+    let dir = common::unique_temp_dir().join("data");
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let mut s = Server::start_in(&dir).await;
     let c = s.client().await;
     exec(
         &c,
@@ -335,6 +337,8 @@ async fn a_csv_topic_gains_a_trailing_field() {
     let (code, msg) = refused(&c, "ALTER SOURCE users ADD COLUMN extra BIGINT").await;
     assert_eq!(code, "0A000", "{msg}");
     exec(&c, "DROP SINK out; DROP SOURCE users").await;
+    // Restored below from this checkpoint, taken before the ALTER.
+    exec(&c, "CHECKPOINT").await;
     exec(&c, "ALTER SOURCE pay ADD COLUMN extra BIGINT").await;
     produce(&p, "csv", (50..100).map(|n| line(n, true))).await;
     settles(&c, PER_ACCOUNT, &expected(100)).await;
@@ -350,4 +354,13 @@ async fn a_csv_topic_gains_a_trailing_field() {
         &[&["100", "0"]],
     )
     .await;
+
+    // Killed before another checkpoint: the view's state from before the ALTER goes on
+    // under the new definition, and the source reads again what came after that checkpoint.
+    s.kill();
+    let s = Server::start_in(&dir).await;
+    let c = s.client().await;
+    produce(&p, "csv", (100..120).map(|n| line(n, true))).await;
+    settles(&c, PER_ACCOUNT, &expected(120)).await;
+    eventually(&c, "SELECT n, e FROM extras", &[&["120", "70"]]).await;
 }
