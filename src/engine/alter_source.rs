@@ -210,7 +210,10 @@ impl Engine {
         new: &StreamObject,
     ) -> Result<Option<String>> {
         let def = stored_definition(sql)?;
-        let (before, inputs) = self.plan(&def).await?;
+        let (before, inputs) = match self.plan(&def).await {
+            Ok(planned) => planned,
+            Err(e) => return Ok(Some(format!("its definition no longer plans: {e}"))),
+        };
         let kind = |n: &str| inputs.get(n).map_or("?".to_string(), |i| i.kind.clone());
         let mut substituted = inputs.clone();
         if let Some(i) = substituted.get_mut(source) {
