@@ -519,3 +519,52 @@ async fn debezium_avro_changes_reach_an_aggregate() {
     .await;
     eventually(&c, "SELECT count(*) FROM eddy.dead_letters", &[&["0"]]).await;
 }
+
+/// `ALTER SOURCE … ADD COLUMN` of a field a new writer schema (v3) added: a
+/// view from before goes on unchanged, a view created after reads the field,
+/// NULL in the records written with v2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_source_gains_the_field_a_writer_added() {
+    let schemas = HashMap::from([(2, V2.to_string()), (3, V3.to_string())]);
+    let registry = FakeRegistry::start(([127, 0, 0, 1], 0).into(), schemas).await;
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("orders", 1, 1).expect("topic");
+    let p = producer(&bootstrap);
+    produce(
+        &p,
+        "orders",
+        &[v2(2, 1, "apple", 3, "web"), v2(3, 2, "pear", 5, "app")],
+    )
+    .await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    let url = registry.url();
+    exec(
+        &c,
+        &format!(
+            "CREATE SECRET registry_pw AS 'p';
+             CREATE SOURCE orders (id BIGINT NOT NULL, item VARCHAR, qty BIGINT)
+               WITH (connector = 'kafka', topic = 'orders', 'bootstrap.servers' = '{bootstrap}',
+                     format = 'avro', 'schema.registry.url' = '{url}',
+                     'schema.registry.username' = 'u', 'schema.registry.password' = SECRET registry_pw);
+             CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n, sum(qty) AS qty FROM orders;"
+        ),
+    )
+    .await;
+    eventually(&c, "SELECT n, qty FROM totals", &[&["2", "8"]]).await;
+    exec(&c, "ALTER SOURCE orders ADD COLUMN extra DOUBLE").await;
+    produce(&p, "orders", &[v2(3, 3, "fig", 7, "web")]).await;
+    eventually(&c, "SELECT n, qty FROM totals", &[&["3", "15"]]).await;
+    exec(
+        &c,
+        "CREATE MATERIALIZED VIEW extras AS SELECT id, extra FROM orders",
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT id, extra FROM extras ORDER BY id",
+        &[&["1", "NULL"], &["2", "1.5"], &["3", "1.5"]],
+    )
+    .await;
+}

@@ -19,6 +19,10 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use parking_lot::Mutex;
 
+mod alter;
+
+pub use alter::widen;
+
 use super::table_log::TableLog;
 use crate::error::{EddyError, Result};
 use crate::sql::ObjectKind;
@@ -623,16 +627,8 @@ impl StreamObject {
     /// Checkpoint barrier: record where the stream is and publish the barrier,
     /// atomically with respect to pushes.
     pub async fn inject_barrier(&self, epoch: Epoch) -> StreamPosition {
-        let _guard = self.push_lock.lock().await;
-        let pos = {
-            let p = self.position.lock();
-            StreamPosition {
-                rows: p.rows,
-                watermark: self.tracker.lock().current(),
-                connector: p.connector.clone(),
-                current: self.keyed_rows(),
-            }
-        };
+        let guard = self.push_lock.lock().await;
+        let pos = self.position_while_held(&guard);
         self.publisher
             .publish(Message::Barrier(epoch), |_| {})
             .await;

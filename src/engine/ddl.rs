@@ -120,6 +120,42 @@ impl Engine {
                 Err(self.duplicate(&c.name))
             };
         }
+        let (c, columns, stream) = self.build_stream(c, id).await?;
+        let mut tasks = JoinSet::new();
+        if self.restoring() {
+            if let Some(pos) = self.recovered_stream(&c.name) {
+                stream.restore_position(&pos).await;
+            }
+        }
+        if c.kind == ObjectKind::Source {
+            self.start_connector(&c, &columns, &stream, &mut tasks)?;
+        }
+        self.ctx.register_table(
+            TableReference::bare(c.name.as_str()),
+            Arc::new(StreamTable(stream.clone())),
+        )?;
+        self.catalog.with(|e| {
+            e.insert(
+                c.name.clone(),
+                Entry {
+                    object: ObjectRef::Stream(stream),
+                    sql: c.sql.clone(),
+                    depends_on: vec![],
+                    tasks,
+                },
+            )
+        });
+        Ok(command(tag))
+    }
+
+    /// The stream object `c` defines, with its columns (not yet started, not in the catalog):
+    /// `CREATE` and `ALTER SOURCE … ADD COLUMN` build it alike. `id` as for
+    /// [`Engine::create_stream`].
+    pub(super) async fn build_stream(
+        &self,
+        c: CreateStream,
+        id: Option<u64>,
+    ) -> Result<(CreateStream, super::sources::Columns, Arc<StreamObject>)> {
         let c = crate::connectors::nexmark::with_standard_columns(c)?;
         let mut columns = self.stream_columns(&c).await?;
         let key_cols = primary_key_columns(&c, &mut columns.schema)?;
@@ -136,7 +172,6 @@ impl Engine {
             schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
         }
         let watermark = self.watermark_gen(&c, &schema)?;
-        let mut tasks = JoinSet::new();
         // Tables and file sources keep their most recent rows: `SELECT` reads them, and a
         // view created later starts from them (a file is read once; its rows would
         // otherwise be gone for later views). Kafka and generators keep none.
@@ -191,34 +226,10 @@ impl Engine {
                 self.limits.table_retain_rows,
             )?);
         }
-        let stream = Arc::new(stream);
-        if self.restoring() {
-            if let Some(pos) = self.recovered_stream(&c.name) {
-                stream.restore_position(&pos).await;
-            }
-        }
-        if c.kind == ObjectKind::Source {
-            self.start_connector(&c, &columns, &stream, &mut tasks)?;
-        }
-        self.ctx.register_table(
-            TableReference::bare(c.name.as_str()),
-            Arc::new(StreamTable(stream.clone())),
-        )?;
-        self.catalog.with(|e| {
-            e.insert(
-                c.name.clone(),
-                Entry {
-                    object: ObjectRef::Stream(stream),
-                    sql: c.sql.clone(),
-                    depends_on: vec![],
-                    tasks,
-                },
-            )
-        });
-        Ok(command(tag))
+        Ok((c, columns, Arc::new(stream)))
     }
 
-    fn plan_inputs(&self) -> HashMap<String, PlanInputs> {
+    pub(super) fn plan_inputs(&self) -> HashMap<String, PlanInputs> {
         self.catalog.with(|e| {
             e.iter()
                 .filter_map(|(name, e)| {
@@ -253,7 +264,16 @@ impl Engine {
         &self,
         v: &CreateView,
     ) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
-        let inputs = self.plan_inputs();
+        self.plan_with(v, self.plan_inputs()).await
+    }
+
+    /// Plan `v` against `inputs` (the catalog's, or with one stream's schema
+    /// substituted: `ALTER SOURCE`).
+    pub(super) async fn plan_with(
+        &self,
+        v: &CreateView,
+        inputs: HashMap<String, PlanInputs>,
+    ) -> Result<(ViewPlan, HashMap<String, PlanInputs>)> {
         // By their own names only: an alias entry (`date_format`) holds a
         // function of another name, which must not replace that name's entry.
         let functions: Vec<_> = self

@@ -2,6 +2,7 @@
 //! DataFusion.
 
 mod access;
+mod alter_source;
 mod backfill;
 mod checkpointing;
 pub mod copy_in;
@@ -688,6 +689,10 @@ impl Engine {
                 Ok(out)
             }
             Statement::ExplainView(v) => self.explain_view(v).await,
+            Statement::AlterSource(a) => {
+                let _g = self.ddl_lock.lock().await;
+                self.alter_source(a).await
+            }
             Statement::AlterView(a) => {
                 let _g = self.ddl_lock.lock().await;
                 self.alter_view(a).await

@@ -359,7 +359,7 @@ pub(super) fn stored_definition(sql: &str) -> Result<CreateView> {
 /// What identifies a plan's operators: its EXPLAIN (every operator, its
 /// inputs and exchanges, the output) with `state_ttl` values left out, and
 /// each node's id, parallelism and edges (checkpointed state is keyed by id).
-fn shape(plan: &ViewPlan, kind: &dyn Fn(&str) -> String) -> Result<Vec<String>> {
+pub(super) fn shape(plan: &ViewPlan, kind: &dyn Fn(&str) -> String) -> Result<Vec<String>> {
     let mut lines: Vec<String> = explain(plan, kind)?.iter().map(|l| mask_ttl(l)).collect();
     for n in &plan.graph.nodes {
         lines.push(format!(

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod alter;
+pub mod alter_source;
 pub mod canonical;
 pub mod catalog_queries;
 pub mod column_names;

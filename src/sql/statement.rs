@@ -220,6 +220,8 @@ pub enum Statement {
     Subscribe(super::subscribe::Subscribe),
     /// `ALTER MATERIALIZED VIEW name SET (…) | RESET (…)`.
     AlterView(super::alter::AlterView),
+    /// `ALTER SOURCE name ADD COLUMN …`.
+    AlterSource(super::alter_source::AlterSource),
 }
 
 /// `COPY (SUBSCRIBE …) TO …` or `DECLARE c CURSOR FOR SUBSCRIBE …`: the outer statement,
@@ -284,6 +286,9 @@ fn classify(sql: &str, st: StatementTokens) -> Result<Statement> {
     }
     if starts_with_words(t, &["ALTER", "MATERIALIZED", "VIEW"]) {
         return super::alter::parse_alter_view(sql, st).map(Statement::AlterView);
+    }
+    if starts_with_words(t, &["ALTER", "SOURCE"]) {
+        return super::alter_source::parse_alter_source(sql, st).map(Statement::AlterSource);
     }
     if starts_with_words(t, &["EXPLAIN", "ANALYZE", "MATERIALIZED", "VIEW"]) {
         let mut p = parser_for(st.tokens.clone());

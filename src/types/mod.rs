@@ -5,6 +5,7 @@
 pub mod detach;
 pub mod message;
 pub mod output;
+pub mod projection;
 pub mod publish;
 pub mod rate;
 pub mod time;

@@ -7,16 +7,36 @@
 //! each change exactly once: either in its snapshot or on its channel.
 //! Channels are bounded; a slow subscriber slows the publisher (backpressure),
 //! and nothing is dropped. A subscriber whose receiver is gone (its view
-//! failed or was dropped) is removed.
+//! failed or was dropped) is removed. A subscriber moved over from another
+//! stream (`ALTER SOURCE … ADD COLUMN`) gets each message through its
+//! [`Projection`].
 
 use tokio::sync::{mpsc, Mutex, MutexGuard};
 
 use super::message::{Message, Watermark};
+use super::projection::{for_subscriber, Projection};
 
 /// One subscriber: a named bounded channel.
 struct Subscriber {
     name: String,
     tx: mpsc::Sender<Message>,
+    /// Maps this stream's rows to the columns the subscriber was built for.
+    projection: Option<Projection>,
+}
+
+impl Subscriber {
+    /// Send `msg` as this subscriber sees it; false if it cannot take it
+    /// (its receiver is gone, or its projection does not fit the rows).
+    async fn send(&self, msg: &Message) -> bool {
+        match for_subscriber(msg, self.projection.as_ref()) {
+            Ok(m) => self.tx.send(m).await.is_ok(),
+            Err(e) => {
+                tracing::error!(subscriber = %self.name, error = %e,
+                    "cannot project the stream's rows to the subscriber's columns; dropping it");
+                false
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -48,7 +68,7 @@ impl Publisher {
         }
         let mut closed = Vec::new();
         for (i, sub) in inner.subscribers.iter().enumerate() {
-            if sub.tx.send(msg.clone()).await.is_err() {
+            if !sub.send(&msg).await {
                 closed.push(i);
             }
         }
@@ -70,7 +90,7 @@ impl Publisher {
         let msg = make()?;
         let mut closed = Vec::new();
         for (i, sub) in inner.subscribers.iter().enumerate() {
-            if sub.tx.send(msg.clone()).await.is_err() {
+            if !sub.send(&msg).await {
                 closed.push(i);
             }
         }
@@ -102,6 +122,7 @@ impl Publisher {
         inner.subscribers.push(Subscriber {
             name: name.to_string(),
             tx,
+            projection: None,
         });
         msgs
     }
@@ -141,7 +162,7 @@ impl Held<'_> {
     pub async fn send_to(&mut self, name: &str, msg: Message) -> usize {
         let mut sent = 0;
         for sub in self.inner.subscribers.iter().filter(|s| s.name == name) {
-            if sub.tx.send(msg.clone()).await.is_ok() {
+            if sub.send(&msg).await {
                 sent += 1;
             }
         }
@@ -159,7 +180,41 @@ impl Held<'_> {
         self.inner.subscribers.push(Subscriber {
             name: name.to_string(),
             tx,
+            projection: None,
         });
+    }
+
+    /// Move every subscriber of this (held) stream to `to`, another held
+    /// stream whose rows `projection` maps to this one's columns: they go on
+    /// reading `to` where this one stopped, seeing the columns they were
+    /// built for. Fails, moving nobody, if a subscriber's own projection does
+    /// not fit.
+    pub fn move_subscribers(
+        &mut self,
+        to: &mut Held<'_>,
+        projection: &Projection,
+    ) -> crate::error::Result<usize> {
+        let mut moved = Vec::with_capacity(self.inner.subscribers.len());
+        for sub in &self.inner.subscribers {
+            let p = match &sub.projection {
+                None => projection.clone(),
+                Some(own) => own.after(projection).ok_or_else(|| {
+                    crate::error::EddyError::Internal(format!(
+                        "subscriber \"{}\" reads columns the new stream lacks",
+                        sub.name
+                    ))
+                })?,
+            };
+            moved.push(p);
+        }
+        let n = moved.len();
+        for (sub, p) in self.inner.subscribers.drain(..).zip(moved) {
+            to.inner.subscribers.push(Subscriber {
+                projection: Some(p),
+                ..sub
+            });
+        }
+        Ok(n)
     }
 }
 
@@ -188,5 +243,42 @@ mod tests {
         drop(rx);
         p.publish(Message::Barrier(1), |_| {}).await;
         assert_eq!(p.subscriber_count().await, 0);
+    }
+
+    #[tokio::test]
+    async fn moved_subscribers_see_their_own_columns() {
+        use crate::types::Changes;
+        use datafusion::arrow::array::{ArrayRef, Int64Array};
+        use datafusion::arrow::record_batch::RecordBatch;
+        let (old, new, newer) = (Publisher::new(), Publisher::new(), Publisher::new());
+        let (tx, mut rx) = mpsc::channel(4);
+        old.subscribe("v", tx, Vec::new).await;
+        {
+            let (mut from, mut to) = (old.hold().await, new.hold().await);
+            // [a] then [a, x]: the subscriber reads column 0.
+            assert_eq!(
+                from.move_subscribers(&mut to, &Projection::new(vec![0]))
+                    .unwrap(),
+                1
+            );
+        }
+        {
+            let (mut from, mut to) = (new.hold().await, newer.hold().await);
+            // [a, x] then [y, a, x]: composed, it reads column 1.
+            from.move_subscribers(&mut to, &Projection::new(vec![1, 2]))
+                .unwrap();
+        }
+        assert_eq!(old.subscriber_count().await, 0);
+        let col = |v: i64| std::sync::Arc::new(Int64Array::from(vec![v])) as ArrayRef;
+        let batch =
+            RecordBatch::try_from_iter(vec![("y", col(1)), ("a", col(2)), ("x", col(3))]).unwrap();
+        newer
+            .publish(Message::Data(Changes::inserts(batch)), |_| {})
+            .await;
+        let Some(Message::Data(c)) = rx.recv().await else {
+            panic!("no data")
+        };
+        assert_eq!(c.batch.num_columns(), 1);
+        assert_eq!(c.batch.schema().field(0).name(), "a");
     }
 }

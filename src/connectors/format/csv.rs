@@ -41,9 +41,13 @@ impl CsvDecoder {
         }
     }
 
+    /// A line with fewer fields than columns reads NULL in the missing
+    /// trailing ones: records written before `ALTER SOURCE … ADD COLUMN`
+    /// lack the column (a NOT NULL column is then refused by the contract).
     fn decoder(&self, rows: usize) -> Decoder {
         ReaderBuilder::new(self.wire.clone())
             .with_delimiter(self.delimiter)
+            .with_truncated_rows(true)
             .with_batch_size(rows.max(1))
             .build_decoder()
     }
@@ -129,5 +133,24 @@ mod tests {
             "{}",
             out.rejected[1].error
         );
+    }
+
+    #[test]
+    fn short_lines_read_null_in_the_trailing_columns() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::Int32, true),
+            Field::new("extra", DataType::Int32, true),
+        ]));
+        let mut d = CsvDecoder::new(schema, b',');
+        let rec = |s: &str| Record {
+            payload: s.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let out = d.decode(&[rec("1"), rec("2,20"), rec("3,30,x")]);
+        assert_eq!(out.rows_from, vec![0, 1]);
+        let b = out.batch.unwrap();
+        assert!(b.column(1).is_null(0));
+        assert_eq!(b.column(1).as_primitive::<Int32Type>().value(1), 20);
+        assert_eq!(out.rejected.len(), 1);
     }
 }

@@ -446,7 +446,13 @@ impl Reader {
                 (Some(_), StartupMode::Timestamp(_)) => Offset::Beginning,
                 (Some(&o), _) => Offset::Offset(o),
                 (None, StartupMode::Earliest) => Offset::Beginning,
-                (None, StartupMode::Latest) => Offset::End,
+                // Started here before (the origin a checkpoint or a handover carries) but
+                // nothing of it published yet: from there, not from a later end.
+                (None, StartupMode::Latest) => self
+                    .resume
+                    .origin
+                    .get(&id)
+                    .map_or(Offset::End, |&o| Offset::Offset(o)),
                 (None, StartupMode::Timestamp(ms)) => Offset::Offset(ms),
             };
             tpl.add_partition_offset(&topic, id, offset)
