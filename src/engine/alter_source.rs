@@ -15,7 +15,7 @@ use std::sync::Arc;
 use datafusion::common::TableReference;
 use tokio::task::JoinSet;
 
-use super::replace::{shape, stored_definition};
+use super::replace::{difference, shape, stored_definition};
 use super::{Engine, Outcome};
 use crate::catalog::ObjectRef;
 use crate::connectors::{StreamObject, StreamTable};
@@ -237,16 +237,8 @@ impl Engine {
                 names(&after).join(", ")
             )));
         }
-        let (b, a) = (shape(&before, &kind)?, shape(&after, &kind)?);
-        Ok(match b.iter().zip(&a).find(|(b, a)| b != a) {
-            None if b.len() == a.len() => None,
-            Some((b, a)) => Some(format!(
-                "its operators would change: \"{}\" becomes \"{}\"",
-                b.trim(),
-                a.trim()
-            )),
-            None => Some("its operators would change".into()),
-        })
+        Ok(difference(&shape(&before, &kind)?, &shape(&after, &kind)?)
+            .map(|what| format!("its operators would change: {what}")))
     }
 }
 

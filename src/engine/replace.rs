@@ -145,15 +145,9 @@ impl Engine {
                 return Ok((plan, Replacement::Rebuild(why)));
             }
         };
-        let (before, after) = (shape(&old, &kind)?, shape(&plan, &kind)?);
-        let verdict = match before.iter().zip(&after).find(|(b, a)| b != a) {
-            None if before.len() == after.len() => Replacement::Keep,
-            Some((b, a)) => Replacement::Rebuild(format!(
-                "its operators change (\"{}\" becomes \"{}\")",
-                b.trim(),
-                a.trim()
-            )),
-            None => Replacement::Rebuild("its operators change".into()),
+        let verdict = match difference(&shape(&old, &kind)?, &shape(&plan, &kind)?) {
+            None => Replacement::Keep,
+            Some(what) => Replacement::Rebuild(format!("its operators change ({what})")),
         };
         Ok((plan, verdict))
     }
@@ -368,6 +362,16 @@ pub(super) fn shape(plan: &ViewPlan, kind: &dyn Fn(&str) -> String) -> Result<Ve
         ));
     }
     Ok(lines)
+}
+
+/// The first line where two [`shape`]s differ, as `"old" becomes "new"`
+/// (`None`: the same operators).
+pub(super) fn difference(before: &[String], after: &[String]) -> Option<String> {
+    match before.iter().zip(after).find(|(b, a)| b != a) {
+        Some((b, a)) => Some(format!("\"{}\" becomes \"{}\"", b.trim(), a.trim())),
+        None if before.len() == after.len() => None,
+        None => Some("operators are added or removed".into()),
+    }
 }
 
 /// `line` with every `state_ttl <duration>` written as `state_ttl …`.
