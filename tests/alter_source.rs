@@ -8,15 +8,39 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::kafka::{produce, producer};
-use common::{eventually, rows, PgClient, Server};
+use common::{eventually, eventually_rows, rows, PgClient, Server};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::FutureProducer;
 
 const PARTITIONS: i32 = 3;
-const WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// A server with a data dir, source `pay` on Kafka topic `topic` in
+/// `format`, and view `per_account`; returns the data dir too (to restart on).
+async fn pay_server(
+    bootstrap: &str,
+    topic: &str,
+    format: &str,
+) -> (std::path::PathBuf, Server, PgClient) {
+    let dir = common::unique_temp_dir().join("data");
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let s = Server::start_in(&dir).await;
+    let c = s.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE pay (account VARCHAR, amount BIGINT)
+               WITH (connector = 'kafka', topic = '{topic}', 'bootstrap.servers' = '{bootstrap}',
+                     format = '{format}');
+             CREATE MATERIALIZED VIEW per_account AS
+               SELECT account, count(*) AS n, sum(amount) AS total FROM pay GROUP BY account;"
+        ),
+    )
+    .await;
+    (dir, s, c)
+}
 
 /// Record `n`: account `a{n % 7}`, amount `n`, and `extra = n * 2` from `with_extra` on.
 fn record(n: usize, with_extra: bool) -> (i32, Option<String>, String, Option<i64>) {
@@ -63,22 +87,6 @@ async fn refused(c: &PgClient, sql: &str) -> (String, String) {
     (db.code().code().to_string(), db.message().to_string())
 }
 
-/// Wait until `sql` returns `want` (a minute at most).
-async fn settles(c: &PgClient, sql: &str, want: &[Vec<String>]) {
-    let start = Instant::now();
-    loop {
-        let got = rows(c, sql).await;
-        if got.as_deref() == Ok(want) {
-            return;
-        }
-        assert!(
-            start.elapsed() < WAIT_MAX,
-            "`{sql}` never returned {want:?}; last: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 const PER_ACCOUNT: &str = "SELECT * FROM per_account ORDER BY account";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,22 +96,8 @@ async fn a_kafka_source_gains_a_column_without_gap_or_duplicate() {
     let p = producer(&bootstrap);
     cluster.create_topic("pay", PARTITIONS, 1).expect("topic");
     produce_range(&p, 0..1000, false).await;
-    let dir = common::unique_temp_dir().join("data");
-    std::fs::create_dir_all(&dir).expect("data dir");
-    let mut s = Server::start_in(&dir).await;
-    let c = s.client().await;
-    exec(
-        &c,
-        &format!(
-            "CREATE SOURCE pay (account VARCHAR, amount BIGINT)
-               WITH (connector = 'kafka', topic = 'pay', 'bootstrap.servers' = '{bootstrap}',
-                     format = 'json');
-             CREATE MATERIALIZED VIEW per_account AS
-               SELECT account, count(*) AS n, sum(amount) AS total FROM pay GROUP BY account;"
-        ),
-    )
-    .await;
-    settles(&c, PER_ACCOUNT, &expected(1000)).await;
+    let (dir, mut s, c) = pay_server(&bootstrap, "pay", "json").await;
+    eventually_rows(&c, PER_ACCOUNT, &expected(1000)).await;
 
     // A view that would pick up the column at a restart makes the ALTER fail.
     exec(
@@ -148,7 +142,7 @@ async fn a_kafka_source_gains_a_column_without_gap_or_duplicate() {
     let after = rows(&c, "SELECT sum(n) FROM per_account").await;
     eprintln!("counted before the ALTER: {before:?}, just after: {after:?}");
     more.await.expect("producer");
-    settles(&c, PER_ACCOUNT, &expected(3000)).await;
+    eventually_rows(&c, PER_ACCOUNT, &expected(3000)).await;
     let r = rows(
         &c,
         "SELECT rows_read, rows_rejected FROM eddy.sources WHERE name = 'pay'",
@@ -182,12 +176,12 @@ async fn a_kafka_source_gains_a_column_without_gap_or_duplicate() {
     // A restart plans the views against the new columns and keeps counting exactly.
     exec(&c, "CHECKPOINT").await;
     produce_range(&p, 3000..3300, true).await;
-    settles(&c, PER_ACCOUNT, &expected(3300)).await;
+    eventually_rows(&c, PER_ACCOUNT, &expected(3300)).await;
     s.kill();
     let s = Server::start_in(&dir).await;
     let c = s.client().await;
     produce_range(&p, 3300..3500, true).await;
-    settles(&c, PER_ACCOUNT, &expected(3500)).await;
+    eventually_rows(&c, PER_ACCOUNT, &expected(3500)).await;
     eventually(
         &c,
         "SELECT * FROM extras",
@@ -222,7 +216,7 @@ async fn a_followed_file_gains_a_column_and_keeps_its_rows() {
         ),
     )
     .await;
-    settles(&c, PER_ACCOUNT, &expected(100)).await;
+    eventually_rows(&c, PER_ACCOUNT, &expected(100)).await;
     exec(&c, "ALTER SOURCE pay ADD extra BIGINT NULL").await;
     for n in 100..200 {
         writeln!(
@@ -234,7 +228,7 @@ async fn a_followed_file_gains_a_column_and_keeps_its_rows() {
         .expect("write");
     }
     f.flush().expect("flush");
-    settles(&c, PER_ACCOUNT, &expected(200)).await;
+    eventually_rows(&c, PER_ACCOUNT, &expected(200)).await;
     eventually(&c, "SELECT n FROM lines", &[&["200"]]).await;
     // The rows kept for SELECT: NULL where the column was not there yet.
     eventually(
@@ -302,22 +296,8 @@ async fn a_csv_topic_gains_a_trailing_field() {
         (0, None, format!("a{},{n}{tail}", n % 7), None)
     };
     produce(&p, "csv", (0..50).map(|n| line(n, false))).await;
-    let dir = common::unique_temp_dir().join("data");
-    std::fs::create_dir_all(&dir).expect("data dir");
-    let mut s = Server::start_in(&dir).await;
-    let c = s.client().await;
-    exec(
-        &c,
-        &format!(
-            "CREATE SOURCE pay (account VARCHAR, amount BIGINT)
-               WITH (connector = 'kafka', topic = 'csv', 'bootstrap.servers' = '{bootstrap}',
-                     format = 'csv');
-             CREATE MATERIALIZED VIEW per_account AS
-               SELECT account, count(*) AS n, sum(amount) AS total FROM pay GROUP BY account;"
-        ),
-    )
-    .await;
-    settles(&c, PER_ACCOUNT, &expected(50)).await;
+    let (dir, mut s, c) = pay_server(&bootstrap, "csv", "csv").await;
+    eventually_rows(&c, PER_ACCOUNT, &expected(50)).await;
     // A sink writing the source's rows would write the column after a restart; a keyed
     // source keeps its rows by its columns.
     exec(
@@ -341,7 +321,7 @@ async fn a_csv_topic_gains_a_trailing_field() {
     exec(&c, "CHECKPOINT").await;
     exec(&c, "ALTER SOURCE pay ADD COLUMN extra BIGINT").await;
     produce(&p, "csv", (50..100).map(|n| line(n, true))).await;
-    settles(&c, PER_ACCOUNT, &expected(100)).await;
+    eventually_rows(&c, PER_ACCOUNT, &expected(100)).await;
     exec(
         &c,
         "CREATE MATERIALIZED VIEW extras AS SELECT count(*) AS n, count(extra) AS e FROM pay",
@@ -361,6 +341,6 @@ async fn a_csv_topic_gains_a_trailing_field() {
     let s = Server::start_in(&dir).await;
     let c = s.client().await;
     produce(&p, "csv", (100..120).map(|n| line(n, true))).await;
-    settles(&c, PER_ACCOUNT, &expected(120)).await;
+    eventually_rows(&c, PER_ACCOUNT, &expected(120)).await;
     eventually(&c, "SELECT n, e FROM extras", &[&["120", "70"]]).await;
 }

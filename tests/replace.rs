@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{eventually, rows, PgClient, Server};
+use common::{eventually, rows, until, PgClient, Server};
 
 async fn exec(c: &PgClient, sql: &str) {
     c.batch_execute(sql)
@@ -282,18 +282,10 @@ async fn other_operators_rebuild_or_are_refused() {
          CREATE MATERIALIZED VIEW gv AS SELECT count(*) AS n FROM g;",
     )
     .await;
-    let start = Instant::now();
-    while rows(&c, "SELECT n FROM gv")
-        .await
-        .ok()
-        .is_none_or(|r| r.first().is_none_or(|r| r[0] == "0"))
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "datagen never delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(&c, "SELECT n FROM gv", "counted a row", |r| {
+        r.first().is_some_and(|r| r[0] != "0")
+    })
+    .await;
     let replaced = "SELECT count(*) AS n, max(x) AS m FROM g";
     let (code, msg) = refused(
         &c,

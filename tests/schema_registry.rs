@@ -8,16 +8,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::kafka::avro_long as long;
 use common::kafka::producer;
 use common::registry::{avro_string as string, framed, FakeRegistry};
-use common::{eventually, rows, PgClient, Server};
+use common::{eventually, rows, until, PgClient, Server};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-const EVENTUALLY: Duration = Duration::from_secs(30);
+/// The source's status and error.
+const SOURCE_STATUS: &str = "SELECT status, last_error FROM eddy.sources";
 
 async fn exec(client: &PgClient, sql: &str) {
     if let Err(e) = client.batch_execute(sql).await {
@@ -168,22 +169,14 @@ async fn writer_schemas_from_a_registry_evolve_and_survive_an_outage() {
         &[v2(3, 5, "plum", 2, "store"), v1(6, "lime", 4, "old")],
     )
     .await;
-    let start = Instant::now();
-    loop {
-        let r = rows(&c, "SELECT status, last_error FROM eddy.sources")
-            .await
-            .unwrap();
-        if r[0][0] == "retrying" {
-            assert!(
-                r[0][1].contains("cannot reach the schema registry")
-                    && r[0][1].contains("schema id 3"),
-                "{r:?}"
-            );
-            break;
-        }
-        assert!(start.elapsed() < EVENTUALLY, "outage never reported: {r:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let r = until(&c, SOURCE_STATUS, "showed retrying", |r| {
+        r[0][0] == "retrying"
+    })
+    .await;
+    assert!(
+        r[0][1].contains("cannot reach the schema registry") && r[0][1].contains("schema id 3"),
+        "{r:?}"
+    );
     // Nothing skipped past, nothing dead-lettered while it is away.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let during = rows(&c, query).await.unwrap();
@@ -349,18 +342,11 @@ async fn upsert_avro_updates_and_deletes_reach_an_aggregate() {
         ],
     )
     .await;
-    let start = Instant::now();
-    loop {
-        let r = rows(&c, "SELECT status, last_error FROM eddy.sources")
-            .await
-            .unwrap();
-        if r[0][0] == "retrying" {
-            assert!(r[0][1].contains("schema id 11"), "{r:?}");
-            break;
-        }
-        assert!(start.elapsed() < EVENTUALLY, "outage never reported: {r:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let r = until(&c, SOURCE_STATUS, "showed retrying", |r| {
+        r[0][0] == "retrying"
+    })
+    .await;
+    assert!(r[0][1].contains("schema id 11"), "{r:?}");
     registry.restart().await;
     eventually(
         &c,

@@ -58,8 +58,8 @@ impl Engine {
         let (plan, verdict) = self.compare(&old_sql, &v).await?;
         match verdict {
             Replacement::Keep if view.status() == "running" => {
-                self.hand_over(&view, &plan).await?;
-                self.redefine(&v.name, &v.sql)?;
+                self.redefine_in_place(&view, &plan, &v.sql, &old_sql)
+                    .await?;
             }
             Replacement::Keep if view.status() == "backfilling" => {
                 return Err(backfilling(&v.name));
@@ -124,8 +124,8 @@ impl Engine {
                 })
             }
         }
-        self.hand_over(&view, &plan).await?;
-        self.redefine(&a.name, &def.sql)?;
+        self.redefine_in_place(&view, &plan, &def.sql, &old_sql)
+            .await?;
         Ok(tag)
     }
 
@@ -273,6 +273,27 @@ impl Engine {
                 e.tasks = tasks;
             }
         });
+        Ok(())
+    }
+
+    /// Give `view` the definition `sql` planned as `plan`, in place: recorded
+    /// first (a failed write changes nothing), then the handover; if that
+    /// fails the old definition is recorded again.
+    async fn redefine_in_place(
+        &self,
+        view: &Arc<MaterializedView>,
+        plan: &ViewPlan,
+        sql: &str,
+        old_sql: &str,
+    ) -> Result<()> {
+        self.redefine(&view.name, sql)?;
+        if let Err(e) = self.hand_over(view, plan).await {
+            if let Err(undo) = self.redefine(&view.name, old_sql) {
+                tracing::error!(view = %view.name, error = %undo,
+                    "cannot record the view's old definition back after a failed replacement");
+            }
+            return Err(e);
+        }
         Ok(())
     }
 

@@ -71,13 +71,14 @@ impl ViewSink {
     }
 
     /// Every operator captured its state at the [`HANDOVER`] barrier: give it
-    /// (with the watermark published) to whoever asked, and stop.
+    /// (with the watermark published) to whoever asked, and stop. A barrier
+    /// nobody waits for any more (the statement gave up) is ignored, and
+    /// the graph goes on.
     fn hand_over(&mut self) {
         let mut snap = self.view.take_pending(HANDOVER);
         snap.published_watermark = self.published;
-        self.handed_over = true;
         if let Some(tx) = self.view.handover.lock().take() {
-            let _ = tx.send(snap);
+            self.handed_over = tx.send(snap).is_ok();
         }
     }
 

@@ -527,15 +527,36 @@ pub async fn eventually(client: &PgClient, sql: &str, want: &[&[&str]]) {
         .iter()
         .map(|r| r.iter().map(|s| s.to_string()).collect())
         .collect();
+    eventually_rows(client, sql, &want).await;
+}
+
+/// [`eventually`] with the rows as owned strings (computed expectations).
+pub async fn eventually_rows(client: &PgClient, sql: &str, want: &[Vec<String>]) {
+    until(client, sql, &format!("returned {want:?}"), |got| {
+        got == want
+    })
+    .await;
+}
+
+/// Poll `sql` until its rows satisfy `done`, and return them; panic with the
+/// last result after [`EVENTUALLY_MAX`] (`what` says what was awaited).
+pub async fn until(
+    client: &PgClient,
+    sql: &str,
+    what: &str,
+    done: impl Fn(&[Vec<String>]) -> bool,
+) -> Vec<Vec<String>> {
     let start = Instant::now();
     loop {
         let got = rows(client, sql).await;
-        if got.as_ref() == Ok(&want) {
-            return;
+        if let Ok(r) = &got {
+            if done(r) {
+                return r.clone();
+            }
         }
         assert!(
             start.elapsed() < EVENTUALLY_MAX,
-            "`{sql}` never returned {want:?}; last: {got:?}"
+            "`{sql}` never {what}; last: {got:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

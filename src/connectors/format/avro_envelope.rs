@@ -47,12 +47,7 @@ pub(super) fn reader_schema(
     declared: &SchemaRef,
     keep_all: bool,
 ) -> Result<Value, String> {
-    let Some(fields) = writer
-        .as_object()
-        .filter(|o| o.get("type").and_then(Value::as_str) == Some("record"))
-        .and_then(|o| o.get("fields"))
-        .and_then(Value::as_array)
-    else {
+    let Some(fields) = super::avro_registry::record_fields(writer) else {
         return Err("the writer schema is not an Avro record (a Debezium envelope)".into());
     };
     for wanted in ["before", "after", "op"] {

@@ -211,6 +211,15 @@ fn resolve(declared: &SchemaRef, shape: Shape, id: u32, json: &str) -> Result<De
     Ok(decoder)
 }
 
+/// The fields of `schema` if it is an Avro record.
+pub(super) fn record_fields(schema: &Value) -> Option<&Vec<Value>> {
+    schema
+        .as_object()
+        .filter(|o| o.get("type").and_then(Value::as_str) == Some("record"))
+        .and_then(|o| o.get("fields"))
+        .and_then(Value::as_array)
+}
+
 /// The reader schema for `writer` and the `declared` columns: the writer's
 /// record with the declared fields (all fields with `keep_all`), their types
 /// promoted where a declared type asks for it.
@@ -219,12 +228,7 @@ pub(super) fn reader_schema(
     declared: &SchemaRef,
     keep_all: bool,
 ) -> Result<Value, String> {
-    let Some(fields) = writer
-        .as_object()
-        .filter(|o| o.get("type").and_then(Value::as_str) == Some("record"))
-        .and_then(|o| o.get("fields"))
-        .and_then(Value::as_array)
-    else {
+    let Some(fields) = record_fields(writer) else {
         return Err("the writer schema is not an Avro record".into());
     };
     let mut kept = Vec::new();

@@ -277,58 +277,33 @@ impl Registry {
 
     /// Ask the registry for schema id `id`.
     fn fetch(&self, id: u32) -> Result<Entry, String> {
-        let url = format!("{}/schemas/ids/{id}", self.url);
-        let mut req = self.agent.get(&url).header(
+        let req = self.headers(self.agent.get(format!("{}/schemas/ids/{id}", self.url)));
+        let (status, body) = self.answer_to(req.call(), &format!("schema id {id}"))?;
+        answer(&self.url, id, status, &body)
+    }
+
+    /// `req` with the registry's media type and credentials.
+    fn headers<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        let req = req.header(
             "Accept",
             "application/vnd.schemaregistry.v1+json, application/json",
         );
-        if let Some(a) = &self.auth {
-            req = req.header("Authorization", a);
+        match &self.auth {
+            Some(a) => req.header("Authorization", a),
+            None => req,
         }
-        let mut resp = req.call().map_err(|e| {
-            format!(
-                "cannot reach the schema registry at {} for schema id {id}: {e}",
-                self.url
-            )
-        })?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE_BYTES)
-            .read_to_string()
-            .map_err(|e| {
-                format!(
-                    "cannot read the schema registry's answer for schema id {id} from {}: {e}",
-                    self.url
-                )
-            })?;
-        answer(&self.url, id, status, &body)
     }
-}
 
-impl Registry {
-    /// Register Avro schema `schema` (JSON) under `subject`
-    /// (`POST {url}/subjects/{subject}/versions`) and return its id; the
-    /// registry gives the id it already has for a schema registered before.
-    /// Blocks for at most [`TIMEOUT`].
-    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, String> {
-        let url = format!("{}/subjects/{subject}/versions", self.url);
-        let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" }).to_string();
-        let mut req = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            .header(
-                "Accept",
-                "application/vnd.schemaregistry.v1+json, application/json",
-            );
-        if let Some(a) = &self.auth {
-            req = req.header("Authorization", a);
-        }
-        let mut resp = req.send(body.as_bytes()).map_err(|e| {
+    /// The status and text (at most [`MAX_RESPONSE_BYTES`]) of the answer to
+    /// a request for `what`, or why there is none.
+    fn answer_to(
+        &self,
+        sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        what: &str,
+    ) -> Result<(u16, String), String> {
+        let mut resp = sent.map_err(|e| {
             format!(
-                "cannot reach the schema registry at {} to register subject '{subject}': {e}",
+                "cannot reach the schema registry at {} for {what}: {e}",
                 self.url
             )
         })?;
@@ -340,10 +315,29 @@ impl Registry {
             .read_to_string()
             .map_err(|e| {
                 format!(
-                    "cannot read the schema registry's answer from {}: {e}",
+                    "cannot read the schema registry's answer for {what} from {}: {e}",
                     self.url
                 )
             })?;
+        Ok((status, text))
+    }
+}
+
+impl Registry {
+    /// Register Avro schema `schema` (JSON) under `subject`
+    /// (`POST {url}/subjects/{subject}/versions`) and return its id; the
+    /// registry gives the id it already has for a schema registered before.
+    /// Blocks for at most [`TIMEOUT`].
+    pub fn register(&self, subject: &str, schema: &str) -> Result<u32, String> {
+        let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" }).to_string();
+        let req = self
+            .headers(
+                self.agent
+                    .post(format!("{}/subjects/{subject}/versions", self.url)),
+            )
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json");
+        let (status, text) =
+            self.answer_to(req.send(body.as_bytes()), &format!("subject '{subject}'"))?;
         let id = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["id"].as_u64())
