@@ -398,3 +398,199 @@ async fn in_place_with_windows_self_joins_and_views_on_views() {
     )
     .await;
 }
+
+/// Whether the ids a view counted are exactly one run `lo..=hi`: as many
+/// rows as ids in the run, and their sum the run's (none lost, none twice);
+/// and where the run starts (the rows before a replacement are in it).
+const CONTIGUOUS: &str = "SELECT count(*) AS n, \
+     2 * sum(id) = (min(id) + max(id)) * count(*) AND max(id) - min(id) + 1 = count(*) \
+     AS contiguous, min(id) AS lo FROM g";
+
+/// A definition that changes only what comes after an aggregate keeps the
+/// aggregate's state: on a generator, which cannot read its rows again (so
+/// a rebuild is refused), the replaced view goes on counting one unbroken
+/// run of ids, also after a SIGKILL; on a table under load every row is
+/// counted once and SUBSCRIBE cursors are told the rows were replaced; in a
+/// join of two aggregates the unchanged one is kept and the changed one is
+/// built from its input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_aggregates_keep_their_state() {
+    let mut server = Server::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        "CREATE SOURCE g (id BIGINT) WITH (connector = 'datagen', rows_per_second = '400',
+           'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
+           'fields.id.end' = '1000000000');
+         CREATE MATERIALIZED VIEW gv AS
+           SELECT count(*) AS n, sum(id) AS s, min(id) AS lo, max(id) AS hi FROM g;",
+    )
+    .await;
+    let counted = |r: &[Vec<String>]| r.first().map_or(0, |r| r[0].parse::<i64>().unwrap_or(0));
+    let before = until(&c, "SELECT n, lo FROM gv", "counted 200 rows", |r| {
+        counted(r) >= 200
+    })
+    .await;
+    let plan = rows(
+        &c,
+        &format!("EXPLAIN CREATE OR REPLACE MATERIALIZED VIEW gv AS {CONTIGUOUS}"),
+    )
+    .await
+    .expect("explain");
+    let last = &plan.last().expect("plan")[0];
+    assert!(
+        last.starts_with("Replace: keeps \"Aggregate: group=[]")
+            && last.contains("reads g on from where the view stood"),
+        "{plan:?}"
+    );
+    exec(
+        &c,
+        &format!("CREATE OR REPLACE MATERIALIZED VIEW gv AS {CONTIGUOUS}"),
+    )
+    .await;
+    let seen = counted(&before);
+    let mut last_n = 0;
+    let first = &before[0][1];
+    for _ in 0..3 {
+        let got = until(&c, "SELECT n, contiguous, lo FROM gv", "counted on", |r| {
+            counted(r) > seen.max(last_n)
+        })
+        .await;
+        assert_eq!(got[0][1], "t", "rows lost or counted twice: {got:?}");
+        assert_eq!(
+            &got[0][2], first,
+            "the rows before the replacement are gone"
+        );
+        last_n = counted(&got);
+    }
+    // The kept state was made durable by the statement: a SIGKILL loses nothing.
+    let replaced = rows(
+        &c,
+        "SELECT count(*) FROM eddy.checkpoints WHERE trigger = 'replace' AND status = 'completed'",
+    )
+    .await
+    .expect("checkpoints");
+    assert_eq!(replaced, [["1"]]);
+    drop(c);
+    server.kill();
+    let dir = server.data_dir.clone();
+    let server = Server::start_in(&dir).await;
+    let c = server.client().await;
+    let got = until(
+        &c,
+        "SELECT n, contiguous, lo FROM gv",
+        "counted on after a restart",
+        |r| counted(r) > last_n,
+    )
+    .await;
+    assert_eq!(got[0][1], "t", "rows lost or counted twice: {got:?}");
+    assert_eq!(
+        &got[0][2], first,
+        "the rows before the replacement are gone"
+    );
+    exec(&c, "DROP SOURCE g CASCADE").await;
+
+    // A table under load; the new definition filters and scales the same aggregate.
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE t (k BIGINT NOT NULL, v BIGINT NOT NULL);
+                  CREATE MATERIALIZED VIEW per_key AS {PER_KEY};"
+        ),
+    )
+    .await;
+    let sub = server.client().await;
+    exec(
+        &sub,
+        "BEGIN; DECLARE changes CURSOR FOR SUBSCRIBE per_key WITH (SNAPSHOT = false)",
+    )
+    .await;
+    const BATCHES: i64 = 40;
+    const ROWS: i64 = 50;
+    let writer = server.client().await;
+    let load = tokio::spawn(async move {
+        for b in 0..BATCHES {
+            let values: Vec<String> = (0..ROWS)
+                .map(|i| format!("({}, {})", (b * ROWS + i) % 7, b * ROWS + i))
+                .collect();
+            exec(
+                &writer,
+                &format!("INSERT INTO t VALUES {}", values.join(", ")),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    until(&c, "SELECT sum(n) FROM per_key", "counted rows", |r| {
+        counted(r) > 0
+    })
+    .await;
+    exec(
+        &c,
+        "CREATE OR REPLACE MATERIALIZED VIEW per_key AS
+           SELECT k, count(*) AS n, sum(v) * 2 AS s2 FROM t GROUP BY k HAVING k < 5",
+    )
+    .await;
+    let (code, msg) = refused(&sub, "FETCH ALL changes WITH (timeout = '5s')").await;
+    assert_eq!(code, "55000", "{msg}");
+    assert!(msg.contains("replaced"), "{msg}");
+    load.await.expect("writer");
+    let n = BATCHES * ROWS;
+    let want: Vec<Vec<String>> = (0..5)
+        .map(|k| {
+            let vs: Vec<i64> = (0..n).filter(|v| v % 7 == k).collect();
+            let s2: i64 = vs.iter().sum::<i64>() * 2;
+            vec![k.to_string(), vs.len().to_string(), s2.to_string()]
+        })
+        .collect();
+    common::eventually_rows(&c, "SELECT k, n, s2 FROM per_key ORDER BY k", &want).await;
+
+    // A join of two aggregates: the unchanged side is kept, the other built again.
+    exec(
+        &c,
+        "CREATE TABLE u (k BIGINT NOT NULL, v BIGINT NOT NULL);
+         INSERT INTO u VALUES (0, 10), (0, 20), (1, 30);
+         CREATE MATERIALIZED VIEW j WITH (state_ttl = '1 hour') AS
+           SELECT a.k, a.n, b.m FROM (SELECT k, count(*) AS n FROM t GROUP BY k) a
+           JOIN (SELECT k, max(v) AS m FROM u GROUP BY k) b ON a.k = b.k;",
+    )
+    .await;
+    let per_t = (n / 7 + 1).to_string();
+    eventually(
+        &c,
+        "SELECT k, n, m FROM j ORDER BY k",
+        &[&["0", &per_t, "20"], &["1", &per_t, "30"]],
+    )
+    .await;
+    let min_side = "CREATE OR REPLACE MATERIALIZED VIEW j WITH (state_ttl = '1 hour') AS
+           SELECT a.k, a.n, b.m FROM (SELECT k, count(*) AS n FROM t GROUP BY k) a
+           JOIN (SELECT k, min(v) AS m FROM u GROUP BY k) b ON a.k = b.k";
+    let plan = rows(&c, &format!("EXPLAIN {min_side}"))
+        .await
+        .expect("explain");
+    let last = &plan.last().expect("plan")[0];
+    assert!(
+        last.contains("aggregates=[count(Int64(1))]")
+            && last.contains("reads t on from where the view stood, and u from the start"),
+        "{plan:?}"
+    );
+    exec(&c, min_side).await;
+    exec(
+        &c,
+        "INSERT INTO t VALUES (1, 1); INSERT INTO u VALUES (1, 5)",
+    )
+    .await;
+    let more = (n / 7 + 2).to_string();
+    eventually(
+        &c,
+        "SELECT k, n, m FROM j ORDER BY k",
+        &[&["0", &per_t, "10"], &["1", &more, "5"]],
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT status, last_error FROM eddy.views WHERE name IN ('j', 'per_key')",
+        &[&["running", "NULL"], &["running", "NULL"]],
+    )
+    .await;
+}

@@ -307,16 +307,8 @@ impl Engine {
                 .map(|e| e.sql.clone())
         });
         if let (true, Some(old_sql)) = (v.or_replace, existing) {
-            lines.push(match self.compare(&old_sql, &v).await?.1 {
-                super::replace::Replacement::Keep => {
-                    "Replace: in place; every operator keeps its state, the view its rows and \
-                     subscribers"
-                        .to_string()
-                }
-                super::replace::Replacement::Rebuild(why) => {
-                    format!("Replace: rebuilds the view from its inputs, because {why}")
-                }
-            });
+            let verdict = self.compare(&old_sql, &v).await?.1;
+            lines.push(verdict.describe(&plan.inputs()));
         }
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
             datafusion::arrow::datatypes::Field::new("plan", DataType::Utf8, false),
@@ -342,13 +334,13 @@ impl Engine {
         } else {
             None
         };
-        let (view, tasks, input_names) = match self.start_view(&v, restored).await {
+        let (view, tasks, input_names) = match self.start_view(&v, restored, None).await {
             Ok(started) => started,
             Err(StartError::Restored(e)) => {
                 tracing::warn!(view = %v.name, error = %e,
                     "cannot use the view's checkpointed state; rebuilding it from its input");
                 let started = self
-                    .start_view(&v, None)
+                    .start_view(&v, None, None)
                     .await
                     .map_err(StartError::into_inner)?;
                 // Policy: keep serving, rebuilt from what its inputs still hold (a table's
@@ -379,12 +371,25 @@ impl Engine {
         Ok(command("CREATE MATERIALIZED VIEW"))
     }
 
-    /// Plan the view, load `restored` state into it, subscribe it to its
-    /// input and spawn its tasks.
+    /// Start `v`, replacing a view whose unchanged operators' state is
+    /// `carried` (see `replace.rs`): the view, its tasks, what it reads.
+    pub(super) async fn start_carried(
+        &self,
+        v: &CreateView,
+        carried: super::carry_over::Carried,
+    ) -> Result<(Arc<MaterializedView>, JoinSet<()>, Vec<String>)> {
+        self.start_view(v, None, Some(carried))
+            .await
+            .map_err(StartError::into_inner)
+    }
+
+    /// Plan the view, load `restored` state into it (or a replaced view's
+    /// `carried` state), subscribe it to its input and spawn its tasks.
     async fn start_view(
         &self,
         v: &CreateView,
         restored: Option<crate::state::ViewSnapshot>,
+        carried: Option<super::carry_over::Carried>,
     ) -> std::result::Result<(Arc<MaterializedView>, JoinSet<()>, Vec<String>), StartError> {
         let with_state = restored.is_some();
         let err = |e| {
@@ -412,16 +417,32 @@ impl Engine {
             view.restore_rows(&r.rows, r.position).map_err(err)?;
         }
         let mut inputs = Vec::new();
+        let (mut ready, restate, restored) = match carried {
+            Some(c) => (c.inputs, c.restate, Some(c.snapshot)),
+            None => (Vec::new(), Vec::new(), restored),
+        };
+        ready.resize_with(input_names.len(), || None);
         let mut backfills = Vec::new();
         for (i, input) in input_names.iter().enumerate() {
             backfills.push(match self.input_ref(input) {
+                Some(_) if ready[i].is_some() => None,
                 Some(r) => self
-                    .backfill_start(&choice, &v.name, i, &r, restored.as_ref())
+                    .backfill_start(
+                        &choice,
+                        &v.name,
+                        i,
+                        &r,
+                        restored.as_ref().filter(|_| with_state),
+                    )
                     .map_err(StartError::Fresh)?,
                 None => None,
             });
         }
         for ((i, input), backfill) in input_names.iter().enumerate().zip(backfills) {
+            if let Some(carried) = ready[i].take() {
+                inputs.push(carried);
+                continue;
+            }
             let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
             if let Some((stream, start)) = backfill {
                 let held = stream.hold().await;
@@ -465,6 +486,7 @@ impl Engine {
             &mut tasks,
             self.limits.channel_capacity,
             restored,
+            &restate,
         )
         .await
         {

@@ -4,6 +4,7 @@
 mod access;
 mod alter_source;
 mod backfill;
+mod carry_over;
 mod checkpointing;
 pub mod copy_in;
 pub mod credentials;
@@ -667,7 +668,17 @@ impl Engine {
                 let _g = self.ddl_lock.lock().await;
                 let existed = self.catalog.with(|e| e.contains_key(&v.name));
                 if existed && v.or_replace {
-                    return self.replace_view(v).await;
+                    let (out, carried) = self.replace_view(v).await?;
+                    drop(_g);
+                    if carried && self.data_dir.is_some() {
+                        // The kept state is durable before the statement returns: a restart
+                        // would otherwise rebuild the view from what its inputs still hold.
+                        if let Err(e) = self.checkpoint("replace").await {
+                            tracing::warn!(error = %e,
+                                "no checkpoint after a replaced view kept operator state");
+                        }
+                    }
+                    return Ok(out);
                 }
                 if existed {
                     // IF NOT EXISTS, or the duplicate error.

@@ -8,13 +8,20 @@
 //!   state where the old one stopped: no row is lost or counted twice. The
 //!   view's rows, its subscribers and the views and sinks that read it see
 //!   nothing but the new definition's later output.
+//! - **Unchanged aggregates** ([`carry`] decides): the old graph stops at a
+//!   handover barrier the same way, and a new view takes over the state of
+//!   the unchanged operators up to the aggregates; those restate their
+//!   results to the new operators after them. Inputs only kept operators
+//!   read go on from the held position; the others backfill. The view's
+//!   rows are rebuilt and its subscribers told.
 //! - **Other operators**: the view is rebuilt, as if dropped and created in
 //!   one statement: it backfills its inputs (status `backfilling` until it
-//!   has caught up). Rows an operator already emitted cannot be derived
-//!   again from its state, so no operator's state is carried into a graph
-//!   that differs. Refused while views or sinks read it (their state was
-//!   built from the old rows), and when an input cannot read again what it
-//!   delivered (a generator), unless `backfill = 'none'`.
+//!   has caught up).
+//!
+//! The last two are refused while views or sinks read the view (their
+//! state was built from the old rows), and when an input read from the
+//! start cannot read again what it delivered (a generator), unless
+//! `backfill = 'none'`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +33,12 @@ use super::ddl::InputRef;
 use super::{Engine, Outcome};
 use crate::catalog::ObjectRef;
 use crate::error::{EddyError, Result};
+use crate::plan::carry::{self, mask_ttl, Carry};
 use crate::plan::{explain, ViewPlan};
 use crate::runtime::{spawn_view, ViewInput};
 use crate::sql::alter::AlterView;
 use crate::sql::{CreateView, ObjectKind, Statement};
-use crate::state::HANDOVER;
+use crate::state::{ViewSnapshot, HANDOVER};
 use crate::types::publish::Held;
 use crate::types::Message;
 use crate::views::MaterializedView;
@@ -46,13 +54,71 @@ const ALTERABLE: [&str; 1] = ["state_ttl"];
 pub(super) enum Replacement {
     /// The same operators: every operator's state, the rows and subscribers are kept.
     Keep,
+    /// Some operators unchanged: they keep their state, the new ones start
+    /// from their results; `old_inputs` are what the old plan reads, `why`
+    /// what changes.
+    Partial {
+        carry: Carry,
+        old_inputs: Vec<String>,
+        why: String,
+    },
     /// Other operators: rebuilt from its inputs; why.
     Rebuild(String),
 }
 
+impl Replacement {
+    /// The last line of `EXPLAIN CREATE OR REPLACE`; `inputs` are the new plan's.
+    pub(super) fn describe(&self, inputs: &[String]) -> String {
+        match self {
+            Replacement::Keep => "Replace: in place; every operator keeps its state, the view \
+                                  its rows and subscribers"
+                .to_string(),
+            Replacement::Partial { carry, why, .. } => {
+                let names = |live: bool| {
+                    let mut n: Vec<&str> = inputs
+                        .iter()
+                        .zip(&carry.live)
+                        .filter(|(_, l)| **l == live)
+                        .map(|(i, _)| i.as_str())
+                        .collect();
+                    n.sort_unstable();
+                    n.dedup();
+                    n.join(", ")
+                };
+                let mut line = format!(
+                    "Replace: keeps {} and the operators before {}, with their state; the \
+                     operators after {} start from {} current results, and the view's rows are \
+                     rebuilt from them; reads {} on from where the view stood",
+                    carry
+                        .what
+                        .iter()
+                        .map(|w| format!("\"{w}\""))
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    if carry.what.len() > 1 { "them" } else { "it" },
+                    if carry.what.len() > 1 { "them" } else { "it" },
+                    if carry.what.len() > 1 { "their" } else { "its" },
+                    names(true)
+                );
+                let fresh = names(false);
+                if !fresh.is_empty() {
+                    line.push_str(&format!(", and {fresh} from the start (backfill)"));
+                }
+                line.push_str(&format!(" (what changes: {why})"));
+                line
+            }
+            Replacement::Rebuild(why) => {
+                format!("Replace: rebuilds the view from its inputs, because {why}")
+            }
+        }
+    }
+}
+
 impl Engine {
-    /// `CREATE OR REPLACE MATERIALIZED VIEW` of an existing object (under the DDL lock).
-    pub(super) async fn replace_view(&self, v: CreateView) -> Result<Outcome> {
+    /// `CREATE OR REPLACE MATERIALIZED VIEW` of an existing object (under
+    /// the DDL lock); true when a new view took over operators' state (a
+    /// checkpoint should make that durable).
+    pub(super) async fn replace_view(&self, v: CreateView) -> Result<(Outcome, bool)> {
         let (view, old_sql) = self.running_view(&v.name)?;
         super::ddl::check_view_options(&v)?;
         let (plan, verdict) = self.compare(&old_sql, &v).await?;
@@ -61,12 +127,18 @@ impl Engine {
                 self.redefine_in_place(&view, &plan, &v.sql, &old_sql)
                     .await?;
             }
-            Replacement::Keep if view.status() == "backfilling" => {
+            Replacement::Keep | Replacement::Partial { .. } if view.status() == "backfilling" => {
                 return Err(backfilling(&v.name));
+            }
+            Replacement::Partial {
+                carry, old_inputs, ..
+            } if view.status() == "running" => {
+                self.carry_over(&view, v, plan, carry, old_inputs).await?;
+                return Ok((command("CREATE MATERIALIZED VIEW"), true));
             }
             _ => self.rebuild(v).await?,
         }
-        Ok(command("CREATE MATERIALIZED VIEW"))
+        Ok((command("CREATE MATERIALIZED VIEW"), false))
     }
 
     /// `ALTER MATERIALIZED VIEW name SET (…) | RESET (…)` (under the DDL lock).
@@ -101,7 +173,7 @@ impl Engine {
         }
         def.sql = crate::sql::canonical::with_options(&old_sql, &def.options)?;
         let (plan, verdict) = self.compare(&old_sql, &def).await?;
-        if let Replacement::Rebuild(why) = verdict {
+        if let Replacement::Rebuild(why) | Replacement::Partial { why, .. } = verdict {
             return Err(EddyError::NotSupported {
                 message: format!(
                     "cannot alter materialized view \"{}\" in place: {why}",
@@ -147,7 +219,21 @@ impl Engine {
         };
         let verdict = match difference(&shape(&old, &kind)?, &shape(&plan, &kind)?) {
             None => Replacement::Keep,
-            Some(what) => Replacement::Rebuild(format!("its operators change ({what})")),
+            Some(what) => {
+                let carry = carry::carry(&old, &plan, &kind)?;
+                if carry.is_empty() {
+                    Replacement::Rebuild(format!(
+                        "its operators change ({what}) and no unchanged operator can give its \
+                         results to new ones (a grouped aggregate without windows can)"
+                    ))
+                } else {
+                    Replacement::Partial {
+                        carry,
+                        old_inputs: old.inputs(),
+                        why: what,
+                    }
+                }
+            }
         };
         Ok((plan, verdict))
     }
@@ -172,12 +258,9 @@ impl Engine {
         }
     }
 
-    /// Stop `view`'s graph at a handover barrier and run `plan`'s graph from
-    /// the state it handed over, its inputs held still in between.
-    async fn hand_over(&self, view: &Arc<MaterializedView>, plan: &ViewPlan) -> Result<()> {
-        let name = view.name.as_str();
-        let input_names = plan.inputs();
-        let mut distinct = input_names.clone();
+    /// The distinct objects of `names` (sorted) and what each is.
+    pub(super) fn resolve(&self, names: &[String]) -> Result<(Vec<String>, Vec<InputRef>)> {
+        let mut distinct = names.to_vec();
         distinct.sort();
         distinct.dedup();
         let refs = distinct
@@ -188,10 +271,25 @@ impl Engine {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        // No backfill hands over to a stream meanwhile (checkpoints wait on the DDL lock).
-        let _handoff = self.backfills().handoff.lock().await;
-        let mut held: Vec<Held<'_>> = Vec::with_capacity(refs.len());
-        for r in &refs {
+        Ok((distinct, refs))
+    }
+
+    /// Hold the publishers of `refs` (the `distinct` objects `view` reads,
+    /// once per entry of `input_names`), stop `view`'s graph at a handover
+    /// barrier and return its state. Its tasks are shut down and it is
+    /// unsubscribed; the publishers stay held, so whoever subscribes
+    /// through them next starts exactly where the old graph stopped. The
+    /// caller holds the backfills' handoff lock.
+    pub(super) async fn stop_at_handover<'a>(
+        &self,
+        view: &Arc<MaterializedView>,
+        refs: &'a [InputRef],
+        distinct: &[String],
+        input_names: &[String],
+    ) -> Result<(Vec<Held<'a>>, ViewSnapshot)> {
+        let name = view.name.as_str();
+        let mut held: Vec<Held<'a>> = Vec::with_capacity(refs.len());
+        for r in refs {
             held.push(match r {
                 InputRef::Stream(s) => s.publisher.hold().await,
                 InputRef::View(v) => v.publisher.hold().await,
@@ -199,7 +297,7 @@ impl Engine {
         }
         let (tx, rx) = oneshot::channel();
         *view.handover.lock() = Some(tx);
-        for (h, input) in held.iter_mut().zip(&distinct) {
+        for (h, input) in held.iter_mut().zip(distinct) {
             let want = input_names.iter().filter(|i| *i == input).count();
             if h.send_to(name, Message::Barrier(HANDOVER)).await < want {
                 view.handover.lock().take();
@@ -232,10 +330,24 @@ impl Engine {
             old.shutdown().await;
         }
         view.forget_tasks();
-        let mut inputs = Vec::with_capacity(input_names.len());
         for h in held.iter_mut() {
             h.unsubscribe(name);
         }
+        Ok((held, snapshot))
+    }
+
+    /// Stop `view`'s graph at a handover barrier and run `plan`'s graph from
+    /// the state it handed over, its inputs held still in between.
+    async fn hand_over(&self, view: &Arc<MaterializedView>, plan: &ViewPlan) -> Result<()> {
+        let name = view.name.as_str();
+        let input_names = plan.inputs();
+        let (distinct, refs) = self.resolve(&input_names)?;
+        // No backfill hands over to a stream meanwhile (checkpoints wait on the DDL lock).
+        let _handoff = self.backfills().handoff.lock().await;
+        let (mut held, snapshot) = self
+            .stop_at_handover(view, &refs, &distinct, &input_names)
+            .await?;
+        let mut inputs = Vec::with_capacity(input_names.len());
         for input in &input_names {
             let (tx, rx) = mpsc::channel(self.limits.channel_capacity);
             if let Some(i) = distinct.iter().position(|d| d == input) {
@@ -255,6 +367,7 @@ impl Engine {
             &mut tasks,
             capacity,
             Some(snapshot),
+            &[],
         )
         .await
         {
@@ -313,41 +426,10 @@ impl Engine {
 
     /// Replace the view by `v`, built again from its inputs.
     async fn rebuild(&self, v: CreateView) -> Result<()> {
-        let dependants = self.catalog.dependants(&v.name);
-        if !dependants.is_empty() {
-            return Err(EddyError::DependentObjects {
-                message: format!(
-                    "cannot replace materialized view \"{}\" by a definition with other \
-                     operators because other objects depend on it",
-                    v.name
-                ),
-                detail: format!(
-                    "{} read its rows. A view is replaced in place only when its operators stay \
-                     the same (options such as state_ttl may change).",
-                    dependants.join(", ")
-                ),
-            });
-        }
+        self.refuse_dependants(&v.name)?;
         let choice = super::backfill::Choice::of(&v)?;
         let (plan, _) = self.plan(&v).await?;
-        for input in plan.inputs() {
-            if let Some(InputRef::Stream(s)) = self.input_ref(&input) {
-                if let Some(why) = super::backfill::misses(&choice, &s) {
-                    return Err(EddyError::NotSupported {
-                        message: format!(
-                            "cannot rebuild materialized view \"{}\" with its new definition: \
-                             {why}, so the new definition would miss it",
-                            v.name
-                        ),
-                        hint: Some(
-                            "Add WITH (backfill = 'none') to start the new definition from the \
-                             rows that arrive from now on."
-                                .into(),
-                        ),
-                    });
-                }
-            }
-        }
+        self.refuse_misses(&v.name, &choice, &plan.inputs())?;
         let (name, sql) = (v.name.clone(), v.sql.clone());
         if let Some(InputRef::View(old)) = self.input_ref(&name) {
             old.changes
@@ -358,6 +440,53 @@ impl Engine {
         self.create_view(v).await?;
         self.record_created(false, &name, ObjectKind::MaterializedView, &sql, None)
             .await
+    }
+
+    /// A view that others read cannot change its rows wholesale (2BP01).
+    pub(super) fn refuse_dependants(&self, name: &str) -> Result<()> {
+        let dependants = self.catalog.dependants(name);
+        if dependants.is_empty() {
+            return Ok(());
+        }
+        Err(EddyError::DependentObjects {
+            message: format!(
+                "cannot replace materialized view \"{name}\" by a definition with other \
+                 operators because other objects depend on it"
+            ),
+            detail: format!(
+                "{} read its rows. A view is replaced in place only when its operators stay \
+                 the same (options such as state_ttl may change).",
+                dependants.join(", ")
+            ),
+        })
+    }
+
+    /// Refuse (0A000) when one of `inputs`, which the new definition reads
+    /// from the start, cannot read again what it delivered.
+    pub(super) fn refuse_misses(
+        &self,
+        name: &str,
+        choice: &super::backfill::Choice,
+        inputs: &[String],
+    ) -> Result<()> {
+        for input in inputs {
+            if let Some(InputRef::Stream(s)) = self.input_ref(input) {
+                if let Some(why) = super::backfill::misses(choice, &s) {
+                    return Err(EddyError::NotSupported {
+                        message: format!(
+                            "cannot rebuild materialized view \"{name}\" with its new \
+                             definition: {why}, so the new definition would miss it"
+                        ),
+                        hint: Some(
+                            "Add WITH (backfill = 'none') to start the new definition from the \
+                             rows that arrive from now on."
+                                .into(),
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -395,22 +524,6 @@ pub(super) fn difference(before: &[String], after: &[String]) -> Option<String> 
     }
 }
 
-/// `line` with every `state_ttl <duration>` written as `state_ttl …`.
-fn mask_ttl(line: &str) -> String {
-    const KEY: &str = "state_ttl ";
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(i) = rest.find(KEY) {
-        out.push_str(&rest[..i + KEY.len()]);
-        out.push('…');
-        rest = &rest[i + KEY.len()..];
-        let end = rest.find([';', ',', ')']).unwrap_or(rest.len());
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 fn command(tag: &str) -> Outcome {
     Outcome::Command {
         tag: tag.into(),
@@ -425,19 +538,5 @@ fn backfilling(name: &str) -> EddyError {
             "materialized view \"{name}\" is backfilling; its definition can change once \
              eddy.views shows it running"
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttl_values_are_masked() {
-        assert_eq!(
-            mask_ttl("Join: INNER; left keeps for state_ttl 3600 s; right keeps for state_ttl 1 h"),
-            "Join: INNER; left keeps for state_ttl …; right keeps for state_ttl …"
-        );
-        assert_eq!(mask_ttl("Project: a, b"), "Project: a, b");
     }
 }

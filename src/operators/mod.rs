@@ -120,6 +120,18 @@ pub trait StreamOperator: Send {
     fn state_bytes(&self) -> usize {
         0
     }
+
+    /// Every output row that still stands (emitted and not taken back), as
+    /// inserts: what operators that replace this one's consumers must see
+    /// first to take over from its state (`CREATE OR REPLACE MATERIALIZED
+    /// VIEW` keeping this operator). Only operators whose spec says
+    /// [`OperatorSpec::restates`] implement it.
+    fn standing(&mut self) -> Result<Vec<Changes>> {
+        Err(crate::EddyError::Internal(format!(
+            "{} cannot restate its output",
+            self.explain()
+        )))
+    }
 }
 
 /// The values of `exprs` over `batch`, one array each.
@@ -358,6 +370,10 @@ pub struct OperatorSpec {
     pub emits_retractions: bool,
     /// Input time → output time.
     pub time: TimeMapping,
+    /// Whether its state holds every output row that still stands (a
+    /// grouped aggregate without windows), so that
+    /// [`StreamOperator::standing`] can restate them.
+    pub restates: bool,
 }
 
 impl OperatorSpec {
@@ -369,6 +385,7 @@ impl OperatorSpec {
             accepts_retractions: true,
             emits_retractions: true,
             time: TimeMapping::Same,
+            restates: false,
         }
     }
 }

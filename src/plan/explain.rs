@@ -56,7 +56,7 @@ pub fn explain(plan: &ViewPlan, input_kind: &dyn Fn(&str) -> String) -> Result<V
 }
 
 /// How rows reach `node` when it is fed by hash: its input keys and partitions.
-fn exchange_line(node: &crate::runtime::Node) -> Option<String> {
+pub(super) fn exchange_line(node: &crate::runtime::Node) -> Option<String> {
     let list = |keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>]| {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         keys.join(", ")

@@ -349,6 +349,7 @@ pub(super) fn aggregate(b: &mut Builder, at: At, agg: &Arc<AggregateSpec>, n: us
                 accepts_retractions: false,
                 emits_retractions: false,
                 time: crate::operators::TimeMapping::Same,
+                restates: false,
             },
             n,
             vec![from],
@@ -365,6 +366,8 @@ pub(super) fn aggregate(b: &mut Builder, at: At, agg: &Arc<AggregateSpec>, n: us
             accepts_retractions: agg.retract,
             emits_retractions: true,
             time: crate::operators::TimeMapping::Same,
+            // Without windows every group's last result row is in its state.
+            restates: agg.window.is_none() && agg.session.is_none(),
         },
         n,
         vec![from],

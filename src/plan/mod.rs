@@ -4,6 +4,7 @@
 //! cannot run correctly is refused with SQLSTATE 0A000 and a hint rather
 //! than run wrongly.
 
+pub mod carry;
 mod explain;
 mod graph;
 mod lower;

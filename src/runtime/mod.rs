@@ -45,7 +45,11 @@ pub struct ViewInput {
 }
 
 /// Spawn the tasks that run `graph` for `view` into `tasks`. `restored` is
-/// the view's state from a checkpoint (its rows are already in the store).
+/// the view's state from a checkpoint (its rows are already in the store),
+/// or operators' state carried over from a replaced definition: then the
+/// nodes in `restate` first send their standing output (see
+/// [`StreamOperator::standing`](crate::operators::StreamOperator::standing))
+/// to the new operators after them.
 pub async fn spawn_view(
     view: Arc<MaterializedView>,
     graph: &Graph,
@@ -53,6 +57,7 @@ pub async fn spawn_view(
     tasks: &mut JoinSet<()>,
     channel_capacity: usize,
     restored: Option<ViewSnapshot>,
+    restate: &[String],
 ) -> Result<()> {
     graph.validate(inputs.len())?;
     let plans = graph.tasks()?;
@@ -148,6 +153,7 @@ pub async fn spawn_view(
                     .and_then(|(c, port)| local(c).map(|c| (c, port)));
                 let stats = view.operator_stats(&node.id, op.explain(), p);
                 nodes.push(Fused {
+                    restate: restate.contains(&node.id),
                     id: node.id.clone(),
                     op,
                     consumer,

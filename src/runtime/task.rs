@@ -47,6 +47,9 @@ pub(super) struct Fused {
     pub rows_late: u64,
     /// Its live counters.
     pub stats: Arc<crate::views::OperatorStats>,
+    /// It was carried over from a replaced definition and its consumers
+    /// were not: its standing output goes to them before any input.
+    pub restate: bool,
 }
 
 /// Where a task's output goes.
@@ -88,6 +91,7 @@ fn now_ns() -> i64 {
 impl Task {
     /// Run until an input closes (the view is stopping) or an operator fails.
     pub async fn run(mut self) -> Result<()> {
+        self.restate().await?;
         let mut clock = tokio::time::interval(TICK);
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -136,6 +140,24 @@ impl Task {
             self.store_bytes();
             self.send(items).await?;
         }
+    }
+
+    /// Send what carried-over operators' new consumers must see first:
+    /// their standing output, then the watermark they had forwarded.
+    async fn restate(&mut self) -> Result<()> {
+        let mut items = Vec::new();
+        for n in 0..self.nodes.len() {
+            if !self.nodes[n].restate {
+                continue;
+            }
+            let mut out = Output::default();
+            for changes in self.nodes[n].op.standing()? {
+                out.emit(changes);
+            }
+            let forward = self.nodes[n].forwarded;
+            self.deliver(n, out, forward, &mut items)?;
+        }
+        self.send(items).await
     }
 
     fn store_bytes(&self) {

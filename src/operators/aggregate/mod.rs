@@ -181,6 +181,18 @@ impl StreamOperator for Aggregate {
     fn state_bytes(&self) -> usize {
         self.op.state_bytes()
     }
+
+    fn standing(&mut self) -> Result<Vec<Changes>> {
+        let spec = self.op.spec().clone();
+        if spec.window.is_some() || spec.session.is_some() {
+            // A closed window's row is in the view, not in the state.
+            return Err(crate::EddyError::Internal(
+                "a windowed aggregate cannot restate the windows it closed".into(),
+            ));
+        }
+        let batch = self.op.snapshot()?;
+        Ok(vec![Changes::inserts(snapshot::standing(&spec, &batch)?)])
+    }
 }
 
 /// Holds the rows of open SESSION and count windows until they complete,

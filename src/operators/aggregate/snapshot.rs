@@ -18,10 +18,11 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatchOptions;
 use datafusion::arrow::array::{
     new_empty_array, Array, ArrayRef, BooleanArray, Int64Array, RecordBatch,
 };
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, filter};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 
@@ -263,6 +264,25 @@ impl<'a> Checkpoint<'a> {
             values: &c[flag_at + 1..],
         })
     }
+}
+
+/// The result rows the groups of a checkpoint `batch` last emitted, in
+/// `spec`'s output shape (group columns, then one per aggregate).
+pub fn standing(spec: &AggregateSpec, batch: &RecordBatch) -> Result<RecordBatch> {
+    let cp = Checkpoint::read(spec, batch)?;
+    let cols = cp
+        .keys
+        .iter()
+        .chain(cp.values)
+        .map(|c| filter(c.as_ref(), cp.emitted))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let rows = cp.emitted.true_count();
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        spec.output_schema.clone(),
+        cols,
+        &options,
+    )?)
 }
 
 pub(super) fn to_array(list: Vec<ScalarValue>, t: &DataType) -> Result<ArrayRef> {

@@ -457,3 +457,57 @@ fn a_retracting_input_or_an_aggregate_without_groups_accumulator_stays_boxed() {
         assert!(Columnar::try_new(Arc::new(s)).expect("ok").is_none());
     }
 }
+
+/// What a sequence of changes adds up to: each row's net weight (rows netting zero left out).
+fn integral(all: &[Changes]) -> Vec<String> {
+    let mut net: std::collections::BTreeMap<String, i64> = Default::default();
+    for c in all {
+        for line in lines(Some(c.clone())) {
+            let (w, row) = line.split_once(' ').expect("weight and row");
+            *net.entry(row.to_string()).or_default() += w.parse::<i64>().expect("weight");
+        }
+    }
+    net.into_iter()
+        .filter(|(_, w)| *w != 0)
+        .map(|(row, w)| format!("{w:+} {row}"))
+        .collect()
+}
+
+/// An aggregate without windows restates exactly what its output adds up to (what a new
+/// operator after it must start from), after a restore too; a windowed one refuses.
+#[test]
+fn standing_output_is_what_the_output_adds_up_to() {
+    use crate::operators::{Output, StreamOperator};
+    for shape in [Shape::Keyed, Shape::Global] {
+        let mut op = Aggregate::new(spec(shape)).expect("aggregate");
+        let mut emitted = Vec::new();
+        for step in 0..12u64 {
+            let mut out = Output::default();
+            op.on_data(0, batch(step, 40, 5, step as i64, 10), &mut out)
+                .expect("data");
+            emitted.extend(out.take().0);
+        }
+        let want = integral(&emitted);
+        assert!(!want.is_empty(), "{shape:?}: nothing emitted");
+        assert!(want.iter().all(|l| l.starts_with("+1 ")), "{want:?}");
+        assert_eq!(
+            integral(&op.standing().expect("standing")),
+            want,
+            "{shape:?}"
+        );
+        let state = op.checkpoint().expect("checkpoint");
+        let mut restored = Aggregate::new(spec(shape)).expect("aggregate");
+        let ctx = crate::operators::RestoreContext {
+            partition: crate::operators::Partition::SINGLE,
+            watermarks: &[None],
+        };
+        restored.restore(state, &ctx).expect("restore");
+        assert_eq!(
+            integral(&restored.standing().expect("standing")),
+            want,
+            "{shape:?} restored"
+        );
+    }
+    let mut windowed = Aggregate::new(spec(Shape::Tumble(EmitMode::OnUpdate))).expect("tumble");
+    assert!(windowed.standing().is_err());
+}
