@@ -85,12 +85,7 @@ impl Engine {
         view.changes
             .lock()
             .close(crate::views::changes::Ended::Replaced);
-        self.ctx
-            .deregister_table(TableReference::bare(name.as_str()))?;
-        self.ctx.register_table(
-            TableReference::bare(name.as_str()),
-            Arc::new(crate::views::ViewTable(new_view.clone())),
-        )?;
+        let table = Arc::new(crate::views::ViewTable(new_view.clone()));
         self.catalog.with(|e| {
             if let Some(e) = e.get_mut(&name) {
                 e.object = ObjectRef::View(new_view);
@@ -99,6 +94,11 @@ impl Engine {
                 e.tasks = tasks;
             }
         });
+        // Queries read the new view from here on.
+        self.ctx
+            .deregister_table(TableReference::bare(name.as_str()))?;
+        self.ctx
+            .register_table(TableReference::bare(name.as_str()), table)?;
         // A new catalog id: a restart before the next checkpoint must not
         // restore the old definition's state into the new one.
         self.record_created(false, &name, ObjectKind::MaterializedView, &v.sql, None)
