@@ -1,4 +1,4 @@
-//! Avro Kafka sources whose writer schemas come from a schema registry
+//! Avro and JSON Kafka sources whose writer schemas come from a schema registry
 //! (`'schema.registry.url'`), end to end: librdkafka's mock cluster (a real
 //! broker on a loopback port, in this process), a real `eddy serve` process
 //! queried over pgwire, and a registry.
@@ -109,18 +109,19 @@ async fn writer_schemas_from_a_registry_evolve_and_survive_an_outage() {
     let server = Server::start().await;
     let c = server.client().await;
     let url = registry.url();
-    // The registry is for Avro only.
+    // The registry is for Avro and JSON.
     let err = c
         .batch_execute(&format!(
             "CREATE SOURCE wrong (id BIGINT) WITH (connector = 'kafka', topic = 'orders',
-                 'bootstrap.servers' = '{bootstrap}', 'schema.registry.url' = '{url}')"
+                 'bootstrap.servers' = '{bootstrap}', format = 'csv',
+                 'schema.registry.url' = '{url}')"
         ))
         .await
         .map(|_| ())
         .map_err(|e| common::error_text(&e));
     assert!(
         err.as_ref()
-            .is_err_and(|e| e.contains("'schema.registry.url' is for formats 'avro'")),
+            .is_err_and(|e| e.contains("'schema.registry.url' is for formats 'avro', 'json'")),
         "{err:?}"
     );
     exec(
@@ -553,4 +554,105 @@ async fn a_registry_source_gains_the_field_a_writer_added() {
         &[&["1", "NULL"], &["2", "1.5"], &["3", "1.5"]],
     )
     .await;
+}
+
+/// A JSON Schema, as Confluent's JSON Schema serializer registers it.
+const EVENT_SCHEMA: &str = r#"{"$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "Event", "type": "object", "properties": {"id": {"type": "integer"},
+    "item": {"type": "string"}, "qty": {"type": "integer"}}, "required": ["id"]}"#;
+
+/// JSON documents framed with the id of a JSON Schema (`format = 'json'` with
+/// a registry) read as the declared columns; a document without the frame,
+/// an id of an Avro schema and an unknown id are dead letters with the
+/// reason; an id not cached yet waits out a registry outage (`retrying`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_documents_with_registered_json_schemas() {
+    let schemas = HashMap::from([
+        (11, EVENT_SCHEMA.to_string()),
+        (12, V1.to_string()),
+        (13, EVENT_SCHEMA.replace("Event", "Event2")),
+    ]);
+    let mut registry = FakeRegistry::start(([127, 0, 0, 1], 0).into(), schemas).await;
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("events", 1, 1).expect("topic");
+    let p = producer(&bootstrap);
+    let doc = |id: u32, json: &str| framed(id, json.as_bytes().to_vec());
+    produce(
+        &p,
+        "events",
+        &[
+            doc(11, r#"{"id": 1, "item": "apple", "qty": 3}"#),
+            br#"{"id": 2}"#.to_vec(),
+            doc(12, r#"{"id": 3}"#),
+            doc(99, r#"{"id": 4}"#),
+            doc(11, r#"{"id": 5, "item": "pear", "colour": "green"}"#),
+        ],
+    )
+    .await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    let url = registry.url();
+    exec(
+        &c,
+        &format!(
+            "CREATE SECRET registry_pw AS 'p';
+             CREATE SOURCE events (id BIGINT NOT NULL, item VARCHAR, qty BIGINT)
+               WITH (connector = 'kafka', topic = 'events', 'bootstrap.servers' = '{bootstrap}',
+                     format = 'json', 'schema.registry.url' = '{url}',
+                     'schema.registry.username' = 'u',
+                     'schema.registry.password' = SECRET registry_pw);
+             CREATE MATERIALIZED VIEW event_rows AS SELECT id, item, qty FROM events;"
+        ),
+    )
+    .await;
+    let query = "SELECT id, item, qty FROM event_rows ORDER BY id";
+    eventually(&c, query, &[&["1", "apple", "3"], &["5", "pear", "NULL"]]).await;
+    let letters = until(
+        &c,
+        r#"SELECT "offset", error FROM eddy.dead_letters ORDER BY "offset""#,
+        "held three dead letters",
+        |r| r.len() == 3,
+    )
+    .await;
+    let reasons: Vec<(&str, &str)> = letters
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert!(
+        reasons[0].0 == "1" && reasons[0].1.contains("not in the Confluent wire format"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == "2" && reasons[1].1.contains("schema id 12 is of type AVRO"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].0 == "3"
+            && reasons[2]
+                .1
+                .contains("schema id 99 is not in the schema registry"),
+        "{reasons:?}"
+    );
+
+    // An id not cached yet while the registry is away: nothing is skipped or rejected.
+    registry.stop().await;
+    produce(&p, "events", &[doc(13, r#"{"id": 6, "qty": 1}"#)]).await;
+    let r = until(&c, SOURCE_STATUS, "showed retrying", |r| {
+        r[0][0] == "retrying"
+    })
+    .await;
+    assert!(r[0][1].contains("schema id 13"), "{r:?}");
+    registry.restart().await;
+    eventually(
+        &c,
+        query,
+        &[
+            &["1", "apple", "3"],
+            &["5", "pear", "NULL"],
+            &["6", "NULL", "1"],
+        ],
+    )
+    .await;
+    eventually(&c, "SELECT count(*) FROM eddy.dead_letters", &[&["3"]]).await;
 }

@@ -5,7 +5,9 @@
 //! (Confluent's is not in the package registries we reach; karapace needs a
 //! real Kafka), so this small HTTP server speaks the calls eddy makes, as
 //! Confluent's registry answers them:
-//! - `GET /schemas/ids/{id}`: `{"schema": "…"}`, or 404 with error code 40403;
+//! - `GET /schemas/ids/{id}`: `{"schema": "…"}` (with `"schemaType": "JSON"`
+//!   for a JSON Schema, one whose `type` is `object`; an Avro record's is
+//!   `record`), or 404 with error code 40403;
 //! - `POST /subjects/{subject}/versions` with `{"schema": "…"}`: `{"id": n}`,
 //!   the same id for the same schema (under any subject).
 //!
@@ -68,7 +70,16 @@ async fn schema_by_id(
         .get(&id)
         .cloned();
     match schema {
-        Some(s) => (CLOSE, Json(serde_json::json!({ "schema": s }))).into_response(),
+        Some(s) => {
+            let json_schema =
+                serde_json::from_str::<serde_json::Value>(&s).is_ok_and(|v| v["type"] == "object");
+            let answer = if json_schema {
+                serde_json::json!({ "schema": s, "schemaType": "JSON" })
+            } else {
+                serde_json::json!({ "schema": s })
+            };
+            (CLOSE, Json(answer)).into_response()
+        }
         None => (
             StatusCode::NOT_FOUND,
             CLOSE,

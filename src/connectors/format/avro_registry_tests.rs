@@ -203,7 +203,7 @@ fn incompatible_writer_schemas_reject_their_records() {
     let errors: Vec<&str> = out.rejected.iter().map(|r| r.error.as_str()).collect();
     assert!(errors[0].contains("field `item`"), "{errors:?}");
     assert!(errors[1].contains("is not an Avro record"), "{errors:?}");
-    assert!(errors[2].contains("is a PROTOBUF schema"), "{errors:?}");
+    assert!(errors[2].contains("is of type PROTOBUF"), "{errors:?}");
 }
 
 #[test]

@@ -19,6 +19,7 @@ pub mod changes;
 mod csv;
 pub mod diagnose;
 mod json;
+mod json_registry;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ pub use self::avro::{AvroDecoder, AvroFraming};
 pub use self::avro_registry::RegistryAvroDecoder;
 pub use self::csv::CsvDecoder;
 pub use self::json::JsonDecoder;
+pub use self::json_registry::RegistryJsonDecoder;
 
 /// One raw record and where it came from.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +107,9 @@ pub enum Format {
     /// Avro datums in the Confluent wire format, writer schemas from a schema
     /// registry (`'schema.registry.url'`), read as the declared columns.
     AvroRegistry(Arc<Registry>),
+    /// JSON documents in the Confluent wire format, their JSON Schemas in a
+    /// schema registry (`format = 'json'` with `'schema.registry.url'`).
+    JsonRegistry(Arc<Registry>),
     /// Keyed records that upsert and delete rows (`upsert_json`, `debezium_json`,
     /// `upsert_avro`, `debezium_avro`; see [`changes`]); decoded rows end with
     /// [`changes::OP_COLUMN`].
@@ -126,14 +131,22 @@ impl Format {
             .remove("format")
             .unwrap_or_else(|| "json".into())
             .to_lowercase();
-        let registry = Registry::from_options(options)?;
+        let kind = if name == "json" {
+            registry::SchemaKind::Json
+        } else {
+            registry::SchemaKind::Avro
+        };
+        let registry = Registry::from_options_for(options, kind)?;
         let keyed = changes::ChangeFormat::named(&name);
         let avro_keyed = keyed.is_some_and(changes::ChangeFormat::is_avro);
-        if registry.is_some() && name != "avro" && !avro_keyed {
+        if registry.is_some() && name != "avro" && name != "json" && !avro_keyed {
             return Err(format!(
-                "'schema.registry.url' is for formats 'avro', 'upsert_avro' and 'debezium_avro' \
-                 (Confluent wire format), not '{name}'"
+                "'schema.registry.url' is for formats 'avro', 'json', 'upsert_avro' and \
+                 'debezium_avro' (Confluent wire format), not '{name}'"
             ));
+        }
+        if let (Some(registry), "json") = (&registry, name.as_str()) {
+            return Ok(Format::JsonRegistry(registry.clone()));
         }
         if registry.is_none() && avro_keyed {
             return Err(format!(
@@ -243,6 +256,9 @@ impl Format {
             Format::AvroRegistry(registry) => {
                 Box::new(RegistryAvroDecoder::new(schema, registry.clone()))
             }
+            Format::JsonRegistry(registry) => {
+                Box::new(RegistryJsonDecoder::new(schema, registry.clone())?)
+            }
             Format::Changes {
                 format,
                 keys,
@@ -264,7 +280,7 @@ impl Format {
     /// The schema registry records name their writer schemas in, if any.
     pub fn registry(&self) -> Option<&Arc<Registry>> {
         match self {
-            Format::AvroRegistry(r) => Some(r),
+            Format::AvroRegistry(r) | Format::JsonRegistry(r) => Some(r),
             Format::Changes {
                 registry: Some(r), ..
             } => Some(r),
@@ -613,7 +629,15 @@ mod tests {
             .is_some_and(|r| r.url() == "http://localhost:8081"));
         assert!(o.is_empty(), "{o:?}");
         let err = |kv: &[(&str, &str)]| Format::from_options(&mut opts(kv)).unwrap_err();
-        assert!(err(&[("format", "json"), url]).contains("is for formats 'avro'"));
+        assert!(err(&[("format", "csv"), url]).contains("is for formats 'avro', 'json'"));
+        assert!(err(&[("format", "upsert_json"), url]).contains("not 'upsert_json'"));
+        for json in [opts(&[("format", "json"), url]), opts(&[url])] {
+            let f = Format::from_options(&mut json.clone()).unwrap();
+            assert!(
+                matches!(f, Format::JsonRegistry(_)) && !f.is_keyed(),
+                "{json:?}"
+            );
+        }
         assert!(err(&[("format", "upsert_avro")]).contains("needs a schema registry"));
         assert!(err(&[("format", "debezium_avro")]).contains("needs a schema registry"));
         let f = Format::from_options(&mut opts(&[("format", "upsert_avro"), url])).unwrap();
@@ -621,7 +645,6 @@ mod tests {
         let f = Format::from_options(&mut opts(&[("format", "debezium_avro"), url])).unwrap();
         assert!(f.registry().is_some() && f.is_keyed() && !f.registry_keys());
         assert!(err(&[("format", "upsert_avro"), url, ("avro.schema", "{}")]).contains("exclude"));
-        assert!(err(&[url]).contains("not 'json'"));
         assert!(err(&[("format", "avro"), url, ("avro.schema", "{}")]).contains("exclude"));
         assert!(err(&[("format", "avro"), url, ("avro.framing", "none")]).contains("only"));
         assert!(err(&[("format", "avro")]).contains("schema.registry.url"));

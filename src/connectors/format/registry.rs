@@ -1,5 +1,6 @@
-//! A client of a Confluent-compatible schema registry, for Avro records in the
-//! Confluent wire format (`00`, a 4-byte big-endian schema id, the Avro datum).
+//! A client of a Confluent-compatible schema registry, for records in the
+//! Confluent wire format (`00`, a 4-byte big-endian schema id, the datum):
+//! Avro, or JSON documents registered with a JSON Schema.
 //!
 //! Writer schemas are fetched by id (`GET {url}/schemas/ids/{id}`) by the
 //! reader thread before it submits a chunk for decoding
@@ -8,7 +9,7 @@
 //! fails a record because the registry is slow. The two outcomes are kept
 //! apart:
 //! - an id the registry says it does not have (404 with error code 40403), or a
-//!   schema that is not Avro, is a property of the record: the decoder rejects
+//!   schema of another type (JSON for an Avro source, …), is a property of the record: the decoder rejects
 //!   the record (dead letter);
 //! - a registry that cannot be reached, times out or answers an error (5xx,
 //!   401, …) is an outage: `fetch_missing` returns the reason and the reader
@@ -46,7 +47,7 @@ pub fn confluent_id(payload: &[u8]) -> Result<u32, String> {
     match payload {
         [0, a, b, c, d, ..] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
         _ => Err(format!(
-            "not in the Confluent wire format (a 0 byte, a 4-byte schema id, then the Avro \
+            "not in the Confluent wire format (a 0 byte, a 4-byte schema id, then the \
              datum): {}",
             match payload.first() {
                 None => "the record is empty".to_string(),
@@ -125,8 +126,29 @@ pub enum Lookup {
     Rejected(Arc<str>),
 }
 
+/// The type of schema a source reads from a registry (its `schemaType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaKind {
+    /// `AVRO` (the registry's default).
+    Avro,
+    /// `JSON`: a JSON Schema.
+    Json,
+}
+
+impl SchemaKind {
+    /// The registry's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchemaKind::Avro => "AVRO",
+            SchemaKind::Json => "JSON",
+        }
+    }
+}
+
 /// A schema registry and the writer schemas fetched from it.
 pub struct Registry {
+    /// The type of schema records must name.
+    kind: SchemaKind,
     url: String,
     username: Option<String>,
     /// `Authorization` header value.
@@ -154,9 +176,17 @@ impl Eq for Registry {}
 
 impl Registry {
     /// Read `schema.registry.url` and its credentials from `options`, removing
-    /// them; `None` without a URL. Contacts nobody.
+    /// them; `None` without a URL. For Avro schemas. Contacts nobody.
     pub fn from_options(
         options: &mut BTreeMap<String, String>,
+    ) -> Result<Option<Arc<Registry>>, String> {
+        Self::from_options_for(options, SchemaKind::Avro)
+    }
+
+    /// [`Registry::from_options`] for schemas of type `kind`.
+    pub fn from_options_for(
+        options: &mut BTreeMap<String, String>,
+        kind: SchemaKind,
     ) -> Result<Option<Arc<Registry>>, String> {
         let url = options.remove("schema.registry.url");
         let username = options.remove("schema.registry.username");
@@ -203,6 +233,7 @@ impl Registry {
             .build()
             .new_agent();
         Ok(Some(Arc::new(Registry {
+            kind,
             url,
             username,
             auth,
@@ -279,7 +310,7 @@ impl Registry {
     fn fetch(&self, id: u32) -> Result<Entry, String> {
         let req = self.headers(self.agent.get(format!("{}/schemas/ids/{id}", self.url)));
         let (status, body) = self.answer_to(req.call(), &format!("schema id {id}"))?;
-        answer(&self.url, id, status, &body)
+        answer(&self.url, self.kind, id, status, &body)
     }
 
     /// `req` with the registry's media type and credentials.
@@ -362,14 +393,14 @@ impl Registry {
 /// Cache the registry's answer (`status`, `body`) about `id` as if fetched.
 #[cfg(test)]
 pub(super) fn cache_answer(r: &Registry, id: u32, status: u16, body: &str) {
-    if let Ok(e) = answer(&r.url, id, status, body) {
+    if let Ok(e) = answer(&r.url, r.kind, id, status, body) {
         r.cache.write().insert(id, e);
     }
 }
 
 /// The cache entry for the registry's answer (`status`, `body`) about `id`,
 /// or the outage it shows.
-fn answer(url: &str, id: u32, status: u16, body: &str) -> Result<Entry, String> {
+fn answer(url: &str, kind: SchemaKind, id: u32, status: u16, body: &str) -> Result<Entry, String> {
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
     if status == 404 {
         if let Some(v) = json.as_ref().filter(|v| v["error_code"] == 40403) {
@@ -396,13 +427,20 @@ fn answer(url: &str, id: u32, status: u16, body: &str) -> Result<Entry, String> 
     let Some(schema) = v["schema"].as_str() else {
         return Err(message("JSON without a \"schema\" string"));
     };
-    match v["schemaType"].as_str() {
-        None | Some("AVRO") => {}
-        Some(other) => {
-            return Ok(Entry::Unreadable(
-                format!("schema id {id} is a {other} schema; format 'avro' reads only AVRO").into(),
-            ))
-        }
+    // A registry leaves `schemaType` out for Avro, its default.
+    let found = v["schemaType"].as_str().unwrap_or("AVRO");
+    if found != kind.name() {
+        let format = match kind {
+            SchemaKind::Avro => "avro",
+            SchemaKind::Json => "json",
+        };
+        return Ok(Entry::Unreadable(
+            format!(
+                "schema id {id} is of type {found}; format '{format}' reads only {} schemas",
+                kind.name()
+            )
+            .into(),
+        ));
     }
     if v["references"].as_array().is_some_and(|r| !r.is_empty()) {
         return Ok(Entry::Unreadable(
@@ -435,14 +473,42 @@ mod tests {
     #[test]
     fn registry_answers() {
         let url = "http://r";
-        let ok = answer(url, 1, 200, r#"{"schema": "\"long\""}"#).unwrap();
+        let ok = answer(url, SchemaKind::Avro, 1, 200, r#"{"schema": "\"long\""}"#).unwrap();
         assert!(matches!(ok, Entry::Schema(s) if &*s == "\"long\""));
-        let ok = answer(url, 1, 200, r#"{"schema": "{}", "schemaType": "AVRO"}"#).unwrap();
+        let ok = answer(
+            url,
+            SchemaKind::Avro,
+            1,
+            200,
+            r#"{"schema": "{}", "schemaType": "AVRO"}"#,
+        )
+        .unwrap();
         assert!(matches!(ok, Entry::Schema(_)));
-        let proto = answer(url, 2, 200, r#"{"schema": "x", "schemaType": "PROTOBUF"}"#).unwrap();
+        let proto = answer(
+            url,
+            SchemaKind::Avro,
+            2,
+            200,
+            r#"{"schema": "x", "schemaType": "PROTOBUF"}"#,
+        )
+        .unwrap();
         assert!(matches!(proto, Entry::Unreadable(s) if s.contains("PROTOBUF")));
+        // A JSON source reads JSON Schemas only; an Avro source not those.
+        let json = r#"{"schema": "{\"type\": \"object\"}", "schemaType": "JSON"}"#;
+        assert!(matches!(
+            answer(url, SchemaKind::Json, 5, 200, json).unwrap(),
+            Entry::Schema(_)
+        ));
+        let avro = answer(url, SchemaKind::Json, 1, 200, r#"{"schema": "\"long\""}"#).unwrap();
+        assert!(
+            matches!(&avro, Entry::Unreadable(s) if s.contains("is of type AVRO; format 'json'")),
+            "{avro:?}"
+        );
+        let wrong = answer(url, SchemaKind::Avro, 5, 200, json).unwrap();
+        assert!(matches!(wrong, Entry::Unreadable(s) if s.contains("reads only AVRO")));
         let missing = answer(
             url,
+            SchemaKind::Avro,
             3,
             404,
             r#"{"error_code": 40403, "message": "Schema 3 not found"}"#,
@@ -453,17 +519,21 @@ mod tests {
             "{missing:?}"
         );
         // Outages: another 404 (a wrong URL), server errors, answers that are not a registry's.
-        assert!(answer(url, 4, 404, "Not Found")
+        assert!(answer(url, SchemaKind::Avro, 4, 404, "Not Found")
             .unwrap_err()
             .contains("HTTP 404"));
-        assert!(answer(url, 4, 503, "busy")
+        assert!(answer(url, SchemaKind::Avro, 4, 503, "busy")
             .unwrap_err()
             .ends_with("answered HTTP 503 for schema id 4: busy"));
-        assert!(answer(url, 4, 401, "{}").unwrap_err().contains("HTTP 401"));
-        assert!(answer(url, 4, 200, "<html>")
+        assert!(answer(url, SchemaKind::Avro, 4, 401, "{}")
+            .unwrap_err()
+            .contains("HTTP 401"));
+        assert!(answer(url, SchemaKind::Avro, 4, 200, "<html>")
             .unwrap_err()
             .contains("not JSON"));
-        assert!(answer(url, 4, 200, "{}").unwrap_err().contains("without"));
+        assert!(answer(url, SchemaKind::Avro, 4, 200, "{}")
+            .unwrap_err()
+            .contains("without"));
     }
 
     #[test]
