@@ -1,4 +1,4 @@
-//! Avro and JSON Kafka sources whose writer schemas come from a schema registry
+//! Avro, JSON and Protobuf Kafka sources whose writer schemas come from a schema registry
 //! (`'schema.registry.url'`), end to end: librdkafka's mock cluster (a real
 //! broker on a loopback port, in this process), a real `eddy serve` process
 //! queried over pgwire, and a registry.
@@ -655,4 +655,118 @@ async fn json_documents_with_registered_json_schemas() {
     )
     .await;
     eventually(&c, "SELECT count(*) FROM eddy.dead_letters", &[&["3"]]).await;
+}
+
+/// A `.proto` schema as a registry holds it.
+const ORDER_PROTO: &str = r#"syntax = "proto3";
+package shop;
+message Order { int64 id = 1; string item = 2; int64 qty = 3; }
+message Refund { int64 id = 1; string reason = 2; }"#;
+
+/// A protobuf varint.
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Fields as protobuf encodes them: (number, integer) or (number, text).
+fn proto(ints: &[(u32, u64)], texts: &[(u32, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (n, v) in ints {
+        varint(u64::from(n << 3), &mut out);
+        varint(*v, &mut out);
+    }
+    for (n, t) in texts {
+        varint(u64::from(n << 3 | 2), &mut out);
+        varint(t.len() as u64, &mut out);
+        out.extend_from_slice(t.as_bytes());
+    }
+    out
+}
+
+/// Protobuf messages framed with a schema id and message indexes (`format =
+/// 'protobuf'`): the first message type and a second one by its index read
+/// as the declared columns (defaults included); an Avro schema's id and
+/// bytes that are not the message are dead letters with the reason; without
+/// a registry the source is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_messages_with_registered_schemas() {
+    let schemas = HashMap::from([(21, ORDER_PROTO.to_string()), (22, V1.to_string())]);
+    let registry = FakeRegistry::start(([127, 0, 0, 1], 0).into(), schemas).await;
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let bootstrap = cluster.bootstrap_servers();
+    cluster.create_topic("shop", 1, 1).expect("topic");
+    let p = producer(&bootstrap);
+    // Message indexes: one 0 byte for the first type; [1] is count 1, index 1 (zigzag: 2, 2).
+    let first = |m: Vec<u8>| framed(21, [vec![0], m].concat());
+    let second = |m: Vec<u8>| framed(21, [vec![2, 2], m].concat());
+    produce(
+        &p,
+        "shop",
+        &[
+            first(proto(&[(1, 1), (3, 3)], &[(2, "apple")])),
+            framed(22, vec![0, 2]),
+            first(vec![0x0a, 0x05, b'x']),
+            first(proto(&[(1, 2)], &[(2, "pear")])),
+            second(proto(&[(1, 3)], &[(2, "broken")])),
+        ],
+    )
+    .await;
+    let server = Server::start().await;
+    let c = server.client().await;
+    let url = registry.url();
+    let refused = c
+        .batch_execute(&format!(
+            "CREATE SOURCE nope (id BIGINT) WITH (connector = 'kafka', topic = 'shop',
+                 'bootstrap.servers' = '{bootstrap}', format = 'protobuf')"
+        ))
+        .await
+        .expect_err("a protobuf source without a registry");
+    assert_eq!(
+        refused.code().map(|c| c.code()),
+        Some("22023"),
+        "{}",
+        common::error_text(&refused)
+    );
+    exec(
+        &c,
+        &format!(
+            "CREATE SECRET registry_pw AS 'p';
+             CREATE SOURCE shop (id BIGINT NOT NULL, item VARCHAR, qty BIGINT, reason VARCHAR)
+               WITH (connector = 'kafka', topic = 'shop', 'bootstrap.servers' = '{bootstrap}',
+                     format = 'protobuf', 'schema.registry.url' = '{url}',
+                     'schema.registry.username' = 'u',
+                     'schema.registry.password' = SECRET registry_pw);
+             CREATE MATERIALIZED VIEW shop_rows AS SELECT id, item, qty, reason FROM shop;"
+        ),
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT id, item, qty, reason FROM shop_rows ORDER BY id",
+        &[
+            &["1", "apple", "3", "NULL"],
+            &["2", "pear", "0", "NULL"],
+            &["3", "NULL", "NULL", "broken"],
+        ],
+    )
+    .await;
+    let letters = rows(
+        &c,
+        r#"SELECT "offset", error FROM eddy.dead_letters ORDER BY "offset""#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(
+        letters[0][0] == "1" && letters[0][1].contains("schema id 22 is of type AVRO"),
+        "{letters:?}"
+    );
+    assert!(
+        letters[1][0] == "2" && letters[1][1].contains("invalid protobuf message (shop.Order"),
+        "{letters:?}"
+    );
 }

@@ -25,7 +25,7 @@ pub const KEYED_FORMATS: [&str; 4] = [
 ];
 
 /// Source formats whose writer schemas come from a schema registry.
-const REGISTRY_FORMATS: [&str; 2] = ["upsert_avro", "debezium_avro"];
+const REGISTRY_FORMATS: [&str; 3] = ["upsert_avro", "debezium_avro", "protobuf"];
 
 /// The dialect column definitions are parsed in (see [`parse_create_stream`]).
 const COLUMN_DIALECT: datafusion::sql::sqlparser::dialect::GenericDialect =

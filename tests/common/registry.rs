@@ -6,8 +6,9 @@
 //! real Kafka), so this small HTTP server speaks the calls eddy makes, as
 //! Confluent's registry answers them:
 //! - `GET /schemas/ids/{id}`: `{"schema": "…"}` (with `"schemaType": "JSON"`
-//!   for a JSON Schema, one whose `type` is `object`; an Avro record's is
-//!   `record`), or 404 with error code 40403;
+//!   for a JSON Schema, one whose `type` is `object` — an Avro record's is
+//!   `record` — and `"PROTOBUF"` for text that is not JSON, `.proto`), or
+//!   404 with error code 40403;
 //! - `POST /subjects/{subject}/versions` with `{"schema": "…"}`: `{"id": n}`,
 //!   the same id for the same schema (under any subject).
 //!
@@ -71,12 +72,14 @@ async fn schema_by_id(
         .cloned();
     match schema {
         Some(s) => {
-            let json_schema =
-                serde_json::from_str::<serde_json::Value>(&s).is_ok_and(|v| v["type"] == "object");
-            let answer = if json_schema {
-                serde_json::json!({ "schema": s, "schemaType": "JSON" })
-            } else {
-                serde_json::json!({ "schema": s })
+            let kind = match serde_json::from_str::<serde_json::Value>(&s) {
+                Ok(v) if v["type"] == "object" => Some("JSON"),
+                Ok(_) => None,
+                Err(_) => Some("PROTOBUF"),
+            };
+            let answer = match kind {
+                Some(k) => serde_json::json!({ "schema": s, "schemaType": k }),
+                None => serde_json::json!({ "schema": s }),
             };
             (CLOSE, Json(answer)).into_response()
         }

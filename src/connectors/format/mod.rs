@@ -20,6 +20,7 @@ mod csv;
 pub mod diagnose;
 mod json;
 mod json_registry;
+mod protobuf_registry;
 pub mod registry;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ pub use self::avro_registry::RegistryAvroDecoder;
 pub use self::csv::CsvDecoder;
 pub use self::json::JsonDecoder;
 pub use self::json_registry::RegistryJsonDecoder;
+pub use self::protobuf_registry::RegistryProtobufDecoder;
 
 /// One raw record and where it came from.
 #[derive(Debug, Clone, Default)]
@@ -110,6 +112,9 @@ pub enum Format {
     /// JSON documents in the Confluent wire format, their JSON Schemas in a
     /// schema registry (`format = 'json'` with `'schema.registry.url'`).
     JsonRegistry(Arc<Registry>),
+    /// Protobuf messages in the Confluent wire format, their `.proto`
+    /// schemas in a schema registry (`format = 'protobuf'`).
+    ProtobufRegistry(Arc<Registry>),
     /// Keyed records that upsert and delete rows (`upsert_json`, `debezium_json`,
     /// `upsert_avro`, `debezium_avro`; see [`changes`]); decoded rows end with
     /// [`changes::OP_COLUMN`].
@@ -131,22 +136,30 @@ impl Format {
             .remove("format")
             .unwrap_or_else(|| "json".into())
             .to_lowercase();
-        let kind = if name == "json" {
-            registry::SchemaKind::Json
-        } else {
-            registry::SchemaKind::Avro
+        let kind = match name.as_str() {
+            "json" => registry::SchemaKind::Json,
+            "protobuf" => registry::SchemaKind::Protobuf,
+            _ => registry::SchemaKind::Avro,
         };
         let registry = Registry::from_options_for(options, kind)?;
         let keyed = changes::ChangeFormat::named(&name);
         let avro_keyed = keyed.is_some_and(changes::ChangeFormat::is_avro);
-        if registry.is_some() && name != "avro" && name != "json" && !avro_keyed {
+        let plain = ["avro", "json", "protobuf"].contains(&name.as_str());
+        if registry.is_some() && !plain && !avro_keyed {
             return Err(format!(
-                "'schema.registry.url' is for formats 'avro', 'json', 'upsert_avro' and \
-                 'debezium_avro' (Confluent wire format), not '{name}'"
+                "'schema.registry.url' is for formats 'avro', 'json', 'protobuf', 'upsert_avro' \
+                 and 'debezium_avro' (Confluent wire format), not '{name}'"
             ));
         }
-        if let (Some(registry), "json") = (&registry, name.as_str()) {
-            return Ok(Format::JsonRegistry(registry.clone()));
+        match (&registry, name.as_str()) {
+            (Some(registry), "json") => return Ok(Format::JsonRegistry(registry.clone())),
+            (Some(registry), "protobuf") => return Ok(Format::ProtobufRegistry(registry.clone())),
+            (None, "protobuf") => {
+                return Err("format 'protobuf' needs a schema registry: \
+                            'schema.registry.url' = 'http://…' (its schemas are read from there)"
+                    .into())
+            }
+            _ => {}
         }
         if registry.is_none() && avro_keyed {
             return Err(format!(
@@ -238,8 +251,8 @@ impl Format {
                 Ok(Format::Avro { schema, framing })
             }
             other => Err(format!(
-                "unknown format '{other}'; available formats: json, csv, avro, upsert_json, \
-                 debezium_json, upsert_avro, debezium_avro"
+                "unknown format '{other}'; available formats: json, csv, avro, protobuf, \
+                 upsert_json, debezium_json, upsert_avro, debezium_avro"
             )),
         }
     }
@@ -258,6 +271,9 @@ impl Format {
             }
             Format::JsonRegistry(registry) => {
                 Box::new(RegistryJsonDecoder::new(schema, registry.clone())?)
+            }
+            Format::ProtobufRegistry(registry) => {
+                Box::new(RegistryProtobufDecoder::new(schema, registry.clone())?)
             }
             Format::Changes {
                 format,
@@ -280,7 +296,9 @@ impl Format {
     /// The schema registry records name their writer schemas in, if any.
     pub fn registry(&self) -> Option<&Arc<Registry>> {
         match self {
-            Format::AvroRegistry(r) | Format::JsonRegistry(r) => Some(r),
+            Format::AvroRegistry(r) | Format::JsonRegistry(r) | Format::ProtobufRegistry(r) => {
+                Some(r)
+            }
             Format::Changes {
                 registry: Some(r), ..
             } => Some(r),
@@ -630,6 +648,9 @@ mod tests {
         assert!(o.is_empty(), "{o:?}");
         let err = |kv: &[(&str, &str)]| Format::from_options(&mut opts(kv)).unwrap_err();
         assert!(err(&[("format", "csv"), url]).contains("is for formats 'avro', 'json'"));
+        assert!(err(&[("format", "protobuf")]).contains("needs a schema registry"));
+        let f = Format::from_options(&mut opts(&[("format", "protobuf"), url])).unwrap();
+        assert!(matches!(f, Format::ProtobufRegistry(_)));
         assert!(err(&[("format", "upsert_json"), url]).contains("not 'upsert_json'"));
         for json in [opts(&[("format", "json"), url]), opts(&[url])] {
             let f = Format::from_options(&mut json.clone()).unwrap();

@@ -133,6 +133,8 @@ pub enum SchemaKind {
     Avro,
     /// `JSON`: a JSON Schema.
     Json,
+    /// `PROTOBUF`: `.proto` text.
+    Protobuf,
 }
 
 impl SchemaKind {
@@ -141,6 +143,7 @@ impl SchemaKind {
         match self {
             SchemaKind::Avro => "AVRO",
             SchemaKind::Json => "JSON",
+            SchemaKind::Protobuf => "PROTOBUF",
         }
     }
 }
@@ -433,6 +436,7 @@ fn answer(url: &str, kind: SchemaKind, id: u32, status: u16, body: &str) -> Resu
         let format = match kind {
             SchemaKind::Avro => "avro",
             SchemaKind::Json => "json",
+            SchemaKind::Protobuf => "protobuf",
         };
         return Ok(Entry::Unreadable(
             format!(
