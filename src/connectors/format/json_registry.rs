@@ -15,7 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::registry::{confluent_id, Lookup, Registry};
-use super::{Decoded, JsonDecoder, Record, RecordDecoder, Rejected};
+use super::{Decoded, JsonDecoder, Record, RecordDecoder};
 
 /// Bytes of the wire format's header.
 const HEADER: usize = 5;
@@ -34,50 +34,25 @@ impl RegistryJsonDecoder {
             json: JsonDecoder::new(declared)?,
         })
     }
+}
 
-    /// Why `r` cannot be read (its header, its schema id), if it cannot.
-    fn check(&self, r: &Record) -> Result<(), String> {
-        let id = confluent_id(&r.payload)?;
-        match self.registry.lookup(id) {
-            Lookup::Schema(_) => Ok(()),
-            Lookup::Rejected(why) => Err(why.to_string()),
-        }
+/// Why `r` cannot be read (its header, its schema id), if it cannot.
+fn check(registry: &Registry, r: &Record) -> Result<(), String> {
+    let id = confluent_id(&r.payload)?;
+    match registry.lookup(id) {
+        Lookup::Schema(_) => Ok(()),
+        Lookup::Rejected(why) => Err(why.to_string()),
     }
 }
 
 impl RecordDecoder for RegistryJsonDecoder {
     fn decode(&mut self, records: &[Record]) -> Decoded {
-        let mut documents = Vec::with_capacity(records.len());
-        // For each document, the record it came from.
-        let mut from = Vec::with_capacity(records.len());
-        let mut rejected = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            match self.check(r) {
-                Ok(()) => {
-                    documents.push(Record {
-                        payload: r.payload[HEADER..].to_vec(),
-                        key: None,
-                        partition: r.partition,
-                        offset: r.offset,
-                        timestamp_ms: r.timestamp_ms,
-                        file: r.file.clone(),
-                    });
-                    from.push(i);
-                }
-                Err(error) => rejected.push(Rejected { index: i, error }),
-            }
-        }
-        let decoded = self.json.decode(&documents);
-        rejected.extend(decoded.rejected.into_iter().map(|r| Rejected {
-            index: from[r.index],
-            error: r.error,
-        }));
-        rejected.sort_by_key(|r| r.index);
-        Decoded {
-            batch: decoded.batch,
-            rows_from: decoded.rows_from.into_iter().map(|j| from[j]).collect(),
-            rejected,
-        }
+        let registry = &self.registry;
+        let document = |r: &Record| {
+            check(registry, r)?;
+            Ok(r.payload[HEADER..].to_vec())
+        };
+        super::decode_documents(records, &mut self.json, document)
     }
 }
 

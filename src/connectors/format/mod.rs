@@ -484,6 +484,47 @@ fn decode_with_fallback(
     finish(batch, rows_from, rejected, declared)
 }
 
+/// Decode `records` by turning each into a JSON `document` (or the reason
+/// it cannot be one) read by `json`: rows and rejections point at the
+/// records, in order.
+fn decode_documents(
+    records: &[Record],
+    json: &mut JsonDecoder,
+    mut document: impl FnMut(&Record) -> Result<Vec<u8>, String>,
+) -> Decoded {
+    let mut documents = Vec::with_capacity(records.len());
+    // For each document, the record it came from.
+    let mut from = Vec::with_capacity(records.len());
+    let mut rejected = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        match document(r) {
+            Ok(payload) => {
+                documents.push(Record {
+                    payload,
+                    key: None,
+                    partition: r.partition,
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp_ms,
+                    file: r.file.clone(),
+                });
+                from.push(i);
+            }
+            Err(error) => rejected.push(Rejected { index: i, error }),
+        }
+    }
+    let decoded = json.decode(&documents);
+    rejected.extend(decoded.rejected.into_iter().map(|r| Rejected {
+        index: from[r.index],
+        error: r.error,
+    }));
+    rejected.sort_by_key(|r| r.index);
+    Decoded {
+        batch: decoded.batch,
+        rows_from: decoded.rows_from.into_iter().map(|j| from[j]).collect(),
+        rejected,
+    }
+}
+
 /// [`decode_with_fallback`] for formats that decode a batch and a single
 /// record the same way and whose own error message is the reason.
 fn decode_by_run(

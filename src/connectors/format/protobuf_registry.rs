@@ -24,12 +24,14 @@ use prost_reflect::{DynamicMessage, FileDescriptor, MessageDescriptor, Serialize
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
 use super::registry::{confluent_id, Lookup, Registry};
-use super::{Decoded, JsonDecoder, Record, RecordDecoder, Rejected};
+use super::{Decoded, JsonDecoder, Record, RecordDecoder};
 
 /// Schemas kept compiled per decoder (the registry caches their text).
 const MAX_COMPILED: usize = 64;
 /// Most message indexes a record may give (nesting depth).
 const MAX_INDEXES: usize = 32;
+/// Bytes of the wire format's header before the message indexes.
+const HEADER: usize = 5;
 /// The name a registered schema is compiled under.
 const FILE: &str = "registered.proto";
 
@@ -50,78 +52,54 @@ impl RegistryProtobufDecoder {
             compiled: HashMap::new(),
         })
     }
-
-    /// `r`'s message as a JSON document, or why it cannot be read.
-    fn document(&mut self, r: &Record) -> Result<Vec<u8>, String> {
-        let id = confluent_id(&r.payload)?;
-        let file = match self.compiled.get(&id) {
-            Some(f) => f.clone()?,
-            None => {
-                let source = match self.registry.lookup(id) {
-                    Lookup::Schema(s) => s,
-                    Lookup::Rejected(why) => return Err(why.to_string()),
-                };
-                let compiled = compile(&source)
-                    .map_err(|e| format!("schema id {id} cannot be compiled as protobuf: {e}"));
-                if self.compiled.len() >= MAX_COMPILED {
-                    self.compiled.clear();
-                }
-                self.compiled.insert(id, compiled.clone());
-                compiled?
-            }
-        };
-        let (indexes, used) = message_indexes(&r.payload[5..])?;
-        let message = message_type(&file, &indexes)
-            .ok_or_else(|| format!("schema id {id} has no message at indexes {indexes:?}"))?;
-        let name = message.full_name().to_string();
-        let decoded = DynamicMessage::decode(message, &r.payload[5 + used..])
-            .map_err(|e| format!("invalid protobuf message ({name}, schema id {id}): {e}"))?;
-        let options = SerializeOptions::new()
-            .stringify_64_bit_integers(false)
-            .use_proto_field_name(true)
-            .skip_default_fields(false);
-        let mut out = Vec::new();
-        decoded
-            .serialize_with_options(&mut serde_json::Serializer::new(&mut out), &options)
-            .map_err(|e| format!("protobuf message {name} has no JSON form: {e}"))?;
-        Ok(out)
-    }
 }
 
 impl RecordDecoder for RegistryProtobufDecoder {
     fn decode(&mut self, records: &[Record]) -> Decoded {
-        let mut documents = Vec::with_capacity(records.len());
-        // For each document, the record it came from.
-        let mut from = Vec::with_capacity(records.len());
-        let mut rejected = Vec::new();
-        for (i, r) in records.iter().enumerate() {
-            match self.document(r) {
-                Ok(payload) => {
-                    documents.push(Record {
-                        payload,
-                        key: None,
-                        partition: r.partition,
-                        offset: r.offset,
-                        timestamp_ms: r.timestamp_ms,
-                        file: r.file.clone(),
-                    });
-                    from.push(i);
-                }
-                Err(error) => rejected.push(Rejected { index: i, error }),
-            }
-        }
-        let decoded = self.json.decode(&documents);
-        rejected.extend(decoded.rejected.into_iter().map(|r| Rejected {
-            index: from[r.index],
-            error: r.error,
-        }));
-        rejected.sort_by_key(|r| r.index);
-        Decoded {
-            batch: decoded.batch,
-            rows_from: decoded.rows_from.into_iter().map(|j| from[j]).collect(),
-            rejected,
-        }
+        let (registry, compiled) = (&self.registry, &mut self.compiled);
+        super::decode_documents(records, &mut self.json, |r| document(registry, compiled, r))
     }
+}
+
+/// `r`'s message as a JSON document, or why it cannot be read (`compiled`
+/// keeps the schemas compiled so far).
+fn document(
+    registry: &Registry,
+    compiled: &mut HashMap<u32, Result<FileDescriptor, String>>,
+    r: &Record,
+) -> Result<Vec<u8>, String> {
+    let id = confluent_id(&r.payload)?;
+    let file = match compiled.get(&id) {
+        Some(f) => f.clone()?,
+        None => {
+            let source = match registry.lookup(id) {
+                Lookup::Schema(s) => s,
+                Lookup::Rejected(why) => return Err(why.to_string()),
+            };
+            let file = compile(&source)
+                .map_err(|e| format!("schema id {id} cannot be compiled as protobuf: {e}"));
+            if compiled.len() >= MAX_COMPILED {
+                compiled.clear();
+            }
+            compiled.insert(id, file.clone());
+            file?
+        }
+    };
+    let (indexes, used) = message_indexes(&r.payload[HEADER..])?;
+    let message = message_type(&file, &indexes)
+        .ok_or_else(|| format!("schema id {id} has no message at indexes {indexes:?}"))?;
+    let name = message.full_name().to_string();
+    let decoded = DynamicMessage::decode(message, &r.payload[HEADER + used..])
+        .map_err(|e| format!("invalid protobuf message ({name}, schema id {id}): {e}"))?;
+    let options = SerializeOptions::new()
+        .stringify_64_bit_integers(false)
+        .use_proto_field_name(true)
+        .skip_default_fields(false);
+    let mut out = Vec::new();
+    decoded
+        .serialize_with_options(&mut serde_json::Serializer::new(&mut out), &options)
+        .map_err(|e| format!("protobuf message {name} has no JSON form: {e}"))?;
+    Ok(out)
 }
 
 /// The registered schema, as the one file it is.
