@@ -525,12 +525,17 @@ async fn unchanged_aggregates_keep_their_state() {
         counted(r) > 0
     })
     .await;
-    exec(
-        &c,
-        "CREATE OR REPLACE MATERIALIZED VIEW per_key AS
-           SELECT k, count(*) AS n, sum(v) * 2 AS s2 FROM t GROUP BY k HAVING k < 5",
-    )
-    .await;
+    let scaled = "CREATE OR REPLACE MATERIALIZED VIEW per_key AS
+           SELECT k, count(*) AS n, sum(v) * 2 AS s2 FROM t GROUP BY k HAVING k < 5";
+    let plan = rows(&c, &format!("EXPLAIN {scaled}"))
+        .await
+        .expect("explain");
+    let last = &plan.last().expect("plan")[0];
+    assert!(
+        last.starts_with("Replace: keeps") && last.contains("reads t on from where"),
+        "{plan:?}"
+    );
+    exec(&c, scaled).await;
     let (code, msg) = refused(&sub, "FETCH ALL changes WITH (timeout = '5s')").await;
     assert_eq!(code, "55000", "{msg}");
     assert!(msg.contains("replaced"), "{msg}");
@@ -587,10 +592,40 @@ async fn unchanged_aggregates_keep_their_state() {
         &[&["0", &per_t, "10"], &["1", &more, "5"]],
     )
     .await;
+    // One input read by a kept aggregate and by a new one: rebuilt instead, and said why.
+    exec(
+        &c,
+        "CREATE MATERIALIZED VIEW both_sides WITH (state_ttl = '1 hour') AS
+           SELECT a.k, a.n, b.m FROM (SELECT k, count(*) AS n FROM t GROUP BY k) a
+           JOIN (SELECT k, max(v) AS m FROM t GROUP BY k) b ON a.k = b.k",
+    )
+    .await;
+    let min_of_t = "CREATE OR REPLACE MATERIALIZED VIEW both_sides WITH (state_ttl = '1 hour') AS
+           SELECT a.k, a.n, b.m FROM (SELECT k, count(*) AS n FROM t GROUP BY k) a
+           JOIN (SELECT k, min(v) AS m FROM t GROUP BY k) b ON a.k = b.k";
+    let plan = rows(&c, &format!("EXPLAIN {min_of_t}"))
+        .await
+        .expect("explain");
+    let last = &plan.last().expect("plan")[0];
+    assert!(
+        last.starts_with("Replace: rebuilds") && last.contains("reads \"t\" both"),
+        "{plan:?}"
+    );
+    exec(&c, min_of_t).await;
     eventually(
         &c,
-        "SELECT status, last_error FROM eddy.views WHERE name IN ('j', 'per_key')",
-        &[&["running", "NULL"], &["running", "NULL"]],
+        "SELECT k, n, m FROM both_sides WHERE k < 2 ORDER BY k",
+        &[&["0", &per_t, "0"], &["1", &more, "1"]],
+    )
+    .await;
+    eventually(
+        &c,
+        "SELECT status, last_error FROM eddy.views WHERE name IN ('j', 'per_key', 'both_sides')",
+        &[
+            &["running", "NULL"],
+            &["running", "NULL"],
+            &["running", "NULL"],
+        ],
     )
     .await;
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use datafusion::common::TableReference;
 use tokio::sync::mpsc;
 
+use super::durable::Persisted;
 use super::Engine;
 use crate::catalog::ObjectRef;
 use crate::error::{EddyError, Result};
@@ -23,7 +24,10 @@ impl Engine {
     /// operators `carry` names: the old graph stops at a handover barrier,
     /// a new view starts from the kept state (its inputs that only kept
     /// operators read go on from where the old graph stopped; the others
-    /// backfill), and takes the old one's place in the catalog.
+    /// backfill), and takes the old one's place in the catalog. The new
+    /// definition is recorded (under a new id) before the old graph stops;
+    /// if the replacement fails, the old record is written back, so a
+    /// restart recovers the old view from its last checkpoint.
     pub(super) async fn carry_over(
         &self,
         view: &Arc<MaterializedView>,
@@ -44,10 +48,16 @@ impl Engine {
         self.refuse_misses(&v.name, &choice, &fresh)?;
         let name = v.name.clone();
         let (distinct, refs) = self.resolve(&old_inputs)?;
+        let before = self.record_replacement(&name, &v.sql)?;
+        let undo = |e: EddyError| {
+            self.undo_replacement(&name, before.clone());
+            e
+        };
         let handoff = self.backfills().handoff.lock().await;
         let (mut held, snapshot) = self
             .stop_at_handover(view, &refs, &distinct, &old_inputs)
-            .await?;
+            .await
+            .map_err(undo)?;
         // From here on the old graph is gone: a failure fails the view.
         let mut prepared = Vec::with_capacity(new_inputs.len());
         for (input, live) in new_inputs.iter().zip(&carry.live) {
@@ -64,22 +74,26 @@ impl Engine {
                 _ => None,
             });
         }
+        // The kept inputs' channels fill until the new graph runs; no fresh input
+        // reads one of them (`Carry::shared`), so nothing below waits on them.
         drop(held);
         drop(handoff);
         let carried = Carried {
             snapshot: kept_state(snapshot, &carry),
             inputs: prepared,
             restate: carry.restate.clone(),
+            plan,
         };
         let (new_view, tasks, depends_on) = match self.start_carried(&v, carried).await {
             Ok(started) => started,
             Err(e) => {
                 let e = EddyError::Internal(format!(
                     "the new definition of materialized view \"{name}\" could not start from \
-                     the state of its unchanged operators: {e}"
+                     the state of its unchanged operators: {e}; the old definition is kept for \
+                     a restart, which recovers it from its last checkpoint"
                 ));
                 view.fail(&e);
-                return Err(e);
+                return Err(undo(e));
             }
         };
         view.changes
@@ -99,10 +113,53 @@ impl Engine {
             .deregister_table(TableReference::bare(name.as_str()))?;
         self.ctx
             .register_table(TableReference::bare(name.as_str()), table)?;
-        // A new catalog id: a restart before the next checkpoint must not
-        // restore the old definition's state into the new one.
-        self.record_created(false, &name, ObjectKind::MaterializedView, &v.sql, None)
-            .await
+        Ok(())
+    }
+
+    /// Record `sql` as the definition of `name` under a new catalog id (a
+    /// restart before the next checkpoint must not restore the old
+    /// definition's state into the new one); returns the record it replaced.
+    fn record_replacement(&self, name: &str, sql: &str) -> Result<Option<Persisted>> {
+        let Some(d) = &self.durable else {
+            return Ok(None);
+        };
+        let before = d.record_of(name);
+        d.created(Persisted {
+            name: name.to_string(),
+            kind: ObjectKind::MaterializedView.noun().to_string(),
+            sql: sql.to_string(),
+            id: 0,
+        })?;
+        Ok(before)
+    }
+
+    /// Write back the record a failed replacement replaced.
+    fn undo_replacement(&self, name: &str, before: Option<Persisted>) {
+        if let (Some(d), Some(before)) = (&self.durable, before) {
+            if let Err(e) = d.created(before) {
+                tracing::error!(view = %name, error = %e,
+                    "cannot record the view's old definition back after a failed replacement");
+            }
+        }
+    }
+
+    /// After a replacement kept operators' state: a checkpoint makes it
+    /// durable. If that fails, the view says so in `eddy.views.last_error`.
+    pub(super) async fn settle_replacement(&self, name: &str) {
+        if self.data_dir.is_none() {
+            return;
+        }
+        let Err(e) = self.checkpoint("replace").await else {
+            return;
+        };
+        tracing::warn!(view = %name, error = %e,
+            "no checkpoint after a replaced view kept operator state");
+        if let Some(super::ddl::InputRef::View(v)) = self.input_ref(name) {
+            *v.last_error.lock() = Some(format!(
+                "the checkpoint after CREATE OR REPLACE failed ({e}): until a checkpoint \
+                 completes, a restart rebuilds this view from what its inputs still hold"
+            ));
+        }
     }
 }
 
@@ -114,6 +171,8 @@ pub(super) struct Carried {
     pub inputs: Vec<Option<ViewInput>>,
     /// Kept operators that restate their output to new ones.
     pub restate: Vec<String>,
+    /// The new definition's plan, which `carry` was computed for.
+    pub plan: ViewPlan,
 }
 
 /// The part of `snapshot` (an old graph's state) that `carry` keeps, under

@@ -399,7 +399,13 @@ impl Engine {
                 StartError::Fresh(e)
             }
         };
-        let (plan, _) = self.plan(v).await.map_err(StartError::Fresh)?;
+        let (plan, mut ready, restate, carried_state) = match carried {
+            Some(c) => (c.plan, c.inputs, c.restate, Some(c.snapshot)),
+            None => {
+                let (plan, _) = self.plan(v).await.map_err(StartError::Fresh)?;
+                (plan, Vec::new(), Vec::new(), None)
+            }
+        };
         let choice = super::backfill::Choice::of(v).map_err(StartError::Fresh)?;
         let mut drivers = Vec::new();
         let mut input_names = plan.inputs();
@@ -417,10 +423,12 @@ impl Engine {
             view.restore_rows(&r.rows, r.position).map_err(err)?;
         }
         let mut inputs = Vec::new();
-        let (mut ready, restate, restored) = match carried {
-            Some(c) => (c.inputs, c.restate, Some(c.snapshot)),
-            None => (Vec::new(), Vec::new(), restored),
-        };
+        let restored = carried_state.or(restored);
+        if !ready.is_empty() && ready.len() != input_names.len() {
+            return Err(StartError::Fresh(EddyError::Internal(
+                "a replacement's inputs do not match its plan".into(),
+            )));
+        }
         ready.resize_with(input_names.len(), || None);
         let mut backfills = Vec::new();
         for (i, input) in input_names.iter().enumerate() {

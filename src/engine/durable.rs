@@ -122,6 +122,11 @@ impl DurableCatalog {
             .map(|o| o.id)
     }
 
+    /// The record of `name`, if there is one.
+    pub fn record_of(&self, name: &str) -> Option<Persisted> {
+        self.objects.lock().iter().find(|o| o.name == name).cloned()
+    }
+
     /// Forget dropped objects and write the file.
     pub fn dropped(&self, names: &[String]) -> Result<()> {
         let mut g = self.objects.lock();

@@ -668,15 +668,13 @@ impl Engine {
                 let _g = self.ddl_lock.lock().await;
                 let existed = self.catalog.with(|e| e.contains_key(&v.name));
                 if existed && v.or_replace {
+                    let name = v.name.clone();
                     let (out, carried) = self.replace_view(v).await?;
                     drop(_g);
-                    if carried && self.data_dir.is_some() {
+                    if carried {
                         // The kept state is durable before the statement returns: a restart
                         // would otherwise rebuild the view from what its inputs still hold.
-                        if let Err(e) = self.checkpoint("replace").await {
-                            tracing::warn!(error = %e,
-                                "no checkpoint after a replaced view kept operator state");
-                        }
+                        self.settle_replacement(&name).await;
                     }
                     return Ok(out);
                 }

@@ -226,6 +226,11 @@ impl Engine {
                         "its operators change ({what}) and no unchanged operator can give its \
                          results to new ones (a grouped aggregate without windows can)"
                     ))
+                } else if let Some(both) = carry.shared(&plan.inputs) {
+                    Replacement::Rebuild(format!(
+                        "its operators change ({what}) and it reads \"{both}\" both through the \
+                         operators that would keep their state and through new ones"
+                    ))
                 } else {
                     Replacement::Partial {
                         carry,

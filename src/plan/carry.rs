@@ -17,8 +17,6 @@
 //!              └──────── kept ────────┘ └─────── new, fed the aggregate's rows first
 //! ```
 
-use std::collections::HashSet;
-
 use super::ViewPlan;
 use crate::error::Result;
 use crate::operators::Partition;
@@ -44,6 +42,21 @@ impl Carry {
     pub fn is_empty(&self) -> bool {
         self.kept.is_empty()
     }
+
+    /// An object of `inputs` (the new plan's) that kept operators read and
+    /// new ones read too. The kept ones go on from the held position while
+    /// the new ones start over; eddy does not take that on (the new ones
+    /// would subscribe while the kept subscription waits for its graph).
+    pub fn shared<'a>(&self, inputs: &'a [String]) -> Option<&'a str> {
+        let read = |live: bool| {
+            inputs
+                .iter()
+                .zip(&self.live)
+                .filter(move |(_, l)| **l == live)
+                .map(|(i, _)| i.as_str())
+        };
+        read(true).find(|i| read(false).any(|j| j == *i))
+    }
 }
 
 /// What `new` can keep of `old`'s operators (see the module docs); `kind`
@@ -51,20 +64,11 @@ impl Carry {
 pub fn carry(old: &ViewPlan, new: &ViewPlan, kind: &dyn Fn(&str) -> String) -> Result<Carry> {
     let before = signatures(old, kind)?;
     let after = signatures(new, kind)?;
-    // Unchanged: the new node's old twin (each old node serves one new node).
-    let mut used = vec![false; before.len()];
-    let mut twin: Vec<Option<usize>> = Vec::with_capacity(after.len());
-    for sig in &after {
-        let found = (0..before.len()).find(|&u| !used[u] && before[u] == *sig);
-        if let Some(u) = found {
-            used[u] = true;
-        }
-        twin.push(found);
-    }
     let graph = &new.graph;
-    let restates = |v: usize| twin[v].is_some() && graph.nodes[v].spec.restates;
+    let unchanged = |v: usize| before.contains(&after[v]);
+    let restates = |v: usize| graph.nodes[v].spec.restates && unchanged(v);
     // A restating node is kept unless one after it is kept instead.
-    let mut restate = Vec::new();
+    let mut candidates = Vec::new();
     for v in 0..graph.nodes.len() {
         if !restates(v) {
             continue;
@@ -79,48 +83,88 @@ pub fn carry(old: &ViewPlan, new: &ViewPlan, kind: &dyn Fn(&str) -> String) -> R
             at = next;
         }
         if !later {
-            restate.push(v);
+            candidates.push(v);
         }
     }
-    let mut kept: HashSet<usize> = HashSet::new();
-    let mut stack = restate.clone();
-    while let Some(v) = stack.pop() {
-        if kept.insert(v) {
-            stack.extend(graph.nodes[v].inputs.iter().filter_map(|e| match e {
-                Edge::Node(u) => Some(*u),
-                Edge::Input(_) => None,
-            }));
-        }
-    }
+    // Pair each with an old node of its signature, then everything upstream
+    // of the two port by port; an old node serves one new node.
+    let mut used = vec![false; before.len()];
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    let mut restate = Vec::new();
     let mut live = vec![false; new.inputs.len()];
-    for &v in &kept {
-        for e in &graph.nodes[v].inputs {
-            if let Edge::Input(k) = *e {
-                if let Some(slot) = live.get_mut(k) {
-                    *slot = true;
-                }
+    for v in candidates {
+        let Some(u) = (0..before.len()).find(|&u| !used[u] && before[u] == after[v]) else {
+            continue;
+        };
+        let Some((pairs, inputs)) = upstream_pairs(old, new, v, u) else {
+            continue;
+        };
+        if pairs.iter().any(|&(_, u)| used[u]) {
+            continue;
+        }
+        for &(_, u) in &pairs {
+            used[u] = true;
+        }
+        for k in inputs {
+            if let Some(slot) = live.get_mut(k) {
+                *slot = true;
             }
         }
+        kept.extend(pairs);
+        restate.push(v);
     }
-    let mut ids: Vec<usize> = kept.into_iter().collect();
-    ids.sort_unstable();
-    let kept = ids
-        .iter()
-        .filter_map(|&v| {
-            let old_id = &old.graph.nodes[twin[v]?].id;
-            Some((graph.nodes[v].id.clone(), old_id.clone()))
-        })
-        .collect();
+    kept.sort_unstable();
     let what = restate
         .iter()
         .map(|&v| Ok((graph.nodes[v].make)(Partition::SINGLE)?.explain()))
         .collect::<Result<Vec<_>>>()?;
     Ok(Carry {
-        kept,
+        kept: kept
+            .iter()
+            .map(|&(v, u)| (graph.nodes[v].id.clone(), old.graph.nodes[u].id.clone()))
+            .collect(),
         restate: restate.iter().map(|&v| graph.nodes[v].id.clone()).collect(),
         live,
         what,
     })
+}
+
+/// Paired (new, old) nodes, and the new plan's inputs they read.
+type Upstream = (Vec<(usize, usize)>, Vec<usize>);
+
+/// New node `v` and old node `u` (of equal signatures) and everything
+/// upstream of them, paired port by port, with the new plan's inputs they
+/// read; `None` when the two differ in shape (they cannot, signatures
+/// being equal, but nothing is assumed).
+fn upstream_pairs(
+    old: &ViewPlan,
+    new: &ViewPlan,
+    v: usize,
+    u: usize,
+) -> Option<Upstream> {
+    let mut pairs = Vec::new();
+    let mut inputs = Vec::new();
+    let mut stack = vec![(v, u)];
+    while let Some((v, u)) = stack.pop() {
+        if pairs.contains(&(v, u)) {
+            continue;
+        }
+        pairs.push((v, u));
+        let (a, b) = (&new.graph.nodes[v].inputs, &old.graph.nodes[u].inputs);
+        if a.len() != b.len() {
+            return None;
+        }
+        for (x, y) in a.iter().zip(b) {
+            match (*x, *y) {
+                (Edge::Node(x), Edge::Node(y)) => stack.push((x, y)),
+                (Edge::Input(k), Edge::Input(j)) if new.inputs.get(k) == old.inputs.get(j) => {
+                    inputs.push(k)
+                }
+                _ => return None,
+            }
+        }
+    }
+    Some((pairs, inputs))
 }
 
 /// Per node of `plan`, what identifies it with everything upstream of it:

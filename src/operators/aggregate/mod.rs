@@ -190,8 +190,13 @@ impl StreamOperator for Aggregate {
                 "a windowed aggregate cannot restate the windows it closed".into(),
             ));
         }
-        let batch = self.op.snapshot()?;
-        Ok(vec![Changes::inserts(snapshot::standing(&spec, &batch)?)])
+        /// Rows per batch of restated output.
+        const CHUNK: usize = 8192;
+        let rows = snapshot::standing(&spec, &self.op.snapshot()?)?;
+        Ok((0..rows.num_rows())
+            .step_by(CHUNK)
+            .map(|at| Changes::inserts(rows.slice(at, CHUNK.min(rows.num_rows() - at))))
+            .collect())
     }
 }
 

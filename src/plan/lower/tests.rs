@@ -244,3 +244,64 @@ Materialize: v (auction Int64, s Int64), updating
     )
     .await;
 }
+
+/// `sql` planned on two partitions.
+async fn planned(sql: &str) -> crate::plan::ViewPlan {
+    let Some(Statement::CreateView(v)) = parse(sql).expect("parse").pop() else {
+        panic!("not a view: {sql}");
+    };
+    plan_view(&v, &inputs(), SessionConfig::new(), &[], 2, 1000)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// What a replaced view keeps (`plan/carry.rs`): an unchanged aggregate
+/// without windows and what feeds it when only what follows changes; no
+/// windowed aggregate; and an old operator at most once, so that a kept
+/// aggregate never sits on an upstream operator that starts empty.
+#[tokio::test]
+async fn a_replacement_keeps_unchanged_unwindowed_aggregates() {
+    let inputs = inputs();
+    let kind = |name: &str| inputs[name].kind.clone();
+    let carry = |old: &str, new: &str| {
+        let (old, new) = (old.to_string(), new.to_string());
+        async move {
+            let (old, new) = (planned(&old).await, planned(&new).await);
+            let c = crate::plan::carry::carry(&old, &new, &kind).expect("carry");
+            (c, new.inputs)
+        }
+    };
+    let per_auction = "CREATE MATERIALIZED VIEW v AS SELECT auction, count(*) AS n FROM bids \
+                       GROUP BY auction";
+    let (c, _) = carry(per_auction, &format!("{per_auction} HAVING count(*) > 1")).await;
+    assert_eq!(c.restate, ["aggregate"], "{c:?}");
+    assert!(
+        c.kept.contains(&("aggregate".into(), "aggregate".into())),
+        "{c:?}"
+    );
+    assert_eq!(c.live, [true]);
+    let windowed = "CREATE MATERIALIZED VIEW v AS SELECT window_start, count(*) AS n \
+                    FROM TUMBLE(bids, ts, INTERVAL '1' MINUTE) GROUP BY window_start";
+    let (c, _) = carry(windowed, &format!("{windowed} HAVING count(*) > 1")).await;
+    assert!(c.is_empty(), "{c:?}");
+    // Old: counts of counts. New: the inner count joined with the counts of counts (each
+    // reads bids): one old aggregate cannot serve both new ones.
+    let inner = "SELECT auction, count(*) AS n FROM bids GROUP BY auction";
+    let old =
+        format!("CREATE MATERIALIZED VIEW v AS SELECT n, count(*) AS c FROM ({inner}) GROUP BY n");
+    let new = format!(
+        "CREATE MATERIALIZED VIEW v WITH (state_ttl = '1 hour') AS SELECT a.auction, a.n, b.c \
+         FROM ({inner}) a JOIN (SELECT n, count(*) AS c FROM ({inner}) GROUP BY n) b ON a.n = b.n"
+    );
+    let (c, new_inputs) = carry(&old, &new).await;
+    let mut olds: Vec<&String> = c.kept.iter().map(|(_, o)| o).collect();
+    olds.sort();
+    olds.dedup();
+    assert_eq!(
+        olds.len(),
+        c.kept.len(),
+        "an old operator kept twice: {c:?}"
+    );
+    assert_eq!(c.restate.len(), 1, "{c:?}");
+    assert_eq!(c.shared(&new_inputs), Some("bids"), "{c:?}");
+}
