@@ -136,12 +136,7 @@ type Upstream = (Vec<(usize, usize)>, Vec<usize>);
 /// upstream of them, paired port by port, with the new plan's inputs they
 /// read; `None` when the two differ in shape (they cannot, signatures
 /// being equal, but nothing is assumed).
-fn upstream_pairs(
-    old: &ViewPlan,
-    new: &ViewPlan,
-    v: usize,
-    u: usize,
-) -> Option<Upstream> {
+fn upstream_pairs(old: &ViewPlan, new: &ViewPlan, v: usize, u: usize) -> Option<Upstream> {
     let mut pairs = Vec::new();
     let mut inputs = Vec::new();
     let mut stack = vec![(v, u)];
