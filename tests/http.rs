@@ -185,6 +185,15 @@ async fn sql_over_http_answers_rows_commands_and_errors_as_json() {
         commands,
         ["CREATE TABLE", "CREATE MATERIALIZED VIEW", "INSERT 0 2"]
     );
+    // PostgreSQL's notices come along with the command.
+    let (status, body) = sql(port, None, "DROP TABLE IF EXISTS nope").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["command"], "DROP TABLE", "{body}");
+    assert_eq!(
+        body["results"][0]["notices"],
+        json!(["table \"nope\" does not exist, skipping"]),
+        "{body}"
+    );
     // Rows by column name, with PostgreSQL's type names and JSON values.
     let deadline = Instant::now() + WAIT;
     let answer = loop {

@@ -234,11 +234,16 @@ async fn other_operators_rebuild_or_are_refused() {
         "BEGIN; DECLARE changes CURSOR FOR SUBSCRIBE per_key WITH (SNAPSHOT = false)",
     )
     .await;
-    exec(
-        &c,
-        &format!("CREATE OR REPLACE MATERIALIZED VIEW per_key AS {new}"),
-    )
-    .await;
+    // psql shows what was done, as EXPLAIN said it would be.
+    let sql = format!("CREATE OR REPLACE MATERIALIZED VIEW per_key AS {new}");
+    let conn = server.conn_str();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || common::psql_as(&conn, &sql, None))
+        .await
+        .expect("psql");
+    assert!(
+        ok && err.contains("NOTICE:  materialized view \"per_key\": rebuilds the view"),
+        "{err}"
+    );
     // A subscriber of the old rows is told, not left waiting.
     let (code, msg) = refused(&sub, "FETCH ALL changes WITH (timeout = '5s')").await;
     assert_eq!(code, "55000", "{msg}");
@@ -333,11 +338,20 @@ async fn other_operators_rebuild_or_are_refused() {
         let (code, msg) = refused(&c, sql).await;
         assert_eq!(code, want, "`{sql}`: {msg}");
     }
-    exec(
-        &c,
-        "ALTER MATERIALIZED VIEW IF EXISTS nope SET (state_ttl = '1 hour')",
-    )
-    .await;
+    let conn = server.conn_str();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        common::psql_as(
+            &conn,
+            "ALTER MATERIALIZED VIEW IF EXISTS nope SET (state_ttl = '1 hour')",
+            None,
+        )
+    })
+    .await
+    .expect("psql");
+    assert!(
+        ok && err.contains("NOTICE:  relation \"nope\" does not exist, skipping"),
+        "{err}"
+    );
     // The refused statements changed nothing.
     eventually(&c, "SELECT sum(n) FROM per_key", &[&["2001"]]).await;
 }
@@ -535,7 +549,14 @@ async fn unchanged_aggregates_keep_their_state() {
         last.starts_with("Replace: keeps") && last.contains("reads t on from where"),
         "{plan:?}"
     );
-    exec(&c, scaled).await;
+    let conn = server.conn_str();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || common::psql_as(&conn, scaled, None))
+        .await
+        .expect("psql");
+    assert!(
+        ok && err.contains("NOTICE:  materialized view \"per_key\": keeps \"Aggregate"),
+        "{err}"
+    );
     let (code, msg) = refused(&sub, "FETCH ALL changes WITH (timeout = '5s')").await;
     assert_eq!(code, "55000", "{msg}");
     assert!(msg.contains("replaced"), "{msg}");

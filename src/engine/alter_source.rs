@@ -44,7 +44,10 @@ impl Engine {
             })
         });
         let (old, old_sql) = match found {
-            None if a.if_exists => return Ok(command()),
+            None if a.if_exists => {
+                return Ok(command()
+                    .with_notice(format!("relation \"{}\" does not exist, skipping", a.name)))
+            }
             None => {
                 return Err(EddyError::UndefinedObject(format!(
                     "source \"{}\" does not exist",
@@ -63,8 +66,10 @@ impl Engine {
         let column = a.column.name.value.clone();
         if old.schema.index_of(&column).is_ok() {
             if a.if_not_exists {
-                tracing::info!(source = %a.name, %column, "column already exists, skipping");
-                return Ok(command());
+                return Ok(command().with_notice(format!(
+                    "column \"{column}\" of relation \"{}\" already exists, skipping",
+                    a.name
+                )));
             }
             return Err(EddyError::Data {
                 code: "42701",

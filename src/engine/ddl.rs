@@ -115,7 +115,7 @@ impl Engine {
         };
         if self.exists(&c.name).is_some() {
             return if c.if_not_exists {
-                Ok(command(tag))
+                Ok(command(tag).with_notice(exists_skipping(&c.name)))
             } else {
                 Err(self.duplicate(&c.name))
             };
@@ -323,7 +323,7 @@ impl Engine {
     pub(super) async fn create_view(&self, v: CreateView) -> Result<Outcome> {
         if self.exists(&v.name).is_some() {
             return if v.if_not_exists {
-                Ok(command("CREATE MATERIALIZED VIEW"))
+                Ok(command("CREATE MATERIALIZED VIEW").with_notice(exists_skipping(&v.name)))
             } else {
                 Err(self.duplicate(&v.name))
             };
@@ -517,9 +517,17 @@ impl Engine {
         let tag = format!("DROP {}", kind.sql_name());
         // Validate everything first, so a failing DROP drops nothing.
         let mut order: Vec<String> = Vec::new();
+        let mut skipped = Vec::new();
         for name in &names {
             match self.exists(name) {
-                None if if_exists => continue,
+                None if if_exists => {
+                    // PostgreSQL's words.
+                    skipped.push(format!(
+                        "{} \"{name}\" does not exist, skipping",
+                        kind.noun()
+                    ));
+                    continue;
+                }
                 None => {
                     return Err(EddyError::UndefinedObject(format!(
                         "{} \"{name}\" does not exist",
@@ -579,7 +587,10 @@ impl Engine {
             i += 1;
         }
         self.drop_names(&order).await?;
-        Ok(command(&tag))
+        Ok(skipped
+            .into_iter()
+            .rev()
+            .fold(command(&tag), |done, n| done.with_notice(n)))
     }
 
     /// Drop `names` (dependants first) and forget them in the data dir.
@@ -664,6 +675,11 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// PostgreSQL's notice for `CREATE … IF NOT EXISTS` of an existing object.
+pub(super) fn exists_skipping(name: &str) -> String {
+    format!("relation \"{name}\" already exists, skipping")
 }
 
 /// Refuse options a materialized view does not have (22023).

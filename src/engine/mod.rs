@@ -120,6 +120,35 @@ pub enum Outcome {
     },
     /// Rows to send.
     Rows(DataFrame),
+    /// What `then` answers, after a notice for the client (PostgreSQL's
+    /// NOTICE, e.g. `relation "t" does not exist, skipping`).
+    Noticed {
+        /// The notice's message.
+        notice: String,
+        /// The answer itself.
+        then: Box<Outcome>,
+    },
+}
+
+impl Outcome {
+    /// This outcome, after `notice`.
+    pub fn with_notice(self, notice: impl Into<String>) -> Outcome {
+        Outcome::Noticed {
+            notice: notice.into(),
+            then: Box::new(self),
+        }
+    }
+
+    /// The notices in order, and the answer they came with (never `Noticed`).
+    pub fn split_notices(self) -> (Vec<String>, Outcome) {
+        let mut notices = Vec::new();
+        let mut at = self;
+        while let Outcome::Noticed { notice, then } = at {
+            notices.push(notice);
+            at = *then;
+        }
+        (notices, at)
+    }
 }
 
 /// The engine. Shared by every connection.

@@ -122,30 +122,51 @@ impl Engine {
         let (view, old_sql) = self.running_view(&v.name)?;
         super::ddl::check_view_options(&v)?;
         let (plan, verdict) = self.compare(&old_sql, &v).await?;
+        let done = command("CREATE MATERIALIZED VIEW");
+        // What was done, said as EXPLAIN CREATE OR REPLACE says it beforehand.
+        let said = |what: &Replacement| {
+            let line = what.describe(&plan.inputs());
+            let line = line.trim_start_matches("Replace: ");
+            format!("materialized view \"{}\": {line}", v.name)
+        };
+        let running = view.status() == "running";
         match verdict {
-            Replacement::Keep if view.status() == "running" => {
+            Replacement::Keep if running => {
+                let notice = said(&verdict);
                 self.redefine_in_place(&view, &plan, &v.sql, &old_sql)
                     .await?;
+                Ok((done.with_notice(notice), false))
             }
             Replacement::Keep | Replacement::Partial { .. } if view.status() == "backfilling" => {
-                return Err(backfilling(&v.name));
+                Err(backfilling(&v.name))
             }
-            Replacement::Partial {
-                carry, old_inputs, ..
-            } if view.status() == "running" => {
+            Replacement::Partial { .. } if running => {
+                let notice = said(&verdict);
+                let Replacement::Partial {
+                    carry, old_inputs, ..
+                } = verdict
+                else {
+                    return Err(EddyError::Internal("a partial replacement changed".into()));
+                };
                 self.carry_over(&view, v, plan, carry, old_inputs).await?;
-                return Ok((command("CREATE MATERIALIZED VIEW"), true));
+                Ok((done.with_notice(notice), true))
             }
-            _ => self.rebuild(v).await?,
+            other => {
+                let notice = match other {
+                    Replacement::Rebuild(_) => said(&other),
+                    _ => said(&Replacement::Rebuild(format!("it is {}", view.status()))),
+                };
+                self.rebuild(v).await?;
+                Ok((done.with_notice(notice), false))
+            }
         }
-        Ok((command("CREATE MATERIALIZED VIEW"), false))
     }
 
     /// `ALTER MATERIALIZED VIEW name SET (…) | RESET (…)` (under the DDL lock).
     pub(super) async fn alter_view(&self, a: AlterView) -> Result<Outcome> {
         let tag = command("ALTER MATERIALIZED VIEW");
         if a.if_exists && self.input_ref(&a.name).is_none() {
-            return Ok(tag);
+            return Ok(tag.with_notice(format!("relation \"{}\" does not exist, skipping", a.name)));
         }
         let (view, old_sql) = self.running_view(&a.name)?;
         for key in a.set.keys().chain(&a.reset) {

@@ -41,7 +41,7 @@ impl Engine {
         };
         if self.catalog.with(|e| e.contains_key(&s.name)) {
             return if s.if_not_exists {
-                Ok(done)
+                Ok(done.with_notice(super::ddl::exists_skipping(&s.name)))
             } else {
                 Err(EddyError::DuplicateObject(format!(
                     "relation \"{}\" already exists",

@@ -119,12 +119,13 @@ async fn run(state: &AppState, caller: Caller, stmt: Statement) -> Result<Value>
         _ => None,
     };
     let mut interrupt = Interrupt::none();
-    match state
+    let (notices, outcome) = state
         .engine
         .execute_interruptible(stmt, None, &mut interrupt)
         .await?
-    {
-        Outcome::Command { tag, rows } => Ok(json!({ "command": command(&tag, rows) })),
+        .split_notices();
+    let mut answer = match outcome {
+        Outcome::Command { tag, rows } => json!({ "command": command(&tag, rows) }),
         Outcome::Rows(df) => {
             let mut batches = df.execute_stream().await?;
             let schema = match &names {
@@ -159,13 +160,22 @@ async fn run(state: &AppState, caller: Caller, stmt: Statement) -> Result<Value>
                         .map(|i| Value::Object(super::json::row_object(&batch, 0, i))),
                 );
             }
-            Ok(json!({
+            json!({
                 "command": format!("SELECT {}", rows.len()),
                 "columns": columns,
                 "rows": rows,
-            }))
+            })
         }
+        Outcome::Noticed { .. } => {
+            return Err(EddyError::Internal(
+                "a notice left after split_notices".into(),
+            ))
+        }
+    };
+    if !notices.is_empty() {
+        answer["notices"] = json!(notices);
     }
+    Ok(answer)
 }
 
 /// The command tag as PostgreSQL writes it (`INSERT 0 3`, `DELETE 2`, `CREATE TABLE`).

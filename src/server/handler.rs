@@ -354,12 +354,16 @@ impl EddyHandler {
                     Statement::Query(q, _) => ResultNames::of(q),
                     _ => None,
                 };
-                match self
+                let (notices, outcome) = self
                     .engine
                     .execute_interruptible(other, params, &mut interrupt)
                     .await
                     .map_err(pg)?
-                {
+                    .split_notices();
+                for n in notices {
+                    notice(client, n).await?;
+                }
+                match outcome {
                     Outcome::Command { tag, rows } => Ok(Response::Execution(tag_for(&tag, rows))),
                     Outcome::Rows(df) => {
                         let busy = self.busy(client);
@@ -367,6 +371,9 @@ impl EddyHandler {
                             encode(df, names.as_ref(), format, opts, interrupt, busy).await?,
                         ))
                     }
+                    Outcome::Noticed { .. } => Err(pg(EddyError::Internal(
+                        "a notice left after split_notices".into(),
+                    ))),
                 }
             }
         }
@@ -384,6 +391,19 @@ where
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
     let notice = ErrorInfo::new("WARNING".into(), code.into(), message);
+    client
+        .send(PgWireBackendMessage::NoticeResponse(notice.into()))
+        .await?;
+    Ok(())
+}
+
+/// Send `client` a notice (NoticeResponse, severity NOTICE, SQLSTATE 00000).
+async fn notice<C>(client: &mut C, message: String) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let notice = ErrorInfo::new("NOTICE".into(), "00000".into(), message);
     client
         .send(PgWireBackendMessage::NoticeResponse(notice.into()))
         .await?;
