@@ -31,6 +31,28 @@ async fn refused(c: &PgClient, sql: &str) -> (String, String) {
 
 const PER_KEY: &str = "SELECT k, count(*) AS n, sum(v) AS s FROM t GROUP BY k";
 
+/// Rows `(k, v)` for v in `0..batches * ROWS`, k = v % 7, written by a client
+/// of `server` in batches of [`ROWS`], 20 ms apart, while the test goes on.
+async fn write_load(server: &Server, batches: i64) -> tokio::task::JoinHandle<()> {
+    let writer = server.client().await;
+    tokio::spawn(async move {
+        for b in 0..batches {
+            let values: Vec<String> = (0..ROWS)
+                .map(|i| format!("({}, {})", (b * ROWS + i) % 7, b * ROWS + i))
+                .collect();
+            exec(
+                &writer,
+                &format!("INSERT INTO t VALUES {}", values.join(", ")),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
+/// Rows per batch of [`write_load`].
+const ROWS: i64 = 50;
+
 /// Rows keep arriving while the view gets new definitions with the same
 /// operators (other whitespace, a state_ttl, ALTER SET / RESET): every row is
 /// counted exactly once, in the view and in a view that reads it, a cursor
@@ -57,21 +79,7 @@ async fn same_operators_keep_state_under_load() {
     .await;
 
     const BATCHES: i64 = 60;
-    const ROWS: i64 = 50;
-    let writer = server.client().await;
-    let load = tokio::spawn(async move {
-        for b in 0..BATCHES {
-            let values: Vec<String> = (0..ROWS)
-                .map(|i| format!("({}, {})", (b * ROWS + i) % 7, b * ROWS + i))
-                .collect();
-            exec(
-                &writer,
-                &format!("INSERT INTO t VALUES {}", values.join(", ")),
-            )
-            .await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let load = write_load(&server, BATCHES).await;
     let plan = rows(
         &c,
         &format!("EXPLAIN CREATE OR REPLACE MATERIALIZED VIEW per_key AS {PER_KEY}"),
@@ -520,21 +528,7 @@ async fn unchanged_aggregates_keep_their_state() {
     )
     .await;
     const BATCHES: i64 = 40;
-    const ROWS: i64 = 50;
-    let writer = server.client().await;
-    let load = tokio::spawn(async move {
-        for b in 0..BATCHES {
-            let values: Vec<String> = (0..ROWS)
-                .map(|i| format!("({}, {})", (b * ROWS + i) % 7, b * ROWS + i))
-                .collect();
-            exec(
-                &writer,
-                &format!("INSERT INTO t VALUES {}", values.join(", ")),
-            )
-            .await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let load = write_load(&server, BATCHES).await;
     until(&c, "SELECT sum(n) FROM per_key", "counted rows", |r| {
         counted(r) > 0
     })

@@ -58,22 +58,14 @@ impl RecordDecoder for RegistryJsonDecoder {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::util::pretty::pretty_format_batches;
 
     use super::*;
-    use crate::connectors::format::registry::{cache_answer, SchemaKind};
+    use crate::connectors::format::registry::{cache_answer, test_registry, SchemaKind};
 
     fn registry() -> Arc<Registry> {
-        let mut o = BTreeMap::from([(
-            "schema.registry.url".to_string(),
-            "http://127.0.0.1:9".to_string(),
-        )]);
-        let r = Registry::from_options_for(&mut o, SchemaKind::Json)
-            .unwrap()
-            .unwrap();
+        let r = test_registry(SchemaKind::Json);
         let json = r#"{"schema": "{\"type\": \"object\"}", "schemaType": "JSON"}"#;
         cache_answer(&r, 1, 200, json);
         cache_answer(&r, 2, 200, r#"{"schema": "\"long\""}"#);

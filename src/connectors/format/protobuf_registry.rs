@@ -178,15 +178,13 @@ fn message_type(file: &FileDescriptor, indexes: &[i64]) -> Option<MessageDescrip
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use prost::Message;
     use prost_reflect::Value;
 
     use super::*;
-    use crate::connectors::format::registry::{cache_answer, SchemaKind};
+    use crate::connectors::format::registry::{cache_answer, test_registry, SchemaKind};
 
     const PROTO: &str = r#"
         syntax = "proto3";
@@ -203,13 +201,7 @@ mod tests {
     "#;
 
     fn registry() -> Arc<Registry> {
-        let mut o = BTreeMap::from([(
-            "schema.registry.url".to_string(),
-            "http://127.0.0.1:9".to_string(),
-        )]);
-        let r = Registry::from_options_for(&mut o, SchemaKind::Protobuf)
-            .unwrap()
-            .unwrap();
+        let r = test_registry(SchemaKind::Protobuf);
         let answer = serde_json::json!({"schema": PROTO, "schemaType": "PROTOBUF"});
         cache_answer(&r, 1, 200, &answer.to_string());
         let broken = serde_json::json!({"schema": "message {", "schemaType": "PROTOBUF"});

@@ -393,6 +393,20 @@ impl Registry {
     }
 }
 
+/// A registry for schemas of type `kind` at an address nobody answers:
+/// tests fill its cache with [`cache_answer`].
+#[cfg(test)]
+pub(super) fn test_registry(kind: SchemaKind) -> Arc<Registry> {
+    let mut o = BTreeMap::from([(
+        "schema.registry.url".to_string(),
+        "http://127.0.0.1:9".to_string(),
+    )]);
+    match Registry::from_options_for(&mut o, kind) {
+        Ok(Some(r)) => r,
+        other => panic!("a registry for tests: {other:?}"),
+    }
+}
+
 /// Cache the registry's answer (`status`, `body`) about `id` as if fetched.
 #[cfg(test)]
 pub(super) fn cache_answer(r: &Registry, id: u32, status: u16, body: &str) {
