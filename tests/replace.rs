@@ -18,6 +18,15 @@ async fn exec(c: &PgClient, sql: &str) {
         .unwrap_or_else(|e| panic!("`{sql}`: {}", common::error_text(&e)));
 }
 
+/// Run `sql` with psql against `server`; it must succeed and print `notice`.
+async fn psql_notices(server: &Server, sql: &str, notice: &str) {
+    let (conn, sql) = (server.conn_str(), sql.to_string());
+    let (ok, _, err) = tokio::task::spawn_blocking(move || common::psql_as(&conn, &sql, None))
+        .await
+        .expect("psql");
+    assert!(ok && err.contains(notice), "wanted `{notice}`: {err}");
+}
+
 /// The SQLSTATE and message of a statement that must fail.
 async fn refused(c: &PgClient, sql: &str) -> (String, String) {
     let e = c
@@ -243,15 +252,12 @@ async fn other_operators_rebuild_or_are_refused() {
     )
     .await;
     // psql shows what was done, as EXPLAIN said it would be.
-    let sql = format!("CREATE OR REPLACE MATERIALIZED VIEW per_key AS {new}");
-    let conn = server.conn_str();
-    let (ok, _, err) = tokio::task::spawn_blocking(move || common::psql_as(&conn, &sql, None))
-        .await
-        .expect("psql");
-    assert!(
-        ok && err.contains("NOTICE:  materialized view \"per_key\": rebuilds the view"),
-        "{err}"
-    );
+    psql_notices(
+        &server,
+        &format!("CREATE OR REPLACE MATERIALIZED VIEW per_key AS {new}"),
+        "NOTICE:  materialized view \"per_key\": rebuilds the view",
+    )
+    .await;
     // A subscriber of the old rows is told, not left waiting.
     let (code, msg) = refused(&sub, "FETCH ALL changes WITH (timeout = '5s')").await;
     assert_eq!(code, "55000", "{msg}");
@@ -346,20 +352,12 @@ async fn other_operators_rebuild_or_are_refused() {
         let (code, msg) = refused(&c, sql).await;
         assert_eq!(code, want, "`{sql}`: {msg}");
     }
-    let conn = server.conn_str();
-    let (ok, _, err) = tokio::task::spawn_blocking(move || {
-        common::psql_as(
-            &conn,
-            "ALTER MATERIALIZED VIEW IF EXISTS nope SET (state_ttl = '1 hour')",
-            None,
-        )
-    })
-    .await
-    .expect("psql");
-    assert!(
-        ok && err.contains("NOTICE:  relation \"nope\" does not exist, skipping"),
-        "{err}"
-    );
+    psql_notices(
+        &server,
+        "ALTER MATERIALIZED VIEW IF EXISTS nope SET (state_ttl = '1 hour')",
+        "NOTICE:  relation \"nope\" does not exist, skipping",
+    )
+    .await;
     // The refused statements changed nothing.
     eventually(&c, "SELECT sum(n) FROM per_key", &[&["2001"]]).await;
 }
@@ -543,14 +541,12 @@ async fn unchanged_aggregates_keep_their_state() {
         last.starts_with("Replace: keeps") && last.contains("reads t on from where"),
         "{plan:?}"
     );
-    let conn = server.conn_str();
-    let (ok, _, err) = tokio::task::spawn_blocking(move || common::psql_as(&conn, scaled, None))
-        .await
-        .expect("psql");
-    assert!(
-        ok && err.contains("NOTICE:  materialized view \"per_key\": keeps \"Aggregate"),
-        "{err}"
-    );
+    psql_notices(
+        &server,
+        scaled,
+        "NOTICE:  materialized view \"per_key\": keeps \"Aggregate",
+    )
+    .await;
     let (code, msg) = refused(&sub, "FETCH ALL changes WITH (timeout = '5s')").await;
     assert_eq!(code, "55000", "{msg}");
     assert!(msg.contains("replaced"), "{msg}");
